@@ -1,0 +1,59 @@
+"""Settings of the auditor API, read from ``AUDITLOG_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from auditlog.errors import ConfigurationError, FormatError
+from auditlog.ledger import Signer
+
+__all__ = ["DEFAULT_API_ORIGIN", "MAX_PAGE_SIZE", "ApiSettings"]
+
+#: Origin of the API's own access log when none is configured.
+DEFAULT_API_ORIGIN = "auditlog.local/api-access"
+#: Largest page a search may return.
+MAX_PAGE_SIZE = 500
+
+
+class ApiSettings(BaseSettings):
+    """Configuration of :func:`auditlog.api.create_app`.
+
+    ``signing_key`` names a file holding the access log's private key in note form
+    (``PRIVATE+KEY+<name>+<hex id>+<base64>``); ``trusted_keys`` are verifier keys of the logs
+    this API serves, used for the verdicts it computes (keys found only in the database are
+    reported as untrusted).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="AUDITLOG_", extra="ignore")
+
+    db_url: str = Field(description="SQLAlchemy URL of the audit store")
+    api_origin: str = Field(
+        default=DEFAULT_API_ORIGIN, description="origin of the API's own access log"
+    )
+    api_signing_key: Path = Field(description="file with the access log's private note key")
+    api_trusted_keys: list[str] = Field(
+        default_factory=list, description="verifier keys of the served logs (note form)"
+    )
+    api_default_page_size: int = Field(default=50, ge=1, le=MAX_PAGE_SIZE)
+    api_max_page_size: int = Field(default=200, ge=1, le=MAX_PAGE_SIZE)
+    api_migrate: bool = Field(
+        default=False, description="run the migrations to head when the app starts"
+    )
+
+    def load_signer(self) -> Signer:
+        """The access log's signing key, from ``api_signing_key``."""
+        try:
+            text = self.api_signing_key.read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigurationError(
+                f"cannot read API signing key {self.api_signing_key}: {exc}"
+            ) from exc
+        try:
+            return Signer.from_key_string(text)
+        except FormatError as exc:
+            raise ConfigurationError(
+                f"API signing key {self.api_signing_key} is not a private note key: {exc}"
+            ) from exc

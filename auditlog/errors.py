@@ -1,0 +1,59 @@
+"""The one exception root of auditlog.
+
+Every error that auditlog raises on purpose derives from :class:`AuditlogError`, so that a caller
+(and the CLI, in one place) can catch them all. Messages say what was expected and what was found,
+and name the first bad index where there is one.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuditlogError",
+    "ConfigurationError",
+    "EngineError",
+    "FormatError",
+    "InvalidRequestError",
+    "NotFoundError",
+    "RecorderError",
+    "StoreError",
+    "VerificationError",
+]
+
+
+class AuditlogError(Exception):
+    """Root of every error auditlog raises on purpose."""
+
+
+class ConfigurationError(AuditlogError):
+    """Bad settings, a missing database or key file, an unusable URL."""
+
+
+class FormatError(AuditlogError):
+    """Bytes or values that do not follow docs/FORMAT.md (canonical JSON, notes, keys, bundles)."""
+
+
+class VerificationError(AuditlogError):
+    """An integrity check failed: a hash, a chain link, a proof or a signature does not match."""
+
+
+class StoreError(AuditlogError):
+    """The database refused or failed an operation."""
+
+
+class NotFoundError(AuditlogError):
+    """The thing asked for does not exist (or is not visible to the caller)."""
+
+
+class RecorderError(AuditlogError):
+    """The recorder cannot accept or persist events (closed, failed, misconfigured)."""
+
+
+class EngineError(AuditlogError):
+    """The inference engine failed."""
+
+
+class InvalidRequestError(EngineError):
+    """One request is invalid (prompt too long, unknown token, bad sampling parameters).
+
+    The engine rejects that request alone and keeps serving the others.
+    """

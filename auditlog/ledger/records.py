@@ -1,0 +1,322 @@
+"""Record headers: building them fast, and parsing stored ones strictly (docs/FORMAT.md section 3).
+
+A record is its canonical header bytes (the hashed object) plus an optional stored payload. The
+header commits to the payload bytes by their SHA-256 (``payload``), and to the previous record of
+the same request by its leaf hash (``prev``): one value is both the chain link and the Merkle leaf.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+
+from auditlog.errors import FormatError
+from auditlog.ledger.canonical import MAX_SAFE_INTEGER, canonical_json, check_canonical_subset
+from auditlog.ledger.hashes import LEAF_HASH_PREFIX
+
+__all__ = [
+    "BASE_FIELDS",
+    "FORMAT_VERSION",
+    "PROVENANCE_CODES",
+    "REQUEST_KINDS",
+    "ZERO_HASH",
+    "Record",
+    "RecordKind",
+    "build_record",
+    "parse_header",
+    "payload_bytes",
+]
+
+#: Value of the header's ``v`` field.
+FORMAT_VERSION: Final = 1
+#: ``prev`` of the first record (``req_seq`` 0) of every request chain.
+ZERO_HASH: Final = "0" * 64
+
+
+class RecordKind(enum.StrEnum):
+    """The ``kind`` of a record (DESIGN.md section 3)."""
+
+    REQUEST_START = "request.start"
+    TOKENS = "tokens"
+    REQUEST_END = "request.end"
+    STEP = "step"
+    ACCESS = "access"
+    ADMIN = "admin"
+
+
+#: Kinds that form per-request chains; the others have request_id, req_seq and prev = null.
+REQUEST_KINDS: Final = frozenset({RecordKind.REQUEST_START, RecordKind.TOKENS, RecordKind.REQUEST_END})
+#: Provenance codes of a ``tokens`` record's ``prov`` list (C6).
+PROVENANCE_CODES: Final = frozenset({"target", "draft_accepted", "target_recovered", "bonus"})
+#: Header fields present in every record; kind-specific ``fields`` MUST NOT reuse these names.
+BASE_FIELDS: Final = frozenset(
+    {"v", "log", "seq", "kind", "request_id", "req_seq", "ts", "prev", "payload"}
+)
+
+_KINDS: Final[dict[Any, RecordKind]] = {kind.value: kind for kind in RecordKind}
+_sha256 = hashlib.sha256
+_DUMPS = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER
+_TS_LIMIT = 10**20  # ts is at most 20 decimal digits
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One built record: the indexed copies of header fields, the hashed bytes and the payload."""
+
+    seq: int
+    kind: RecordKind
+    request_id: str | None
+    req_seq: int | None
+    ts: int
+    tenant: str | None
+    body: bytes  # canonical header bytes, the hashed object
+    leaf: bytes  # SHA-256(0x00 || body), RFC 9162 2.1.1
+    payload: bytes | None  # stored payload bytes, committed to by the header's "payload"
+
+
+def payload_bytes(obj: Mapping[str, Any]) -> bytes:
+    """Canonical JSON bytes of a payload object (the seam where encryption goes)."""
+    return canonical_json(obj)
+
+
+# --- validation shared by build_record and parse_header -------------------------------------
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_DECIMAL = re.compile(r"0|[1-9][0-9]{0,19}")
+
+
+def _is_count(value: Any) -> bool:
+    return type(value) is int and 0 <= value <= MAX_SAFE_INTEGER
+
+
+def _is_hex64(value: Any) -> bool:
+    return type(value) is str and _HEX64.fullmatch(value) is not None
+
+
+def _bad(field: str, expected: str, value: Any) -> FormatError:
+    return FormatError(f"header field {field!r}: expected {expected}, got {value!r}")
+
+
+def _check_model_ref(field: str, ref: Any) -> None:
+    if not isinstance(ref, dict):
+        raise _bad(field, "a model reference object", ref)
+    for name in ("name", "weights_sha256", "tokenizer_sha256", "architecture"):
+        if not isinstance(ref.get(name), str):
+            raise _bad(f"{field}.{name}", "a string", ref.get(name))
+
+
+def _check_tokens(h: Mapping[str, Any]) -> None:
+    n = h.get("n")
+    if not _is_count(h.get("step")):
+        raise _bad("step", "a non-negative integer", h.get("step"))
+    if not _is_count(n):
+        raise _bad("n", "a non-negative integer", n)
+    prov = h.get("prov")
+    if type(prov) is not list or len(prov) != n or not PROVENANCE_CODES.issuperset(prov):
+        raise _bad("prov", f"a list of {n} provenance codes", prov)
+
+
+def _check_step(h: Mapping[str, Any]) -> None:
+    if not _is_count(h.get("step")):
+        raise _bad("step", "a non-negative integer", h.get("step"))
+    batch = h.get("batch")
+    if type(batch) is not list:
+        raise _bad("batch", "a list of [request_id, n] pairs", batch)
+    total = 0
+    seen: set[str] = set()
+    for entry in batch:
+        if (
+            type(entry) is not list
+            or len(entry) != 2
+            or not isinstance(entry[0], str)
+            or not _is_count(entry[1])
+            or entry[0] in seen
+        ):
+            raise _bad("batch", "distinct [request_id, n] pairs", entry)
+        seen.add(entry[0])
+        total += entry[1]
+    if h.get("n") != total or not _is_count(h.get("n")):
+        raise _bad("n", f"the batch total {total}", h.get("n"))
+
+
+def _check_start(h: Mapping[str, Any]) -> None:
+    for name in ("principal", "client", "engine"):
+        if not isinstance(h.get(name), str):
+            raise _bad(name, "a string", h.get(name))
+    if not isinstance(h.get("params"), dict):
+        raise _bad("params", "an object", h.get("params"))
+    _check_model_ref("target", h.get("target"))
+    if h.get("draft") is not None:
+        _check_model_ref("draft", h.get("draft"))
+
+
+def _check_end(h: Mapping[str, Any]) -> None:
+    if not isinstance(h.get("reason"), str):
+        raise _bad("reason", "a string", h.get("reason"))
+    for name in ("n_generated", "n_delivered"):
+        if not _is_count(h.get(name)):
+            raise _bad(name, "a non-negative integer", h.get(name))
+
+
+def _check_nothing(h: Mapping[str, Any]) -> None:
+    return None
+
+
+# Per kind: the checker of its required fields, and the fields whose types are fully checked by
+# it or by _check_header (every other field, nested ones included, goes through the generic
+# canonical-subset check).
+_TYPED_BASE = BASE_FIELDS | {"tenant"}
+_KIND_RULES: Final = {
+    RecordKind.REQUEST_START: (_check_start, _TYPED_BASE | {"principal", "client", "engine"}),
+    RecordKind.TOKENS: (_check_tokens, _TYPED_BASE | {"step", "n", "prov"}),
+    RecordKind.REQUEST_END: (_check_end, _TYPED_BASE | {"reason", "n_generated", "n_delivered"}),
+    RecordKind.STEP: (_check_step, _TYPED_BASE | {"step", "n"}),
+    RecordKind.ACCESS: (_check_nothing, _TYPED_BASE),
+    RecordKind.ADMIN: (_check_nothing, _TYPED_BASE),
+}
+
+
+def _check_header(h: dict[str, Any], kind: RecordKind) -> bool:
+    """Validate a header whose base fields ``v``, ``log``, ``seq``, ``ts`` and ``payload`` are
+    already checked. Returns True if some key (at any depth) is non-ASCII."""
+    request_id, req_seq, prev = h.get("request_id"), h.get("req_seq"), h.get("prev")
+    if kind in REQUEST_KINDS:
+        if type(request_id) is not str or not request_id:
+            raise _bad("request_id", f"a non-empty string in a {kind} record", request_id)
+        if not _is_count(req_seq):
+            raise _bad("req_seq", "a non-negative integer", req_seq)
+        if (req_seq == 0) != (kind is RecordKind.REQUEST_START):
+            raise _bad("req_seq", "0 exactly for request.start", req_seq)
+        if req_seq == 0:
+            if prev != ZERO_HASH:
+                raise _bad("prev", "64 zeros at req_seq 0", prev)
+        elif not _is_hex64(prev) or prev == ZERO_HASH:
+            raise _bad("prev", "the previous record's leaf hash in lowercase hex", prev)
+        if type(h.get("tenant")) is not str:
+            raise _bad("tenant", "a string", h.get("tenant"))
+    elif request_id is not None or req_seq is not None or prev is not None:
+        raise FormatError(f"a {kind} record must have request_id, req_seq and prev null")
+    elif "tenant" in h and type(h["tenant"]) is not str:
+        raise _bad("tenant", "a string when present", h["tenant"])
+    checker, typed = _KIND_RULES[kind]
+    checker(h)
+    if typed.issuperset(h):
+        return False
+    # Every other field must lie in the canonical subset (no floats, safe integers).
+    return check_canonical_subset({key: value for key, value in h.items() if key not in typed})
+
+
+# --- public API ------------------------------------------------------------------------------
+
+
+def build_record(
+    *,
+    log: str,
+    seq: int,
+    kind: RecordKind,
+    request_id: str | None,
+    req_seq: int | None,
+    ts: int,
+    prev: str | None,
+    payload: bytes | None,
+    fields: Mapping[str, Any],
+) -> Record:
+    """Build one record: header bytes, payload digest and leaf hash.
+
+    ``ts`` is integer nanoseconds since the Unix epoch, written into the header as a decimal
+    string (it exceeds 2^53). ``fields`` are the kind-specific header fields. Raises
+    :class:`FormatError` for a field name that collides with a base field, and for any header
+    that :func:`parse_header` would refuse: a built record always verifies.
+    """
+    if type(log) is not str or not log:
+        raise _bad("log", "a non-empty string", log)
+    if not _is_count(seq):
+        raise _bad("seq", "a non-negative integer", seq)
+    if type(ts) is not int or not 0 <= ts < _TS_LIMIT:
+        raise _bad("ts", "integer nanoseconds in [0, 10^20)", ts)
+    record_kind = _KINDS.get(kind)
+    if record_kind is None:
+        raise _bad("kind", "one of " + ", ".join(sorted(_KINDS)), kind)
+    header: dict[str, Any] = {
+        "v": FORMAT_VERSION,
+        "log": log,
+        "seq": seq,
+        "kind": record_kind.value,
+        "request_id": request_id,
+        "req_seq": req_seq,
+        "ts": str(ts),
+        "prev": prev,
+        # payload = lowercase hex SHA-256 of the stored payload bytes, or null
+        "payload": None if payload is None else _sha256(payload).hexdigest(),
+    }
+    if fields:
+        if not BASE_FIELDS.isdisjoint(fields):
+            clash = sorted(BASE_FIELDS.intersection(fields))
+            raise FormatError(f"kind-specific fields collide with base header fields: {clash}")
+        header.update(fields)
+    non_ascii_keys = _check_header(header, record_kind)
+    try:
+        body = canonical_json(header) if non_ascii_keys else orjson.dumps(header, option=_DUMPS)
+    except TypeError as exc:
+        raise FormatError(f"record header is not canonical JSON: {exc}") from None
+    return Record(
+        seq=seq,
+        kind=record_kind,
+        request_id=request_id,
+        req_seq=req_seq,
+        ts=ts,
+        tenant=header.get("tenant"),
+        body=body,
+        # leaf = SHA-256(0x00 || record bytes), RFC 9162 2.1.1
+        leaf=_sha256(LEAF_HASH_PREFIX + body).digest(),
+        payload=payload,
+    )
+
+
+def parse_header(body: bytes) -> dict[str, Any]:
+    """Parse and validate stored header bytes.
+
+    Raises :class:`FormatError` unless ``body`` is canonical JSON (re-encoding gives the same
+    bytes) holding every required field with its type. The returned dict is the JSON object with
+    one conversion: ``ts`` is an ``int``.
+    """
+    try:
+        header = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise FormatError(f"record header is not JSON: {exc}") from None
+    if type(header) is not dict:
+        raise FormatError(f"record header is not a JSON object: {type(header).__name__}")
+    get = header.get
+    if get("v") != FORMAT_VERSION or type(get("v")) is not int:
+        raise _bad("v", f"format version {FORMAT_VERSION}", get("v"))
+    if type(get("log")) is not str or not header["log"]:
+        raise _bad("log", "a non-empty string", get("log"))
+    if not _is_count(get("seq")):
+        raise _bad("seq", "a non-negative integer", get("seq"))
+    kind = _KINDS.get(get("kind"))
+    if kind is None:
+        raise _bad("kind", "one of " + ", ".join(sorted(_KINDS)), get("kind"))
+    ts = get("ts")
+    if type(ts) is not str or _DECIMAL.fullmatch(ts) is None:
+        raise _bad("ts", "nanoseconds as a decimal string", ts)
+    payload = get("payload")
+    if payload is not None and not _is_hex64(payload):
+        raise _bad("payload", "null or 64 lowercase hex digits", payload)
+    for name in BASE_FIELDS:
+        if name not in header:
+            raise FormatError(f"header field {name!r} is missing")
+    non_ascii_keys = _check_header(header, kind)
+    try:
+        again = canonical_json(header) if non_ascii_keys else orjson.dumps(header, option=_DUMPS)
+    except TypeError as exc:
+        raise FormatError(f"record header is not canonical JSON: {exc}") from None
+    if again != body:
+        raise FormatError("record header bytes are not in canonical form (RFC 8785)")
+    header["ts"] = int(ts)
+    return header

@@ -1,0 +1,138 @@
+"""Durability watermarks: what has committed, per request, and who is waiting for it."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from auditlog.errors import RecorderError
+
+__all__ = ["DurabilityTracker"]
+
+# Finished requests whose watermarks stay answerable after their end record is durable.
+_FINISHED_KEPT = 65_536
+
+
+@dataclass(slots=True)
+class _Mark:
+    started: bool = False
+    tokens: int = 0
+    ended: bool = False
+    waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = field(
+        default_factory=list
+    )
+
+
+class DurabilityTracker:
+    """Per-request count of tokens whose records are durable (thread-safe).
+
+    The writer thread calls :meth:`advance` after each commit; engine and server threads wait with
+    :meth:`wait` or :meth:`wait_async`.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._marks: dict[str, _Mark] = {}
+        self._finished: OrderedDict[str, _Mark] = OrderedDict()
+        self._failure: BaseException | None = None
+
+    def advance(self, started: set[str], tokens: dict[str, int], ended: set[str]) -> None:
+        """Record that a flush committed: starts, token counts and ends, per request."""
+        wake: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        with self._cond:
+            for request_id in started:
+                self._mark(request_id).started = True
+            for request_id, n in tokens.items():
+                self._mark(request_id).tokens += n
+            for request_id in ended:
+                mark = self._mark(request_id)
+                mark.ended = True
+            for request_id in started | tokens.keys() | ended:
+                mark = self._marks[request_id]
+                keep = []
+                for n, loop, fut in mark.waiters:
+                    if self._satisfied(mark, n):
+                        wake.append((loop, fut))
+                    else:
+                        keep.append((n, loop, fut))
+                mark.waiters = keep
+            for request_id in ended:
+                mark = self._marks.pop(request_id)
+                self._finished[request_id] = mark
+                if len(self._finished) > _FINISHED_KEPT:
+                    self._finished.popitem(last=False)
+            self._cond.notify_all()
+        for loop, fut in wake:
+            loop.call_soon_threadsafe(_resolve, fut, None)
+
+    def fail(self, exc: BaseException) -> None:
+        """The recorder can no longer make anything durable: every waiter gets ``exc``."""
+        with self._cond:
+            self._failure = exc
+            waiters = [w for m in self._marks.values() for w in m.waiters]
+            for m in self._marks.values():
+                m.waiters = []
+            self._cond.notify_all()
+        for _, loop, fut in waiters:
+            loop.call_soon_threadsafe(_resolve, fut, exc)
+
+    def durable_tokens(self, request_id: str) -> int:
+        with self._cond:
+            mark = self._marks.get(request_id) or self._finished.get(request_id)
+            return 0 if mark is None else mark.tokens
+
+    def wait(self, request_id: str, n_tokens: int, timeout: float | None = None) -> None:
+        """Block until the start record and ``n_tokens`` tokens of the request are durable."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while True:
+                if self._failure is not None:
+                    raise RecorderError(f"recorder failed: {self._failure}") from self._failure
+                mark = self._marks.get(request_id) or self._finished.get(request_id)
+                if mark is not None and self._satisfied(mark, n_tokens):
+                    return
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    durable = 0 if mark is None else mark.tokens
+                    raise TimeoutError(
+                        f"request {request_id!r}: {n_tokens} tokens not durable after "
+                        f"{timeout} s (durable: {durable})"
+                    )
+                self._cond.wait(remaining)
+
+    async def wait_async(self, request_id: str, n_tokens: int) -> None:
+        """Async form of :meth:`wait` (no thread is parked)."""
+        loop = asyncio.get_running_loop()
+        with self._cond:
+            if self._failure is not None:
+                raise RecorderError(f"recorder failed: {self._failure}") from self._failure
+            mark = self._marks.get(request_id) or self._finished.get(request_id)
+            if mark is not None and self._satisfied(mark, n_tokens):
+                return
+            if mark is None:
+                mark = self._mark(request_id)
+            fut: asyncio.Future[None] = loop.create_future()
+            mark.waiters.append((n_tokens, loop, fut))
+        await fut
+
+    @staticmethod
+    def _satisfied(mark: _Mark, n_tokens: int) -> bool:
+        return mark.started and (mark.tokens >= n_tokens or mark.ended)
+
+    def _mark(self, request_id: str) -> _Mark:
+        mark = self._marks.get(request_id)
+        if mark is None:
+            mark = self._marks[request_id] = _Mark()
+        return mark
+
+
+def _resolve(fut: asyncio.Future[None], exc: BaseException | None) -> None:
+    if fut.done():
+        return
+    if exc is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(RecorderError(f"recorder failed: {exc}"))

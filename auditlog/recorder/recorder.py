@@ -1,0 +1,461 @@
+"""AuditRecorder: the middleware between an inference engine and the audit store.
+
+Durability contract (DESIGN.md section 5), in RFC 2119 words:
+
+- :meth:`AuditRecorder.record` MUST NOT block the caller unless the bounded queue is full
+  (backpressure), and MUST NOT drop an event. An event it cannot accept raises at once.
+- A record is durable once the transaction holding it has committed, or, while the database is
+  unreachable, once its batch is fsynced to the local spool, which is replayed in order, before
+  anything newer, when the database returns.
+- :meth:`AuditRecorder.wait_durable` MUST NOT return before every record covering the request's
+  first ``n_tokens`` tokens (and its start record) is durable.
+- On open, the recorder resumes the log from the database (size, Merkle frontier, open chains),
+  replays a leftover spool, and closes every chain left open with ``request.end`` reason
+  ``interrupted``.
+- It signs a checkpoint every ``checkpoint_every`` records or ``checkpoint_interval_ms``, and at
+  close; each goes to the database (same transaction as the records it covers) and then to every
+  witness.
+- Recording cannot be switched off per request (C23): nothing in an event can disable it.
+"""
+
+from __future__ import annotations
+
+import enum
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import structlog
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from auditlog.errors import RecorderError
+from auditlog.events import BatchStep, Event, FinishReason, RequestFinished, RequestStarted
+from auditlog.ledger import Checkpoint, RecordKind, Signer, payload_bytes
+from auditlog.store import append_batch, create_db_engine, upgrade
+
+from .deinterleave import deinterleave
+from .durability import DurabilityTracker
+from .sequencer import LogSequencer, PendingBatch
+from .spool import Spool
+
+__all__ = ["AuditRecorder", "FailMode", "RecorderStats", "Witness"]
+
+log = structlog.get_logger("auditlog.recorder")
+
+_STOP = object()
+
+
+class FailMode(enum.StrEnum):
+    """What a server does with a token whose record is not yet durable (C21)."""
+
+    CLOSED = "fail-closed"  # release a token only once its record is durable
+    OPEN = "fail-open"  # release at once; a lost record shows as a gap/interrupted end
+
+
+class Witness(Protocol):
+    """Somewhere outside the database that keeps every checkpoint (C10)."""
+
+    def submit(self, origin: str, size: int, note: str) -> Any: ...
+
+
+@dataclass(slots=True)
+class RecorderStats:
+    """Counters readable while the recorder runs."""
+
+    events: int = 0
+    records: int = 0
+    tokens: int = 0
+    flushes: int = 0
+    checkpoints: int = 0
+    spooled_batches: int = 0
+    replayed_records: int = 0
+    interrupted_on_resume: int = 0
+    last_flush_ms: float = 0.0
+    max_flush_ms: float = 0.0
+    queue_depth: int = 0
+    records_per_s: float = 0.0
+
+
+class AuditRecorder:
+    """Records engine events as per-request chains in one log (one writer thread per log)."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        origin: str,
+        signers: Sequence[Signer],
+        witnesses: Sequence[Witness] = (),
+        mode: FailMode = FailMode.CLOSED,
+        queue_size: int = 65_536,
+        max_batch_events: int = 4_096,
+        flush_interval_ms: float = 2.0,
+        checkpoint_every: int = 10_000,
+        checkpoint_interval_ms: float = 1_000.0,
+        spool_path: Path | None = None,
+        retry_interval_ms: float = 200.0,
+    ) -> None:
+        if not signers:
+            raise RecorderError("the recorder needs at least one checkpoint signing key")
+        self.engine = engine
+        self.origin = origin
+        self.mode = mode
+        self.signers = list(signers)
+        self.witnesses = list(witnesses)
+        self.stats = RecorderStats()
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
+        self._max_batch_events = max_batch_events
+        self._flush_interval_s = flush_interval_ms / 1000
+        self._checkpoint_every = checkpoint_every
+        self._checkpoint_interval_s = checkpoint_interval_ms / 1000
+        self._retry_interval_s = retry_interval_ms / 1000
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in origin)
+        self._spool = Spool(spool_path or Path(f"auditlog-spool-{safe}.jsonl"))
+        self._durable = DurabilityTracker()
+        self._open_requests: set[str] = set()  # caller-side view, for immediate validation
+        self._open_lock = threading.Lock()
+        self._closed = False
+        self._failure: BaseException | None = None
+        self._in_outage = False
+        self._last_checkpoint_size = -1
+        self._last_checkpoint_t = time.monotonic()
+        self._t0 = time.monotonic()
+        self.last_checkpoint_note: str | None = None
+        with engine.begin() as conn:
+            if self._spool.exists():
+                seq = LogSequencer.resume(conn, origin)
+                self.stats.replayed_records += self._spool.replay(conn, seq.log_id)
+        self._spool.clear()
+        with engine.begin() as conn:
+            self._seq = LogSequencer.resume(conn, origin)
+            self._interrupt_open_chains()
+            checkpoint = self._persist(conn, self._seq.drain(), force_checkpoint=False)
+        self._publish(checkpoint)
+        self._writer = threading.Thread(target=self._run, name=f"auditlog-writer[{origin}]")
+        self._writer.daemon = True
+        self._writer.start()
+
+    @classmethod
+    def open(
+        cls,
+        db_url: str,
+        *,
+        origin: str,
+        signers: Sequence[Signer],
+        migrate: bool = True,
+        **options: Any,
+    ) -> AuditRecorder:
+        """Connect to ``db_url`` (migrating it to the current schema) and start recording."""
+        if migrate:
+            upgrade(db_url)
+        return cls(engine=create_db_engine(db_url), origin=origin, signers=signers, **options)
+
+    # -- the engine side -------------------------------------------------------------------
+
+    def record(self, event: Event) -> None:
+        """Queue one event. Blocks only while the queue is full; never drops.
+
+        Raises :class:`RecorderError` at once for an event that cannot be recorded (the recorder
+        is closed or failed, a request started twice, tokens or an end for an unknown request).
+        """
+        if self._closed:
+            raise RecorderError("recorder is closed")
+        if self._failure is not None:
+            raise RecorderError(f"recorder failed: {self._failure}") from self._failure
+        with self._open_lock:
+            if isinstance(event, RequestStarted):
+                if event.request_id in self._open_requests:
+                    raise RecorderError(f"request {event.request_id!r} is already open")
+                self._open_requests.add(event.request_id)
+            elif isinstance(event, BatchStep):
+                unknown = set(event.request_ids).union(event.drafts) - self._open_requests
+                if unknown:
+                    raise RecorderError(
+                        f"step {event.step_id} carries tokens for requests that were never "
+                        f"started: {sorted(unknown)[:5]}"
+                    )
+            elif isinstance(event, RequestFinished):
+                if event.request_id not in self._open_requests:
+                    raise RecorderError(f"request {event.request_id!r} is not open")
+                self._open_requests.discard(event.request_id)
+            else:
+                raise RecorderError(f"not an auditlog event: {type(event).__name__}")
+        self._queue.put(event)
+
+    def wait_durable(self, request_id: str, n_tokens: int = 0, timeout: float | None = None) -> None:
+        """Return once the request's start and first ``n_tokens`` tokens are durable."""
+        self._durable.wait(request_id, n_tokens, timeout)
+
+    async def wait_durable_async(self, request_id: str, n_tokens: int = 0) -> None:
+        """Async form of :meth:`wait_durable`."""
+        await self._durable.wait_async(request_id, n_tokens)
+
+    def durable_tokens(self, request_id: str) -> int:
+        return self._durable.durable_tokens(request_id)
+
+    def flush(self, timeout: float | None = 30.0) -> None:
+        """Block until every event queued so far is durable."""
+        done = threading.Event()
+        self._queue.put(done)
+        if not done.wait(timeout):
+            raise RecorderError(f"flush did not complete within {timeout} s")
+        if self._failure is not None:
+            raise RecorderError(f"recorder failed: {self._failure}") from self._failure
+
+    def close(self, timeout: float | None = 60.0) -> None:
+        """Drain the queue, sign a final checkpoint and stop the writer thread."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        self._writer.join(timeout)
+        if self._writer.is_alive():
+            raise RecorderError(f"writer thread did not stop within {timeout} s")
+        if self._failure is not None:
+            raise RecorderError(f"recorder failed: {self._failure}") from self._failure
+
+    def __enter__(self) -> AuditRecorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the writer thread -----------------------------------------------------------------
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            events, markers, stopping = self._next_events()
+            try:
+                started, tokens, ended = self._sequence(events)
+                self._write(self._seq.drain(), force_checkpoint=stopping)
+                self._durable.advance(started, tokens, ended)
+            except Exception as exc:  # the writer must report, never die silently
+                log.exception("recorder.failed", origin=self.origin)
+                self._failure = exc
+                self._durable.fail(exc)
+                stopping = True
+            for marker in markers:
+                marker.set()
+            self.stats.queue_depth = self._queue.qsize()
+        if self._failure is None and not self._in_outage:
+            return
+        # Drain whatever is still queued so that flush() markers never hang.
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(item, threading.Event):
+                item.set()
+
+    def _next_events(self) -> tuple[list[Event], list[threading.Event], bool]:
+        events: list[Event] = []
+        markers: list[threading.Event] = []
+        timeout = self._retry_interval_s if self._in_outage else None
+        try:
+            item = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return events, markers, False
+        deadline = time.monotonic() + self._flush_interval_s
+        while True:
+            if item is _STOP:
+                return events, markers, True
+            if isinstance(item, threading.Event):
+                markers.append(item)
+                return events, markers, False
+            events.append(item)  # type: ignore[arg-type]
+            if len(events) >= self._max_batch_events:
+                return events, markers, False
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return events, markers, False
+                try:
+                    item = self._queue.get(timeout=remaining)
+                except queue.Empty:
+                    return events, markers, False
+
+    def _sequence(self, events: list[Event]) -> tuple[set[str], dict[str, int], set[str]]:
+        """Turn events into sequenced records; return the durability increments they carry."""
+        seq = self._seq
+        started: set[str] = set()
+        ended: set[str] = set()
+        tokens: dict[str, int] = {}
+        for event in events:
+            self.stats.events += 1
+            if isinstance(event, BatchStep):
+                runs = deinterleave(event)
+                for run in runs:
+                    seq.append(
+                        RecordKind.TOKENS,
+                        ts=event.ts,
+                        request_id=run.request_id,
+                        payload=payload_bytes(
+                            {"token_ids": list(run.token_ids), "drafts": list(run.drafts)}
+                        ),
+                        fields={
+                            "step": event.step_id,
+                            "n": len(run.token_ids),
+                            "prov": [str(p) for p in run.provenance],
+                        },
+                    )
+                    tokens[run.request_id] = tokens.get(run.request_id, 0) + len(run.token_ids)
+                # The manifest closes the step: it follows the step's tokens records.
+                seq.append(
+                    RecordKind.STEP,
+                    ts=event.ts,
+                    fields={
+                        "step": event.step_id,
+                        "batch": [[run.request_id, len(run.token_ids)] for run in runs],
+                        "n": len(event.token_ids),
+                        "passes": event.num_target_passes,
+                    },
+                )
+                self.stats.tokens += len(event.token_ids)
+            elif isinstance(event, RequestStarted):
+                seq.append(
+                    RecordKind.REQUEST_START,
+                    ts=event.ts,
+                    request_id=event.request_id,
+                    tenant=event.tenant,
+                    payload=payload_bytes(
+                        {
+                            "prompt_token_ids": list(event.prompt_token_ids),
+                            "prompt_text": event.prompt_text,
+                        }
+                    ),
+                    fields={
+                        "principal": event.principal,
+                        "client": event.client,
+                        "engine": event.engine,
+                        "params": dict(event.params),
+                        "target": _model_ref(event.target),
+                        "draft": None if event.draft is None else _model_ref(event.draft),
+                    },
+                )
+                started.add(event.request_id)
+            else:
+                seq.append(
+                    RecordKind.REQUEST_END,
+                    ts=event.ts,
+                    request_id=event.request_id,
+                    fields={
+                        "reason": str(event.reason),
+                        "n_generated": event.n_generated,
+                        "n_delivered": event.n_delivered,
+                        "error": event.error,
+                    },
+                )
+                ended.add(event.request_id)
+        return started, tokens, ended
+
+    def _interrupt_open_chains(self) -> None:
+        """Close every chain a previous process left open (crash recovery, C22)."""
+        now = time.time_ns()
+        for request_id in sorted(self._seq.heads):
+            self._seq.append(
+                RecordKind.REQUEST_END,
+                ts=now,
+                request_id=request_id,
+                fields={
+                    "reason": str(FinishReason.INTERRUPTED),
+                    "n_generated": None,
+                    "n_delivered": None,
+                    "error": "recorder restarted with this request still open",
+                },
+            )
+            self.stats.interrupted_on_resume += 1
+        if self.stats.interrupted_on_resume:
+            log.warning(
+                "recorder.resumed_open_chains",
+                origin=self.origin,
+                interrupted=self.stats.interrupted_on_resume,
+            )
+
+    def _write(self, batch: PendingBatch, *, force_checkpoint: bool) -> None:
+        """Persist one flush: to the database, or to the spool during an outage."""
+        if self._in_outage:
+            try:
+                with self.engine.begin() as conn:
+                    self.stats.replayed_records += self._spool.replay(conn, self._seq.log_id)
+                self._spool.clear()
+                self._in_outage = False
+                log.info("recorder.outage_over", origin=self.origin)
+            except (OperationalError, DBAPIError):
+                if batch.records:
+                    self._spool.append(batch)
+                    self.stats.spooled_batches += 1
+                return
+        if not batch.records and not force_checkpoint:
+            return
+        try:
+            with self.engine.begin() as conn:
+                checkpoint = self._persist(conn, batch, force_checkpoint=force_checkpoint)
+        except (OperationalError, DBAPIError) as exc:
+            log.warning("recorder.outage", origin=self.origin, error=str(exc).splitlines()[0])
+            self._in_outage = True
+            self._spool.append(batch)
+            self.stats.spooled_batches += 1
+            return
+        self._publish(checkpoint)
+
+    def _persist(
+        self, conn: Connection, batch: PendingBatch, *, force_checkpoint: bool
+    ) -> tuple[Checkpoint, str] | None:
+        """Write one flush (and a checkpoint when due) in the caller's transaction."""
+        t = time.perf_counter()
+        checkpoint = None
+        size = self._seq.size
+        due = (
+            force_checkpoint
+            or size - max(self._last_checkpoint_size, 0) >= self._checkpoint_every
+            or time.monotonic() - self._last_checkpoint_t >= self._checkpoint_interval_s
+        )
+        if due and size not in (0, self._last_checkpoint_size):
+            checkpoint = self._seq.checkpoint(self.signers)
+        append_batch(
+            conn,
+            self._seq.log_id,
+            batch.records,
+            batch.nodes,
+            checkpoint=None if checkpoint is None else checkpoint[1],
+        )
+        elapsed_ms = (time.perf_counter() - t) * 1000
+        self.stats.flushes += 1
+        self.stats.records += len(batch.records)
+        self.stats.last_flush_ms = elapsed_ms
+        self.stats.max_flush_ms = max(self.stats.max_flush_ms, elapsed_ms)
+        self.stats.records_per_s = self.stats.records / max(time.monotonic() - self._t0, 1e-9)
+        return checkpoint
+
+    def _publish(self, checkpoint: tuple[Checkpoint, str] | None) -> None:
+        """After the commit: remember the checkpoint and hand it to every witness (C10)."""
+        if checkpoint is None:
+            return
+        cp, note = checkpoint
+        self._last_checkpoint_size = cp.size
+        self._last_checkpoint_t = time.monotonic()
+        self.last_checkpoint_note = note
+        self.stats.checkpoints += 1
+        for witness in self.witnesses:
+            try:
+                witness.submit(cp.origin, cp.size, note)
+            except Exception:
+                log.exception("recorder.witness_failed", origin=cp.origin, size=cp.size)
+
+
+def _model_ref(ref: Any) -> dict[str, str]:
+    return {
+        "name": ref.name,
+        "weights_sha256": ref.weights_sha256,
+        "tokenizer_sha256": ref.tokenizer_sha256,
+        "architecture": ref.architecture,
+    }

@@ -1,0 +1,160 @@
+"""The one sequencer of a log: assigns indices, extends chains and the Merkle frontier.
+
+A log has exactly one writer (DESIGN.md section 3). :class:`LogSequencer` is that writer's state:
+the next global index ``seq``, the Merkle frontier, and the head of every open request chain. It turns
+record *intents* (kind, request, payload, fields) into finished :class:`~auditlog.ledger.Record`
+values, in order, with no I/O; the caller persists what :meth:`LogSequencer.drain` hands over, in
+one transaction, through :func:`auditlog.store.append_batch`.
+
+Both the recorder's writer thread and the auditor API's access log use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection
+
+from auditlog.errors import RecorderError
+from auditlog.ledger import (
+    ZERO_HASH,
+    Checkpoint,
+    MerkleFrontier,
+    Record,
+    RecordKind,
+    Signer,
+    build_record,
+    sign_checkpoint,
+)
+from auditlog.store import StoredNodeSource, ensure_log, load_log_state
+
+__all__ = ["ChainHead", "LogSequencer", "PendingBatch"]
+
+_REQUEST_KINDS = frozenset({RecordKind.REQUEST_START, RecordKind.TOKENS, RecordKind.REQUEST_END})
+
+
+@dataclass(slots=True)
+class ChainHead:
+    """The last record of an open request chain."""
+
+    req_seq: int
+    leaf_hex: str
+    tenant: str | None
+
+
+@dataclass(slots=True)
+class PendingBatch:
+    """Records and subtree nodes built but not yet handed to the store."""
+
+    records: list[Record] = field(default_factory=list)
+    nodes: list[tuple[int, int, bytes]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+class LogSequencer:
+    """Single-writer state of one log (not thread-safe: one thread owns it)."""
+
+    def __init__(
+        self,
+        *,
+        origin: str,
+        log_id: int,
+        frontier: MerkleFrontier,
+        heads: dict[str, ChainHead],
+    ) -> None:
+        self.origin = origin
+        self.log_id = log_id
+        self.frontier = frontier
+        self.heads = heads
+        self.pending = PendingBatch()
+
+    @classmethod
+    def resume(cls, conn: Connection, origin: str) -> LogSequencer:
+        """Load the log's size, Merkle frontier and open chain heads from the database."""
+        log_id = ensure_log(conn, origin)
+        state = load_log_state(conn, log_id)
+        frontier = MerkleFrontier.restore(state.size, StoredNodeSource(conn, log_id))
+        heads = {
+            request_id: ChainHead(req_seq=req_seq, leaf_hex=leaf.hex(), tenant=tenant)
+            for request_id, (req_seq, leaf, tenant) in state.open_chains.items()
+        }
+        return cls(origin=origin, log_id=log_id, frontier=frontier, heads=heads)
+
+    @property
+    def size(self) -> int:
+        """Number of records sequenced so far (persisted or pending)."""
+        return self.frontier.size
+
+    def append(
+        self,
+        kind: RecordKind,
+        *,
+        ts: int,
+        request_id: str | None = None,
+        tenant: str | None = None,
+        payload: bytes | None = None,
+        fields: Mapping[str, Any] | None = None,
+    ) -> Record:
+        """Sequence one record: next ``seq``, next ``req_seq`` and ``prev`` for request kinds.
+
+        A ``request.start`` MUST open a new chain; ``tokens`` and ``request.end`` MUST extend an
+        open one; ``request.end`` closes it. Violations raise :class:`RecorderError` and sequence
+        nothing.
+        """
+        req_seq: int | None = None
+        prev: str | None = None
+        if kind in _REQUEST_KINDS:
+            if request_id is None:
+                raise RecorderError(f"a {kind} record needs a request id")
+            head = self.heads.get(request_id)
+            if kind is RecordKind.REQUEST_START:
+                if head is not None:
+                    raise RecorderError(f"request {request_id!r} already started in {self.origin}")
+                req_seq, prev = 0, ZERO_HASH
+            else:
+                if head is None:
+                    raise RecorderError(
+                        f"{kind} for request {request_id!r}, which has no open chain in "
+                        f"{self.origin}"
+                    )
+                req_seq, prev = head.req_seq + 1, head.leaf_hex
+                if tenant is None:
+                    tenant = head.tenant
+        all_fields = dict(fields or {})
+        if tenant is not None:
+            all_fields["tenant"] = tenant
+        record = build_record(
+            log=self.origin,
+            seq=self.frontier.size,
+            kind=kind,
+            request_id=request_id,
+            req_seq=req_seq,
+            ts=ts,
+            prev=prev,
+            payload=payload,
+            fields=all_fields,
+        )
+        self.pending.nodes.extend(self.frontier.append(record.leaf))
+        self.pending.records.append(record)
+        if request_id is not None and req_seq is not None:
+            if kind is RecordKind.REQUEST_END:
+                self.heads.pop(request_id, None)
+            else:
+                self.heads[request_id] = ChainHead(req_seq, record.leaf.hex(), tenant)
+        return record
+
+    def drain(self) -> PendingBatch:
+        """Hand over everything sequenced since the last drain (the caller MUST persist it)."""
+        batch, self.pending = self.pending, PendingBatch()
+        return batch
+
+    def checkpoint(self, signers: list[Signer]) -> tuple[Checkpoint, str]:
+        """Sign the current tree head as a C2SP checkpoint note."""
+        if not signers:
+            raise RecorderError("no signing key configured for checkpoints")
+        cp = Checkpoint(origin=self.origin, size=self.frontier.size, root=self.frontier.root())
+        return cp, sign_checkpoint(cp, signers)

@@ -1,0 +1,1 @@
+"""The SQL store: schema, engines and migrations, and the ledger's reads and writes."""

@@ -1,0 +1,214 @@
+"""Recorder: de-interleaving into per-request chains, durability, checkpoints (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from auditlog.errors import RecorderError
+from auditlog.events import BatchStep, FinishReason, Provenance, RequestFinished
+from auditlog.ledger import DirectoryWitness, Signer
+from auditlog.recorder import AuditRecorder, deinterleave
+from auditlog.store import create_db_engine
+from auditlog.trails import read_trail
+from auditlog.verifier import verify_database
+
+from .synth import SyntheticEngine
+
+ORIGIN = "test.example/recorder"
+
+
+@pytest.fixture
+def signer() -> Signer:
+    return Signer.generate(ORIGIN)
+
+
+def _open(db_url: str, signer: Signer, tmp_path: Path, **options: object) -> AuditRecorder:
+    options.setdefault("witnesses", [DirectoryWitness(tmp_path / "witness")])
+    return AuditRecorder.open(
+        db_url, origin=ORIGIN, signers=[signer], spool_path=tmp_path / "spool.jsonl", **options
+    )
+
+
+def test_deinterleave_is_a_stable_group_by() -> None:
+    """C11: every token of the step lands in exactly one run, in emission order."""
+    step = BatchStep(
+        step_id=7,
+        ts=1,
+        token_ids=(10, 20, 11, 30, 21, 12),
+        request_ids=("a", "b", "a", "c", "b", "a"),
+        provenance=(
+            Provenance.DRAFT_ACCEPTED,
+            Provenance.TARGET,
+            Provenance.DRAFT_ACCEPTED,
+            Provenance.TARGET,
+            Provenance.TARGET,
+            Provenance.BONUS,
+        ),
+        drafts={"a": (10, 11), "d": (5,)},
+    )
+    runs = deinterleave(step)
+    assert [r.request_id for r in runs] == ["a", "b", "c", "d"]
+    assert runs[0].token_ids == (10, 11, 12)
+    assert runs[0].provenance[-1] is Provenance.BONUS
+    assert runs[1].token_ids == (20, 21)
+    assert runs[3].token_ids == () and runs[3].drafts == (5,)
+    assert sum(len(r.token_ids) for r in runs) == len(step.token_ids)
+
+
+def test_trails_rebuilt_from_database_equal_engine_output(
+    db_url: str, signer: Signer, tmp_path: Path
+) -> None:
+    """C1, C6, C11: each request's trail from the database is exactly what the engine emitted."""
+    engine = SyntheticEngine(seed=1)
+    events = engine.run(40)
+    with _open(db_url, signer, tmp_path, checkpoint_every=50) as recorder:
+        for event in events:
+            recorder.record(event)
+    assert recorder.stats.checkpoints >= 2
+
+    db = create_db_engine(db_url, read_only=True)
+    with db.connect() as conn:
+        for request_id, truth in engine.truth.items():
+            trail = read_trail(conn, ORIGIN, request_id)
+            assert trail.tenant == truth.tenant
+            assert trail.token_ids == truth.token_ids
+            assert trail.provenance == truth.provenance
+            assert trail.steps == truth.steps
+            assert trail.reason == FinishReason.LENGTH
+    report = verify_database(db_url, witness_dir=tmp_path / "witness", keys=[signer.verifier_key])
+    assert report.ok, report.findings
+    assert report.records == recorder.stats.records
+    witnessed = list((tmp_path / "witness").iterdir())
+    assert len(witnessed) == recorder.stats.checkpoints
+
+
+def test_unknown_request_is_refused_at_once(db_url: str, signer: Signer, tmp_path: Path) -> None:
+    """Bad input gets a clear error in the caller's thread, and the recorder keeps working."""
+    engine = SyntheticEngine(seed=2)
+    with _open(db_url, signer, tmp_path) as recorder:
+        start = engine.start(3)
+        recorder.record(start)
+        with pytest.raises(RecorderError, match="never started"):
+            recorder.record(
+                BatchStep(
+                    step_id=0, ts=1, token_ids=(1,), request_ids=("ghost",),
+                    provenance=(Provenance.TARGET,),
+                )
+            )
+        with pytest.raises(RecorderError, match="already open"):
+            recorder.record(start)
+        with pytest.raises(RecorderError, match="not open"):
+            recorder.record(
+                RequestFinished(
+                    request_id="ghost", reason=FinishReason.STOP, n_generated=0,
+                    n_delivered=0, ts=1,
+                )
+            )
+        step = engine.step()
+        assert step is not None
+        recorder.record(step)
+        for event in engine.finish_done():
+            recorder.record(event)
+    report = verify_database(db_url, keys=[signer.verifier_key])
+    assert report.ok, report.findings
+
+
+def test_wait_durable_means_committed(db_url: str, signer: Signer, tmp_path: Path) -> None:
+    """C21: once wait_durable returns, a separate connection sees every covered token."""
+    engine = SyntheticEngine(seed=3, max_batch=4)
+    reader = create_db_engine(db_url, read_only=True)
+    with _open(db_url, signer, tmp_path) as recorder:
+        start = engine.start(30)
+        recorder.record(start)
+        delivered = 0
+        while (step := engine.step()) is not None:
+            recorder.record(step)
+            delivered = len(engine.truth[start.request_id].token_ids)
+            recorder.wait_durable(start.request_id, delivered, timeout=30)
+            # The release point: nothing may leave unless the database already holds it.
+            with reader.connect() as conn:
+                assert len(read_trail(conn, ORIGIN, start.request_id).token_ids) >= delivered
+        for event in engine.finish_done():
+            recorder.record(event)
+
+
+def test_backpressure_slows_the_producer_and_drops_nothing(
+    tmp_path: Path, signer: Signer
+) -> None:
+    """A store that cannot keep up blocks record() at the queue bound; every event still lands."""
+    db_url = f"sqlite:///{tmp_path / 'bp.db'}"
+    engine = SyntheticEngine(seed=4)
+    events = engine.run(30)
+    recorder = _open(db_url, signer, tmp_path, queue_size=8, max_batch_events=4)
+    blocker = create_db_engine(db_url)
+    conn = blocker.connect()
+    conn.exec_driver_sql("BEGIN EXCLUSIVE")  # a real writer holding the database
+    produced = 0
+
+    def produce() -> None:
+        nonlocal produced
+        for event in events:
+            recorder.record(event)
+            produced += 1
+
+    thread = threading.Thread(target=produce)
+    thread.start()
+    time.sleep(1.0)
+    assert produced < len(events), "producer was never slowed down"
+    assert recorder.stats.queue_depth <= 8
+    conn.exec_driver_sql("ROLLBACK")
+    conn.close()
+    thread.join(60)
+    recorder.close()
+    assert produced == len(events)
+    report = verify_database(db_url, keys=[signer.verifier_key])
+    assert report.ok, report.findings
+    assert report.tokens == sum(len(t.token_ids) for t in engine.truth.values())
+
+
+def test_restart_closes_open_chains_as_interrupted(
+    db_url: str, signer: Signer, tmp_path: Path
+) -> None:
+    """C22: a recorder restarted over a log with open chains ends them `interrupted`."""
+    engine = SyntheticEngine(seed=5)
+    recorder = _open(db_url, signer, tmp_path)
+    open_ids = []
+    for _ in range(3):
+        start = engine.start(50)
+        open_ids.append(start.request_id)
+        recorder.record(start)
+    for _ in range(4):
+        step = engine.step()
+        assert step is not None
+        recorder.record(step)
+    recorder.flush()
+    # Simulate the process dying: the writer stops without ending the requests.
+    recorder.close()
+    again = _open(db_url, signer, tmp_path)
+    assert again.stats.interrupted_on_resume == 3
+    again.close()
+    db = create_db_engine(db_url, read_only=True)
+    with db.connect() as conn:
+        for request_id in open_ids:
+            trail = read_trail(conn, ORIGIN, request_id)
+            assert trail.reason == FinishReason.INTERRUPTED
+            assert trail.token_ids == engine.truth[request_id].token_ids
+    report = verify_database(db_url, keys=[signer.verifier_key])
+    assert report.ok, report.findings
+    assert not report.open_chains
+
+
+def test_append_only_in_database(db_url: str, signer: Signer, tmp_path: Path) -> None:
+    """C9: the recorder's rows cannot be edited in place."""
+    engine = SyntheticEngine(seed=6)
+    with _open(db_url, signer, tmp_path) as recorder:
+        for event in engine.run(2):
+            recorder.record(event)
+    db = create_db_engine(db_url)
+    with pytest.raises(Exception, match="append-only"), db.begin() as conn:
+        conn.execute(text("UPDATE records SET tenant = 'x'"))
