@@ -35,7 +35,9 @@ PG_CONNECT_TIMEOUT_S = 3
 def _pg_answers(url: str) -> str | None:
     """None if the server at ``url`` answers a query, else why not."""
     engine = create_engine(
-        normalize_url(url), poolclass=NullPool, connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S}
+        normalize_url(url),
+        poolclass=NullPool,
+        connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S},
     )
     try:
         with engine.connect() as conn:
@@ -83,7 +85,9 @@ def _postgres_database(server_url: str) -> Iterator[str]:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def empty_db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def empty_db_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """URL of a new, empty database (no tables), on each backend in turn."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'audit.db'}"
@@ -110,9 +114,14 @@ def migrated_engine(db_url: str) -> Iterator[Engine]:
 def disable_append_only_triggers(conn: Connection) -> None:
     """Switch off the append-only guard (C9) as a malicious administrator would."""
     if conn.dialect.name == "sqlite":
-        names = conn.exec_driver_sql(
-            "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE '%append_only%'"
-        ).scalars().all()
+        names = (
+            conn.exec_driver_sql(
+                "SELECT name FROM sqlite_master "
+                "WHERE type = 'trigger' AND name LIKE '%append_only%'"
+            )
+            .scalars()
+            .all()
+        )
         for name in names:
             conn.exec_driver_sql(f'DROP TRIGGER "{name}"')
     else:

@@ -196,13 +196,13 @@ def get_key(conn: Connection, key_id: str) -> ApiKey:
     row = conn.execute(select(*_PUBLIC_COLUMNS).where(api_keys.c.id == key_id)).first()
     if row is None:
         raise NotFoundError(f"no API key {key_id!r}")
-    return _key(row._tuple())
+    return _key(tuple(row))
 
 
 def list_keys(conn: Connection) -> list[ApiKey]:
     """Every key ever issued, revoked ones included, by creation time."""
     stmt = select(*_PUBLIC_COLUMNS).order_by(api_keys.c.created, api_keys.c.id)
-    return [_key(row._tuple()) for row in conn.execute(stmt)]
+    return [_key(tuple(row)) for row in conn.execute(stmt)]
 
 
 def revoke_key(conn: Connection, key_id: str) -> ApiKey:
@@ -237,7 +237,7 @@ def authenticate(conn: Connection, token: str) -> ApiKey:
     stored = row.key_hash if row is not None else "0" * 64
     if not hmac.compare_digest(stored, expected) or row is None:
         raise AuthenticationError("unknown or revoked API key")
-    key = _key(row._tuple()[:6])
+    key = _key(tuple(row)[:6])
     if key.is_revoked:
         raise AuthenticationError("unknown or revoked API key")
     return key

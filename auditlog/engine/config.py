@@ -44,7 +44,7 @@ class ModelConfig:
 
     @classmethod
     def from_hf(cls, raw: Mapping[str, Any]) -> ModelConfig:
-        """Read a Hugging Face ``config.json`` mapping; raise ``ConfigurationError`` if unsupported."""
+        """Read a Hugging Face ``config.json``; raise ``ConfigurationError`` if unsupported."""
         architectures = raw.get("architectures") or []
         arch = str(architectures[0]) if architectures else ""
         if arch not in SUPPORTED_ARCHITECTURES:
@@ -59,7 +59,9 @@ class ModelConfig:
             raise ConfigurationError(f"unsupported RoPE scaling: expected default, got {rope!r}")
         rope_theta = rope.get("rope_theta", raw.get("rope_theta", 10000.0))
         if raw.get("hidden_act", "silu") != "silu":
-            raise ConfigurationError(f"unsupported hidden_act: expected silu, got {raw['hidden_act']!r}")
+            raise ConfigurationError(
+                f"unsupported hidden_act: expected silu, got {raw['hidden_act']!r}"
+            )
         if raw.get("use_sliding_window"):
             raise ConfigurationError("unsupported: sliding-window attention")
         try:
@@ -99,9 +101,10 @@ class ModelConfig:
 class EngineConfig:
     """Serving knobs of ``LLMEngine``.
 
-    ``num_kv_blocks`` blocks of ``block_size`` tokens are shared by all sequences; the target and the
-    draft each keep their own cache tensors addressed by the same block tables. Each step schedules
-    at most ``max_num_batched_tokens`` target tokens over at most ``max_num_seqs`` sequences.
+    ``num_kv_blocks`` blocks of ``block_size`` tokens are shared by all sequences; the target and
+    the draft each keep their own cache tensors addressed by the same block tables. Each step
+    schedules at most ``max_num_batched_tokens`` target tokens over at most ``max_num_seqs``
+    sequences.
     """
 
     block_size: int = 16

@@ -80,7 +80,9 @@ def load_model(
     try:
         raw = json.loads(config_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigurationError(f"model directory {root}: unreadable {CONFIG_FILE}: {exc}") from exc
+        raise ConfigurationError(
+            f"model directory {root}: unreadable {CONFIG_FILE}: {exc}"
+        ) from exc
     config = ModelConfig.from_hf(raw)
 
     state: dict[str, torch.Tensor] = {}

@@ -79,7 +79,9 @@ class SamplingParams:
         if not isinstance(self.stop, tuple) or any(
             not isinstance(s, str) or not s for s in self.stop
         ):
-            raise InvalidRequestError(f"stop must be a tuple of non-empty strings, got {self.stop!r}")
+            raise InvalidRequestError(
+                f"stop must be a tuple of non-empty strings, got {self.stop!r}"
+            )
         if not isinstance(self.stop_token_ids, tuple) or any(
             isinstance(t, bool) or not isinstance(t, int) or t < 0 for t in self.stop_token_ids
         ):
@@ -149,10 +151,11 @@ def probs_from_logits(logits: torch.Tensor, params: Sequence[SamplingParams]) ->
     """
     if logits.dim() != 2 or logits.shape[0] != len(params):
         raise EngineError(
-            f"logits must be [B, V] with B = {len(params)} parameter sets, got {tuple(logits.shape)}"
+            f"logits must be [B, V] with B = {len(params)} parameter sets, "
+            f"got {tuple(logits.shape)}"
         )
     logits = logits.float()  # logits: [B, V]
-    num_rows, vocab = logits.shape
+    vocab = logits.shape[-1]
     device = logits.device
     temps = torch.tensor([p.temperature for p in params], dtype=torch.float32, device=device)
     is_greedy = temps == 0  # [B]

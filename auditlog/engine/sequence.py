@@ -70,6 +70,18 @@ class Sequence:
         return len(self.token_ids) - self.num_cached_tokens
 
     @property
+    def num_prefill_tokens(self) -> int:
+        """Uncached tokens a prefill chunk may take now.
+
+        A fresh prompt prefills all its tokens (the last one's logits give the first output
+        token). A sequence recomputed after preemption prefills all but its newest token, which the
+        next decode step feeds: it then consumes exactly the random draws it would have consumed
+        without preemption, so its output does not change.
+        """
+        end = self.num_tokens if self.num_generated == 0 else self.num_tokens - 1
+        return max(0, end - self.num_cached_tokens)
+
+    @property
     def is_decoding(self) -> bool:
         """Every token but the newest is cached: the next pass yields the next token."""
         return len(self.token_ids) - self.num_cached_tokens == 1

@@ -139,7 +139,7 @@ class ByteTokenizer:
         return token_id in self.special_ids
 
     def token_strings(self, ids: Sequence[int]) -> list[str]:
-        """Per-token display strings (a byte as ``\\xNN`` unless printable ASCII), for transcripts."""
+        """Per-token display strings for transcripts: printable ASCII as is, else ``\\xNN``."""
         out = []
         for i in self._check_ids(ids):
             if i >= NUM_BYTE_TOKENS:

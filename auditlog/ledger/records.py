@@ -95,10 +95,6 @@ def _is_count(value: Any) -> bool:
     return type(value) is int and 0 <= value <= MAX_SAFE_INTEGER
 
 
-def _is_hex64(value: Any) -> bool:
-    return type(value) is str and _HEX64.fullmatch(value) is not None
-
-
 def _bad(field: str, expected: str, value: Any) -> FormatError:
     return FormatError(f"header field {field!r}: expected {expected}, got {value!r}")
 
@@ -112,12 +108,11 @@ def _check_model_ref(field: str, ref: Any) -> None:
 
 
 def _check_tokens(h: Mapping[str, Any]) -> None:
-    n = h.get("n")
-    if not _is_count(h.get("step")):
-        raise _bad("step", "a non-negative integer", h.get("step"))
-    if not _is_count(n):
+    n, step, prov = h.get("n"), h.get("step"), h.get("prov")
+    if type(step) is not int or not 0 <= step <= MAX_SAFE_INTEGER:
+        raise _bad("step", "a non-negative integer", step)
+    if type(n) is not int or not 0 <= n <= MAX_SAFE_INTEGER:
         raise _bad("n", "a non-negative integer", n)
-    prov = h.get("prov")
     if type(prov) is not list or len(prov) != n or not PROVENANCE_CODES.issuperset(prov):
         raise _bad("prov", f"a list of {n} provenance codes", prov)
 
@@ -160,8 +155,10 @@ def _check_end(h: Mapping[str, Any]) -> None:
     if not isinstance(h.get("reason"), str):
         raise _bad("reason", "a string", h.get("reason"))
     for name in ("n_generated", "n_delivered"):
-        if not _is_count(h.get(name)):
-            raise _bad(name, "a non-negative integer", h.get(name))
+        value = h.get(name)
+        # Crash recovery cannot know what the dead process generated or delivered: null there.
+        if not (_is_count(value) or (value is None and h["reason"] == "interrupted")):
+            raise _bad(name, "a non-negative integer (null only when interrupted)", value)
 
 
 def _check_nothing(h: Mapping[str, Any]) -> None:
@@ -176,7 +173,7 @@ _KIND_RULES: Final = {
     RecordKind.REQUEST_START: (_check_start, _TYPED_BASE | {"principal", "client", "engine"}),
     RecordKind.TOKENS: (_check_tokens, _TYPED_BASE | {"step", "n", "prov"}),
     RecordKind.REQUEST_END: (_check_end, _TYPED_BASE | {"reason", "n_generated", "n_delivered"}),
-    RecordKind.STEP: (_check_step, _TYPED_BASE | {"step", "n"}),
+    RecordKind.STEP: (_check_step, _TYPED_BASE | {"step", "batch", "n"}),
     RecordKind.ACCESS: (_check_nothing, _TYPED_BASE),
     RecordKind.ADMIN: (_check_nothing, _TYPED_BASE),
 }
@@ -189,14 +186,14 @@ def _check_header(h: dict[str, Any], kind: RecordKind) -> bool:
     if kind in REQUEST_KINDS:
         if type(request_id) is not str or not request_id:
             raise _bad("request_id", f"a non-empty string in a {kind} record", request_id)
-        if not _is_count(req_seq):
+        if type(req_seq) is not int or not 0 <= req_seq <= MAX_SAFE_INTEGER:
             raise _bad("req_seq", "a non-negative integer", req_seq)
         if (req_seq == 0) != (kind is RecordKind.REQUEST_START):
             raise _bad("req_seq", "0 exactly for request.start", req_seq)
         if req_seq == 0:
             if prev != ZERO_HASH:
                 raise _bad("prev", "64 zeros at req_seq 0", prev)
-        elif not _is_hex64(prev) or prev == ZERO_HASH:
+        elif type(prev) is not str or _HEX64.fullmatch(prev) is None or prev == ZERO_HASH:
             raise _bad("prev", "the previous record's leaf hash in lowercase hex", prev)
         if type(h.get("tenant")) is not str:
             raise _bad("tenant", "a string", h.get("tenant"))
@@ -292,25 +289,24 @@ def parse_header(body: bytes) -> dict[str, Any]:
         raise FormatError(f"record header is not JSON: {exc}") from None
     if type(header) is not dict:
         raise FormatError(f"record header is not a JSON object: {type(header).__name__}")
-    get = header.get
-    if get("v") != FORMAT_VERSION or type(get("v")) is not int:
-        raise _bad("v", f"format version {FORMAT_VERSION}", get("v"))
-    if type(get("log")) is not str or not header["log"]:
-        raise _bad("log", "a non-empty string", get("log"))
-    if not _is_count(get("seq")):
-        raise _bad("seq", "a non-negative integer", get("seq"))
-    kind = _KINDS.get(get("kind"))
+    if not BASE_FIELDS <= header.keys():
+        missing = sorted(BASE_FIELDS - header.keys())
+        raise FormatError(f"header fields missing: {missing}")
+    v, log, seq, ts, payload = (header["v"], header["log"], header["seq"], header["ts"],
+                                header["payload"])
+    if v != FORMAT_VERSION or type(v) is not int:
+        raise _bad("v", f"format version {FORMAT_VERSION}", v)
+    if type(log) is not str or not log:
+        raise _bad("log", "a non-empty string", log)
+    if type(seq) is not int or not 0 <= seq <= MAX_SAFE_INTEGER:
+        raise _bad("seq", "a non-negative integer", seq)
+    kind = _KINDS.get(header["kind"])
     if kind is None:
-        raise _bad("kind", "one of " + ", ".join(sorted(_KINDS)), get("kind"))
-    ts = get("ts")
+        raise _bad("kind", "one of " + ", ".join(sorted(_KINDS)), header["kind"])
     if type(ts) is not str or _DECIMAL.fullmatch(ts) is None:
         raise _bad("ts", "nanoseconds as a decimal string", ts)
-    payload = get("payload")
-    if payload is not None and not _is_hex64(payload):
+    if payload is not None and (type(payload) is not str or _HEX64.fullmatch(payload) is None):
         raise _bad("payload", "null or 64 lowercase hex digits", payload)
-    for name in BASE_FIELDS:
-        if name not in header:
-            raise FormatError(f"header field {name!r} is missing")
     non_ascii_keys = _check_header(header, kind)
     try:
         again = canonical_json(header) if non_ascii_keys else orjson.dumps(header, option=_DUMPS)

@@ -33,10 +33,16 @@ import structlog
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from auditlog.errors import RecorderError
+from auditlog.errors import RecorderError, StoreError
 from auditlog.events import BatchStep, Event, FinishReason, RequestFinished, RequestStarted
 from auditlog.ledger import Checkpoint, RecordKind, Signer, payload_bytes
-from auditlog.store import append_batch, create_db_engine, upgrade
+from auditlog.store import (
+    StoredCheckpoint,
+    append_batch,
+    create_db_engine,
+    register_key,
+    upgrade,
+)
 
 from .deinterleave import deinterleave
 from .durability import DurabilityTracker
@@ -48,6 +54,10 @@ __all__ = ["AuditRecorder", "FailMode", "RecorderStats", "Witness"]
 log = structlog.get_logger("auditlog.recorder")
 
 _STOP = object()
+
+# Errors that send a flush to the spool: the database is unreachable or refused the transaction.
+# (The store raises StoreError for driver errors inside its bulk path.)
+_DB_UNAVAILABLE = (OperationalError, DBAPIError, StoreError)
 
 
 class FailMode(enum.StrEnum):
@@ -97,7 +107,7 @@ class AuditRecorder:
         flush_interval_ms: float = 2.0,
         checkpoint_every: int = 10_000,
         checkpoint_interval_ms: float = 1_000.0,
-        spool_path: Path | None = None,
+        spool_path: str | Path | None = None,
         retry_interval_ms: float = 200.0,
     ) -> None:
         if not signers:
@@ -115,7 +125,7 @@ class AuditRecorder:
         self._checkpoint_interval_s = checkpoint_interval_ms / 1000
         self._retry_interval_s = retry_interval_ms / 1000
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in origin)
-        self._spool = Spool(spool_path or Path(f"auditlog-spool-{safe}.jsonl"))
+        self._spool = Spool(Path(spool_path or f"auditlog-spool-{safe}.jsonl"))
         self._durable = DurabilityTracker()
         self._open_requests: set[str] = set()  # caller-side view, for immediate validation
         self._open_lock = threading.Lock()
@@ -133,6 +143,8 @@ class AuditRecorder:
         self._spool.clear()
         with engine.begin() as conn:
             self._seq = LogSequencer.resume(conn, origin)
+            for signer in self.signers:  # public keys stay listed for the retention period (C12)
+                register_key(conn, self._seq.log_id, signer.verifier_key, created=time.time_ns())
             self._interrupt_open_chains()
             checkpoint = self._persist(conn, self._seq.drain(), force_checkpoint=False)
         self._publish(checkpoint)
@@ -389,7 +401,7 @@ class AuditRecorder:
                 self._spool.clear()
                 self._in_outage = False
                 log.info("recorder.outage_over", origin=self.origin)
-            except (OperationalError, DBAPIError):
+            except _DB_UNAVAILABLE:
                 if batch.records:
                     self._spool.append(batch)
                     self.stats.spooled_batches += 1
@@ -399,7 +411,7 @@ class AuditRecorder:
         try:
             with self.engine.begin() as conn:
                 checkpoint = self._persist(conn, batch, force_checkpoint=force_checkpoint)
-        except (OperationalError, DBAPIError) as exc:
+        except _DB_UNAVAILABLE as exc:
             log.warning("recorder.outage", origin=self.origin, error=str(exc).splitlines()[0])
             self._in_outage = True
             self._spool.append(batch)
@@ -426,7 +438,14 @@ class AuditRecorder:
             self._seq.log_id,
             batch.records,
             batch.nodes,
-            checkpoint=None if checkpoint is None else checkpoint[1],
+            checkpoint=None
+            if checkpoint is None
+            else StoredCheckpoint(
+                size=checkpoint[0].size,
+                root=checkpoint[0].root,
+                note=checkpoint[1],
+                ts=time.time_ns(),
+            ),
         )
         elapsed_ms = (time.perf_counter() - t) * 1000
         self.stats.flushes += 1

@@ -28,7 +28,7 @@ from auditlog.ledger import (
     build_record,
     sign_checkpoint,
 )
-from auditlog.store import StoredNodeSource, ensure_log, load_log_state
+from auditlog.store import StoredNodeSource, ensure_log, load_log_state, read_request
 
 __all__ = ["ChainHead", "LogSequencer", "PendingBatch"]
 
@@ -78,10 +78,11 @@ class LogSequencer:
         log_id = ensure_log(conn, origin)
         state = load_log_state(conn, log_id)
         frontier = MerkleFrontier.restore(state.size, StoredNodeSource(conn, log_id))
-        heads = {
-            request_id: ChainHead(req_seq=req_seq, leaf_hex=leaf.hex(), tenant=tenant)
-            for request_id, (req_seq, leaf, tenant) in state.open_chains.items()
-        }
+        heads = {}
+        for request_id, (req_seq, leaf) in state.open_chains.items():
+            # Chains left open by a previous process: few, read each one's tenant.
+            first = read_request(conn, log_id, request_id)[0]
+            heads[request_id] = ChainHead(req_seq=req_seq, leaf_hex=leaf.hex(), tenant=first.tenant)
         return cls(origin=origin, log_id=log_id, frontier=frontier, heads=heads)
 
     @property

@@ -18,11 +18,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
-from sqlalchemy import Connection
+from sqlalchemy import Connection, func, select
 
 from auditlog.errors import RecorderError, VerificationError
 from auditlog.ledger import Record, RecordKind, leaf_hash
-from auditlog.store import append_batch, log_size, read_leaves
+from auditlog.store import StoredNodeSource, append_batch
+from auditlog.store.schema import records as records_table
 
 from .sequencer import PendingBatch
 
@@ -95,7 +96,7 @@ class Spool:
         for batch in self.batches():
             have = [r for r in batch.records if r.seq < size]
             if have:
-                stored = read_leaves(conn, log_id, have[0].seq, have[-1].seq + 1)
+                stored = StoredNodeSource(conn, log_id).get_nodes(0, have[0].seq, have[-1].seq + 1)
                 for record, leaf in zip(have, stored, strict=True):
                     if record.leaf != leaf:
                         raise VerificationError(
@@ -120,6 +121,14 @@ class Spool:
         if self.path.exists():
             self.path.unlink()
             _fsync_dir(self.path.parent)
+
+
+def log_size(conn: Connection, log_id: int) -> int:
+    """Number of records the database holds for the log (last ``seq`` + 1)."""
+    last = conn.execute(
+        select(func.max(records_table.c.seq)).where(records_table.c.log_id == log_id)
+    ).scalar_one()
+    return 0 if last is None else int(last) + 1
 
 
 def _record(row: list[object]) -> Record:

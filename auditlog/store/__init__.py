@@ -1,1 +1,70 @@
-"""The SQL store: schema, engines and migrations, and the ledger's reads and writes."""
+"""The SQL store: schema, engines and migrations, and the ledger's reads and writes.
+
+SQLAlchemy 2.0 Core on SQLite or PostgreSQL (psycopg 3); Alembic migrations in ``migrations/``.
+Every function takes a ``Connection`` and runs in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+from auditlog.store.checkpoints import (
+    StoredCheckpoint,
+    get_checkpoint,
+    insert_checkpoint,
+    latest_checkpoint,
+    list_checkpoints,
+)
+from auditlog.store.db import (
+    create_db_engine,
+    current_revision,
+    ensure_schema_current,
+    head_revision,
+    normalize_url,
+    upgrade,
+)
+from auditlog.store.keys import SigningKey, list_keys, register_key, retire_key
+from auditlog.store.ledger_store import (
+    LogInfo,
+    LogState,
+    StoredNodeSource,
+    StoredRecord,
+    append_batch,
+    ensure_log,
+    get_log_id,
+    iter_records,
+    list_logs,
+    load_log_state,
+    read_record,
+    read_request,
+)
+from auditlog.store.roles import grant_writer
+
+__all__ = [
+    "LogInfo",
+    "LogState",
+    "SigningKey",
+    "StoredCheckpoint",
+    "StoredNodeSource",
+    "StoredRecord",
+    "append_batch",
+    "create_db_engine",
+    "current_revision",
+    "ensure_log",
+    "ensure_schema_current",
+    "get_checkpoint",
+    "get_log_id",
+    "grant_writer",
+    "head_revision",
+    "insert_checkpoint",
+    "iter_records",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "list_keys",
+    "list_logs",
+    "load_log_state",
+    "normalize_url",
+    "read_record",
+    "read_request",
+    "register_key",
+    "retire_key",
+    "upgrade",
+]

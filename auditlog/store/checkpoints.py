@@ -37,9 +37,7 @@ def insert_checkpoint(conn: Connection, log_id: int, checkpoint: StoredCheckpoin
     Raises StoreError for a root that is not 32 bytes or a size already checkpointed.
     """
     if len(checkpoint.root) != HASH_SIZE:
-        raise StoreError(
-            f"checkpoint root must be {HASH_SIZE} bytes, got {len(checkpoint.root)}"
-        )
+        raise StoreError(f"checkpoint root must be {HASH_SIZE} bytes, got {len(checkpoint.root)}")
     conn.execute(
         insert(checkpoints),
         {
@@ -73,9 +71,7 @@ def list_checkpoints(
 def latest_checkpoint(conn: Connection, log_id: int) -> StoredCheckpoint | None:
     """The checkpoint of the largest tree size, or None when the log has none."""
     largest = (
-        select(func.max(checkpoints.c.size))
-        .where(checkpoints.c.log_id == log_id)
-        .scalar_subquery()
+        select(func.max(checkpoints.c.size)).where(checkpoints.c.log_id == log_id).scalar_subquery()
     )
     row = conn.execute(
         select(*_COLUMNS).where(checkpoints.c.log_id == log_id, checkpoints.c.size == largest)

@@ -37,7 +37,7 @@ def parse_verifier_key_name(verifier_key: str) -> tuple[str, str]:
     This reads the name and id only; checking the key id against the public key is the ledger's
     ``Verifier.from_key_string``.
     """
-    parts = verifier_key.split("+")
+    parts = verifier_key.split("+", 2)  # base64 may itself contain "+"
     if len(parts) != 3 or not parts[0] or any(c.isspace() for c in parts[0]):
         raise FormatError(
             f"verifier key must read <name>+<hex key id>+<base64 key>, got {verifier_key!r}"
@@ -99,6 +99,6 @@ def retire_key(conn: Connection, log_id: int, key_name: str, key_id: str, *, ret
     key = key & (signing_keys.c.key_id == key_id)
     if conn.execute(select(signing_keys.c.created).where(key)).first() is None:
         raise NotFoundError(f"log {log_id} has no key {key_name}+{key_id}")
-    conn.execute(update(signing_keys).where(key, signing_keys.c.retired.is_(None)).values(
-        retired=retired
-    ))
+    conn.execute(
+        update(signing_keys).where(key, signing_keys.c.retired.is_(None)).values(retired=retired)
+    )

@@ -10,13 +10,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, and_, func, insert, select
 
 from auditlog.errors import NotFoundError, StoreError
 from auditlog.ledger.records import RecordKind
-from auditlog.store.bulk import insert_rows
+from auditlog.ledger.verify import StoredRecord
+from auditlog.store.bulk import fetch_rows, insert_rows
 from auditlog.store.checkpoints import (
     StoredCheckpoint,
     get_checkpoint,
@@ -88,25 +89,6 @@ class RecordLike(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class StoredRecord:
-    """A record as read back from the database, not yet verified.
-
-    ``kind`` is the stored string (a tampered row may hold any string); ``payload`` is None when
-    the record has no payload or its payload was erased.
-    """
-
-    seq: int
-    kind: str
-    request_id: str | None
-    req_seq: int | None
-    ts: int
-    tenant: str | None
-    body: bytes
-    leaf: bytes
-    payload: bytes | None
-
-
-@dataclass(frozen=True, slots=True)
 class LogInfo:
     id: int
     origin: str
@@ -136,7 +118,10 @@ def ensure_log(conn: Connection, origin: str, *, created: int | None = None) -> 
     result = conn.execute(
         insert(logs).values(origin=origin, created=time.time_ns() if created is None else created)
     )
-    return int(result.inserted_primary_key[0])
+    key = result.inserted_primary_key
+    if key is None:
+        raise StoreError(f"the database returned no id for the new log {origin!r}")
+    return int(key[0])
 
 
 def get_log_id(conn: Connection, origin: str) -> int:
@@ -217,9 +202,30 @@ _WITH_PAYLOADS = records.outerjoin(
 )
 
 
-def _stored(row: tuple[int, str, str | None, int | None, int, str | None, bytes, bytes, bytes | None]) -> StoredRecord:  # noqa: E501
+# The same columns as _STORED_COLUMNS, for the driver-level iter_records.
+_ITER_SQL = (
+    "SELECT r.seq, r.kind, r.request_id, r.req_seq, r.ts, r.tenant, r.body, r.leaf, p.data"
+    " FROM records r LEFT OUTER JOIN payloads p ON p.log_id = r.log_id AND p.seq = r.seq"
+    " WHERE r.log_id = ? AND r.seq >= ? AND r.seq < ? ORDER BY r.seq LIMIT ?"
+)
+_MAX_SEQ = 2**63 - 1
+
+
+def _stored(row: tuple[Any, ...]) -> StoredRecord:
+    """A row of ``_STORED_COLUMNS`` as the verifier's value type (``kind`` as the stored string:
+    a tampered row may hold any string; ``payload`` None when absent or erased)."""
     seq, kind, request_id, req_seq, ts, tenant, body, leaf, payload = row
-    return StoredRecord(seq, kind, request_id, req_seq, ts, tenant, body, leaf, payload)
+    return StoredRecord(
+        seq=seq,
+        body=body,
+        leaf=leaf,
+        payload=payload,
+        kind=kind,
+        request_id=request_id,
+        req_seq=req_seq,
+        tenant=tenant,
+        ts=ts,
+    )
 
 
 def iter_records(
@@ -237,18 +243,16 @@ def iter_records(
     """
     if batch < 1:
         raise StoreError(f"batch must be at least 1, got {batch}")
-    base = select(*_STORED_COLUMNS).select_from(_WITH_PAYLOADS).where(records.c.log_id == log_id)
-    if stop is not None:
-        base = base.where(records.c.seq < stop)
-    base = base.order_by(records.c.seq).limit(batch)
-    stmt = base.where(records.c.seq >= start)
+    # Driver-level keyset pages: each query continues after the last seq it saw.
+    last_stop = _MAX_SEQ if stop is None else stop
+    next_seq = start
     while True:
-        rows = conn.execute(stmt).all()
+        rows = fetch_rows(conn, _ITER_SQL, (log_id, next_seq, last_stop, batch))
         for row in rows:
-            yield _stored(tuple(row))
+            yield _stored(row)
         if len(rows) < batch:
             return
-        stmt = base.where(records.c.seq > rows[-1][0])
+        next_seq = rows[-1][0] + 1
 
 
 def read_record(conn: Connection, log_id: int, seq: int) -> StoredRecord:

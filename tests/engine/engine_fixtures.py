@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
-TINY_VOCAB = 258  # 256 byte ids + BOS + EOS, as the stand-in tokenizer below
+from auditlog.engine.tokenizer import ByteTokenizer
+
+TINY_VOCAB = 259  # the byte-level tokenizer: 256 bytes + <bos> <eos> <pad>
 
 
 def tiny_hf_config(arch: str, **overrides: Any) -> Any:
@@ -27,6 +28,7 @@ def tiny_hf_config(arch: str, **overrides: Any) -> Any:
         rms_norm_eps=1e-5,
         bos_token_id=256,
         eos_token_id=257,
+        pad_token_id=258,
         tie_word_embeddings=False,
     )
     base.update(overrides)
@@ -37,8 +39,14 @@ def tiny_hf_config(arch: str, **overrides: Any) -> Any:
     raise KeyError(arch)
 
 
-def save_tiny_model(directory: Path, arch: str, seed: int = 0, **overrides: Any) -> Path:
-    """Save a random-weight LlamaForCausalLM / Qwen2ForCausalLM as safetensors + tokenizer.json."""
+def save_tiny_model(
+    directory: Path, arch: str, seed: int = 0, noise: float = 0.0, **overrides: Any
+) -> Path:
+    """Save a random-weight LlamaForCausalLM / Qwen2ForCausalLM as safetensors + tokenizer.json.
+
+    ``noise`` > 0 perturbs every weight: with the same seed this makes a draft that agrees with
+    the target often but not always.
+    """
     from transformers import LlamaForCausalLM, Qwen2ForCausalLM
 
     torch.manual_seed(seed)
@@ -48,28 +56,17 @@ def save_tiny_model(directory: Path, arch: str, seed: int = 0, **overrides: Any)
     if arch == "qwen2":  # HF initialises biases to zero; make them matter
         with torch.no_grad():
             for layer in model.model.layers:
-                for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
+                for proj in (
+                    layer.self_attn.q_proj,
+                    layer.self_attn.k_proj,
+                    layer.self_attn.v_proj,
+                ):
                     proj.bias.normal_(0, 0.5)
+    if noise:
+        gen = torch.Generator().manual_seed(seed + 1)
+        with torch.no_grad():
+            for param in model.parameters():
+                param.add_(torch.randn(param.shape, generator=gen) * noise)
     model.save_pretrained(directory, safe_serialization=True)
-    # Content is only fingerprinted here; the engine tests pass a tokenizer object directly.
-    (directory / "tokenizer.json").write_text(json.dumps({"model": {"type": "byte-standin"}}))
+    ByteTokenizer.byte_level().save(directory / "tokenizer.json")
     return directory
-
-
-class StandInTokenizer:
-    """Bytes 0..255 are ids 0..255; 256 is BOS, 257 is EOS (tests only)."""
-
-    bos_id = 256
-    eos_id = 257
-    vocab_size = TINY_VOCAB
-
-    def encode(self, text: str) -> list[int]:
-        return list(text.encode("utf-8"))
-
-    def decode(self, ids: list[int]) -> str:
-        from auditlog.errors import InvalidRequestError
-
-        bad = [i for i in ids if not 0 <= i < self.vocab_size]
-        if bad:
-            raise InvalidRequestError(f"unknown token id {bad[0]}")
-        return bytes(i for i in ids if i < 256).decode("utf-8", errors="replace")

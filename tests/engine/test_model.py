@@ -28,7 +28,10 @@ def _paged_logits(loaded, token_ids: list[int], chunks: list[int]) -> torch.Tens
     out, start = [], 0
     for n in chunks:
         meta = build_metadata(
-            block_tables=[table], start_positions=[start], query_lens=[n], block_size=4,
+            block_tables=[table],
+            start_positions=[start],
+            query_lens=[n],
+            block_size=4,
             device="cpu",
         )
         ids = torch.tensor(token_ids[start : start + n])
@@ -51,7 +54,9 @@ def test_logits_match_transformers(tmp_path: Path, arch: str, tie: bool) -> None
         expected = hf(torch.tensor([ids])).logits[0]
     torch.testing.assert_close(_paged_logits(ours, ids, [len(ids)]), expected, atol=1e-4, rtol=1e-4)
     # same logits when the sequence arrives in chunks (chunked prefill + decode steps)
-    torch.testing.assert_close(_paged_logits(ours, ids, [7, 5, 1, 1, 5]), expected, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        _paged_logits(ours, ids, [7, 5, 1, 1, 5]), expected, atol=1e-4, rtol=1e-4
+    )
     assert ours.config.tie_word_embeddings is tie
     if tie:
         assert ours.model.lm_head.weight is ours.model.model.embed_tokens.weight
@@ -87,12 +92,12 @@ def test_loader_rejects_bad_directories(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match=r"missing \['model.layers.2"):
         load_model(tmp_path)
     (tmp_path / "tokenizer.json").unlink()
-    with pytest.raises(ConfigurationError, match="missing tokenizer.json"):
+    with pytest.raises(ConfigurationError, match=r"missing tokenizer\.json"):
         load_model(tmp_path)
 
 
 def test_paged_attention_matches_dense_varlen() -> None:
-    """Three sequences with different cached lengths and chunk sizes, GQA 4:2, against dense SDPA."""
+    """Three sequences, different cached lengths and chunk sizes, GQA 4:2, vs dense SDPA."""
     gen = torch.Generator().manual_seed(0)
     heads, kv_heads, dim, block = 4, 2, 8, 4
     starts, qlens = [0, 9, 3], [6, 1, 5]  # prefill, decode, verification-like chunk
@@ -110,7 +115,11 @@ def test_paged_attention_matches_dense_varlen() -> None:
             v_cache[tables[b][t // block], t % block] = v[t]
     qs = [torch.randn(n, heads, dim, generator=gen) for n in qlens]
     meta = build_metadata(
-        block_tables=tables, start_positions=starts, query_lens=qlens, block_size=block, device="cpu"
+        block_tables=tables,
+        start_positions=starts,
+        query_lens=qlens,
+        block_size=block,
+        device="cpu",
     )
     new_k = torch.cat([k[s:] for k, s in zip(full_k, starts, strict=True)])
     new_v = torch.cat([v[s:] for v, s in zip(full_v, starts, strict=True)])
@@ -122,7 +131,9 @@ def test_paged_attention_matches_dense_varlen() -> None:
         v = full_v[b].repeat_interleave(2, dim=1).transpose(0, 1)
         causal = torch.ones(n, s + n, dtype=torch.bool).tril(diagonal=s)
         expected.append(
-            torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=causal).transpose(0, 1)
+            torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=causal).transpose(
+                0, 1
+            )
         )
     torch.testing.assert_close(out, torch.cat(expected))
     assert not torch.isnan(out).any()
@@ -130,7 +141,12 @@ def test_paged_attention_matches_dense_varlen() -> None:
 
 def test_kv_cache_shape() -> None:
     cache = KVCache.allocate(
-        num_layers=2, num_blocks=3, block_size=4, num_kv_heads=2, head_dim=8, device="cpu",
+        num_layers=2,
+        num_blocks=3,
+        block_size=4,
+        num_kv_heads=2,
+        head_dim=8,
+        device="cpu",
         dtype=torch.float32,
     )
     assert len(cache.keys) == 2 and cache.keys[0].shape == (3, 4, 2, 8)

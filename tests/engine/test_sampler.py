@@ -101,7 +101,14 @@ def test_row_sample_is_independent_of_batch_neighbours() -> None:
     params = [
         SamplingParams(temperature=t, top_k=k, top_p=p, seed=i)
         for i, (t, k, p) in enumerate(
-            [(0.0, 0, 1.0), (1.0, 0, 1.0), (0.7, 50, 1.0), (1.3, 0, 0.9), (0.5, 10, 0.5), (2.0, 0, 1.0)]
+            [
+                (0.0, 0, 1.0),
+                (1.0, 0, 1.0),
+                (0.7, 50, 1.0),
+                (1.3, 0, 0.9),
+                (0.5, 10, 0.5),
+                (2.0, 0, 1.0),
+            ]
             * 2
         )
     ]

@@ -140,7 +140,9 @@ def test_greedy_reduces_to_accept_while_draft_equals_argmax() -> None:
     target_argmax = torch.randint(0, vocab, (batch, k + 1), generator=g)
     # drafts agree with the target's argmax ~70% of the time
     agree = torch.rand(batch, k, generator=g) < 0.7
-    drafts = torch.where(agree, target_argmax[:, :k], torch.randint(0, vocab, (batch, k), generator=g))
+    drafts = torch.where(
+        agree, target_argmax[:, :k], torch.randint(0, vocab, (batch, k), generator=g)
+    )
     target_probs = torch.nn.functional.one_hot(target_argmax, vocab).float()
     draft_probs = torch.nn.functional.one_hot(drafts, vocab).float()
     out = verify_drafts(drafts, draft_probs, target_probs, generators(batch, 0))
@@ -159,7 +161,7 @@ def test_greedy_reduces_to_accept_while_draft_equals_argmax() -> None:
 
 
 def test_num_drafts_limits_each_row_and_sets_bonus_slot() -> None:
-    vocab, k = 5, 4
+    vocab = 5
     drafts = torch.tensor([[1, 2, 3, 4]] * 3)
     draft_probs = torch.nn.functional.one_hot(drafts, vocab).float()
     # the target agrees with every draft; its bonus distributions name the slot they come from

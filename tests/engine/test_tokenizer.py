@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 pytest.importorskip("tokenizers")
 
-from auditlog.engine.tokenizer import ByteTokenizer  # noqa: E402
-from auditlog.errors import ConfigurationError, InvalidRequestError  # noqa: E402
+from auditlog.engine.tokenizer import ByteTokenizer
+from auditlog.errors import ConfigurationError, InvalidRequestError
 
 pytestmark = pytest.mark.engine
 

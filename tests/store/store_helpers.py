@@ -27,7 +27,9 @@ class TrailBuilder:
     heads: dict[str, tuple[int, bytes]] = field(default_factory=dict)
     records: list[Record] = field(default_factory=list)
 
-    def _add(self, kind: RecordKind, request_id: str | None, payload: Any, fields: dict[str, Any]) -> Record:
+    def _add(
+        self, kind: RecordKind, request_id: str | None, payload: Any, fields: dict[str, Any]
+    ) -> Record:
         if request_id is None:
             req_seq, prev = None, None
         elif kind is RecordKind.REQUEST_START:
@@ -90,5 +92,9 @@ class TrailBuilder:
             RecordKind.STEP,
             None,
             None,
-            {"step": self.step_id, "batch": [list(b) for b in batch], "n": sum(n for _, n in batch)},
+            {
+                "step": self.step_id,
+                "batch": [list(b) for b in batch],
+                "n": sum(n for _, n in batch),
+            },
         )

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from store_helpers import TrailBuilder
 
 from auditlog.errors import FormatError, NotFoundError, StoreError
@@ -53,7 +56,7 @@ def test_ensure_log_is_idempotent_and_logs_are_separate(migrated_engine: Engine)
         other = ensure_log(conn, "audit.example/access")
         assert other != first
         assert get_log_id(conn, ORIGIN) == first
-        assert [(i.origin, i.created) for i in list_logs(conn)][0] == (ORIGIN, 5)
+        assert next((i.origin, i.created) for i in list_logs(conn)) == (ORIGIN, 5)
         with pytest.raises(NotFoundError, match="no log with origin 'nope'"):
             get_log_id(conn, "nope")
 
@@ -115,8 +118,9 @@ def test_append_batch_rejects_gaps_and_duplicates(migrated_engine: Engine) -> No
     trail = _interleaved_trail()
     with migrated_engine.begin() as conn:
         log_id = ensure_log(conn, ORIGIN)
-    with migrated_engine.begin() as conn, pytest.raises(
-        StoreError, match="at position 2 expected seq 2, got 3"
+    with (
+        migrated_engine.begin() as conn,
+        pytest.raises(StoreError, match="at position 2 expected seq 2, got 3"),
     ):
         append_batch(conn, log_id, [trail.records[0], trail.records[1], trail.records[3]])
     with migrated_engine.begin() as conn:
@@ -213,5 +217,26 @@ def test_signing_keys(migrated_engine: Engine) -> None:
             register_key(conn, log_id, "audit.example+1A2B3C4D+AQID", created=50)
         with pytest.raises(FormatError, match=r"must read <name>\+<hex key id>\+<base64 key>"):
             register_key(conn, log_id, "no-plus-signs", created=50)
-        with pytest.raises(NotFoundError, match="has no key audit.example\\+00000000"):
+        with pytest.raises(NotFoundError, match=r"has no key audit\.example\+00000000"):
             retire_key(conn, log_id, "audit.example", "00000000", retired=1)
+
+
+def test_iter_records_yields_what_is_stored_after_tampering(
+    migrated_engine: Engine,
+    admin_connection: Callable[[], AbstractContextManager[Connection]],
+) -> None:
+    """C8 input: a deleted record leaves a gap and an edited column reads back edited; the store
+    reports rows as they are, for the verifier to judge."""
+    trail = _interleaved_trail()
+    with migrated_engine.begin() as conn:
+        log_id = ensure_log(conn, ORIGIN)
+        append_batch(conn, log_id, trail.records)
+    with admin_connection() as conn:
+        conn.exec_driver_sql("DELETE FROM payloads WHERE seq = 5")
+        conn.exec_driver_sql("DELETE FROM records WHERE seq = 5")
+        conn.exec_driver_sql("UPDATE records SET kind = 'bogus' WHERE seq = 6")
+    with migrated_engine.connect() as conn:
+        stored = list(iter_records(conn, log_id, batch=2))
+    assert [r.seq for r in stored] == [s for s in range(len(trail.records)) if s != 5]
+    assert stored[5].kind == "bogus"
+    assert stored[5].body == trail.records[6].body

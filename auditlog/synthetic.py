@@ -1,4 +1,4 @@
-"""Synthetic engine traffic: interleaved, speculative, multi-tenant; no torch needed.
+"""Synthetic engine traffic for tests and benchmarks: interleaved, speculative, multi-tenant; no torch.
 
 ``SyntheticEngine`` produces the same event stream shape as the reference engine (RequestStarted,
 one BatchStep per physical step with tokens of several requests interleaved, RequestFinished) and
@@ -21,6 +21,8 @@ from auditlog.events import (
     RequestFinished,
     RequestStarted,
 )
+
+__all__ = ["DRAFT", "TARGET", "SyntheticEngine", "Truth"]
 
 TARGET = ModelRef(name="synth-target", weights_sha256="a" * 64, tokenizer_sha256="b" * 64)
 DRAFT = ModelRef(name="synth-draft", weights_sha256="c" * 64, tokenizer_sha256="b" * 64)
@@ -91,7 +93,8 @@ class SyntheticEngine:
                 drafts[request_id] = proposals
             pieces.extend((request_id, t, p) for t, p in emitted)
         # Physical order is unrelated to requests: shuffle while keeping each request's order.
-        order = sorted(range(len(pieces)), key=lambda i: (self.rng.random(), 0))
+        order = list(range(len(pieces)))
+        self.rng.shuffle(order)
         by_request: dict[str, list[int]] = {}
         for i in range(len(pieces)):
             by_request.setdefault(pieces[i][0], []).append(i)

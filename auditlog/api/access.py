@@ -1,0 +1,112 @@
+"""The auditor API's own access log (C18): every read becomes an ``access`` record first.
+
+The API is the single writer of its log (origin ``settings.api_origin``, its own signing key),
+through a :class:`~auditlog.recorder.LogSequencer`. Contract:
+
+- :meth:`AccessLog.record` MUST return only after the transaction holding the ``access`` record
+  (and a checkpoint signed over it) has committed; the caller MUST NOT send any content before.
+- If the record cannot be written, :meth:`AccessLog.record` raises :class:`AccessLogUnavailable`
+  and the caller MUST answer 503 with no content. The in-memory sequencer state is then dropped
+  and resumed from the database on the next write, so a failed write leaves no hole or fork.
+- One process at a time writes a given access log origin (run one API worker per origin); two
+  writers would collide on the primary key and fail closed, never fork the log.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import structlog
+from sqlalchemy import Connection, Engine
+
+from auditlog.errors import AuditlogError, FormatError
+from auditlog.ledger import RecordKind, Signer
+from auditlog.recorder import LogSequencer
+from auditlog.store.ledger_store import StoredCheckpoint, append_batch, register_key
+
+from .keys import ApiKey
+
+__all__ = ["AccessLog", "AccessLogUnavailable"]
+
+log = structlog.get_logger("auditlog.api.access")
+
+
+class AccessLogUnavailable(AuditlogError):
+    """The access record could not be committed; the read MUST NOT be answered (503)."""
+
+
+class AccessLog:
+    """Writer of the API's access log (thread-safe: one lock serialises the writes)."""
+
+    def __init__(self, *, engine: Engine, origin: str, signer: Signer) -> None:
+        self.engine = engine
+        self.origin = origin
+        self.signer = signer
+        self._lock = threading.Lock()
+        self._sequencer: LogSequencer | None = None
+
+    def record(
+        self,
+        *,
+        key: ApiKey,
+        endpoint: str,
+        request_ids: Sequence[str],
+        reason: str | None,
+        status: int,
+        params: Mapping[str, Any],
+    ) -> int:
+        """Commit one ``access`` record and a checkpoint covering it; returns its ``seq``.
+
+        Fields (who, when, what, why): ``principal`` = the API key id, ``role``, ``ts`` (now),
+        ``endpoint`` (route template), ``params`` (query parameters as strings),
+        ``request_ids`` (the requests the answer concerns), ``status`` (HTTP status about to be
+        sent), ``reason`` (the ``X-Audit-Reason`` header or null).
+        """
+        fields = {
+            "principal": key.id,
+            "role": str(key.role),
+            "endpoint": endpoint,
+            "params": dict(params),
+            "request_ids": list(request_ids),
+            "status": status,
+            "reason": reason,
+        }
+        with self._lock:
+            try:
+                return self._write(fields)
+            except Exception as exc:  # any failure: fail closed, resume from the database later
+                self._sequencer = None
+                log.error("access_log.write_failed", origin=self.origin, error=str(exc))
+                raise AccessLogUnavailable(f"access record could not be written: {exc}") from exc
+
+    def _register_key(self, conn: Connection, log_id: int, now: int) -> None:
+        """Keep the access log's public key in ``signing_keys`` (C12)."""
+        try:
+            register_key(conn, log_id, self.signer.verifier_key, created=now)
+        except FormatError as exc:  # the store refuses the key string: the log still works
+            log.warning("access_log.key_not_registered", origin=self.origin, error=str(exc))
+
+    def _write(self, fields: dict[str, Any]) -> int:
+        now = time.time_ns()
+        with self.engine.begin() as conn:
+            sequencer = self._sequencer
+            if sequencer is None:
+                sequencer = LogSequencer.resume(conn, self.origin)
+                self._register_key(conn, sequencer.log_id, now)
+            record = sequencer.append(RecordKind.ACCESS, ts=now, fields=fields)
+            batch = sequencer.drain()
+            checkpoint, note = sequencer.checkpoint([self.signer])
+            append_batch(
+                conn,
+                sequencer.log_id,
+                batch.records,
+                batch.nodes,
+                checkpoint=StoredCheckpoint(
+                    size=checkpoint.size, root=checkpoint.root, note=note, ts=now
+                ),
+            )
+        self._sequencer = sequencer
+        return record.seq

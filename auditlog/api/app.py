@@ -1,0 +1,90 @@
+"""The auditor API application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
+from sqlalchemy import Engine
+
+from auditlog.bundle.export import NoCheckpointError
+from auditlog.bundle.verify import parse_verifier_keys
+from auditlog.errors import ConfigurationError, FormatError, NotFoundError
+from auditlog.store.db import create_db_engine, upgrade
+
+from .access import AccessLog, AccessLogUnavailable
+from .deps import ApiState
+from .queries import InvalidQueryError
+from .routes import logs, requests, steps
+from .settings import ApiSettings
+
+__all__ = ["create_app"]
+
+API_VERSION = "1"
+
+
+def _error(status_code: int, detail: str) -> JSONResponse:
+    return JSONResponse(status_code=status_code, content={"detail": detail})
+
+
+def create_app(settings: ApiSettings, *, engine: Engine | None = None) -> FastAPI:
+    """Build the auditor API for ``settings`` (``engine``: reuse an open engine, e.g. in tests).
+
+    Raises ConfigurationError for an unreadable signing key or a malformed trusted key.
+    """
+    if settings.api_migrate:
+        upgrade(engine or settings.db_url)
+    db = engine or create_db_engine(settings.db_url)
+    try:
+        trusted = parse_verifier_keys(settings.api_trusted_keys)
+    except FormatError as exc:
+        raise ConfigurationError(f"AUDITLOG_API_TRUSTED_KEYS: {exc}") from exc
+    state = ApiState(
+        settings=settings,
+        engine=db,
+        access_log=AccessLog(engine=db, origin=settings.api_origin, signer=settings.load_signer()),
+        trusted=trusted,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if engine is None:
+            db.dispose()
+
+    app = FastAPI(
+        title="auditlog auditor API",
+        version=API_VERSION,
+        description=(
+            "Read access to per-request audit trails of LLM inference: search, trails, "
+            "inclusion and consistency proofs, signed checkpoints, evidence bundles. Every "
+            "read is itself recorded in the API's own access log before it is answered."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.auditlog = state
+    for router in (requests.router, logs.router, steps.router):
+        app.include_router(router)
+
+    @app.exception_handler(NoCheckpointError)
+    async def _no_checkpoint(_r: Request, exc: NoCheckpointError) -> JSONResponse:
+        return _error(status.HTTP_409_CONFLICT, str(exc))
+
+    @app.exception_handler(NotFoundError)
+    async def _not_found(_r: Request, exc: NotFoundError) -> JSONResponse:
+        return _error(status.HTTP_404_NOT_FOUND, str(exc))
+
+    @app.exception_handler(InvalidQueryError)
+    async def _invalid(_r: Request, exc: InvalidQueryError) -> JSONResponse:
+        return _error(status.HTTP_400_BAD_REQUEST, str(exc))
+
+    @app.exception_handler(AccessLogUnavailable)
+    async def _unavailable(_r: Request, _exc: AccessLogUnavailable) -> JSONResponse:
+        return _error(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "the access record of this read could not be written; nothing is returned",
+        )
+
+    return app

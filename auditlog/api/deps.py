@@ -1,0 +1,177 @@
+"""FastAPI dependencies: application state, database connection, authentication, roles, audit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Header, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Connection, Engine
+
+from auditlog.bundle.export import NoCheckpointError
+from auditlog.errors import NotFoundError
+from auditlog.ledger import Verifier
+
+from .access import AccessLog
+from .keys import ApiKey, AuthenticationError, Role, authenticate
+from .queries import InvalidQueryError
+from .settings import ApiSettings
+
+__all__ = [
+    "AdminOrAuditor",
+    "AdminOrOperator",
+    "ApiState",
+    "Audit",
+    "AuditDep",
+    "ConnDep",
+    "KeyDep",
+    "StateDep",
+]
+
+#: Longest ``X-Audit-Reason`` accepted (it is written into the access record).
+MAX_REASON_LENGTH = 1000
+
+
+@dataclass(slots=True)
+class ApiState:
+    """What the app holds for its lifetime (``app.state.auditlog``)."""
+
+    settings: ApiSettings
+    engine: Engine
+    access_log: AccessLog
+    trusted: list[Verifier]
+
+
+def get_state(request: Request) -> ApiState:
+    state: ApiState = request.app.state.auditlog
+    return state
+
+
+StateDep = Annotated[ApiState, Depends(get_state)]
+
+
+def get_conn(state: StateDep) -> Iterator[Connection]:
+    """A read connection for the request (the handler never commits on it)."""
+    with state.engine.connect() as conn:
+        yield conn
+
+
+ConnDep = Annotated[Connection, Depends(get_conn)]
+
+_bearer = HTTPBearer(auto_error=False, description="API key: `Authorization: Bearer alk_...`")
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+def get_key(
+    state: StateDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> ApiKey:
+    """The caller's live API key; 401 for a missing, malformed, unknown or revoked key."""
+    if credentials is None:
+        raise _unauthorized("missing bearer API key")
+    try:
+        with state.engine.connect() as conn:
+            return authenticate(conn, credentials.credentials)
+    except AuthenticationError as exc:
+        raise _unauthorized(str(exc)) from None
+
+
+KeyDep = Annotated[ApiKey, Depends(get_key)]
+
+
+def _require(*roles: Role) -> object:
+    allowed = ", ".join(str(r) for r in roles)
+
+    def check(key: KeyDep) -> ApiKey:
+        if key.role not in roles:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN, detail=f"role {key.role} may not call this; needs {allowed}"
+            )
+        return key
+
+    return Depends(check)
+
+
+AdminOrAuditor = Annotated[ApiKey, _require(Role.AUDITOR, Role.ADMIN)]
+AdminOrOperator = Annotated[ApiKey, _require(Role.OPERATOR, Role.ADMIN)]
+
+
+@dataclass(slots=True)
+class AccessScope:
+    """The request ids a read concerns; the handler adds them as it learns them."""
+
+    request_ids: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Audit:
+    """Writes the access record of one API call before its answer leaves (C18)."""
+
+    access_log: AccessLog
+    key: ApiKey
+    endpoint: str
+    params: dict[str, str]
+    reason: str | None
+
+    def commit(self, request_ids: list[str], status_code: int) -> None:
+        """Commit the access record; raises :class:`AccessLogUnavailable` (answered 503)."""
+        self.access_log.record(
+            key=self.key,
+            endpoint=self.endpoint,
+            request_ids=request_ids,
+            reason=self.reason,
+            status=status_code,
+            params=self.params,
+        )
+
+    @contextmanager
+    def reading(self, *request_ids: str) -> Iterator[AccessScope]:
+        """Run a read; commit its access record with the status it will answer, then let the
+        answer (or the error) go. A failed commit replaces the answer by 503."""
+        scope = AccessScope(list(request_ids))
+        try:
+            yield scope
+        except NoCheckpointError:
+            self.commit(scope.request_ids, status.HTTP_409_CONFLICT)
+            raise
+        except NotFoundError:
+            self.commit(scope.request_ids, status.HTTP_404_NOT_FOUND)
+            raise
+        except InvalidQueryError:
+            self.commit(scope.request_ids, status.HTTP_400_BAD_REQUEST)
+            raise
+        except HTTPException as exc:
+            self.commit(scope.request_ids, exc.status_code)
+            raise
+        self.commit(scope.request_ids, status.HTTP_200_OK)
+
+
+def get_audit(
+    request: Request,
+    state: StateDep,
+    key: KeyDep,
+    x_audit_reason: Annotated[
+        str | None,
+        Header(max_length=MAX_REASON_LENGTH, description="why this read is made (C18)"),
+    ] = None,
+) -> Audit:
+    route = request.scope.get("route")
+    path = getattr(route, "path", request.url.path)
+    return Audit(
+        access_log=state.access_log,
+        key=key,
+        endpoint=f"{request.method} {path}",
+        params=dict(request.query_params),
+        reason=x_audit_reason,
+    )
+
+
+AuditDep = Annotated[Audit, Depends(get_audit)]

@@ -1,0 +1,247 @@
+"""SQL reads behind the search endpoints: requests by tenant/time/principal/model/outcome, and
+physical step manifests. Keyset pagination on ``(ts, log_id, seq)``; cursors are opaque.
+
+Searches filter on the indexed copies of header fields (``tenant``, ``kind``, ``ts``) and on
+fields read from the header bytes in SQL (``principal``, ``target.name``, ``reason``). They do not
+verify; the trail endpoint does.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import ColumnElement, Connection, Text, and_, cast, func, select, tuple_
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import aliased
+
+from auditlog.errors import AuditlogError
+from auditlog.ledger import RecordKind
+from auditlog.store.schema import logs, records
+
+__all__ = [
+    "MAX_SQL_INT",
+    "InvalidQueryError",
+    "RequestRow",
+    "SearchFilter",
+    "StepRow",
+    "decode_cursor",
+    "encode_cursor",
+    "search_requests",
+    "search_steps",
+]
+
+#: Largest value of a BIGINT column (query bounds beyond it are refused before SQL).
+MAX_SQL_INT = 2**63 - 1
+
+_CURSOR = re.compile(rb"(0|[1-9][0-9]{0,18}):(0|[1-9][0-9]{0,18}):(0|[1-9][0-9]{0,18})")
+Cursor = tuple[int, int, int]  # (ts, log_id, seq) of the last row of the previous page
+
+
+class InvalidQueryError(AuditlogError):
+    """A query parameter the API cannot use (a cursor it did not issue, for instance): 400."""
+
+
+def encode_cursor(position: Cursor) -> str:
+    """Opaque cursor: unpadded base64url of ``"<ts>:<log_id>:<seq>"`` in decimal."""
+    text = ":".join(str(v) for v in position)
+    return base64.urlsafe_b64encode(text.encode("ascii")).rstrip(b"=").decode("ascii")
+
+
+def decode_cursor(cursor: str) -> Cursor:
+    """Inverse of :func:`encode_cursor`; raises InvalidQueryError for anything else."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor.encode("ascii") + b"=" * (-len(cursor) % 4))
+    except (binascii.Error, UnicodeEncodeError):
+        raise InvalidQueryError("invalid cursor") from None
+    match = _CURSOR.fullmatch(raw)
+    values = () if match is None else tuple(int(v) for v in match.groups())
+    if len(values) != 3 or not all(v <= MAX_SQL_INT for v in values):
+        raise InvalidQueryError("invalid cursor")
+    return values[0], values[1], values[2]
+
+
+def _json_text(conn: Connection, body: Any, *path: str) -> ColumnElement[Any]:
+    """SQL expression: the string at ``path`` in the JSON header bytes ``body``."""
+    if conn.dialect.name == "sqlite":
+        return func.json_extract(cast(body, Text), "$." + ".".join(path))
+    document = cast(func.convert_from(body, "UTF8"), JSONB)
+    return document[path].astext  # type: ignore[index,no-any-return]
+
+
+def _loads(body: bytes | None) -> dict[str, Any]:
+    if body is None:
+        return {}
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
+def _str(obj: dict[str, Any], name: str) -> str:
+    value = obj.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def _int(obj: dict[str, Any], name: str) -> int | None:
+    value = obj.get(name)
+    return value if type(value) is int else None
+
+
+@dataclass(frozen=True, slots=True)
+class SearchFilter:
+    """Search criteria; ``tenants`` None means every tenant (admins)."""
+
+    tenants: Collection[str] | None
+    since: int | None = None
+    until: int | None = None
+    principal: str | None = None
+    model: str | None = None
+    finish_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRow:
+    request_id: str
+    log: str
+    tenant: str
+    principal: str
+    model: str
+    started_ts: int
+    finished_ts: int | None
+    finish_reason: str | None
+    n_generated: int | None
+
+
+def search_requests(
+    conn: Connection, criteria: SearchFilter, *, cursor: str | None, limit: int
+) -> tuple[list[RequestRow], str | None]:
+    """One page of requests matching ``criteria``, oldest first; returns (rows, next cursor)."""
+    if criteria.tenants is not None and not criteria.tenants:
+        return [], None
+    start = records
+    end = aliased(records, name="req_end")
+    stmt = (
+        select(start.c.ts, start.c.log_id, start.c.seq, start.c.request_id, start.c.tenant,
+               start.c.body, end.c.body, end.c.ts, logs.c.origin)
+        .join(logs, logs.c.id == start.c.log_id)
+        .outerjoin(
+            end,
+            and_(
+                end.c.log_id == start.c.log_id,
+                end.c.request_id == start.c.request_id,
+                end.c.kind == RecordKind.REQUEST_END.value,
+            ),
+        )
+        .where(start.c.kind == RecordKind.REQUEST_START.value)
+    )
+    if criteria.tenants is not None:
+        stmt = stmt.where(start.c.tenant.in_(sorted(criteria.tenants)))
+    if criteria.since is not None:
+        stmt = stmt.where(start.c.ts >= criteria.since)
+    if criteria.until is not None:
+        stmt = stmt.where(start.c.ts < criteria.until)
+    if criteria.principal is not None:
+        stmt = stmt.where(_json_text(conn, start.c.body, "principal") == criteria.principal)
+    if criteria.model is not None:
+        stmt = stmt.where(_json_text(conn, start.c.body, "target", "name") == criteria.model)
+    if criteria.finish_reason is not None:
+        stmt = stmt.where(_json_text(conn, end.c.body, "reason") == criteria.finish_reason)
+    if cursor is not None:
+        stmt = stmt.where(tuple_(start.c.ts, start.c.log_id, start.c.seq) > decode_cursor(cursor))
+    stmt = stmt.order_by(start.c.ts, start.c.log_id, start.c.seq).limit(limit + 1)
+    rows = conn.execute(stmt).all()
+    items = []
+    for ts, _log_id, _seq, request_id, tenant, body, end_body, end_ts, origin in rows[:limit]:
+        head, tail = _loads(body), _loads(end_body)
+        target = head.get("target")
+        items.append(
+            RequestRow(
+                request_id=request_id,
+                log=origin,
+                tenant=tenant or "",
+                principal=_str(head, "principal"),
+                model=_str(target, "name") if isinstance(target, dict) else "",
+                started_ts=ts,
+                finished_ts=end_ts,
+                finish_reason=tail.get("reason") if isinstance(tail.get("reason"), str) else None,
+                n_generated=_int(tail, "n_generated"),
+            )
+        )
+    next_cursor = None
+    if len(rows) > limit:
+        ts, log_id, seq = rows[limit - 1][:3]
+        next_cursor = encode_cursor((ts, log_id, seq))
+    return items, next_cursor
+
+
+@dataclass(frozen=True, slots=True)
+class StepRow:
+    log: str
+    seq: int
+    ts: int
+    step: int
+    n: int
+    passes: int | None
+    batch: list[tuple[str, int]]
+
+
+def search_steps(
+    conn: Connection,
+    *,
+    origin: str | None,
+    since: int | None,
+    until: int | None,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[StepRow], str | None]:
+    """One page of physical step manifests (``step`` records), oldest first."""
+    stmt = (
+        select(records.c.ts, records.c.log_id, records.c.seq, records.c.body, logs.c.origin)
+        .join(logs, logs.c.id == records.c.log_id)
+        .where(records.c.kind == RecordKind.STEP.value)
+    )
+    if origin is not None:
+        stmt = stmt.where(logs.c.origin == origin)
+    if since is not None:
+        stmt = stmt.where(records.c.ts >= since)
+    if until is not None:
+        stmt = stmt.where(records.c.ts < until)
+    if cursor is not None:
+        stmt = stmt.where(
+            tuple_(records.c.ts, records.c.log_id, records.c.seq) > decode_cursor(cursor)
+        )
+    stmt = stmt.order_by(records.c.ts, records.c.log_id, records.c.seq).limit(limit + 1)
+    rows = conn.execute(stmt).all()
+    items = []
+    for ts, _log_id, seq, body, origin_ in rows[:limit]:
+        head = _loads(body)
+        batch = head.get("batch")
+        pairs = [
+            (entry[0], entry[1])
+            for entry in (batch if isinstance(batch, list) else [])
+            if isinstance(entry, list) and len(entry) == 2
+            and isinstance(entry[0], str) and type(entry[1]) is int
+        ]
+        items.append(
+            StepRow(
+                log=origin_,
+                seq=seq,
+                ts=ts,
+                step=_int(head, "step") or 0,
+                n=_int(head, "n") or 0,
+                passes=_int(head, "passes"),
+                batch=pairs,
+            )
+        )
+    next_cursor = None
+    if len(rows) > limit:
+        ts, log_id, seq = rows[limit - 1][:3]
+        next_cursor = encode_cursor((ts, log_id, seq))
+    return items, next_cursor

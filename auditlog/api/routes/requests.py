@@ -1,0 +1,181 @@
+"""Requests: search, trail, inclusion proofs, evidence bundle, HTML transcript (auditor, admin).
+
+A request of another tenant answers 404 with the same body as a request that does not exist
+(C19). Every answer, errors included, is preceded by a committed access record (C18).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import HTMLResponse
+
+from auditlog.bundle.export import (
+    NoCheckpointError,
+    TrailNodeSource,
+    build_bundle,
+    covering_checkpoint,
+    find_trail,
+    signing_keys_of,
+)
+from auditlog.bundle.format import encode_bundle
+from auditlog.ledger import inclusion_proof, leaf_hash
+from auditlog.store.ledger_store import latest_checkpoint
+
+from ..deps import AdminOrAuditor, AuditDep, ConnDep, StateDep
+from ..html import render_transcript
+from ..keys import ApiKey
+from ..queries import MAX_SQL_INT, SearchFilter, search_requests
+from ..schemas import (
+    CheckpointPublic,
+    InclusionProofPublic,
+    ProofsPublic,
+    RequestPage,
+    RequestSummary,
+    TrailPublic,
+)
+from ..settings import MAX_PAGE_SIZE
+from ..trail import trail_public
+from . import ERROR_RESPONSES
+
+__all__ = ["BUNDLE_MEDIA_TYPE", "router"]
+
+#: Media type of an evidence bundle (canonical JSON, docs/BUNDLE.md).
+BUNDLE_MEDIA_TYPE = "application/vnd.auditlog.bundle+json"
+
+router = APIRouter(prefix="/v1/requests", tags=["requests"], responses=ERROR_RESPONSES)
+
+RequestId = Annotated[str, "request id"]
+Nanos = Query(ge=0, le=MAX_SQL_INT, description="ns since the Unix epoch, UTC")
+
+
+def _scope(key: ApiKey) -> tuple[str, ...] | None:
+    """Tenants whose content ``key`` may read; None for every tenant (admin)."""
+    return None if key.role == "admin" else key.tenants
+
+
+@router.get("", response_model=RequestPage, summary="Search requests")
+def search(
+    key: AdminOrAuditor,
+    audit: AuditDep,
+    conn: ConnDep,
+    state: StateDep,
+    tenant: Annotated[str | None, Query(max_length=255)] = None,
+    since: Annotated[int | None, Nanos] = None,
+    until: Annotated[int | None, Nanos] = None,
+    principal: Annotated[str | None, Query(max_length=255)] = None,
+    model: Annotated[str | None, Query(max_length=255)] = None,
+    finish_reason: Annotated[str | None, Query(max_length=32)] = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int | None, Query(ge=1, le=MAX_PAGE_SIZE)] = None,
+) -> RequestPage:
+    """Requests of the caller's tenants started in ``[since, until)``, oldest first.
+
+    A ``tenant`` outside the caller's scope matches nothing (it is not an error: C19).
+    """
+    scope = _scope(key)
+    if tenant is not None:
+        scope = (tenant,) if scope is None or tenant in scope else ()
+    size = min(limit or state.settings.api_default_page_size, state.settings.api_max_page_size)
+    with audit.reading() as access:
+        rows, next_cursor = search_requests(
+            conn,
+            SearchFilter(
+                tenants=scope,
+                since=since,
+                until=until,
+                principal=principal,
+                model=model,
+                finish_reason=finish_reason,
+            ),
+            cursor=cursor,
+            limit=size,
+        )
+        access.request_ids.extend(row.request_id for row in rows)
+        return RequestPage(
+            items=[RequestSummary.model_validate(row, from_attributes=True) for row in rows],
+            next_cursor=next_cursor,
+        )
+
+
+@router.get("/{request_id}", response_model=TrailPublic, summary="A request's trail")
+def trail(
+    request_id: RequestId, key: AdminOrAuditor, audit: AuditDep, conn: ConnDep, state: StateDep
+) -> TrailPublic:
+    """Metadata, transcript with each token's provenance and step, raw records and a verdict."""
+    with audit.reading(request_id):
+        stored = find_trail(conn, request_id, tenants=_scope(key))
+        return trail_public(conn, stored, state.trusted, state.settings.api_trusted_keys)
+
+
+@router.get("/{request_id}/proofs", response_model=ProofsPublic, summary="Inclusion proofs")
+def proofs(request_id: RequestId, key: AdminOrAuditor, audit: AuditDep, conn: ConnDep) -> ProofsPublic:
+    """RFC 9162 inclusion proof of every record of the trail against the latest checkpoint."""
+    with audit.reading(request_id):
+        stored = find_trail(conn, request_id, tenants=_scope(key))
+        checkpoint = latest_checkpoint(conn, stored.log_id)
+        if checkpoint is None:
+            raise NoCheckpointError(f"log {stored.origin!r} has no signed checkpoint yet")
+        covered = [r for r in stored.records if r.seq < checkpoint.size]
+        source = TrailNodeSource(conn, stored.log_id, stored.records[0].seq, stored.end)
+        return ProofsPublic(
+            request_id=request_id,
+            checkpoint=CheckpointPublic(
+                log=stored.origin,
+                size=checkpoint.size,
+                root=checkpoint.root.hex(),
+                note=checkpoint.note,
+            ),
+            proofs=[
+                InclusionProofPublic(
+                    seq=r.seq,
+                    leaf=leaf_hash(bytes(r.body)).hex(),
+                    proof=[h.hex() for h in inclusion_proof(r.seq, checkpoint.size, source)],
+                )
+                for r in covered
+            ],
+            pending_seqs=[r.seq for r in stored.records if r.seq >= checkpoint.size],
+        )
+
+
+@router.get(
+    "/{request_id}/bundle",
+    summary="Evidence bundle",
+    response_class=Response,
+    responses={200: {"content": {BUNDLE_MEDIA_TYPE: {"schema": {"type": "object"}}}}},
+)
+def bundle(
+    request_id: RequestId,
+    key: AdminOrAuditor,
+    audit: AuditDep,
+    conn: ConnDep,
+    state: StateDep,
+    checkpoint_size: Annotated[int | None, Query(ge=1, le=MAX_SQL_INT)] = None,
+) -> Response:
+    """Self-verifying bundle (docs/BUNDLE.md), pinned to the earliest checkpoint covering the
+    trail (or ``checkpoint_size``): the same request always gives the same bytes (C20)."""
+    with audit.reading(request_id):
+        stored = find_trail(conn, request_id, tenants=_scope(key))
+        checkpoint = covering_checkpoint(conn, stored.log_id, stored.end, at_size=checkpoint_size)
+        keys = signing_keys_of(conn, stored.log_id, checkpoint.note, state.settings.api_trusted_keys)
+        data = encode_bundle(build_bundle(conn, stored, checkpoint, keys))
+    return Response(content=data, media_type=BUNDLE_MEDIA_TYPE)
+
+
+@router.get(
+    "/{request_id}/transcript.html",
+    summary="HTML transcript",
+    response_class=HTMLResponse,
+    responses={200: {"content": {"text/html": {"schema": {"type": "string"}}}}},
+)
+def transcript_html(
+    request_id: RequestId, key: AdminOrAuditor, audit: AuditDep, conn: ConnDep, state: StateDep
+) -> HTMLResponse:
+    """The trail as a human-readable, escaped HTML page."""
+    with audit.reading(request_id):
+        stored = find_trail(conn, request_id, tenants=_scope(key))
+        page = render_transcript(
+            trail_public(conn, stored, state.trusted, state.settings.api_trusted_keys)
+        )
+    return HTMLResponse(page)

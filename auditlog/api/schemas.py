@@ -1,0 +1,184 @@
+"""Response models of the auditor API (the OpenAPI schema is generated from these)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+__all__ = [
+    "CheckpointPublic",
+    "ConsistencyProofPublic",
+    "ErrorPublic",
+    "InclusionProofPublic",
+    "LogPublic",
+    "ProofsPublic",
+    "RecordPublic",
+    "RequestPage",
+    "RequestSummary",
+    "StepManifestPublic",
+    "StepPage",
+    "TokenPublic",
+    "TrailPublic",
+    "VerdictPublic",
+    "VerifierKeysPublic",
+]
+
+
+class ErrorPublic(BaseModel):
+    """Body of every 4xx/5xx answer."""
+
+    detail: str
+
+
+class RequestSummary(BaseModel):
+    """One row of a search: a request as its start and end records describe it."""
+
+    request_id: str
+    log: str
+    tenant: str
+    principal: str
+    model: str
+    started_ts: int = Field(description="ns since the Unix epoch, UTC")
+    finished_ts: int | None
+    finish_reason: str | None
+    n_generated: int | None
+
+
+class RequestPage(BaseModel):
+    """A page of search results; pass ``next_cursor`` back as ``cursor`` for the next page."""
+
+    items: list[RequestSummary]
+    next_cursor: str | None
+
+
+class RecordPublic(BaseModel):
+    """A raw record: canonical header bytes (base64), decoded header and stored payload."""
+
+    seq: int
+    kind: str
+    req_seq: int | None
+    ts: int
+    leaf: str = Field(description="hex SHA-256(0x00 || body), RFC 9162 2.1.1")
+    body_b64: str = Field(description="canonical header bytes, base64 (RFC 4648 section 4)")
+    header: dict[str, Any] | None = Field(description="decoded header; null if malformed")
+    payload_b64: str | None = Field(description="stored payload bytes, base64; null if none")
+
+
+class TokenPublic(BaseModel):
+    """One generated token with its provenance (C6) and the physical step that produced it."""
+
+    index: int
+    token_id: int | None
+    provenance: str
+    step: int
+    seq: int
+    ts: int
+
+
+class DraftPublic(BaseModel):
+    """Draft tokens proposed for the request in one step (accepted and rejected)."""
+
+    step: int
+    seq: int
+    token_ids: list[int]
+
+
+class VerdictPublic(BaseModel):
+    """Verification of the trail against the latest checkpoint (``auditlog.bundle.verify``)."""
+
+    status: Literal["intact", "failed", "pending"]
+    message: str
+    trust: Literal["trusted", "untrusted"] | None
+    checkpoint_size: int | None
+
+
+class TrailPublic(BaseModel):
+    """A request's complete trail: metadata, transcript, raw records and verdict."""
+
+    request_id: str
+    log: str
+    tenant: str | None
+    principal: str | None
+    model: str | None
+    started_ts: int | None
+    finished_ts: int | None
+    finish_reason: str | None
+    n_generated: int | None
+    n_delivered: int | None
+    prompt_text: str | None
+    prompt_token_ids: list[int] | None
+    tokens: list[TokenPublic]
+    drafts: list[DraftPublic]
+    unreadable_payloads: list[int]
+    records: list[RecordPublic]
+    verification: VerdictPublic
+
+
+class CheckpointPublic(BaseModel):
+    """A signed checkpoint: the C2SP note and its parsed size and root."""
+
+    log: str
+    size: int
+    root: str = Field(description="hex")
+    note: str
+
+
+class InclusionProofPublic(BaseModel):
+    """RFC 9162 inclusion proof of one record, leaf-side first."""
+
+    seq: int
+    leaf: str = Field(description="hex")
+    proof: list[str] = Field(description="hex hashes")
+
+
+class ProofsPublic(BaseModel):
+    """Inclusion proofs of a trail's records against the latest checkpoint."""
+
+    request_id: str
+    checkpoint: CheckpointPublic
+    proofs: list[InclusionProofPublic]
+    pending_seqs: list[int] = Field(description="records not yet covered by the checkpoint")
+
+
+class ConsistencyProofPublic(BaseModel):
+    """RFC 9162 consistency proof between two checkpointed tree sizes."""
+
+    log: str
+    first: int
+    second: int
+    first_root: str
+    second_root: str
+    proof: list[str]
+
+
+class LogPublic(BaseModel):
+    """A log in the store and its latest signed tree size."""
+
+    origin: str
+    checkpoint_size: int | None
+
+
+class VerifierKeysPublic(BaseModel):
+    """Public keys (C2SP note verifier form) that sign a log's checkpoints."""
+
+    log: str
+    keys: list[str]
+    retired: list[str]
+
+
+class StepManifestPublic(BaseModel):
+    """A physical batch step: which requests took how many tokens (no content, C17)."""
+
+    log: str
+    seq: int
+    ts: int
+    step: int
+    n: int
+    passes: int | None
+    batch: list[tuple[str, int]]
+
+
+class StepPage(BaseModel):
+    items: list[StepManifestPublic]
+    next_cursor: str | None

@@ -1,0 +1,126 @@
+"""A request's trail as the API shows it: transcript, raw records and a verification verdict."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection
+
+from auditlog.bundle.export import StoredTrail, build_bundle, signing_keys_of
+from auditlog.bundle.transcript import Transcript, build_transcript
+from auditlog.bundle.verify import verify_decoded
+from auditlog.errors import FormatError, VerificationError
+from auditlog.ledger import Verifier, parse_header
+from auditlog.store.ledger_store import latest_checkpoint
+
+from .schemas import DraftPublic, RecordPublic, TokenPublic, TrailPublic, VerdictPublic
+
+__all__ = ["trail_public", "verdict"]
+
+
+def _b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode("ascii")
+
+
+def _header(body: bytes) -> dict[str, Any] | None:
+    try:
+        return parse_header(body)
+    except FormatError:
+        return None
+
+
+def verdict(
+    conn: Connection, trail: StoredTrail, trusted: Sequence[Verifier], extra_keys: Sequence[str]
+) -> tuple[VerdictPublic, Transcript | None]:
+    """Verify ``trail`` against the log's latest checkpoint (``auditlog.bundle.verify``).
+
+    Returns the verdict and, when the trail verifies, its transcript.
+    """
+    checkpoint = latest_checkpoint(conn, trail.log_id)
+    if checkpoint is None or checkpoint.size < trail.end:
+        return VerdictPublic(
+            status="pending",
+            message="no signed checkpoint covers the whole trail yet",
+            trust=None,
+            checkpoint_size=None if checkpoint is None else checkpoint.size,
+        ), None
+    keys = signing_keys_of(conn, trail.log_id, checkpoint.note, extra_keys)
+    bundle = build_bundle(conn, trail, checkpoint, keys)
+    try:
+        report = verify_decoded(bundle, trusted, require_complete=False)
+    except VerificationError as exc:
+        return VerdictPublic(
+            status="failed", message=str(exc), trust=None, checkpoint_size=checkpoint.size
+        ), None
+    is_open = report.transcript.finish_reason is None
+    return VerdictPublic(
+        status="pending" if is_open else "intact",
+        message=(
+            "request still open (no request.end yet); its records so far verify"
+            if is_open
+            else f"{report.num_records} records verify against checkpoint {checkpoint.size}"
+        ),
+        trust=report.trust.value,
+        checkpoint_size=checkpoint.size,
+    ), report.transcript
+
+
+def trail_public(
+    conn: Connection, trail: StoredTrail, trusted: Sequence[Verifier], extra_keys: Sequence[str]
+) -> TrailPublic:
+    """The ``TrailPublic`` of a stored trail (verified transcript when it verifies)."""
+    result, transcript = verdict(conn, trail, trusted, extra_keys)
+    headers = [_header(r.body) for r in trail.records]
+    if transcript is None:
+        # Not verified (pending or failed): rebuild from the headers that parse, for display.
+        chain = [(h, r.payload) for h, r in zip(headers, trail.records, strict=True) if h]
+        try:
+            transcript = build_transcript(trail.request_id, chain)
+        except FormatError:
+            transcript = Transcript(request_id=trail.request_id)
+    return TrailPublic(
+        request_id=trail.request_id,
+        log=trail.origin,
+        tenant=transcript.tenant,
+        principal=transcript.principal,
+        model=transcript.model,
+        started_ts=transcript.started_ts,
+        finished_ts=transcript.finished_ts,
+        finish_reason=transcript.finish_reason,
+        n_generated=transcript.n_generated,
+        n_delivered=transcript.n_delivered,
+        prompt_text=transcript.prompt_text,
+        prompt_token_ids=transcript.prompt_token_ids,
+        tokens=[
+            TokenPublic(
+                index=t.index,
+                token_id=t.token_id,
+                provenance=t.provenance,
+                step=t.step,
+                seq=t.seq,
+                ts=t.ts,
+            )
+            for t in transcript.tokens
+        ],
+        drafts=[
+            DraftPublic(step=d.step, seq=d.seq, token_ids=list(d.token_ids))
+            for d in transcript.drafts
+        ],
+        unreadable_payloads=transcript.unreadable_payloads,
+        records=[
+            RecordPublic(
+                seq=r.seq,
+                kind=r.kind,
+                req_seq=r.req_seq,
+                ts=r.ts,
+                leaf=bytes(r.leaf).hex(),
+                body_b64=_b64(bytes(r.body)) or "",
+                header=h,
+                payload_b64=_b64(None if r.payload is None else bytes(r.payload)),
+            )
+            for r, h in zip(trail.records, headers, strict=True)
+        ],
+        verification=result,
+    )

@@ -1,0 +1,202 @@
+"""Offline verification of an evidence bundle (pure: values in, a report or an exception out).
+
+:func:`verify_bundle` needs nothing but the bundle bytes and, ideally, the log's verifier keys
+obtained out of band. It raises :class:`~auditlog.errors.VerificationError` at the first failure,
+with a message that names the record (``req_seq`` and ``seq``), what was expected and what was
+found. Steps, in order (docs/BUNDLE.md section "Verification"):
+
+1. The bytes decode as a bundle of this format version, in canonical form.
+2. The checkpoint note carries a valid Ed25519 signature by a trusted key (``trusted_keys``);
+   with no trusted keys given, by a key embedded in the bundle, and the report says "untrusted".
+3. The checkpoint's origin is the bundle's log.
+4. Per record, in chain order: the header parses (docs/FORMAT.md), names this log, request and
+   ``seq``; ``req_seq`` counts 0, 1, 2, ...; ``prev`` is the previous record's leaf hash
+   (64 zeros first); kinds run ``request.start``, ``tokens``..., ``request.end``; the tenant
+   never changes; the payload's SHA-256 equals the header's ``payload`` (an absent payload is
+   reported as erased); ``seq`` lies in the checkpoint's tree and the RFC 9162 inclusion proof of
+   the leaf SHA-256(0x00 || header bytes) at ``seq`` leads to the checkpoint's root.
+5. The chain ends with ``request.end`` (a bundle MUST hold a complete trail).
+6. The transcript rebuilt from the payloads agrees with the headers' token counts.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from auditlog.errors import FormatError, VerificationError
+from auditlog.ledger import (
+    ZERO_HASH,
+    Checkpoint,
+    Verifier,
+    leaf_hash,
+    open_checkpoint,
+    parse_header,
+    sha256_hex,
+    verify_inclusion,
+)
+
+from .format import Bundle, decode_bundle
+from .transcript import Transcript, build_transcript
+
+__all__ = ["BundleReport", "KeyTrust", "parse_verifier_keys", "verify_bundle", "verify_decoded"]
+
+
+class KeyTrust(enum.StrEnum):
+    """Where the key that verified the checkpoint came from."""
+
+    TRUSTED = "trusted"  # a key the caller supplied out of band
+    UNTRUSTED = "untrusted"  # only a key embedded in the bundle itself
+
+
+@dataclass(frozen=True, slots=True)
+class BundleReport:
+    """What an intact bundle proves."""
+
+    log: str
+    request_id: str
+    tenant: str
+    checkpoint_size: int
+    checkpoint_root: bytes
+    num_records: int
+    trust: KeyTrust
+    erased_payloads: tuple[int, ...]  # seqs whose payload is absent (erasure, C16)
+    transcript: Transcript
+    notes: tuple[str, ...] = field(default=())
+
+
+def parse_verifier_keys(keys: Sequence[str]) -> list[Verifier]:
+    """Verifier keys in note form; raises FormatError naming the first malformed one."""
+    verifiers = []
+    for i, key in enumerate(keys):
+        try:
+            verifiers.append(Verifier.from_key_string(key.strip()))
+        except FormatError as exc:
+            raise FormatError(f"verifier key {i} is malformed: {exc}") from None
+    return verifiers
+
+
+def _open(bundle: Bundle, trusted: Sequence[Verifier]) -> tuple[Checkpoint, KeyTrust]:
+    if trusted:
+        try:
+            return open_checkpoint(bundle.checkpoint, list(trusted)), KeyTrust.TRUSTED
+        except (FormatError, VerificationError) as exc:
+            raise VerificationError(f"checkpoint is not signed by a trusted key: {exc}") from None
+    try:
+        embedded = parse_verifier_keys(bundle.keys)
+    except FormatError as exc:
+        raise VerificationError(f"embedded {exc}") from None
+    if not embedded:
+        raise VerificationError("bundle embeds no verifier key and no trusted key was given")
+    try:
+        return open_checkpoint(bundle.checkpoint, embedded), KeyTrust.UNTRUSTED
+    except (FormatError, VerificationError) as exc:
+        raise VerificationError(f"checkpoint signature does not verify: {exc}") from None
+
+
+def verify_bundle(data: bytes, *, trusted_keys: Sequence[str] = ()) -> BundleReport:
+    """Verify bundle bytes (steps 1-6 of the module docstring).
+
+    ``trusted_keys`` are verifier keys in note form; a malformed one raises FormatError (a usage
+    error, not a verdict on the bundle). Raises VerificationError when the bundle is not intact.
+    """
+    trusted = parse_verifier_keys(trusted_keys)
+    try:
+        bundle = decode_bundle(data)
+    except FormatError as exc:
+        raise VerificationError(f"bundle is malformed: {exc}") from None
+    return verify_decoded(bundle, trusted)
+
+
+def verify_decoded(
+    bundle: Bundle, trusted: Sequence[Verifier] = (), *, require_complete: bool = True
+) -> BundleReport:
+    """Steps 2-6 on an already decoded bundle (the auditor API's trail verdict uses this).
+
+    ``require_complete=False`` skips step 5, for a request still in flight.
+    """
+    if not bundle.records:
+        raise VerificationError("bundle holds no record")
+    checkpoint, trust = _open(bundle, trusted)
+    if checkpoint.origin != bundle.log:
+        raise VerificationError(
+            f"checkpoint origin mismatch: expected {bundle.log!r}, got {checkpoint.origin!r}"
+        )
+    chain: list[tuple[dict[str, Any], bytes | None]] = []
+    erased: list[int] = []
+    prev, last_seq, tenant = ZERO_HASH, -1, ""
+    for i, record in enumerate(bundle.records):
+        where = f"record req_seq {i} (seq {record.seq})"
+        try:
+            header = parse_header(record.body)
+        except FormatError as exc:
+            raise VerificationError(f"{where}: header is malformed: {exc}") from None
+        expected: tuple[tuple[str, Any, Any], ...] = (
+            ("seq", record.seq, header["seq"]),
+            ("log", bundle.log, header["log"]),
+            ("request_id", bundle.request_id, header["request_id"]),
+            ("req_seq", i, header["req_seq"]),
+            ("prev", prev, header["prev"]),
+        )
+        for name, want, got in expected:
+            if want != got:
+                raise VerificationError(f"{where}: {name} mismatch: expected {want!r}, got {got!r}")
+        kind = header["kind"]
+        if i == 0:
+            tenant = header["tenant"]
+            if kind != "request.start":
+                raise VerificationError(f"{where}: chain must open with request.start, got {kind}")
+        elif kind not in ("tokens", "request.end") or chain[-1][0]["kind"] == "request.end":
+            raise VerificationError(f"{where}: unexpected {kind} after {chain[-1][0]['kind']}")
+        if header["tenant"] != tenant:
+            raise VerificationError(
+                f"{where}: tenant mismatch: expected {tenant!r}, got {header['tenant']!r}"
+            )
+        if record.seq <= last_seq:
+            raise VerificationError(f"{where}: seq must exceed the previous record's {last_seq}")
+        digest = header["payload"]
+        if record.payload is not None and digest is None:
+            raise VerificationError(f"{where}: payload present but the header commits to none")
+        if record.payload is None and digest is not None:
+            erased.append(record.seq)
+        elif record.payload is not None and sha256_hex(record.payload) != digest:
+            raise VerificationError(
+                f"{where}: payload digest mismatch: expected {digest}, "
+                f"got {sha256_hex(record.payload)}"
+            )
+        # leaf = SHA-256(0x00 || header bytes), RFC 9162 2.1.1; also the next record's prev.
+        leaf = leaf_hash(record.body)
+        if record.seq >= checkpoint.size:
+            raise VerificationError(
+                f"{where}: not covered by the checkpoint of size {checkpoint.size}"
+            )
+        try:
+            verify_inclusion(leaf, record.seq, checkpoint.size, list(record.proof), checkpoint.root)
+        except VerificationError as exc:
+            raise VerificationError(f"{where}: inclusion proof failed: {exc}") from None
+        chain.append((header, record.payload))
+        prev, last_seq = leaf.hex(), record.seq
+    if require_complete and chain[-1][0]["kind"] != "request.end":
+        raise VerificationError(
+            f"trail is incomplete: last record (req_seq {len(chain) - 1}) is "
+            f"{chain[-1][0]['kind']}, not request.end"
+        )
+    try:
+        transcript = build_transcript(bundle.request_id, chain)
+    except FormatError as exc:
+        raise VerificationError(f"transcript: {exc}") from None
+    notes = tuple(f"payload of seq {seq} is absent (erased)" for seq in erased)
+    return BundleReport(
+        log=bundle.log,
+        request_id=bundle.request_id,
+        tenant=tenant,
+        checkpoint_size=checkpoint.size,
+        checkpoint_root=checkpoint.root,
+        num_records=len(chain),
+        trust=trust,
+        erased_payloads=tuple(erased),
+        transcript=transcript,
+        notes=notes,
+    )

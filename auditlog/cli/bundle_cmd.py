@@ -1,0 +1,146 @@
+"""``auditlog export`` (evidence bundle or HTML transcript) and ``auditlog verify-bundle``.
+
+``verify-bundle`` exits 0 when the bundle is intact, 1 on an integrity failure, 2 on a usage
+error (unreadable file, malformed ``--key``).
+"""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+
+from auditlog.bundle.verify import BundleReport, KeyTrust, verify_bundle
+from auditlog.errors import AuditlogError, FormatError, VerificationError
+
+__all__ = ["EXIT_INTACT", "EXIT_INTEGRITY", "EXIT_USAGE", "register"]
+
+EXIT_INTACT = 0
+EXIT_INTEGRITY = 1
+EXIT_USAGE = 2
+
+
+class ExportFormat(enum.StrEnum):
+    BUNDLE = "bundle"
+    HTML = "html"
+
+
+def _keys(values: list[str] | None) -> list[str]:
+    """``--key`` values: a verifier key, or a file holding one key per line."""
+    keys: list[str] = []
+    for value in values or []:
+        path = Path(value)
+        if "+" not in value and path.is_file():
+            keys.extend(line.strip() for line in path.read_text().splitlines() if line.strip())
+        else:
+            keys.append(value.strip())
+    return keys
+
+
+KeyOption = Annotated[
+    list[str] | None,
+    typer.Option("--key", help="trusted verifier key, or a file of them (repeat)"),
+]
+
+
+def export(
+    db: Annotated[str, typer.Option("--db", envvar="AUDITLOG_DB_URL", help="database URL")],
+    request: Annotated[str, typer.Option("--request", help="request id")],
+    out: Annotated[Path, typer.Option("--out", help="file to write")],
+    fmt: Annotated[ExportFormat, typer.Option("--format", help="bundle or html")] = (
+        ExportFormat.BUNDLE
+    ),
+    checkpoint_size: Annotated[
+        int | None, typer.Option(help="pin to this checkpoint (default: earliest covering)")
+    ] = None,
+    key: KeyOption = None,
+) -> None:
+    """Export a request's trail from the store (read-only) as a bundle or an HTML page."""
+    from auditlog.api.html import render_transcript
+    from auditlog.api.trail import trail_public
+    from auditlog.bundle.export import export_bundle, find_trail
+    from auditlog.bundle.verify import parse_verifier_keys
+    from auditlog.store.db import create_db_engine
+
+    keys = _keys(key)
+    engine = create_db_engine(db, read_only=True)
+    try:
+        with engine.connect() as conn:
+            if fmt is ExportFormat.BUNDLE:
+                data = export_bundle(conn, request, at_size=checkpoint_size, extra_keys=keys)
+            else:
+                trail = trail_public(
+                    conn, find_trail(conn, request, tenants=None), parse_verifier_keys(keys), keys
+                )
+                data = render_transcript(trail).encode("utf-8")
+    finally:
+        engine.dispose()
+    out.write_bytes(data)
+    typer.echo(f"wrote {fmt} of request {request} to {out} ({len(data)} bytes)", err=True)
+
+
+def _report_json(report: BundleReport) -> dict[str, object]:
+    t = report.transcript
+    return {
+        "status": "intact",
+        "log": report.log,
+        "request_id": report.request_id,
+        "tenant": report.tenant,
+        "checkpoint_size": report.checkpoint_size,
+        "checkpoint_root": report.checkpoint_root.hex(),
+        "records": report.num_records,
+        "trust": str(report.trust),
+        "erased_payloads": list(report.erased_payloads),
+        "finish_reason": t.finish_reason,
+        "tokens": len(t.tokens),
+        "notes": list(report.notes),
+    }
+
+
+def verify_bundle_cmd(
+    file: Annotated[Path, typer.Argument(help="bundle file")],
+    key: KeyOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print a JSON report")] = False,
+) -> None:
+    """Verify an evidence bundle offline (exit 0 intact, 1 integrity failure, 2 usage error)."""
+    try:
+        data = file.read_bytes()
+        keys = _keys(key)
+    except OSError as exc:
+        typer.echo(f"auditlog verify-bundle: cannot read: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    try:
+        report = verify_bundle(data, trusted_keys=keys)
+    except VerificationError as exc:
+        if as_json:
+            typer.echo(orjson.dumps({"status": "failed", "error": str(exc)}).decode())
+        else:
+            typer.echo(f"FAILED: {exc}", err=True)
+        raise typer.Exit(EXIT_INTEGRITY) from None
+    except (FormatError, AuditlogError) as exc:
+        typer.echo(f"auditlog verify-bundle: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    if as_json:
+        typer.echo(orjson.dumps(_report_json(report)).decode())
+        return
+    typer.echo(
+        f"intact: request {report.request_id} ({report.num_records} records, tenant "
+        f"{report.tenant}) in log {report.log}, checkpoint size {report.checkpoint_size}"
+    )
+    if report.trust is KeyTrust.UNTRUSTED:
+        typer.echo(
+            "warning: signature checked only against keys embedded in the bundle (untrusted); "
+            "pass --key with the log's verifier key obtained out of band",
+            err=True,
+        )
+    for note in report.notes:
+        typer.echo(f"note: {note}", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``export`` and ``verify-bundle`` to ``app``."""
+    app.command("export")(export)
+    app.command("verify-bundle")(verify_bundle_cmd)

@@ -1,0 +1,102 @@
+"""OpenAI-shaped error responses: ``{"error": {"message", "type", "param", "code"}}``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from auditlog.errors import InvalidRequestError, RecorderError
+
+from .auth import AuthenticationError
+
+__all__ = ["ApiError", "error_body", "install_error_handlers"]
+
+INVALID_REQUEST = "invalid_request_error"
+AUTHENTICATION = "authentication_error"
+SERVER_ERROR = "server_error"
+UNAVAILABLE = "service_unavailable"
+
+
+class ApiError(Exception):
+    """An error the server returns to the caller with an HTTP status."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = INVALID_REQUEST,
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+
+    @classmethod
+    def bad_request(cls, message: str, *, param: str | None = None, code: str | None = None) -> ApiError:
+        return cls(400, message, param=param, code=code)
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.message, type=self.type, param=self.param, code=self.code)
+
+
+def error_body(
+    message: str, *, type: str, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+def _response(err: ApiError, request_id: str | None = None) -> JSONResponse:
+    headers = {"x-request-id": request_id} if request_id else None
+    if err.status == 401:
+        headers = {**(headers or {}), "www-authenticate": "Bearer"}
+    return JSONResponse(err.body(), status_code=err.status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map every error to the OpenAI shape (400 for bad input, never FastAPI's 422)."""
+
+    async def api_error(request: Request, exc: Exception) -> JSONResponse:
+        return _response(_as_api_error(exc), getattr(request.state, "request_id", None))
+
+    async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+        errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+        first = errors[0] if errors else {}
+        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "header")]
+        param = ".".join(loc) or None
+        message = f"{param}: {first.get('msg', 'invalid request')}" if param else "invalid request"
+        return _response(ApiError.bad_request(message, param=param))
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        status = exc.status_code if isinstance(exc, StarletteHTTPException) else 500
+        detail = exc.detail if isinstance(exc, StarletteHTTPException) else "error"
+        kind = INVALID_REQUEST if status < 500 else SERVER_ERROR
+        return _response(ApiError(status, str(detail), type=kind))
+
+    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(AuthenticationError, api_error)
+    app.add_exception_handler(InvalidRequestError, api_error)
+    app.add_exception_handler(RecorderError, api_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+
+
+def _as_api_error(exc: Exception) -> ApiError:
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, AuthenticationError):
+        return ApiError(401, str(exc), type=AUTHENTICATION, code="invalid_api_key")
+    if isinstance(exc, InvalidRequestError):
+        return ApiError.bad_request(str(exc))
+    if isinstance(exc, RecorderError):
+        # Fail-closed (C21): no record, no answer.
+        return ApiError(503, f"audit recorder unavailable: {exc}", type=UNAVAILABLE)
+    return ApiError(500, "internal error", type=SERVER_ERROR)

@@ -1,0 +1,181 @@
+"""Recorder benchmark: ingest throughput against a raw driver executemany of the same rows.
+
+Run: ``python bench/recorder.py [--records N] [--pg URL]`` (or ``auditlog bench recorder``).
+
+For each database the same synthetic engine traffic (64 concurrent requests, speculative steps of
+1-5 tokens per request) goes through the full recorder pipeline (queue, de-interleave, canonical
+bytes, SHA-256, Merkle frontier, group commit, checkpoints). The baseline then inserts exactly the
+rows the recorder wrote (records, payloads, nodes), 1,000 records per transaction, with the raw
+driver (sqlite3 ``executemany`` / psycopg ``executemany``) into a fresh copy of the same schema, in
+the same process. The figure that matters is the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
+
+from auditlog.events import Event
+from auditlog.ledger import Signer
+from auditlog.recorder import AuditRecorder
+from auditlog.store import create_db_engine, upgrade
+from auditlog.store.db import normalize_url
+from auditlog.synthetic import SyntheticEngine
+
+ORIGIN = "bench.auditlog.invalid/recorder"
+TABLES = {
+    "records": ("log_id", "seq", "kind", "request_id", "req_seq", "tenant", "ts", "leaf", "body"),
+    "payloads": ("log_id", "seq", "data"),
+    "nodes": ("log_id", "level", "idx", "hash"),
+}
+
+
+def make_events(n_records: int) -> list[Event]:
+    engine = SyntheticEngine(seed=42, tenants=4, max_batch=64)
+    events: list[Event] = []
+    approx = 0
+    while approx < n_records:
+        while len(engine.remaining) < 64:
+            events.append(engine.start(engine.rng.randint(100, 400)))
+            approx += 1
+        step = engine.step()
+        if step is not None:
+            events.append(step)
+            approx += len(set(step.request_ids)) + 1
+        for end in engine.finish_done():
+            events.append(end)
+            approx += 1
+    for request_id in list(engine.remaining):
+        engine.remaining[request_id] = 0
+    events.extend(engine.finish_done())
+    return events
+
+
+def run_recorder(db_url: str, events: list[Event], spool: Path) -> tuple[float, int]:
+    upgrade(db_url)
+    recorder = AuditRecorder.open(
+        db_url, origin=ORIGIN, signers=[Signer.generate(ORIGIN)], migrate=False, spool_path=spool
+    )
+    t = time.perf_counter()
+    for event in events:
+        recorder.record(event)
+    recorder.close()
+    return time.perf_counter() - t, recorder.stats.records
+
+
+def dump_rows(db_url: str) -> dict[str, list[tuple[Any, ...]]]:
+    engine = create_db_engine(db_url, read_only=True)
+    rows = {}
+    with engine.connect() as conn:
+        for table, cols in TABLES.items():
+            order = "seq" if "seq" in cols else "level, idx"
+            result = conn.execute(text(f"SELECT {', '.join(cols)} FROM {table} ORDER BY {order}"))
+            rows[table] = [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r)
+                           for r in result]
+    engine.dispose()
+    return rows
+
+
+def raw_insert(db_url: str, rows: dict[str, list[tuple[Any, ...]]], per_txn: int = 1000) -> float:
+    """Insert the same rows with the driver's executemany, ``per_txn`` records per transaction."""
+    upgrade(db_url)
+    engine = create_db_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO logs (id, origin, created) VALUES (1, :o, 0)"), {"o": ORIGIN})
+    records, payloads, nodes = rows["records"], rows["payloads"], rows["nodes"]
+    pay_at = {r[1]: i for i, r in enumerate(payloads)}
+    raw = engine.raw_connection()
+    driver: Any = raw.driver_connection
+    is_pg = engine.dialect.name == "postgresql"
+    mark = "%s" if is_pg else "?"
+    sql = {
+        t: f"INSERT INTO {t} ({', '.join(c)}) VALUES ({', '.join([mark] * len(c))})"
+        for t, c in TABLES.items()
+    }
+    t0 = time.perf_counter()
+    node_i = 0
+    for start in range(0, len(records), per_txn):
+        chunk = records[start : start + per_txn]
+        last = chunk[-1][1]
+        pays = [payloads[pay_at[r[1]]] for r in chunk if r[1] in pay_at]
+        chunk_nodes = []
+        while node_i < len(nodes) and ((nodes[node_i][2] + 1) << nodes[node_i][1]) <= last + 1:
+            chunk_nodes.append(nodes[node_i])
+            node_i += 1
+        cur = driver.cursor()
+        cur.executemany(sql["records"], chunk)
+        cur.executemany(sql["payloads"], pays)
+        if chunk_nodes:
+            cur.executemany(sql["nodes"], chunk_nodes)
+        driver.commit()
+    elapsed = time.perf_counter() - t0
+    raw.close()
+    engine.dispose()
+    return elapsed
+
+
+def pg_database(server_url: str) -> tuple[str, Any]:
+    name = f"auditlog_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(normalize_url(server_url), poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+    return normalize_url(server_url).set(database=name).render_as_string(hide_password=False), drop
+
+
+def bench_backend(label: str, urls: list[str], events: list[Event], tmp: Path, repeat: int) -> None:
+    rec_rates, raw_rates = [], []
+    for i in range(repeat):
+        rec_url, raw_url = urls[2 * i], urls[2 * i + 1]
+        elapsed, n = run_recorder(rec_url, events, tmp / f"spool-{label}-{i}")
+        rows = dump_rows(rec_url)
+        raw_elapsed = raw_insert(raw_url, rows)
+        rec_rates.append(n / elapsed)
+        raw_rates.append(len(rows["records"]) / raw_elapsed)
+    tokens = sum(len(e.token_ids) for e in events if hasattr(e, "token_ids"))
+    rec, raw = statistics.median(rec_rates), statistics.median(raw_rates)
+    print(f"{label:10s} recorder {rec:10,.0f} records/s ({tokens * rec / n:10,.0f} tokens/s)   "
+          f"raw executemany {raw:10,.0f} records/s   ratio {rec / raw:.2f}   "
+          f"({n:,} records, median of {repeat})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--pg", default=os.environ.get("AUDITLOG_TEST_PG_URL",
+                        "postgresql+psycopg://root@/test?host=/var/run/postgresql"))
+    parser.add_argument("--no-pg", action="store_true")
+    args = parser.parse_args()
+    events = make_events(args.records)
+    print(f"python {sys.version.split()[0]}, {len(events):,} events")
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        urls = [f"sqlite:///{tmp / f'db{i}.sqlite'}" for i in range(2 * args.repeat)]
+        bench_backend("sqlite", urls, events, tmp, args.repeat)
+        if not args.no_pg:
+            made = [pg_database(args.pg) for _ in range(2 * args.repeat)]
+            try:
+                bench_backend("postgresql", [u for u, _ in made], events, tmp, args.repeat)
+            finally:
+                for _, drop in made:
+                    drop()
+
+
+if __name__ == "__main__":
+    main()
