@@ -180,7 +180,7 @@ def greedy_speculative(
 
 
 def load(path: Path) -> LlamaForCausalLM:
-    model = LlamaForCausalLM.from_pretrained(path, dtype=torch.float32)
+    model = LlamaForCausalLM.from_pretrained(str(path), dtype=torch.float32, local_files_only=True)
     model.eval()
     return model
 

@@ -262,8 +262,7 @@ def verify_inclusion(
         )
     if r != root:
         raise VerificationError(
-            f"inclusion proof does not lead to the root: expected {root.hex()}, "
-            f"computed {r.hex()}"
+            f"inclusion proof does not lead to the root: expected {root.hex()}, computed {r.hex()}"
         )
 
 
@@ -356,4 +355,3 @@ def naive_root(leaves: Sequence[bytes]) -> bytes:
         return leaves[0]
     k = _largest_power_of_two_below(len(leaves))
     return node_hash(naive_root(leaves[:k]), naive_root(leaves[k:]))
-

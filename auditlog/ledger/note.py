@@ -280,8 +280,9 @@ def open_note(note: str, verifiers: Iterable[Verifier]) -> OpenedNote:
         if verifier not in signed_by:
             signed_by.append(verifier)
     if not signed_by:
+        trusted_ids = ", ".join(sorted(f"{name}+{kid.hex()}" for name, kid in trusted))
         raise VerificationError(
-            "note has no signature by a trusted key: signed by "
-            f"[{', '.join(unknown)}], trusted [{', '.join(sorted(n + '+' + k.hex() for n, k in trusted))}]"
+            f"note has no signature by a trusted key: signed by [{', '.join(unknown)}], "
+            f"trusted [{trusted_ids}]"
         )
     return OpenedNote(text=text, signed_by=tuple(signed_by), unknown_signers=tuple(unknown))

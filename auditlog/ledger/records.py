@@ -51,7 +51,9 @@ class RecordKind(enum.StrEnum):
 
 
 #: Kinds that form per-request chains; the others have request_id, req_seq and prev = null.
-REQUEST_KINDS: Final = frozenset({RecordKind.REQUEST_START, RecordKind.TOKENS, RecordKind.REQUEST_END})
+REQUEST_KINDS: Final = frozenset(
+    {RecordKind.REQUEST_START, RecordKind.TOKENS, RecordKind.REQUEST_END}
+)
 #: Provenance codes of a ``tokens`` record's ``prov`` list (C6).
 PROVENANCE_CODES: Final = frozenset({"target", "draft_accepted", "target_recovered", "bonus"})
 #: Header fields present in every record; kind-specific ``fields`` MUST NOT reuse these names.
@@ -289,11 +291,16 @@ def parse_header(body: bytes) -> dict[str, Any]:
         raise FormatError(f"record header is not JSON: {exc}") from None
     if type(header) is not dict:
         raise FormatError(f"record header is not a JSON object: {type(header).__name__}")
-    if not BASE_FIELDS <= header.keys():
+    if not header.keys() >= BASE_FIELDS:
         missing = sorted(BASE_FIELDS - header.keys())
         raise FormatError(f"header fields missing: {missing}")
-    v, log, seq, ts, payload = (header["v"], header["log"], header["seq"], header["ts"],
-                                header["payload"])
+    v, log, seq, ts, payload = (
+        header["v"],
+        header["log"],
+        header["seq"],
+        header["ts"],
+        header["payload"],
+    )
     if v != FORMAT_VERSION or type(v) is not int:
         raise _bad("v", f"format version {FORMAT_VERSION}", v)
     if type(log) is not str or not log:

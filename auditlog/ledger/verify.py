@@ -33,7 +33,7 @@ from auditlog.ledger.checkpoint import Checkpoint, open_checkpoint
 from auditlog.ledger.hashes import LEAF_HASH_PREFIX
 from auditlog.ledger.merkle import MerkleFrontier
 from auditlog.ledger.note import Verifier
-from auditlog.ledger.records import ZERO_HASH, parse_header
+from auditlog.ledger.records import parse_header
 
 __all__ = [
     "MAX_FINDINGS_PER_CODE",
@@ -164,8 +164,13 @@ def _open_checkpoints(
         try:
             cp = open_checkpoint(note, verifiers, origin=origin)
         except AuditlogError as exc:
-            out.add(None, FindingCode.CHECKPOINT_INVALID, "a checkpoint signed by a trusted key",
-                    f"stored checkpoint #{number}", f"stored checkpoint #{number}: {exc}")
+            out.add(
+                None,
+                FindingCode.CHECKPOINT_INVALID,
+                "a checkpoint signed by a trusted key",
+                f"stored checkpoint #{number}",
+                f"stored checkpoint #{number}: {exc}",
+            )
             continue
         by_size.setdefault(cp.size, []).append((number, cp.root))
     return by_size
@@ -181,9 +186,14 @@ def _check_manifest(
     missing = sorted(set(expected) - set(seen))
     extra = sorted(set(seen) - set(expected))
     wrong = sorted(r for r in set(seen) & set(expected) if seen[r] != expected[r])
-    out.add(index, FindingCode.STEP_MISMATCH, expected, seen,
-            f"record {index}: step {step} manifest does not match its tokens records: "
-            f"missing {missing}, not in manifest {extra}, different counts {wrong}")
+    out.add(
+        index,
+        FindingCode.STEP_MISMATCH,
+        expected,
+        seen,
+        f"record {index}: step {step} manifest does not match its tokens records: "
+        f"missing {missing}, not in manifest {extra}, different counts {wrong}",
+    )
 
 
 def verify_log(
@@ -206,8 +216,13 @@ def verify_log(
         try:
             witness_cp = open_checkpoint(witnessed, trusted, origin=origin)
         except AuditlogError as exc:
-            add(None, FindingCode.WITNESS_INVALID, "a witnessed checkpoint signed by a trusted key",
-                "unverifiable note", f"witnessed checkpoint: {exc}")
+            add(
+                None,
+                FindingCode.WITNESS_INVALID,
+                "a witnessed checkpoint signed by a trusted key",
+                "unverifiable note",
+                f"witnessed checkpoint: {exc}",
+            )
     check_sizes = set(expected_roots)
     if witness_cp is not None:
         check_sizes.add(witness_cp.size)
@@ -230,83 +245,161 @@ def verify_log(
             root = frontier.root()
             for number, cp_root in expected_roots.get(frontier.size, ()):
                 if cp_root != root:
-                    add(index, FindingCode.CHECKPOINT_ROOT, cp_root.hex(), root.hex(),
+                    add(
+                        index,
+                        FindingCode.CHECKPOINT_ROOT,
+                        cp_root.hex(),
+                        root.hex(),
                         f"stored checkpoint #{number} at size {frontier.size} does not match the "
-                        f"records: expected root {cp_root.hex()}, computed {root.hex()}")
+                        f"records: expected root {cp_root.hex()}, computed {root.hex()}",
+                    )
             if witness_cp is not None and witness_cp.size == frontier.size:
                 witness_root = root
         if progress is not None and frontier.size % PROGRESS_EVERY == 0:
             progress(frontier.size)
         if rec.leaf != leaf:
-            add(index, FindingCode.LEAF_MISMATCH, leaf.hex(), rec.leaf.hex(),
-                f"record {index}: stored leaf hash differs from SHA-256(0x00 || body)")
+            add(
+                index,
+                FindingCode.LEAF_MISMATCH,
+                leaf.hex(),
+                rec.leaf.hex(),
+                f"record {index}: stored leaf hash differs from SHA-256(0x00 || body)",
+            )
         # 2. canonical, well-typed header
         try:
             h = parse_header(body)
         except AuditlogError as exc:
-            add(index, FindingCode.HEADER_INVALID, "a valid header", body[:80], f"record {index}: {exc}")
+            add(
+                index,
+                FindingCode.HEADER_INVALID,
+                "a valid header",
+                body[:80],
+                f"record {index}: {exc}",
+            )
             expected_seq += 1
             continue
         # 3. log and position
         if h["log"] != origin:
-            add(index, FindingCode.LOG_MISMATCH, origin, h["log"],
-                f"record {index}: belongs to log {h['log']!r}, expected {origin!r}")
+            add(
+                index,
+                FindingCode.LOG_MISMATCH,
+                origin,
+                h["log"],
+                f"record {index}: belongs to log {h['log']!r}, expected {origin!r}",
+            )
         seq = h["seq"]
         if seq != expected_seq:
-            why = "a record is missing before it (deleted)" if seq > expected_seq else (
-                "a record was inserted or reordered")
-            add(index, FindingCode.SEQ_MISMATCH, expected_seq, seq,
-                f"record {index}: expected seq {expected_seq}, got {seq}: {why}")
+            why = (
+                "a record is missing before it (deleted)"
+                if seq > expected_seq
+                else ("a record was inserted or reordered")
+            )
+            add(
+                index,
+                FindingCode.SEQ_MISMATCH,
+                expected_seq,
+                seq,
+                f"record {index}: expected seq {expected_seq}, got {seq}: {why}",
+            )
         if seq >= expected_seq:  # resynchronise after a gap; a late seq changes nothing
             expected_seq = seq + 1
         # 4. indexed columns are copies of header fields
         kind, rid, req_seq = h["kind"], h["request_id"], h["req_seq"]
-        if (rec.seq != seq or rec.kind != kind or rec.request_id != rid or rec.req_seq != req_seq
-                or rec.ts != h["ts"] or rec.tenant != h.get("tenant")):
+        if (
+            rec.seq != seq
+            or rec.kind != kind
+            or rec.request_id != rid
+            or rec.req_seq != req_seq
+            or rec.ts != h["ts"]
+            or rec.tenant != h.get("tenant")
+        ):
             for name, column, value in (
-                ("seq", rec.seq, seq), ("kind", rec.kind, kind), ("request_id", rec.request_id, rid),
-                ("req_seq", rec.req_seq, req_seq), ("ts", rec.ts, h["ts"]),
+                ("seq", rec.seq, seq),
+                ("kind", rec.kind, kind),
+                ("request_id", rec.request_id, rid),
+                ("req_seq", rec.req_seq, req_seq),
+                ("ts", rec.ts, h["ts"]),
                 ("tenant", rec.tenant, h.get("tenant")),
             ):
                 if column != value:
-                    add(index, FindingCode.COLUMN_MISMATCH, value, column,
-                        f"record {index}: index column {name} is {column!r}, header says {value!r}")
+                    add(
+                        index,
+                        FindingCode.COLUMN_MISMATCH,
+                        value,
+                        column,
+                        f"record {index}: index column {name} is {column!r}, header says {value!r}",
+                    )
         # 5. payload digest
         digest, payload = h["payload"], rec.payload
         if digest is None:
             if payload is not None:
-                add(index, FindingCode.PAYLOAD_UNEXPECTED, None, len(payload),
-                    f"record {index}: payload stored but the header commits to none")
+                add(
+                    index,
+                    FindingCode.PAYLOAD_UNEXPECTED,
+                    None,
+                    len(payload),
+                    f"record {index}: payload stored but the header commits to none",
+                )
         elif payload is None:
             num_absent += 1
-            add(index, FindingCode.PAYLOAD_ABSENT, digest, None,
-                f"record {index}: payload absent (erased or deleted); header digest {digest}")
+            add(
+                index,
+                FindingCode.PAYLOAD_ABSENT,
+                digest,
+                None,
+                f"record {index}: payload absent (erased or deleted); header digest {digest}",
+            )
         elif sha256(payload).hexdigest() != digest:
-            add(index, FindingCode.PAYLOAD_MISMATCH, digest, sha256(payload).hexdigest(),
+            add(
+                index,
+                FindingCode.PAYLOAD_MISMATCH,
+                digest,
+                sha256(payload).hexdigest(),
                 f"record {index}: payload digest mismatch: header {digest}, stored bytes "
-                f"{sha256(payload).hexdigest()}")
+                f"{sha256(payload).hexdigest()}",
+            )
         # 6. request chains
         if rid is not None:
             chain = chains.get(rid)
             if kind == "request.start":
                 num_started += 1
                 if chain is not None:
-                    add(index, FindingCode.CHAIN_RESTARTED, "a new request id", rid,
-                        f"record {index}: request {rid!r} started again while its chain is open")
+                    add(
+                        index,
+                        FindingCode.CHAIN_RESTARTED,
+                        "a new request id",
+                        rid,
+                        f"record {index}: request {rid!r} started again while its chain is open",
+                    )
                 chains[rid] = [1, leaf.hex()]
             elif chain is None:
-                add(index, FindingCode.CHAIN_NOT_OPEN, "an open request", rid,
+                add(
+                    index,
+                    FindingCode.CHAIN_NOT_OPEN,
+                    "an open request",
+                    rid,
                     f"record {index}: {kind} for request {rid!r}, which is not open (its start "
-                    f"is missing, or it already ended)")
+                    f"is missing, or it already ended)",
+                )
             else:
                 if req_seq != chain[0]:
-                    add(index, FindingCode.CHAIN_REQ_SEQ, chain[0], req_seq,
+                    add(
+                        index,
+                        FindingCode.CHAIN_REQ_SEQ,
+                        chain[0],
+                        req_seq,
                         f"record {index}: request {rid!r} expected req_seq {chain[0]}, got "
-                        f"{req_seq}: its chain is cut")
+                        f"{req_seq}: its chain is cut",
+                    )
                 if h["prev"] != chain[1]:
-                    add(index, FindingCode.CHAIN_PREV, chain[1], h["prev"],
+                    add(
+                        index,
+                        FindingCode.CHAIN_PREV,
+                        chain[1],
+                        h["prev"],
                         f"record {index}: request {rid!r} prev does not match the leaf of its "
-                        f"previous record: expected {chain[1]}, got {h['prev']}")
+                        f"previous record: expected {chain[1]}, got {h['prev']}",
+                    )
                 if kind == "request.end":
                     num_ended += 1
                     del chains[rid]
@@ -317,8 +410,13 @@ def verify_log(
             if kind == "tokens":
                 first, seen = open_steps.setdefault(h["step"], (index, {}))
                 if rid in seen:
-                    add(index, FindingCode.STEP_MISMATCH, "one tokens record per request",
-                        rid, f"record {index}: second tokens record of {rid!r} in step {h['step']}")
+                    add(
+                        index,
+                        FindingCode.STEP_MISMATCH,
+                        "one tokens record per request",
+                        rid,
+                        f"record {index}: second tokens record of {rid!r} in step {h['step']}",
+                    )
                 seen[rid] = h["n"]
         elif kind == "step":
             # 7b. the manifest closes its step
@@ -328,29 +426,53 @@ def verify_log(
 
     size = index + 1
     for rid, (next_req_seq, _) in chains.items():
-        add(None, FindingCode.CHAIN_OPEN, "request.end", f"{next_req_seq} records",
-            f"request {rid!r} has no request.end (open chain of {next_req_seq} records)")
+        add(
+            None,
+            FindingCode.CHAIN_OPEN,
+            "request.end",
+            f"{next_req_seq} records",
+            f"request {rid!r} has no request.end (open chain of {next_req_seq} records)",
+        )
     for step, (first, _) in open_steps.items():
-        add(first, FindingCode.STEP_UNRECONCILED, f"a manifest of step {step}", "none",
-            f"record {first}: tokens records of step {step} have no step manifest after them")
+        add(
+            first,
+            FindingCode.STEP_UNRECONCILED,
+            f"a manifest of step {step}",
+            "none",
+            f"record {first}: tokens records of step {step} have no step manifest after them",
+        )
     for cp_size, entries in sorted(expected_roots.items()):
         if cp_size > size:
             for number, _ in entries:
-                add(size, FindingCode.CHECKPOINT_TRUNCATED, cp_size, size,
+                add(
+                    size,
+                    FindingCode.CHECKPOINT_TRUNCATED,
+                    cp_size,
+                    size,
                     f"stored checkpoint #{number} commits to {cp_size} records, the log has "
-                    f"{size}: records {size}..{cp_size - 1} are missing (log truncated)")
+                    f"{size}: records {size}..{cp_size - 1} are missing (log truncated)",
+                )
     if witness_cp is not None:
         if witness_cp.size > size:
-            add(size, FindingCode.WITNESS_ROLLBACK, witness_cp.size, size,
+            add(
+                size,
+                FindingCode.WITNESS_ROLLBACK,
+                witness_cp.size,
+                size,
                 f"witnessed checkpoint commits to {witness_cp.size} records, the log has {size}: "
-                f"the database was rolled back or truncated")
+                f"the database was rolled back or truncated",
+            )
         elif witness_cp.size == 0:
             pass  # the empty tree is contained in every log
         elif witness_root != witness_cp.root:
-            add(witness_cp.size - 1, FindingCode.WITNESS_REWRITE, witness_cp.root.hex(),
+            add(
+                witness_cp.size - 1,
+                FindingCode.WITNESS_REWRITE,
+                witness_cp.root.hex(),
                 (witness_root or b"").hex(),
                 f"witnessed checkpoint at size {witness_cp.size} does not match the records: "
-                f"the database was rolled back or rewritten")
+                f"the database was rolled back or rewritten",
+            )
     if progress is not None:
         progress(size)
     report.size = size

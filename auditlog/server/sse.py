@@ -37,12 +37,14 @@ class AuditedEventStream(Response):
         prompt_tokens: int,
         headers: dict[str, str],
     ) -> None:
-        super().__init__(content=None, status_code=200, headers=headers)
+        # No super().__init__: a body would declare a Content-Length (as StreamingResponse does).
+        self.status_code = 200
+        self.background: BackgroundTask | None = None
+        self.init_headers(headers)
         self.generation = generation
         self.first = first
         self.wire = wire
         self.prompt_tokens = prompt_tokens
-        self.background: BackgroundTask | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         gen = self.generation

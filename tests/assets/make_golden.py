@@ -23,13 +23,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from auditlog.ledger import (
+    ZERO_HASH,
     Checkpoint,
     MerkleFrontier,
     Record,
     RecordKind,
     Signer,
     StoredRecord,
-    ZERO_HASH,
     build_record,
     payload_bytes,
     sign_checkpoint,
@@ -65,8 +65,16 @@ class LogBuilder:
         self.frontier = MerkleFrontier()
         self.heads: dict[str, tuple[int, str, str]] = {}  # rid -> (req_seq, leaf hex, tenant)
 
-    def add(self, kind: RecordKind, ts: int, *, rid: str | None = None, tenant: str | None = None,
-            payload: dict[str, object] | None = None, **fields: object) -> Record:
+    def add(
+        self,
+        kind: RecordKind,
+        ts: int,
+        *,
+        rid: str | None = None,
+        tenant: str | None = None,
+        payload: dict[str, object] | None = None,
+        **fields: object,
+    ) -> Record:
         req_seq: int | None = None
         prev: str | None = None
         if rid is not None:
@@ -78,8 +86,14 @@ class LogBuilder:
         if tenant is not None:
             fields["tenant"] = tenant
         record = build_record(
-            log=self.origin, seq=len(self.records), kind=kind, request_id=rid, req_seq=req_seq,
-            ts=ts, prev=prev, payload=None if payload is None else payload_bytes(payload),
+            log=self.origin,
+            seq=len(self.records),
+            kind=kind,
+            request_id=rid,
+            req_seq=req_seq,
+            ts=ts,
+            prev=prev,
+            payload=None if payload is None else payload_bytes(payload),
             fields=fields,
         )
         self.records.append(record)
@@ -92,25 +106,58 @@ class LogBuilder:
         return record
 
     def start(self, rid: str, tenant: str, ts: int, prompt: list[int], text: str) -> None:
-        self.add(RecordKind.REQUEST_START, ts, rid=rid, tenant=tenant,
-                 payload={"prompt_token_ids": prompt, "prompt_text": text},
-                 principal="user-" + rid[-1], client="key-01", engine="auditlog-ref/0.1",
-                 params={"max_tokens": 8, "seed": 1234, "temperature": "0.7", "top_p": "0.95",
-                         "speculative_k": 4},
-                 target=_model("demo-target", "a"), draft=_model("demo-draft", "b"))
+        self.add(
+            RecordKind.REQUEST_START,
+            ts,
+            rid=rid,
+            tenant=tenant,
+            payload={"prompt_token_ids": prompt, "prompt_text": text},
+            principal="user-" + rid[-1],
+            client="key-01",
+            engine="auditlog-ref/0.1",
+            params={
+                "max_tokens": 8,
+                "seed": 1234,
+                "temperature": "0.7",
+                "top_p": "0.95",
+                "speculative_k": 4,
+            },
+            target=_model("demo-target", "a"),
+            draft=_model("demo-draft", "b"),
+        )
 
-    def step(self, step: int, ts: int, runs: list[tuple[str, list[int], list[str], list[int]]]) -> None:
+    def step(
+        self, step: int, ts: int, runs: list[tuple[str, list[int], list[str], list[int]]]
+    ) -> None:
         """One physical step: a tokens record per run (request id, tokens, provenance, drafts),
         then the manifest."""
         for rid, tokens, prov, drafts in runs:
-            self.add(RecordKind.TOKENS, ts, rid=rid, payload={"token_ids": tokens, "drafts": drafts},
-                     step=step, n=len(tokens), prov=prov)
-        self.add(RecordKind.STEP, ts, step=step, batch=[[rid, len(t)] for rid, t, _, _ in runs],
-                 n=sum(len(t) for _, t, _, _ in runs))
+            self.add(
+                RecordKind.TOKENS,
+                ts,
+                rid=rid,
+                payload={"token_ids": tokens, "drafts": drafts},
+                step=step,
+                n=len(tokens),
+                prov=prov,
+            )
+        self.add(
+            RecordKind.STEP,
+            ts,
+            step=step,
+            batch=[[rid, len(t)] for rid, t, _, _ in runs],
+            n=sum(len(t) for _, t, _, _ in runs),
+        )
 
     def end(self, rid: str, ts: int, reason: str, n_generated: int, n_delivered: int) -> None:
-        self.add(RecordKind.REQUEST_END, ts, rid=rid, reason=reason, n_generated=n_generated,
-                 n_delivered=n_delivered)
+        self.add(
+            RecordKind.REQUEST_END,
+            ts,
+            rid=rid,
+            reason=reason,
+            n_generated=n_generated,
+            n_delivered=n_delivered,
+        )
 
     def checkpoint(self, signer: Signer) -> str:
         cp = Checkpoint(origin=self.origin, size=self.frontier.size, root=self.frontier.root())
@@ -118,29 +165,62 @@ class LogBuilder:
 
 
 def stored(record: Record) -> StoredRecord:
-    return StoredRecord(seq=record.seq, body=record.body, leaf=record.leaf, payload=record.payload,
-                        kind=record.kind.value, request_id=record.request_id,
-                        req_seq=record.req_seq, tenant=record.tenant, ts=record.ts)
+    return StoredRecord(
+        seq=record.seq,
+        body=record.body,
+        leaf=record.leaf,
+        payload=record.payload,
+        kind=record.kind.value,
+        request_id=record.request_id,
+        req_seq=record.req_seq,
+        tenant=record.tenant,
+        ts=record.ts,
+    )
 
 
-def golden_log(prompt_b: str = "Wie geht’s? \u00e9\u2014\U0001F600") -> tuple[list[StoredRecord], list[str]]:
+def golden_log(
+    prompt_b: str = "Wie geht’s? \u00e9\u2014\U0001f600",
+) -> tuple[list[StoredRecord], list[str]]:
     """Two tenants' requests interleaved in a speculative batch; checkpoints at 5 and at the end."""
     signer = golden_signer()
     log = LogBuilder()
     ms = 1_000_000
     log.start("req-a", "acme", T0, [1, 15043, 3186], "Hello, world")
     log.start("req-b", "globex", T0 + 1 * ms, [1, 1724, 338, 278], prompt_b)
-    log.step(0, T0 + 2 * ms, [("req-a", [450, 29871], ["draft_accepted", "target_recovered"],
-                                [450, 1576, 263]),
-                               ("req-b", [306], ["target"], [])])
+    log.step(
+        0,
+        T0 + 2 * ms,
+        [
+            ("req-a", [450, 29871], ["draft_accepted", "target_recovered"], [450, 1576, 263]),
+            ("req-b", [306], ["target"], []),
+        ],
+    )
     checkpoints = [log.checkpoint(signer)]
-    log.step(1, T0 + 3 * ms, [("req-b", [29889, 13, 2], ["draft_accepted", "draft_accepted", "bonus"],
-                                [29889, 13, 2]),
-                               ("req-a", [2], ["target"], [])])
+    log.step(
+        1,
+        T0 + 3 * ms,
+        [
+            (
+                "req-b",
+                [29889, 13, 2],
+                ["draft_accepted", "draft_accepted", "bonus"],
+                [29889, 13, 2],
+            ),
+            ("req-a", [2], ["target"], []),
+        ],
+    )
     log.end("req-a", T0 + 4 * ms, "stop", 3, 3)
     log.end("req-b", T0 + 5 * ms, "length", 4, 3)
-    log.add(RecordKind.ACCESS, T0 + 6 * ms, principal="auditor-1", role="auditor", tenant="acme",
-            action="read_trail", resource="req-a", reason="case 42")
+    log.add(
+        RecordKind.ACCESS,
+        T0 + 6 * ms,
+        principal="auditor-1",
+        role="auditor",
+        tenant="acme",
+        action="read_trail",
+        resource="req-a",
+        reason="case 42",
+    )
     checkpoints.append(log.checkpoint(signer))
     return [stored(r) for r in log.records], checkpoints
 
@@ -149,25 +229,36 @@ def _edit_body(rec: StoredRecord, old: bytes, new: bytes) -> StoredRecord:
     return dataclasses.replace(rec, body=rec.body.replace(old, new, 1))
 
 
-def _tampers() -> dict[str, Callable[[list[StoredRecord], list[str]], tuple[list[StoredRecord], list[str]]]]:
+def _tampers() -> dict[
+    str, Callable[[list[StoredRecord], list[str]], tuple[list[StoredRecord], list[str]]]
+]:
     """Broken variants, each named for its tamper (C8, C10, C11)."""
+
     def edit_field(rs: list[StoredRecord], cs: list[str]) -> tuple[list[StoredRecord], list[str]]:
         rs = list(rs)
         rs[8] = _edit_body(rs[8], b'"n_generated":3', b'"n_generated":2')
         return rs, cs
 
-    def delete_record(rs: list[StoredRecord], cs: list[str]) -> tuple[list[StoredRecord], list[str]]:
+    def delete_record(
+        rs: list[StoredRecord], cs: list[str]
+    ) -> tuple[list[StoredRecord], list[str]]:
         return rs[:3] + rs[4:], cs
 
-    def reorder_records(rs: list[StoredRecord], cs: list[str]) -> tuple[list[StoredRecord], list[str]]:
+    def reorder_records(
+        rs: list[StoredRecord], cs: list[str]
+    ) -> tuple[list[StoredRecord], list[str]]:
         rs = list(rs)
         rs[2], rs[3] = rs[3], rs[2]
         return rs, cs
 
-    def truncate_tail(rs: list[StoredRecord], cs: list[str]) -> tuple[list[StoredRecord], list[str]]:
+    def truncate_tail(
+        rs: list[StoredRecord], cs: list[str]
+    ) -> tuple[list[StoredRecord], list[str]]:
         return rs[:-2], cs
 
-    def edit_tenant_column(rs: list[StoredRecord], cs: list[str]) -> tuple[list[StoredRecord], list[str]]:
+    def edit_tenant_column(
+        rs: list[StoredRecord], cs: list[str]
+    ) -> tuple[list[StoredRecord], list[str]]:
         rs = list(rs)
         rs[1] = dataclasses.replace(rs[1], tenant="acme")
         return rs, cs
@@ -178,12 +269,16 @@ def _tampers() -> dict[str, Callable[[list[StoredRecord], list[str]], tuple[list
         rs[0] = dataclasses.replace(rs[0], payload=rs[0].payload.replace(b"Hello", b"HELLO"))
         return rs, cs
 
-    def forge_checkpoint(rs: list[StoredRecord], cs: list[str]) -> tuple[list[StoredRecord], list[str]]:
+    def forge_checkpoint(
+        rs: list[StoredRecord], cs: list[str]
+    ) -> tuple[list[StoredRecord], list[str]]:
         forger = Signer(name=ORIGIN, seed=bytes(range(1, 33)))
         cp = Checkpoint(origin=ORIGIN, size=len(rs), root=b"\x42" * 32)
         return rs, [cs[0], sign_checkpoint(cp, [forger])]
 
-    def rewrite_consistently(rs: list[StoredRecord], cs: list[str]) -> tuple[list[StoredRecord], list[str]]:
+    def rewrite_consistently(
+        rs: list[StoredRecord], cs: list[str]
+    ) -> tuple[list[StoredRecord], list[str]]:
         # An administrator holding the signing key rebuilds the whole log with another prompt
         # and re-signs every checkpoint: only the witnessed checkpoint catches it (C10).
         return golden_log(prompt_b="Wie geht es?")
@@ -206,11 +301,22 @@ TAMPER_NAMES = tuple(_tampers())
 def _jsonl(records: list[StoredRecord]) -> bytes:
     lines = []
     for r in records:
-        lines.append(json.dumps({
-            "seq": r.seq, "kind": r.kind, "request_id": r.request_id, "req_seq": r.req_seq,
-            "tenant": r.tenant, "ts": r.ts, "body_hex": r.body.hex(), "leaf_hex": r.leaf.hex(),
-            "payload_hex": None if r.payload is None else r.payload.hex(),
-        }, sort_keys=True))
+        lines.append(
+            json.dumps(
+                {
+                    "seq": r.seq,
+                    "kind": r.kind,
+                    "request_id": r.request_id,
+                    "req_seq": r.req_seq,
+                    "tenant": r.tenant,
+                    "ts": r.ts,
+                    "body_hex": r.body.hex(),
+                    "leaf_hex": r.leaf.hex(),
+                    "payload_hex": None if r.payload is None else r.payload.hex(),
+                },
+                sort_keys=True,
+            )
+        )
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -218,11 +324,19 @@ def load_jsonl(data: bytes) -> list[StoredRecord]:
     out = []
     for line in data.decode().splitlines():
         d = json.loads(line)
-        out.append(StoredRecord(
-            seq=d["seq"], body=bytes.fromhex(d["body_hex"]), leaf=bytes.fromhex(d["leaf_hex"]),
-            payload=None if d["payload_hex"] is None else bytes.fromhex(d["payload_hex"]),
-            kind=d["kind"], request_id=d["request_id"], req_seq=d["req_seq"], tenant=d["tenant"],
-            ts=d["ts"]))
+        out.append(
+            StoredRecord(
+                seq=d["seq"],
+                body=bytes.fromhex(d["body_hex"]),
+                leaf=bytes.fromhex(d["leaf_hex"]),
+                payload=None if d["payload_hex"] is None else bytes.fromhex(d["payload_hex"]),
+                kind=d["kind"],
+                request_id=d["request_id"],
+                req_seq=d["req_seq"],
+                tenant=d["tenant"],
+                ts=d["ts"],
+            )
+        )
     return out
 
 

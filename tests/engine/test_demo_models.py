@@ -41,8 +41,8 @@ def tokenizer() -> ByteTokenizer:
 def pair() -> tuple[Any, Any]:
     torch.set_num_threads(2)
     load = transformers.LlamaForCausalLM.from_pretrained
-    target = load(DEMO_DIR / "target", dtype=torch.float32).eval()
-    draft = load(DEMO_DIR / "draft", dtype=torch.float32).eval()
+    target = load(str(DEMO_DIR / "target"), dtype=torch.float32, local_files_only=True).eval()
+    draft = load(str(DEMO_DIR / "draft"), dtype=torch.float32, local_files_only=True).eval()
     return target, draft
 
 

@@ -15,12 +15,31 @@ from auditlog.ledger.canonical import MAX_SAFE_INTEGER, canonical_json
 # Strings rich in what canonicalisers get wrong: controls, DEL, quotes, backslashes, U+2028/9,
 # BOM, private use (U+E000..U+F8FF) and astral characters (UTF-16 surrogate pairs).
 _tricky = st.sampled_from(
-    ["\x00", "\x1f", "\x7f", '"', "\\", "/", "\u2028", "\u2029", "\ufeff", "\ue000", "\uffff",
-     "\U0001f600", "\U00010000", "é", "\b", "\f", "\n", "\r", "\t"]
+    [
+        "\x00",
+        "\x1f",
+        "\x7f",
+        '"',
+        "\\",
+        "/",
+        "\u2028",
+        "\u2029",
+        "\ufeff",
+        "\ue000",
+        "\uffff",
+        "\U0001f600",
+        "\U00010000",
+        "é",
+        "\b",
+        "\f",
+        "\n",
+        "\r",
+        "\t",
+    ]
 )
-_text = st.lists(
-    st.one_of(_tricky, st.characters(blacklist_categories=("Cs",))), max_size=12
-).map("".join)
+_text = st.lists(st.one_of(_tricky, st.characters(blacklist_categories=("Cs",))), max_size=12).map(
+    "".join
+)
 _ints = st.integers(min_value=-MAX_SAFE_INTEGER, max_value=MAX_SAFE_INTEGER)
 _json = st.recursive(
     st.one_of(st.none(), st.booleans(), _ints, _text),
@@ -50,7 +69,10 @@ def test_astral_key_sorts_before_private_use_key() -> None:
 
 
 def test_escapes_exactly_as_rfc8785() -> None:
-    assert canonical_json("\x00\x1f\x7f\b\t\n\f\r\"\\/é") == b'"\\u0000\\u001f\x7f\\b\\t\\n\\f\\r\\"\\\\/\xc3\xa9"'
+    assert (
+        canonical_json('\x00\x1f\x7f\b\t\n\f\r"\\/é')
+        == b'"\\u0000\\u001f\x7f\\b\\t\\n\\f\\r\\"\\\\/\xc3\xa9"'
+    )
 
 
 @pytest.mark.parametrize(
@@ -74,7 +96,10 @@ def test_refuses_outside_the_subset(value: Any, match: str) -> None:
 
 
 def test_bounds_are_inclusive() -> None:
-    assert canonical_json([MAX_SAFE_INTEGER, -MAX_SAFE_INTEGER]) == b"[9007199254740991,-9007199254740991]"
+    assert (
+        canonical_json([MAX_SAFE_INTEGER, -MAX_SAFE_INTEGER])
+        == b"[9007199254740991,-9007199254740991]"
+    )
 
 
 def test_str_enum_is_written_as_its_value() -> None:

@@ -42,9 +42,11 @@ _ROOTS = [naive_root(_LEAVES[:n]) for n in range(MAX_SIZE + 1)]
 
 
 def test_hash_constructions() -> None:
-    assert EMPTY_ROOT == hashlib.sha256(b"").digest()
+    assert hashlib.sha256(b"").digest() == EMPTY_ROOT
     assert leaf_hash(b"x") == hashlib.sha256(b"\x00x").digest()
-    assert node_hash(b"a" * 32, b"b" * 32) == hashlib.sha256(b"\x01" + b"a" * 32 + b"b" * 32).digest()
+    assert (
+        node_hash(b"a" * 32, b"b" * 32) == hashlib.sha256(b"\x01" + b"a" * 32 + b"b" * 32).digest()
+    )
 
 
 def test_frontier_root_matches_recursive_mth_for_every_size() -> None:
@@ -63,7 +65,9 @@ def test_append_reports_persisted_nodes_only() -> None:
     for leaf in _leaves(256):
         reported.extend(frontier.append(leaf))
     assert [(level, index) for level, index, _ in reported] == [(4, i) for i in range(15)] + [
-        (4, 15), (8, 0)]
+        (4, 15),
+        (8, 0),
+    ]
     assert all(level % NODE_LEVEL_STRIDE == 0 and level > 0 for level, _, _ in reported)
     assert reported[-1][2] == naive_root(_leaves(256))
     assert reported[0][2] == naive_root(_leaves(16))
@@ -101,11 +105,13 @@ def test_consistency_proofs_verify(case: tuple[int, int]) -> None:
 def test_every_proof_up_to_64_verifies() -> None:
     for size in range(1, 65):
         for index in range(size):
-            verify_inclusion(_LEAVES[index], index, size, inclusion_proof(index, size, _SOURCE),
-                             _ROOTS[size])
+            verify_inclusion(
+                _LEAVES[index], index, size, inclusion_proof(index, size, _SOURCE), _ROOTS[size]
+            )
         for size1 in range(1, size + 1):
-            verify_consistency(size1, size, consistency_proof(size1, size, _SOURCE),
-                               _ROOTS[size1], _ROOTS[size])
+            verify_consistency(
+                size1, size, consistency_proof(size1, size, _SOURCE), _ROOTS[size1], _ROOTS[size]
+            )
 
 
 @given(
@@ -116,7 +122,7 @@ def test_every_proof_up_to_64_verifies() -> None:
 def test_tampered_inclusion_fails(case: tuple[int, int], data: st.DataObject) -> None:
     size, index = case
     proof = inclusion_proof(index, size, _SOURCE)
-    with pytest.raises(VerificationError, match="does not lead to the root|wrong size"):
+    with pytest.raises(VerificationError, match=r"does not lead to the root|wrong size"):
         verify_inclusion(_LEAVES[index], index, size, proof, _ROOTS[size - 1] if size > 1 else b"x")
     with pytest.raises(VerificationError):
         verify_inclusion(_LEAVES[(index + 1) % size], index, size, proof, _ROOTS[size])
@@ -137,8 +143,10 @@ def test_tampered_inclusion_fails(case: tuple[int, int], data: st.DataObject) ->
         verify_inclusion(_LEAVES[index], index, size, [*proof, _ROOTS[size]], _ROOTS[size])
 
 
-@given(st.integers(2, MAX_SIZE).flatmap(lambda n: st.tuples(st.integers(1, n - 1), st.just(n))),
-       st.data())
+@given(
+    st.integers(2, MAX_SIZE).flatmap(lambda n: st.tuples(st.integers(1, n - 1), st.just(n))),
+    st.data(),
+)
 @settings(max_examples=300, deadline=None)
 def test_tampered_consistency_fails(case: tuple[int, int], data: st.DataObject) -> None:
     size1, size2 = case
@@ -152,7 +160,9 @@ def test_tampered_consistency_fails(case: tuple[int, int], data: st.DataObject) 
     flipped = bytearray(proof[k])
     flipped[data.draw(st.integers(0, 31))] ^= 0x80
     with pytest.raises(VerificationError):
-        verify_consistency(size1, size2, [*proof[:k], bytes(flipped), *proof[k + 1 :]], root1, root2)
+        verify_consistency(
+            size1, size2, [*proof[:k], bytes(flipped), *proof[k + 1 :]], root1, root2
+        )
     with pytest.raises(VerificationError):
         verify_consistency(size1, size2, proof[:-1], root1, root2)
     with pytest.raises(VerificationError):

@@ -37,7 +37,13 @@ def test_every_folder_is_present() -> None:
 @pytest.mark.parametrize("path", _cases("inclusion"))
 def test_inclusion_vector(path: Path) -> None:
     case = json.loads(path.read_text())
-    args = (_b64(case["leafHash"]), case["leafIdx"], case["treeSize"], _proof(case), _b64(case["root"]))
+    args = (
+        _b64(case["leafHash"]),
+        case["leafIdx"],
+        case["treeSize"],
+        _proof(case),
+        _b64(case["root"]),
+    )
     if case["wantErr"]:
         with pytest.raises(VerificationError):
             verify_inclusion(*args)

@@ -110,5 +110,6 @@ def test_generated_key_round_trip_and_several_signers() -> None:
     assert Signer.from_key_string(a.key_string).verifier_key == a.verifier_key
     note = sign_note("hello\nworld\n", [a, b])
     assert open_note(note, [Verifier.from_key_string(b.verifier_key)]).signed_by[0].name == (
-        "witness.example")
+        "witness.example"
+    )
     assert "PRIVATE" not in repr(a)

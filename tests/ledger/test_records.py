@@ -19,8 +19,14 @@ from auditlog.ledger.records import (
 
 PAYLOAD = payload_bytes({"token_ids": [450, 29871], "drafts": [450, 1576]})
 TOKENS: dict[str, Any] = dict(
-    log="log.example/1", seq=7, kind=RecordKind.TOKENS, request_id="req-1", req_seq=1,
-    ts=1_767_225_600_123_456_789, prev="ab" * 32, payload=PAYLOAD,
+    log="log.example/1",
+    seq=7,
+    kind=RecordKind.TOKENS,
+    request_id="req-1",
+    req_seq=1,
+    ts=1_767_225_600_123_456_789,
+    prev="ab" * 32,
+    payload=PAYLOAD,
     fields={"tenant": "acme", "step": 3, "n": 2, "prov": ["draft_accepted", "target_recovered"]},
 )
 
@@ -34,13 +40,20 @@ def test_tokens_record_bytes_and_hashes() -> None:
     assert record.body == (
         b'{"kind":"tokens","log":"log.example/1","n":2,"payload":"'
         + hashlib.sha256(PAYLOAD).hexdigest().encode()
-        + b'","prev":"' + b"ab" * 32 + b'","prov":["draft_accepted","target_recovered"],'
+        + b'","prev":"'
+        + b"ab" * 32
+        + b'","prov":["draft_accepted","target_recovered"],'
         b'"req_seq":1,"request_id":"req-1","seq":7,"step":3,"tenant":"acme",'
         b'"ts":"1767225600123456789","v":1}'
     )
     assert record.leaf == hashlib.sha256(b"\x00" + record.body).digest()
     assert (record.seq, record.kind, record.request_id, record.req_seq, record.tenant) == (
-        7, RecordKind.TOKENS, "req-1", 1, "acme")
+        7,
+        RecordKind.TOKENS,
+        "req-1",
+        1,
+        "acme",
+    )
     assert record.ts == 1_767_225_600_123_456_789 and record.payload == PAYLOAD
 
 
@@ -78,17 +91,43 @@ def test_build_refuses_what_parse_would_refuse(changes: dict[str, Any], match: s
 
 
 def test_non_request_kinds_have_no_chain_fields() -> None:
-    step = build_record(log="l", seq=0, kind=RecordKind.STEP, request_id=None, req_seq=None, ts=1,
-                        prev=None, payload=None,
-                        fields={"step": 1, "batch": [["a", 2], ["b", 1]], "n": 3})
+    step = build_record(
+        log="l",
+        seq=0,
+        kind=RecordKind.STEP,
+        request_id=None,
+        req_seq=None,
+        ts=1,
+        prev=None,
+        payload=None,
+        fields={"step": 1, "batch": [["a", 2], ["b", 1]], "n": 3},
+    )
     assert parse_header(step.body)["batch"] == [["a", 2], ["b", 1]]
     assert step.tenant is None
     with pytest.raises(FormatError, match="must have request_id, req_seq and prev null"):
-        build_record(log="l", seq=0, kind=RecordKind.ACCESS, request_id="r", req_seq=None, ts=1,
-                     prev=None, payload=None, fields={})
+        build_record(
+            log="l",
+            seq=0,
+            kind=RecordKind.ACCESS,
+            request_id="r",
+            req_seq=None,
+            ts=1,
+            prev=None,
+            payload=None,
+            fields={},
+        )
     with pytest.raises(FormatError, match="batch total 3"):
-        build_record(log="l", seq=0, kind=RecordKind.STEP, request_id=None, req_seq=None, ts=1,
-                     prev=None, payload=None, fields={"step": 1, "batch": [["a", 3]], "n": 4})
+        build_record(
+            log="l",
+            seq=0,
+            kind=RecordKind.STEP,
+            request_id=None,
+            req_seq=None,
+            ts=1,
+            prev=None,
+            payload=None,
+            fields={"step": 1, "batch": [["a", 3]], "n": 4},
+        )
 
 
 @pytest.mark.parametrize(
@@ -105,8 +144,10 @@ def test_non_request_kinds_have_no_chain_fields() -> None:
         (lambda b: b[:-1], "not JSON"),
         (lambda b: b"[1]", "not a JSON object"),
         (lambda b: b.replace(b'"tenant":"acme"', b'"tenant":"acme","x":1e2'), "float"),
-        (lambda b: b.replace(b'"tenant":"acme"', b'"tenant":"acme","x":9007199254740992'),
-         "canonical JSON|range"),
+        (
+            lambda b: b.replace(b'"tenant":"acme"', b'"tenant":"acme","x":9007199254740992'),
+            "canonical JSON|range",
+        ),
     ],
 )
 def test_parse_refuses_non_canonical_or_ill_typed(mutate: Any, match: str) -> None:
@@ -115,25 +156,63 @@ def test_parse_refuses_non_canonical_or_ill_typed(mutate: Any, match: str) -> No
 
 
 def test_request_start_and_end_schemas() -> None:
-    model = {"name": "m", "weights_sha256": "a" * 64, "tokenizer_sha256": "b" * 64,
-             "architecture": "llama"}
+    model = {
+        "name": "m",
+        "weights_sha256": "a" * 64,
+        "tokenizer_sha256": "b" * 64,
+        "architecture": "llama",
+    }
     start = build_record(
-        log="l", seq=0, kind=RecordKind.REQUEST_START, request_id="r", req_seq=0, ts=5,
-        prev=ZERO_HASH, payload=payload_bytes({"prompt_token_ids": [1], "prompt_text": "hi"}),
-        fields={"tenant": "t", "principal": "p", "client": "c", "engine": "e",
-                "params": {"seed": 1, "temperature": "0.7", "ñ": True}, "target": model,
-                "draft": None},
+        log="l",
+        seq=0,
+        kind=RecordKind.REQUEST_START,
+        request_id="r",
+        req_seq=0,
+        ts=5,
+        prev=ZERO_HASH,
+        payload=payload_bytes({"prompt_token_ids": [1], "prompt_text": "hi"}),
+        fields={
+            "tenant": "t",
+            "principal": "p",
+            "client": "c",
+            "engine": "e",
+            "params": {"seed": 1, "temperature": "0.7", "ñ": True},
+            "target": model,
+            "draft": None,
+        },
     )
     assert parse_header(start.body)["params"]["ñ"] is True
-    with pytest.raises(FormatError, match="target.weights_sha256"):
-        build_record(log="l", seq=0, kind=RecordKind.REQUEST_START, request_id="r", req_seq=0,
-                     ts=5, prev=ZERO_HASH, payload=None,
-                     fields={"tenant": "t", "principal": "p", "client": "c", "engine": "e",
-                             "params": {}, "target": {"name": "m"}})
+    with pytest.raises(FormatError, match=r"target\.weights_sha256"):
+        build_record(
+            log="l",
+            seq=0,
+            kind=RecordKind.REQUEST_START,
+            request_id="r",
+            req_seq=0,
+            ts=5,
+            prev=ZERO_HASH,
+            payload=None,
+            fields={
+                "tenant": "t",
+                "principal": "p",
+                "client": "c",
+                "engine": "e",
+                "params": {},
+                "target": {"name": "m"},
+            },
+        )
     with pytest.raises(FormatError, match="n_delivered"):
-        build_record(log="l", seq=1, kind=RecordKind.REQUEST_END, request_id="r", req_seq=1,
-                     ts=6, prev=start.leaf.hex(), payload=None,
-                     fields={"tenant": "t", "reason": "stop", "n_generated": 1})
+        build_record(
+            log="l",
+            seq=1,
+            kind=RecordKind.REQUEST_END,
+            request_id="r",
+            req_seq=1,
+            ts=6,
+            prev=start.leaf.hex(),
+            payload=None,
+            fields={"tenant": "t", "reason": "stop", "n_generated": 1},
+        )
 
 
 def test_payload_is_committed_by_digest() -> None:

@@ -27,11 +27,18 @@ RECORDS, CHECKPOINTS = G.golden_log()
 WITNESSED: str = CHECKPOINTS[-1]
 
 
-def _verify(records: list[StoredRecord], checkpoints: list[str] | None = None,
-            witnessed: str | None = WITNESSED) -> Report:
-    return verify_log(origin=G.ORIGIN, records=records,
-                      checkpoints=CHECKPOINTS if checkpoints is None else checkpoints,
-                      verifiers=[SIGNER.verifier], witnessed=witnessed)
+def _verify(
+    records: list[StoredRecord],
+    checkpoints: list[str] | None = None,
+    witnessed: str | None = WITNESSED,
+) -> Report:
+    return verify_log(
+        origin=G.ORIGIN,
+        records=records,
+        checkpoints=CHECKPOINTS if checkpoints is None else checkpoints,
+        verifiers=[SIGNER.verifier],
+        witnessed=witnessed,
+    )
 
 
 def _codes(report: Report) -> list[tuple[str, int | None]]:
@@ -47,8 +54,15 @@ def _first_error(report: Report) -> tuple[str, int | None]:
 def test_valid_log() -> None:
     report = _verify(RECORDS)
     assert report.ok and report.findings == []
-    assert report.counts == {"records": 11, "requests_started": 2, "requests_ended": 2,
-                             "open_chains": 0, "steps": 2, "checkpoints": 2, "payloads_absent": 0}
+    assert report.counts == {
+        "records": 11,
+        "requests_started": 2,
+        "requests_ended": 2,
+        "open_chains": 0,
+        "steps": 2,
+        "checkpoints": 2,
+        "payloads_absent": 0,
+    }
 
 
 def test_c8_field_edited() -> None:
@@ -61,8 +75,11 @@ def test_c8_field_edited() -> None:
 
 def test_c8_field_edited_and_leaf_column_recomputed() -> None:
     rs = list(RECORDS)
-    body = rs[2].body.replace(b'"n":2', b'"n":1').replace(
-        b'"draft_accepted","target_recovered"', b'"draft_accepted"')
+    body = (
+        rs[2]
+        .body.replace(b'"n":2', b'"n":1')
+        .replace(b'"draft_accepted","target_recovered"', b'"draft_accepted"')
+    )
     rs[2] = dataclasses.replace(rs[2], body=body, leaf=leaf_hash(body))
     report = _verify(rs)
     # the next record of the same request no longer links to it; the step no longer adds up
@@ -79,7 +96,7 @@ def test_c8_record_deleted() -> None:
 
 def test_c8_record_inserted() -> None:
     extra = dataclasses.replace(RECORDS[2])
-    report = _verify(RECORDS[:3] + [extra] + RECORDS[3:])
+    report = _verify([*RECORDS[:3], extra, *RECORDS[3:]])
     assert _first_error(report) == ("seq.mismatch", 3)
     assert "inserted or reordered" in report.first(FindingCode.SEQ_MISMATCH).message  # type: ignore[union-attr]
 
@@ -172,13 +189,22 @@ def test_witness_note_must_be_trusted() -> None:
     assert _codes(report) == [("witness.invalid", None)]
 
 
-def _builder_with_step(runs: list[tuple[str, list[int]]], batch: list[list[object]]) -> list[StoredRecord]:
+def _builder_with_step(
+    runs: list[tuple[str, list[int]]], batch: list[list[object]]
+) -> list[StoredRecord]:
     log = G.LogBuilder()
     for rid, _ in runs:
         log.start(rid, "acme", G.T0, [1], "x")
     for rid, tokens in runs:
-        log.add(RecordKind.TOKENS, G.T0 + 1, rid=rid, payload={"token_ids": tokens}, step=0,
-                n=len(tokens), prov=["target"] * len(tokens))
+        log.add(
+            RecordKind.TOKENS,
+            G.T0 + 1,
+            rid=rid,
+            payload={"token_ids": tokens},
+            step=0,
+            n=len(tokens),
+            prov=["target"] * len(tokens),
+        )
     log.add(RecordKind.STEP, G.T0 + 1, step=0, batch=batch, n=sum(int(n) for _, n in batch))  # type: ignore[call-overload]
     return [G.stored(r) for r in log.records]
 
@@ -206,10 +232,17 @@ def test_record_after_end_and_restarted_chain() -> None:
     log = G.LogBuilder()
     log.start("r", "t", G.T0, [1], "x")
     log.end("r", G.T0 + 1, "stop", 0, 0)
-    late = build_record(log=G.ORIGIN, seq=2, kind=RecordKind.REQUEST_END, request_id="r",
-                        req_seq=2, ts=G.T0 + 2, prev=log.records[-1].leaf.hex(), payload=None,
-                        fields={"tenant": "t", "reason": "stop", "n_generated": 0,
-                                "n_delivered": 0})
+    late = build_record(
+        log=G.ORIGIN,
+        seq=2,
+        kind=RecordKind.REQUEST_END,
+        request_id="r",
+        req_seq=2,
+        ts=G.T0 + 2,
+        prev=log.records[-1].leaf.hex(),
+        payload=None,
+        fields={"tenant": "t", "reason": "stop", "n_generated": 0, "n_delivered": 0},
+    )
     rs = [G.stored(r) for r in [*log.records, late]]
     report = verify_log(origin=G.ORIGIN, records=rs, verifiers=[SIGNER.verifier])
     assert _codes(report) == [("chain.not_open", 2)]

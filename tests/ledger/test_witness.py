@@ -24,7 +24,9 @@ def test_each_checkpoint_is_a_new_file_and_latest_is_by_size(tmp_path: Path) -> 
     witness = DirectoryWitness(tmp_path / "w")
     assert witness.latest(ORIGIN) is None
     paths = [witness.submit(ORIGIN, size, _note(size)) for size in (10, 200, 30)]
-    assert len(set(paths)) == 3 and all(p.read_text() == _note(s) for p, s in zip(paths, (10, 200, 30)))
+    assert len(set(paths)) == 3 and all(
+        p.read_text() == _note(s) for p, s in zip(paths, (10, 200, 30), strict=True)
+    )
     assert paths[0].name.endswith(".00000000000000000010.checkpoint")
     assert "/" not in paths[0].name and " " not in paths[0].name
     assert witness.sizes(ORIGIN) == [10, 30, 200]
@@ -59,7 +61,7 @@ def test_origins_with_the_same_slug_do_not_collide(tmp_path: Path) -> None:
 
 def test_note_must_match_origin_and_size(tmp_path: Path) -> None:
     witness = DirectoryWitness(tmp_path)
-    with pytest.raises(FormatError, match="not 'log.example/witness test' at size 6"):
+    with pytest.raises(FormatError, match=r"not 'log\.example/witness test' at size 6"):
         witness.submit(ORIGIN, 6, _note(5))
 
 

@@ -1,0 +1,5 @@
+"""``python -m auditlog``: the same as the ``auditlog`` command."""
+
+from auditlog.cli import main
+
+main()

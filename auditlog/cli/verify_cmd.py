@@ -1,0 +1,169 @@
+"""``auditlog verify``: prove a database intact (exit 0), or name the first bad index (exit 1)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from auditlog.errors import ConfigurationError
+
+__all__ = ["register"]
+
+
+def verify(
+    db: Annotated[str, typer.Option("--db", envvar="AUDITLOG_DB_URL", help="Database URL")],
+    key: Annotated[
+        list[str] | None, typer.Option("--key", help="Trusted verifier key (repeatable)")
+    ] = None,
+    witness_dir: Annotated[
+        Path | None, typer.Option("--witness-dir", help="Directory witness holding checkpoints")
+    ] = None,
+    trusted_checkpoint: Annotated[
+        list[Path] | None,
+        typer.Option("--trusted-checkpoint", help="Signed checkpoint note you trust (repeatable)"),
+    ] = None,
+    log: Annotated[str | None, typer.Option("--log", help="Verify only this log origin")] = None,
+    request: Annotated[
+        str | None, typer.Option("--request", help="Also show the verdict for this request")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable report")] = False,
+) -> None:
+    """Recompute every hash, chain, checkpoint and proof of the database (read-only)."""
+    from auditlog.verifier import verify_database
+
+    notes = []
+    for path in trusted_checkpoint or []:
+        try:
+            notes.append(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read trusted checkpoint {path}: {exc}") from exc
+    console = Console(stderr=True)
+    show_bar = console.is_terminal and not as_json
+    with Progress(
+        TextColumn("[bold]verifying[/bold] {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not show_bar,
+    ) as progress:
+        task: list[Any] = []
+
+        def on_log(origin: str, size: int) -> None:
+            task.append(progress.add_task(origin, total=size))
+
+        def advance(n: int) -> None:
+            if task:
+                progress.update(task[-1], completed=n)
+
+        report = verify_database(
+            db,
+            keys=key or [],
+            witness_dir=witness_dir,
+            trusted_checkpoints=notes,
+            origin=log,
+            progress=advance,
+            on_log=on_log,
+        )
+    request_findings = []
+    if request is not None:
+        from auditlog.trails import read_trail
+        from auditlog.store import create_db_engine
+
+        engine = create_db_engine(db, read_only=True)
+        with engine.connect() as conn:
+            for log_report in report.logs:
+                try:
+                    trail = read_trail(conn, log_report.log, request)
+                except Exception:
+                    continue
+                seqs = {r.seq for r in trail.records}
+                request_findings += [f for f in log_report.findings if f.index in seqs]
+        engine.dispose()
+    if as_json:
+        sys.stdout.write(orjson.dumps(_as_json(report, request, request_findings)).decode() + "\n")
+    else:
+        _print(report, request, request_findings)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _as_json(report: Any, request: str | None, request_findings: list[Any]) -> dict[str, Any]:
+    return {
+        "ok": report.ok,
+        "keys_from_database": report.keys_from_database,
+        "logs": [
+            {
+                "log": r.log,
+                "ok": r.ok,
+                "size": r.size,
+                "root": r.root.hex(),
+                "anchored_at": report.anchored.get(r.log),
+                "counts": r.counts,
+                "suppressed": {str(k): v for k, v in r.suppressed.items()},
+                "findings": [_finding(f) for f in r.findings],
+            }
+            for r in report.logs
+        ],
+        **({"request": request, "request_findings": [_finding(f) for f in request_findings]}
+           if request else {}),
+    }
+
+
+def _finding(f: Any) -> dict[str, Any]:
+    return {
+        "log": f.log,
+        "index": f.index,
+        "code": str(f.code),
+        "severity": str(f.severity),
+        "expected": str(f.expected),
+        "actual": str(f.actual),
+        "message": f.message,
+    }
+
+
+def _print(report: Any, request: str | None, request_findings: list[Any]) -> None:
+    console = Console()
+    table = Table(title="auditlog verify")
+    for column in ("log", "records", "root", "anchored at", "findings", "verdict"):
+        table.add_column(column)
+    for r in report.logs:
+        anchored = report.anchored.get(r.log)
+        table.add_row(
+            r.log,
+            str(r.size),
+            r.root.hex()[:16] + "…",
+            "-" if anchored is None else str(anchored),
+            str(len(r.findings) + sum(r.suppressed.values())),
+            "[green]intact[/green]" if r.ok else "[red]FAILED[/red]",
+        )
+    console.print(table)
+    for f in report.findings:
+        style = "yellow" if str(f.severity) == "warning" else "red"
+        where = "" if f.index is None else f" at index {f.index}"
+        console.print(f"[{style}]{f.severity}[/{style}] {f.log}{where}: {f.code}: {f.message}")
+    if report.keys_from_database:
+        console.print(
+            "[yellow]warning[/yellow] no --key given: signatures were checked against keys read "
+            "from the database itself"
+        )
+    if not report.anchored:
+        console.print(
+            "[yellow]warning[/yellow] no witness or trusted checkpoint: a database rewritten "
+            "consistently by its administrator cannot be detected (use --witness-dir)"
+        )
+    if request is not None:
+        verdict = "intact" if not request_findings else f"{len(request_findings)} findings"
+        console.print(f"request {request}: {verdict}")
+    console.print("[green]intact[/green]" if report.ok else "[red]integrity failure[/red]")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("verify")(verify)
