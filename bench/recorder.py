@@ -113,6 +113,8 @@ def raw_insert(db_url: str, rows: dict[str, list[tuple[Any, ...]]], per_txn: int
             chunk_nodes.append(nodes[node_i])
             node_i += 1
         cur = driver.cursor()
+        if not is_pg:
+            cur.execute("BEGIN")  # the store opens sqlite3 in autocommit mode
         cur.executemany(sql["records"], chunk)
         cur.executemany(sql["payloads"], pays)
         if chunk_nodes:

@@ -93,7 +93,8 @@ def _require(*roles: Role) -> object:
     def check(key: KeyDep) -> ApiKey:
         if key.role not in roles:
             raise HTTPException(
-                status.HTTP_403_FORBIDDEN, detail=f"role {key.role} may not call this; needs {allowed}"
+                status.HTTP_403_FORBIDDEN,
+                detail=f"role {key.role} may not call this; needs {allowed}",
             )
         return key
 

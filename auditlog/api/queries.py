@@ -71,7 +71,7 @@ def _json_text(conn: Connection, body: Any, *path: str) -> ColumnElement[Any]:
     if conn.dialect.name == "sqlite":
         return func.json_extract(cast(body, Text), "$." + ".".join(path))
     document = cast(func.convert_from(body, "UTF8"), JSONB)
-    return document[path].astext  # type: ignore[index,no-any-return]
+    return document[path].astext  # type: ignore[no-any-return]
 
 
 def _loads(body: bytes | None) -> dict[str, Any]:
@@ -128,8 +128,17 @@ def search_requests(
     start = records
     end = aliased(records, name="req_end")
     stmt = (
-        select(start.c.ts, start.c.log_id, start.c.seq, start.c.request_id, start.c.tenant,
-               start.c.body, end.c.body, end.c.ts, logs.c.origin)
+        select(
+            start.c.ts,
+            start.c.log_id,
+            start.c.seq,
+            start.c.request_id,
+            start.c.tenant,
+            start.c.body,
+            end.c.body,
+            end.c.ts,
+            logs.c.origin,
+        )
         .join(logs, logs.c.id == start.c.log_id)
         .outerjoin(
             end,
@@ -226,8 +235,10 @@ def search_steps(
         pairs = [
             (entry[0], entry[1])
             for entry in (batch if isinstance(batch, list) else [])
-            if isinstance(entry, list) and len(entry) == 2
-            and isinstance(entry[0], str) and type(entry[1]) is int
+            if isinstance(entry, list)
+            and len(entry) == 2
+            and isinstance(entry[0], str)
+            and type(entry[1]) is int
         ]
         items.append(
             StepRow(

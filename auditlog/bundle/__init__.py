@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from .format import BUNDLE_FORMAT, BUNDLE_VERSION, Bundle, BundleRecord, decode_bundle, encode_bundle
+from .format import (
+    BUNDLE_FORMAT,
+    BUNDLE_VERSION,
+    Bundle,
+    BundleRecord,
+    decode_bundle,
+    encode_bundle,
+)
 from .transcript import Transcript, TranscriptToken, build_transcript
 from .verify import BundleReport, KeyTrust, parse_verifier_keys, verify_bundle, verify_decoded
 

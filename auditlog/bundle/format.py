@@ -155,9 +155,7 @@ def decode_bundle(data: bytes) -> Bundle:
     if type(keys) is not list or not all(type(k) is str for k in keys):
         raise FormatError("bundle member 'keys': expected a list of verifier key strings")
     if type(records) is not list or not 0 < len(records) <= MAX_BUNDLE_RECORDS:
-        raise FormatError(
-            f"bundle member 'records': expected 1 to {MAX_BUNDLE_RECORDS} records"
-        )
+        raise FormatError(f"bundle member 'records': expected 1 to {MAX_BUNDLE_RECORDS} records")
     bundle = Bundle(
         log=_str(obj, "log"),
         request_id=_str(obj, "request_id"),
@@ -168,4 +166,3 @@ def decode_bundle(data: bytes) -> Bundle:
     if encode_bundle(bundle) != data:
         raise FormatError("bundle bytes are not in canonical form (RFC 8785, keys sorted)")
     return bundle
-

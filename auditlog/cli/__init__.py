@@ -41,6 +41,9 @@ for _name in _COMMAND_MODULES:
 
 def main() -> None:
     """Console-script entry point."""
+    from auditlog.logs import configure_logging
+
+    configure_logging()
     try:
         app()
     except VerificationError as exc:

@@ -43,7 +43,9 @@ def create(
     finally:
         engine.dispose()
     typer.echo(f"key id: {issued.key.id}", err=True)
-    typer.echo(f"role:   {issued.key.role}  tenants: {', '.join(issued.key.tenants) or '-'}", err=True)
+    typer.echo(
+        f"role:   {issued.key.role}  tenants: {', '.join(issued.key.tenants) or '-'}", err=True
+    )
     typer.echo("token (shown once; store it now):", err=True)
     typer.echo(issued.token)
 
@@ -86,10 +88,9 @@ def list_(
     if as_json:
         typer.echo(orjson.dumps(rows).decode())
         return
-    for row in rows:
-        state = "revoked" if row["revoked"] is not None else "active"
-        tenants = ",".join(row["tenants"]) or "-"
-        typer.echo(f"{row['id']}  {row['role']:<8}  {state:<7}  {tenants}  {row['label']}")
+    for k in keys:
+        state = "revoked" if k.is_revoked else "active"
+        typer.echo(f"{k.id}  {k.role:<8}  {state:<7}  {','.join(k.tenants) or '-'}  {k.label}")
 
 
 def register(app: typer.Typer) -> None:

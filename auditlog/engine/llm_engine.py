@@ -8,7 +8,8 @@ receives appears in exactly one ``BatchStep``, tagged with the request id and it
 Invalid requests (prompt too long or empty, unknown token id, bad sampling parameters) do not
 raise: the request is recorded (``RequestStarted``) and ends at once with reason ``error`` and a
 message in ``RequestFinished.error`` and in the next ``step()``'s output (C1); the engine keeps
-serving the others. A duplicate request id is a caller bug and raises ``InvalidRequestError``.
+serving the others. Reusing the id of an active request is a caller bug and raises
+``InvalidRequestError``; the engine keeps no state for finished requests.
 """
 
 from __future__ import annotations
@@ -132,6 +133,7 @@ class LLMEngine:
         self._num_added = 0
         self.step_id = 0
         self.num_target_passes = 0
+        self.num_preemptions = 0
 
     # ---- factories -------------------------------------------------------------------------
 
@@ -198,17 +200,33 @@ class LLMEngine:
     ) -> None:
         """Queue a request. A text prompt is encoded as ``[bos] + encode(text)``; a list of ids
         is used as given. Invalid input ends the request with reason ``error`` (module doc)."""
+        self._add(request_id, prompt, params, tenant=tenant, principal=principal, client=client)
+
+    def _add(
+        self,
+        request_id: str,
+        prompt: str | list[int],
+        params: SamplingParams,
+        *,
+        tenant: str,
+        principal: str,
+        client: str,
+    ) -> Seq:
         if request_id in self._sequences:
-            raise InvalidRequestError(f"duplicate request id {request_id!r}")
+            raise InvalidRequestError(f"duplicate request id {request_id!r} (still active)")
         error = ""
         prompt_ids: tuple[int, ...] = ()
         prompt_text = prompt if isinstance(prompt, str) else ""
         try:
             if isinstance(prompt, str):
                 prompt_ids = (self.tokenizer.bos_id, *self.tokenizer.encode(prompt))
-            else:
+            elif isinstance(prompt, list | tuple):
                 prompt_ids = tuple(prompt)
                 prompt_text = self.tokenizer.decode(list(prompt))  # raises on unknown ids
+            else:
+                raise InvalidRequestError(
+                    f"prompt must be a str or a list of token ids, got {type(prompt).__name__}"
+                )
             self._check_prompt(prompt_ids)
             params.validate()
         except InvalidRequestError as exc:
@@ -240,11 +258,12 @@ class LLMEngine:
             generator=make_generator(params.seed if not error else 0, self.device),
         )
         self._num_added += 1
-        self._sequences[request_id] = seq
+        self._sequences[request_id] = seq  # active requests only; _finish removes it
         if error:
             self._pending.append(self._finish(seq, FinishReason.ERROR, error=error))
         else:
             self.scheduler.add(seq)
+        return seq
 
     def _check_prompt(self, ids: Sequence[int]) -> None:
         if not ids:
@@ -278,22 +297,31 @@ class LLMEngine:
         prompts = list(prompts)
         plist = [params] * len(prompts) if isinstance(params, SamplingParams) else list(params)
         ids = [f"gen-{self._num_added + i}" for i in range(len(prompts))]
+        prompt_ids: dict[str, tuple[int, ...]] = {}
         for rid, prompt, p in zip(ids, prompts, plist, strict=True):
-            self.add_request(rid, prompt, p, tenant=tenant, principal=principal)
-        while any(not self._sequences[r].is_finished for r in ids) or self._pending:
-            self.step()
-        return [self.request_output(r) for r in ids]
-
-    def request_output(self, request_id: str) -> RequestOutput:
-        seq = self._sequences[request_id]
-        return RequestOutput(
-            request_id=request_id,
-            prompt_token_ids=seq.prompt_token_ids,
-            token_ids=tuple(seq.generated_ids),
-            text=seq.sent_text,
-            finish_reason=seq.finish_reason,
-            error=seq.error,
-        )
+            seq = self._add(rid, prompt, p, tenant=tenant, principal=principal, client="")
+            prompt_ids[rid] = seq.prompt_token_ids
+        tokens: dict[str, list[int]] = {rid: [] for rid in ids}
+        texts: dict[str, list[str]] = {rid: [] for rid in ids}
+        ends: dict[str, StepOutput] = {}
+        while len(ends) < len(ids):
+            for out in self.step():
+                if out.request_id in tokens:
+                    tokens[out.request_id].extend(out.new_token_ids)
+                    texts[out.request_id].append(out.text_delta)
+                    if out.finished:
+                        ends[out.request_id] = out
+        return [
+            RequestOutput(
+                request_id=rid,
+                prompt_token_ids=prompt_ids[rid],
+                token_ids=tuple(tokens[rid]),
+                text="".join(texts[rid]),
+                finish_reason=ends[rid].finish_reason,
+                error=ends[rid].error,
+            )
+            for rid in ids
+        ]
 
     # ---- the step --------------------------------------------------------------------------
 
@@ -304,6 +332,7 @@ class LLMEngine:
         """
         outputs, self._pending = self._pending, []
         plan = self.scheduler.schedule()
+        self.num_preemptions += len(plan.preempted)
         if not plan.scheduled:
             return outputs
         spec = [s.seq for s in plan.scheduled if s.is_speculative]
@@ -387,6 +416,7 @@ class LLMEngine:
     ) -> StepOutput:
         """End ``seq``: free its blocks, settle delivered text and counts, emit RequestFinished."""
         self.scheduler.remove(seq)
+        self._sequences.pop(seq.request_id, None)
         seq.finish_reason, seq.error = reason, error
         generated = seq.generated_ids
         if reason is FinishReason.STOP and seq.stop_text is None:  # a stop token

@@ -132,19 +132,20 @@ class MerkleFrontier:
         """Add one leaf hash; returns the new persisted nodes ``(level, index, hash)``."""
         if len(leaf) != HASH_SIZE:
             raise VerificationError(f"leaf hash has {len(leaf)} bytes, expected {HASH_SIZE}")
+        self.size = size = self.size + 1
         levels, hashes = self._levels, self._hashes
-        levels.append(0)
-        hashes.append(leaf)
-        self.size += 1
         new_nodes: list[tuple[int, int, bytes]] = []
-        while len(levels) > 1 and levels[-2] == levels[-1]:
-            right = hashes.pop()
-            level = levels.pop() + 1
+        # The new leaf completes one subtree per trailing zero bit of the new size.
+        level, digest = 0, leaf
+        while not size >> level & 1:
+            levels.pop()
             # node = SHA-256(0x01 || left || right), RFC 9162 2.1.1
-            hashes[-1] = node_hash(hashes[-1], right)
-            levels[-1] = level
+            digest = node_hash(hashes.pop(), digest)
+            level += 1
             if level % NODE_LEVEL_STRIDE == 0:
-                new_nodes.append((level, (self.size >> level) - 1, hashes[-1]))
+                new_nodes.append((level, (size >> level) - 1, digest))
+        levels.append(level)
+        hashes.append(digest)
         return new_nodes
 
     def root(self) -> bytes:

@@ -115,31 +115,39 @@ def _check_tokens(h: Mapping[str, Any]) -> None:
         raise _bad("step", "a non-negative integer", step)
     if type(n) is not int or not 0 <= n <= MAX_SAFE_INTEGER:
         raise _bad("n", "a non-negative integer", n)
-    if type(prov) is not list or len(prov) != n or not PROVENANCE_CODES.issuperset(prov):
+    if (
+        type(prov) is not list
+        or len(prov) != n
+        or not set(map(type, prov)) <= {str}
+        or not PROVENANCE_CODES.issuperset(prov)
+    ):
         raise _bad("prov", f"a list of {n} provenance codes", prov)
 
 
 def _check_step(h: Mapping[str, Any]) -> None:
-    if not _is_count(h.get("step")):
-        raise _bad("step", "a non-negative integer", h.get("step"))
-    batch = h.get("batch")
-    if type(batch) is not list:
+    step, batch, n = h.get("step"), h.get("batch"), h.get("n")
+    if type(step) is not int or not 0 <= step <= MAX_SAFE_INTEGER:
+        raise _bad("step", "a non-negative integer", step)
+    # batch: [[request_id, n], ...], distinct request ids (checked with C-level set operations:
+    # a manifest lists every request of a physical batch)
+    if (
+        type(batch) is not list
+        or not set(map(type, batch)) <= {list}
+        or not set(map(len, batch)) <= {2}
+    ):
         raise _bad("batch", "a list of [request_id, n] pairs", batch)
-    total = 0
-    seen: set[str] = set()
-    for entry in batch:
-        if (
-            type(entry) is not list
-            or len(entry) != 2
-            or not isinstance(entry[0], str)
-            or not _is_count(entry[1])
-            or entry[0] in seen
-        ):
-            raise _bad("batch", "distinct [request_id, n] pairs", entry)
-        seen.add(entry[0])
-        total += entry[1]
-    if h.get("n") != total or not _is_count(h.get("n")):
-        raise _bad("n", f"the batch total {total}", h.get("n"))
+    rids = [entry[0] for entry in batch]
+    counts = [entry[1] for entry in batch]
+    if (
+        not set(map(type, rids)) <= {str}
+        or not set(map(type, counts)) <= {int}
+        or (counts and not 0 <= min(counts) <= max(counts) <= MAX_SAFE_INTEGER)
+        or len(set(rids)) != len(rids)
+    ):
+        raise _bad("batch", "distinct [request_id, n] pairs", batch)
+    total = sum(counts)
+    if n != total or type(n) is not int:
+        raise _bad("n", f"the batch total {total}", n)
 
 
 def _check_start(h: Mapping[str, Any]) -> None:
@@ -239,7 +247,7 @@ def build_record(
         raise _bad("seq", "a non-negative integer", seq)
     if type(ts) is not int or not 0 <= ts < _TS_LIMIT:
         raise _bad("ts", "integer nanoseconds in [0, 10^20)", ts)
-    record_kind = _KINDS.get(kind)
+    record_kind = _KINDS.get(kind) if isinstance(kind, str) else None
     if record_kind is None:
         raise _bad("kind", "one of " + ", ".join(sorted(_KINDS)), kind)
     header: dict[str, Any] = {
@@ -291,25 +299,27 @@ def parse_header(body: bytes) -> dict[str, Any]:
         raise FormatError(f"record header is not JSON: {exc}") from None
     if type(header) is not dict:
         raise FormatError(f"record header is not a JSON object: {type(header).__name__}")
-    if not header.keys() >= BASE_FIELDS:
-        missing = sorted(BASE_FIELDS - header.keys())
-        raise FormatError(f"header fields missing: {missing}")
-    v, log, seq, ts, payload = (
-        header["v"],
-        header["log"],
-        header["seq"],
-        header["ts"],
-        header["payload"],
-    )
+    try:
+        v, log, seq, kind_name, ts, payload = (
+            header["v"],
+            header["log"],
+            header["seq"],
+            header["kind"],
+            header["ts"],
+            header["payload"],
+        )
+        _ = header["request_id"], header["req_seq"], header["prev"]  # present, even if null
+    except KeyError as exc:
+        raise FormatError(f"header field {exc.args[0]!r} is missing") from None
     if v != FORMAT_VERSION or type(v) is not int:
         raise _bad("v", f"format version {FORMAT_VERSION}", v)
     if type(log) is not str or not log:
         raise _bad("log", "a non-empty string", log)
     if type(seq) is not int or not 0 <= seq <= MAX_SAFE_INTEGER:
         raise _bad("seq", "a non-negative integer", seq)
-    kind = _KINDS.get(header["kind"])
+    kind = _KINDS.get(kind_name) if type(kind_name) is str else None
     if kind is None:
-        raise _bad("kind", "one of " + ", ".join(sorted(_KINDS)), header["kind"])
+        raise _bad("kind", "one of " + ", ".join(sorted(_KINDS)), kind_name)
     if type(ts) is not str or _DECIMAL.fullmatch(ts) is None:
         raise _bad("ts", "nanoseconds as a decimal string", ts)
     if payload is not None and (type(payload) is not str or _HEX64.fullmatch(payload) is None):

@@ -27,6 +27,7 @@ import enum
 import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from auditlog.errors import AuditlogError
 from auditlog.ledger.checkpoint import Checkpoint, open_checkpoint
@@ -177,10 +178,10 @@ def _open_checkpoints(
 
 
 def _check_manifest(
-    index: int, step: int, batch: list[list[object]], seen: dict[str, int], out: _Collector
+    index: int, step: int, batch: list[list[Any]], seen: dict[str, int], out: _Collector
 ) -> None:
     """C11: the step's tokens records are exactly the manifest's batch entries."""
-    expected = {str(rid): n for rid, n in batch}
+    expected: dict[str, int] = {rid: n for rid, n in batch}  # pairs checked by parse_header
     if seen == expected:
         return
     missing = sorted(set(expected) - set(seen))
@@ -408,7 +409,10 @@ def verify_log(
                     chain[1] = leaf.hex()
             # 7a. tokens records accumulate per step until its manifest
             if kind == "tokens":
-                first, seen = open_steps.setdefault(h["step"], (index, {}))
+                pending = open_steps.get(h["step"])
+                if pending is None:
+                    pending = open_steps[h["step"]] = (index, {})
+                seen = pending[1]
                 if rid in seen:
                     add(
                         index,

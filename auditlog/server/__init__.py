@@ -1,10 +1,18 @@
-"""OpenAI-compatible inference server with the audit recorder embedded (C3, C5, C21, C23)."""
+"""OpenAI-compatible inference server with the audit recorder embedded (C3, C5, C21, C23).
+
+``create_app`` pulls in the engine (torch) and is loaded on first use; the key table and the
+settings are light, so adapters can import them alone.
+"""
 
 from __future__ import annotations
 
-from .app import create_app
+from typing import TYPE_CHECKING, Any
+
 from .auth import ApiKeyTable, AuthenticationError, Identity, hash_api_key
-from .settings import EngineFactory, ReleaseHook, ServerSettings
+
+if TYPE_CHECKING:
+    from .app import create_app
+    from .settings import EngineFactory, ReleaseHook, ServerSettings
 
 __all__ = [
     "ApiKeyTable",
@@ -16,3 +24,15 @@ __all__ = [
     "create_app",
     "hash_api_key",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "create_app":
+        from .app import create_app
+
+        return create_app
+    if name in ("EngineFactory", "ReleaseHook", "ServerSettings"):
+        from . import settings
+
+        return getattr(settings, name)
+    raise AttributeError(f"module 'auditlog.server' has no attribute {name!r}")

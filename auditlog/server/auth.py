@@ -98,6 +98,14 @@ class ApiKeyTable:
     def __len__(self) -> int:
         return len(self._by_hash)
 
+    def lookup(self, authorization: str | None) -> tuple[str | None, Identity | None]:
+        """``(key hash, identity)`` for a bearer header, without raising; Nones if absent."""
+        scheme, _, key = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            return None, None
+        digest = hash_api_key(key.strip())
+        return digest, self._by_hash.get(digest)
+
     def authenticate(self, authorization: str | None) -> Identity:
         """Identity for an ``Authorization`` header value; raise :class:`AuthenticationError`."""
         if not authorization:

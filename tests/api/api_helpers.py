@@ -81,7 +81,9 @@ def record_traffic(db_url: str, signer: Signer, spool: Path, *, n_requests: int)
 def build_world(db_url: str, tmp_path: Path, *, n_requests: int = 12) -> World:
     engine_signer = fixed_signer(ENGINE_ORIGIN)
     api_signer = fixed_signer(API_ORIGIN)
-    synthetic = record_traffic(db_url, engine_signer, tmp_path / "spool.jsonl", n_requests=n_requests)
+    synthetic = record_traffic(
+        db_url, engine_signer, tmp_path / "spool.jsonl", n_requests=n_requests
+    )
     key_file = tmp_path / "api.key"
     key_file.write_text(api_signer.key_string + "\n")
     settings = ApiSettings(

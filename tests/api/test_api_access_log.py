@@ -50,6 +50,7 @@ def test_every_read_is_an_access_record_and_the_access_log_verifies(world: World
         assert header["principal"] == world.key_ids[who]
         assert header["role"] == ("admin" if who == "admin" else who.rstrip("0123456789"))
         assert header["endpoint"].startswith("GET /v1/")
+        assert header["endpoint"].split("/")[2] == path.split("/")[2]
         assert header["params"] == params
         assert header["reason"] == reason
         assert header["status"] == status
@@ -59,9 +60,7 @@ def test_every_read_is_an_access_record_and_the_access_log_verifies(world: World
     # The content never enters the access log.
     assert all(HOSTILE_PROMPT not in orjson.dumps(h).decode() for h in headers)
 
-    report = verify_database(
-        world.db_url, keys=[world.api_signer.verifier_key], origin=API_ORIGIN
-    )
+    report = verify_database(world.db_url, keys=[world.api_signer.verifier_key], origin=API_ORIGIN)
     assert report.ok, report.findings
     assert report.records == len(reads) + 1
     with world.engine.connect() as conn:
@@ -109,7 +108,10 @@ def test_no_access_record_no_answer(world: World) -> None:
     """C18: if the access record cannot be committed the API answers 503 and returns nothing;
     once the database accepts writes again the access log resumes without a hole."""
     own = world.request_of("tenant-0")
-    assert world.client.get(f"/v1/requests/{own}", headers=world.headers("auditor0")).status_code == 200
+    assert (
+        world.client.get(f"/v1/requests/{own}", headers=world.headers("auditor0")).status_code
+        == 200
+    )
     _block_access_inserts(world.db_url, block=True)
     for path in (f"/v1/requests/{own}", f"/v1/requests/{own}/bundle", "/v1/requests", "/v1/logs"):
         response = world.client.get(path, headers=world.headers("auditor0"))
@@ -122,7 +124,10 @@ def test_no_access_record_no_answer(world: World) -> None:
     missing = world.client.get("/v1/requests/nope", headers=world.headers("auditor0"))
     assert missing.status_code == 503
     _block_access_inserts(world.db_url, block=False)
-    assert world.client.get(f"/v1/requests/{own}", headers=world.headers("auditor0")).status_code == 200
+    assert (
+        world.client.get(f"/v1/requests/{own}", headers=world.headers("auditor0")).status_code
+        == 200
+    )
     assert [h["seq"] for h in _access_headers(world)] == [0, 1]
     report = verify_database(world.db_url, keys=[world.api_signer.verifier_key], origin=API_ORIGIN)
     assert report.ok, report.findings

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from api_helpers import ENGINE_ORIGIN, HOSTILE_PROMPT, World
 
 from auditlog.api.keys import KEY_PREFIX
-
-from api_helpers import ENGINE_ORIGIN, HOSTILE_PROMPT, World
 
 CONTENT_ROUTES = ("", "/proofs", "/bundle", "/transcript.html")
 
@@ -48,7 +47,9 @@ def test_other_tenants_request_is_404_exactly_like_a_missing_one(world: World) -
     for suffix in CONTENT_ROUTES:
         ok = world.client.get(f"/v1/requests/{own}{suffix}", headers=world.headers("auditor0"))
         assert ok.status_code == 200, suffix
-        hidden = world.client.get(f"/v1/requests/{foreign}{suffix}", headers=world.headers("auditor0"))
+        hidden = world.client.get(
+            f"/v1/requests/{foreign}{suffix}", headers=world.headers("auditor0")
+        )
         missing = world.client.get(
             f"/v1/requests/req-does-not-exist{suffix}", headers=world.headers("auditor0")
         )
@@ -57,17 +58,24 @@ def test_other_tenants_request_is_404_exactly_like_a_missing_one(world: World) -
         assert hidden.headers["content-length"] == missing.headers["content-length"]
     # The same foreign request is visible to the auditor of its tenant and to admins.
     for who in ("auditor12", "admin"):
-        assert world.client.get(f"/v1/requests/{foreign}", headers=world.headers(who)).status_code == 200
+        assert (
+            world.client.get(f"/v1/requests/{foreign}", headers=world.headers(who)).status_code
+            == 200
+        )
 
 
 def test_search_is_scoped_to_the_callers_tenants(world: World) -> None:
     """C19: searches never list another tenant's requests; naming one yields nothing, not 403."""
+
     def ids(who: str, **params: str) -> set[str]:
         response = world.client.get("/v1/requests", headers=world.headers(who), params=params)
         assert response.status_code == 200
         return {item["request_id"] for item in response.json()["items"]}
 
-    by_tenant = {t: {r for r, v in world.truth.items() if v.tenant == t} for t in ("tenant-0", "tenant-1", "tenant-2")}
+    by_tenant = {
+        t: {r for r, v in world.truth.items() if v.tenant == t}
+        for t in ("tenant-0", "tenant-1", "tenant-2")
+    }
     assert all(by_tenant.values()), "the fixture must give every tenant requests"
     assert ids("auditor0", limit="200") == by_tenant["tenant-0"]
     assert ids("auditor12", limit="200") == by_tenant["tenant-1"] | by_tenant["tenant-2"]
@@ -88,7 +96,9 @@ def test_operator_gets_manifests_and_checkpoints_but_no_content(world: World) ->
     steps = world.client.get("/v1/steps", headers=headers, params={"limit": 500})
     assert steps.status_code == 200
     items = steps.json()["items"]
-    assert items and all(set(item) == {"log", "seq", "ts", "step", "n", "passes", "batch"} for item in items)
+    assert items and all(
+        set(item) == {"log", "seq", "ts", "step", "n", "passes", "batch"} for item in items
+    )
     assert HOSTILE_PROMPT not in steps.text and "token_ids" not in steps.text
     for path, params in (
         ("/v1/logs", {}),

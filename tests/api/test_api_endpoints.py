@@ -83,13 +83,17 @@ def test_search_filters_and_cursor_pagination(world: World) -> None:
 def test_inclusion_proofs_verify_against_the_signed_checkpoint(world: World) -> None:
     """RFC 9162 2.1.3.2 inclusion of every record of a trail in the latest signed tree head."""
     request_id = world.request_of("tenant-2")
-    body = world.client.get(f"/v1/requests/{request_id}/proofs", headers=world.headers("auditor12")).json()
+    body = world.client.get(
+        f"/v1/requests/{request_id}/proofs", headers=world.headers("auditor12")
+    ).json()
     checkpoint = open_checkpoint(
         body["checkpoint"]["note"], [Verifier.from_key_string(world.engine_signer.verifier_key)]
     )
     assert checkpoint.size == body["checkpoint"]["size"] and checkpoint.origin == ENGINE_ORIGIN
     assert body["pending_seqs"] == []
-    trail = world.client.get(f"/v1/requests/{request_id}", headers=world.headers("auditor12")).json()
+    trail = world.client.get(
+        f"/v1/requests/{request_id}", headers=world.headers("auditor12")
+    ).json()
     assert [p["seq"] for p in body["proofs"]] == [r["seq"] for r in trail["records"]]
     for proof in body["proofs"]:
         verify_inclusion(
@@ -115,8 +119,11 @@ def test_checkpoint_note_and_consistency_proof(world: World) -> None:
         "/v1/logs/consistency", headers=headers, params={"log": API_ORIGIN, "first": 1, "second": 3}
     ).json()
     verify_consistency(
-        1, 3, [bytes.fromhex(h) for h in proof["proof"]],
-        bytes.fromhex(proof["first_root"]), bytes.fromhex(proof["second_root"]),
+        1,
+        3,
+        [bytes.fromhex(h) for h in proof["proof"]],
+        bytes.fromhex(proof["first_root"]),
+        bytes.fromhex(proof["second_root"]),
     )
     assert bytes.fromhex(proof["second_root"]) == latest.root
     for params, status in (
@@ -135,7 +142,9 @@ def test_step_manifests_account_for_every_token(world: World) -> None:
     items, cursor = [], None
     while True:
         params = {"limit": "7", "log": ENGINE_ORIGIN} | ({"cursor": cursor} if cursor else {})
-        page = world.client.get("/v1/steps", headers=world.headers("operator"), params=params).json()
+        page = world.client.get(
+            "/v1/steps", headers=world.headers("operator"), params=params
+        ).json()
         items.extend(page["items"])
         cursor = page["next_cursor"]
         if cursor is None:
@@ -150,7 +159,9 @@ def test_step_manifests_account_for_every_token(world: World) -> None:
 
 def test_html_transcript_escapes_everything(world: World) -> None:
     """C20: the human-readable transcript never lets recorded text become markup."""
-    page = world.client.get("/v1/requests/req-00000/transcript.html", headers=world.headers("admin"))
+    page = world.client.get(
+        "/v1/requests/req-00000/transcript.html", headers=world.headers("admin")
+    )
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "<script>" not in page.text
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; \u00e9" in page.text
@@ -165,7 +176,8 @@ def test_verdict_reports_a_tampered_record(
     seq = trail["records"][1]["seq"]
     with admin_connection() as conn:
         conn.exec_driver_sql(
-            "UPDATE payloads SET data = %s WHERE seq = %s" if conn.dialect.name == "postgresql"
+            "UPDATE payloads SET data = %s WHERE seq = %s"
+            if conn.dialect.name == "postgresql"
             else "UPDATE payloads SET data = ? WHERE seq = ?",
             (b'{"drafts":[],"token_ids":[1]}', seq),
         )

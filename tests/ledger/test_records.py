@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from auditlog.errors import FormatError
 from auditlog.ledger.records import (
@@ -142,6 +145,8 @@ def test_non_request_kinds_have_no_chain_fields() -> None:
         (lambda b: b.replace(b'"ts":"1767225600123456789"', b'"ts":"01767225600123456789"'), "ts"),
         (lambda b: b.replace(b'"request_id":"req-1",', b""), "missing"),
         (lambda b: b[:-1], "not JSON"),
+        (lambda b: b.replace(b'"kind":"tokens"', b'"kind":["tokens"]'), "kind"),
+        (lambda b: b.replace(b'"prov":["draft_accepted"', b'"prov":[{"a":1}'), "prov"),
         (lambda b: b"[1]", "not a JSON object"),
         (lambda b: b.replace(b'"tenant":"acme"', b'"tenant":"acme","x":1e2'), "float"),
         (
@@ -218,3 +223,37 @@ def test_request_start_and_end_schemas() -> None:
 def test_payload_is_committed_by_digest() -> None:
     assert orjson.loads(_build().body)["payload"] == hashlib.sha256(PAYLOAD).hexdigest()
     assert orjson.loads(_build(payload=None).body)["payload"] is None
+
+
+_json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=8)),
+    lambda c: st.one_of(
+        st.lists(c, max_size=4), st.dictionaries(st.text(max_size=8), c, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from([*sorted(TOKENS["fields"]), "kind", "prev", "ts", "v"]),
+        _json_values,
+        max_size=6,
+    )
+)
+@settings(max_examples=300, deadline=None)
+def test_parse_raises_only_format_error_on_mangled_headers(changes: dict[str, Any]) -> None:
+    header = {**orjson.loads(_build().body), **changes}
+    try:
+        body = orjson.dumps(header, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return
+    with contextlib.suppress(FormatError):
+        parse_header(body)
+
+
+@given(st.binary(max_size=64))
+@settings(max_examples=200, deadline=None)
+def test_parse_raises_only_format_error_on_random_bytes(body: bytes) -> None:
+    with pytest.raises(FormatError):
+        parse_header(body)

@@ -216,3 +216,24 @@ def test_append_only_in_database(db_url: str, signer: Signer, tmp_path: Path) ->
     db = create_db_engine(db_url)
     with pytest.raises(Exception, match="append-only"), db.begin() as conn:
         conn.execute(text("UPDATE records SET tenant = 'x'"))
+
+
+def test_caller_cannot_switch_recording_off(db_url: str, signer: Signer, tmp_path: Path) -> None:
+    """C23: nothing a caller puts in a request turns auditing off for it."""
+    import dataclasses
+
+    engine = SyntheticEngine(seed=9)
+    start = engine.start(4)
+    start = dataclasses.replace(
+        start, params={**start.params, "audit": False, "x-audit-disable": True, "record": "off"}
+    )
+    with _open(db_url, signer, tmp_path) as recorder:
+        recorder.record(start)
+        while (step := engine.step()) is not None:
+            recorder.record(step)
+        for event in engine.finish_done():
+            recorder.record(event)
+    with create_db_engine(db_url, read_only=True).connect() as conn:
+        trail = read_trail(conn, ORIGIN, start.request_id)
+    assert trail.token_ids == engine.truth[start.request_id].token_ids
+    assert trail.start["params"]["audit"] is False  # recorded as given, and recorded all the same

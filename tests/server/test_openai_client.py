@@ -189,7 +189,6 @@ def test_disconnect_mid_stream_aborts_and_records_delivered(live_server: LiveSer
     assert trail.end is not None
     assert trail.reason == "abort"
     n_generated, n_delivered = trail.end["n_generated"], trail.end["n_delivered"]
-    print("DISCONNECT", n_generated, n_delivered := trail.end["n_delivered"], len(received))
     assert n_generated == len(trail.token_ids) < max_tokens
     assert 0 < n_delivered <= n_generated
     # what the client read is a prefix of what the trail says was delivered

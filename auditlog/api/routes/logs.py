@@ -43,7 +43,8 @@ def logs(key: KeyDep, audit: AuditDep, conn: ConnDep) -> list[LogPublic]:
             checkpoint = latest_checkpoint(conn, info.id)
             result.append(
                 LogPublic(
-                    origin=info.origin, checkpoint_size=None if checkpoint is None else checkpoint.size
+                    origin=info.origin,
+                    checkpoint_size=None if checkpoint is None else checkpoint.size,
                 )
             )
         return result
@@ -52,7 +53,7 @@ def logs(key: KeyDep, audit: AuditDep, conn: ConnDep) -> list[LogPublic]:
 @router.get(
     "/checkpoint",
     summary="Latest signed checkpoint",
-    response_class=PlainTextResponse,
+    response_model=None,
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
 )
 def checkpoint(log: Origin, key: KeyDep, audit: AuditDep, conn: ConnDep) -> PlainTextResponse:

@@ -110,7 +110,9 @@ def trail(
 
 
 @router.get("/{request_id}/proofs", response_model=ProofsPublic, summary="Inclusion proofs")
-def proofs(request_id: RequestId, key: AdminOrAuditor, audit: AuditDep, conn: ConnDep) -> ProofsPublic:
+def proofs(
+    request_id: RequestId, key: AdminOrAuditor, audit: AuditDep, conn: ConnDep
+) -> ProofsPublic:
     """RFC 9162 inclusion proof of every record of the trail against the latest checkpoint."""
     with audit.reading(request_id):
         stored = find_trail(conn, request_id, tenants=_scope(key))
@@ -142,7 +144,7 @@ def proofs(request_id: RequestId, key: AdminOrAuditor, audit: AuditDep, conn: Co
 @router.get(
     "/{request_id}/bundle",
     summary="Evidence bundle",
-    response_class=Response,
+    response_model=None,
     responses={200: {"content": {BUNDLE_MEDIA_TYPE: {"schema": {"type": "object"}}}}},
 )
 def bundle(
@@ -158,7 +160,9 @@ def bundle(
     with audit.reading(request_id):
         stored = find_trail(conn, request_id, tenants=_scope(key))
         checkpoint = covering_checkpoint(conn, stored.log_id, stored.end, at_size=checkpoint_size)
-        keys = signing_keys_of(conn, stored.log_id, checkpoint.note, state.settings.api_trusted_keys)
+        keys = signing_keys_of(
+            conn, stored.log_id, checkpoint.note, state.settings.api_trusted_keys
+        )
         data = encode_bundle(build_bundle(conn, stored, checkpoint, keys))
     return Response(content=data, media_type=BUNDLE_MEDIA_TYPE)
 
@@ -166,7 +170,7 @@ def bundle(
 @router.get(
     "/{request_id}/transcript.html",
     summary="HTML transcript",
-    response_class=HTMLResponse,
+    response_model=None,
     responses={200: {"content": {"text/html": {"schema": {"type": "string"}}}}},
 )
 def transcript_html(

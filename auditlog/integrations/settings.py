@@ -1,0 +1,68 @@
+"""Configuration of the adapters when the host server builds them (``vllm serve --middleware``
+instantiates ``AuditMiddleware(app)`` with no other argument): read from the environment.
+
+Variables: ``AUDITLOG_DB_URL`` (required), ``AUDITLOG_KEY_FILE`` (required: checkpoint signing key,
+``auditlog keygen``), ``AUDITLOG_ORIGIN`` (default: the key's name), ``AUDITLOG_WITNESS_DIR``,
+``AUDITLOG_SPOOL``, ``AUDITLOG_API_KEYS`` (keys file of ``auditlog.server.auth``),
+``AUDITLOG_FAIL_OPEN`` (``1`` for fail-open; default fail-closed, C21).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from auditlog.errors import ConfigurationError
+from auditlog.ledger import DirectoryWitness, Signer
+from auditlog.recorder import AuditRecorder, FailMode
+from auditlog.server.auth import ApiKeyTable
+
+__all__ = ["MiddlewareConfig"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MiddlewareConfig:
+    db_url: str
+    origin: str
+    signer: Signer
+    witness_dir: Path | None = None
+    spool_path: Path | None = None
+    identities: ApiKeyTable | None = None
+    fail_mode: FailMode = FailMode.CLOSED
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> MiddlewareConfig:
+        env = os.environ if env is None else env
+        db_url, key_file = env.get("AUDITLOG_DB_URL"), env.get("AUDITLOG_KEY_FILE")
+        if not db_url or not key_file:
+            raise ConfigurationError("AUDITLOG_DB_URL and AUDITLOG_KEY_FILE must be set")
+        try:
+            signer = Signer.from_key_string(Path(key_file).read_text().strip())
+        except FileNotFoundError as exc:
+            raise ConfigurationError(f"AUDITLOG_KEY_FILE {key_file} not found") from exc
+        keys = env.get("AUDITLOG_API_KEYS")
+        return cls(
+            db_url=db_url,
+            origin=env.get("AUDITLOG_ORIGIN") or signer.name,
+            signer=signer,
+            witness_dir=Path(env["AUDITLOG_WITNESS_DIR"]) if env.get("AUDITLOG_WITNESS_DIR") else None,
+            spool_path=Path(env["AUDITLOG_SPOOL"]) if env.get("AUDITLOG_SPOOL") else None,
+            identities=ApiKeyTable.from_file(Path(keys)) if keys else None,
+            fail_mode=FailMode.OPEN if env.get("AUDITLOG_FAIL_OPEN") == "1" else FailMode.CLOSED,
+        )
+
+    def open_recorder(self) -> AuditRecorder:
+        witnesses = []
+        if self.witness_dir is not None:
+            self.witness_dir.mkdir(parents=True, exist_ok=True)
+            witnesses.append(DirectoryWitness(self.witness_dir))
+        return AuditRecorder.open(
+            self.db_url,
+            origin=self.origin,
+            signers=[self.signer],
+            witnesses=witnesses,
+            spool_path=self.spool_path,
+            mode=self.fail_mode,
+        )

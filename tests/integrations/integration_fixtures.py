@@ -1,0 +1,70 @@
+"""Helpers of the adapter tests: run an ASGI app under uvicorn, open a recorder, read trails."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from auditlog.ledger import DirectoryWitness, Signer
+from auditlog.recorder import AuditRecorder
+from auditlog.store import create_db_engine
+from auditlog.trails import Trail, read_trail
+
+STARTUP_TIMEOUT_S = 120.0
+
+
+@contextmanager
+def serve(app: Any) -> Iterator[str]:
+    """Run ``app`` under uvicorn on 127.0.0.1 with an ephemeral port; yield its base URL."""
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="auto")
+    )
+    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(60)
+
+
+def open_recorder(tmp: Path, origin: str) -> tuple[AuditRecorder, Signer, str, Path]:
+    db_url = f"sqlite:///{tmp / 'audit.db'}"
+    witness = tmp / "witness"
+    witness.mkdir(exist_ok=True)
+    signer = Signer.generate(origin)
+    recorder = AuditRecorder.open(
+        db_url,
+        origin=origin,
+        signers=[signer],
+        witnesses=[DirectoryWitness(witness)],
+        spool_path=tmp / f"{abs(hash(origin))}.spool",
+    )
+    return recorder, signer, db_url, witness
+
+
+def trail(db_url: str, origin: str, request_id: str) -> Trail:
+    engine = create_db_engine(db_url, read_only=True)
+    try:
+        with engine.connect() as conn:
+            return read_trail(conn, origin, request_id)
+    finally:
+        engine.dispose()
+
+
+def trail_text(t: Trail, *, delivered: bool = True) -> str:
+    """Text of a middleware trail (UTF-8 byte tokens)."""
+    assert t.end is not None
+    ids = t.token_ids[: t.end["n_delivered"]] if delivered else t.token_ids
+    return bytes(ids).decode("utf-8")
