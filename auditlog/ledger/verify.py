@@ -23,10 +23,8 @@ database was rolled back or rewritten, C10). Memory is O(open chains + open step
 
 from __future__ import annotations
 
-import enum
 import hashlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from auditlog.errors import AuditlogError
@@ -35,6 +33,15 @@ from auditlog.ledger.hashes import LEAF_HASH_PREFIX
 from auditlog.ledger.merkle import MerkleFrontier
 from auditlog.ledger.note import Verifier
 from auditlog.ledger.records import parse_header
+from auditlog.ledger.report import (
+    MAX_FINDINGS_PER_CODE,
+    Finding,
+    FindingCode,
+    FindingCollector,
+    Report,
+    Severity,
+    StoredRecord,
+)
 
 __all__ = [
     "MAX_FINDINGS_PER_CODE",
@@ -46,118 +53,12 @@ __all__ = [
     "verify_log",
 ]
 
-#: Findings kept per code; further ones are only counted (``Report.suppressed``).
-MAX_FINDINGS_PER_CODE = 100
 #: ``progress`` is called after every this many records.
 PROGRESS_EVERY = 10_000
 
 
-@dataclass(frozen=True, slots=True)
-class StoredRecord:
-    """One record as stored: the hashed bytes, the stored leaf, payload and indexed columns."""
-
-    seq: int
-    body: bytes
-    leaf: bytes
-    payload: bytes | None
-    kind: str
-    request_id: str | None
-    req_seq: int | None
-    tenant: str | None
-    ts: int
-
-
-class Severity(enum.StrEnum):
-    ERROR = "error"  # integrity failure: the log cannot be trusted as stored
-    WARNING = "warning"  # worth a look, not an integrity failure (open chains, erased payloads)
-
-
-class FindingCode(enum.StrEnum):
-    LEAF_MISMATCH = "leaf.mismatch"
-    HEADER_INVALID = "header.invalid"
-    LOG_MISMATCH = "header.log"
-    SEQ_MISMATCH = "seq.mismatch"
-    COLUMN_MISMATCH = "column.mismatch"
-    PAYLOAD_MISMATCH = "payload.mismatch"
-    PAYLOAD_UNEXPECTED = "payload.unexpected"
-    PAYLOAD_ABSENT = "payload.absent"
-    CHAIN_REQ_SEQ = "chain.req_seq"
-    CHAIN_PREV = "chain.prev"
-    CHAIN_NOT_OPEN = "chain.not_open"
-    CHAIN_RESTARTED = "chain.restarted"
-    CHAIN_OPEN = "chain.open"
-    STEP_MISMATCH = "step.mismatch"
-    STEP_UNRECONCILED = "step.unreconciled"
-    CHECKPOINT_INVALID = "checkpoint.invalid"
-    CHECKPOINT_ROOT = "checkpoint.root"
-    CHECKPOINT_TRUNCATED = "checkpoint.truncated"
-    WITNESS_INVALID = "witness.invalid"
-    WITNESS_ROLLBACK = "witness.rollback"
-    WITNESS_REWRITE = "witness.rewrite"
-
-
-_WARNINGS = frozenset({FindingCode.PAYLOAD_ABSENT, FindingCode.CHAIN_OPEN})
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """One problem: where (log, record index or tree size), what, expected vs actual."""
-
-    log: str
-    index: int | None
-    code: FindingCode
-    expected: str
-    actual: str
-    message: str
-
-    @property
-    def severity(self) -> Severity:
-        return Severity.WARNING if self.code in _WARNINGS else Severity.ERROR
-
-
-@dataclass(slots=True)
-class Report:
-    """Outcome of verifying one log."""
-
-    log: str
-    size: int = 0
-    root: bytes = b""
-    findings: list[Finding] = field(default_factory=list)
-    suppressed: dict[FindingCode, int] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        """True when no integrity failure was found (warnings allowed)."""
-        return not any(f.severity is Severity.ERROR for f in self.findings) and not any(
-            code not in _WARNINGS for code in self.suppressed
-        )
-
-    def first(self, code: FindingCode) -> Finding | None:
-        """The first finding with ``code``, or None."""
-        return next((f for f in self.findings if f.code is code), None)
-
-
-class _Collector:
-    def __init__(self, report: Report) -> None:
-        self.report = report
-        self.per_code: dict[FindingCode, int] = {}
-
-    def add(
-        self, index: int | None, code: FindingCode, expected: object, actual: object, message: str
-    ) -> None:
-        seen = self.per_code.get(code, 0)
-        self.per_code[code] = seen + 1
-        if seen >= MAX_FINDINGS_PER_CODE:
-            self.report.suppressed[code] = self.report.suppressed.get(code, 0) + 1
-            return
-        self.report.findings.append(
-            Finding(self.report.log, index, code, str(expected), str(actual), message)
-        )
-
-
 def _open_checkpoints(
-    origin: str, notes: Iterable[str], verifiers: list[Verifier], out: _Collector
+    origin: str, notes: Iterable[str], verifiers: list[Verifier], out: FindingCollector
 ) -> dict[int, list[tuple[int, bytes]]]:
     """Signature-checked stored checkpoints: size -> [(note number, root)]."""
     by_size: dict[int, list[tuple[int, bytes]]] = {}
@@ -178,7 +79,7 @@ def _open_checkpoints(
 
 
 def _check_manifest(
-    index: int, step: int, batch: list[list[Any]], seen: dict[str, int], out: _Collector
+    index: int, step: int, batch: list[list[Any]], seen: dict[str, int], out: FindingCollector
 ) -> None:
     """C11: the step's tokens records are exactly the manifest's batch entries."""
     expected: dict[str, int] = {rid: n for rid, n in batch}  # pairs checked by parse_header
@@ -209,7 +110,7 @@ def verify_log(
     """Verify one log; see the module docstring for the checks. Never raises on bad data."""
     trusted = list(verifiers)
     report = Report(log=origin)
-    out = _Collector(report)
+    out = FindingCollector(report)
     add = out.add
     expected_roots = _open_checkpoints(origin, checkpoints, trusted, out)
     witness_cp: Checkpoint | None = None
