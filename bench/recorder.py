@@ -156,6 +156,75 @@ def bench_backend(label: str, urls: list[str], events: list[Event], tmp: Path, r
           f"({n:,} records, median of {repeat})")
 
 
+def bench_engine_overhead(tmp: Path, batch: int, max_tokens: int, repeat: int) -> None:
+    """Decode tokens/s of the reference engine with the recorder off, fail-open and fail-closed.
+
+    Fail-open: the engine loop calls ``record()`` and releases tokens at once. Fail-closed: after
+    each step the loop waits until every token it is about to release is durable (the server's
+    release rule), and the added latency per released token is reported.
+    """
+    import torch
+
+    from auditlog.engine import LLMEngine, SamplingParams
+    from auditlog.engine.corpus import prompts as corpus_prompts
+
+    torch.set_num_threads(1)
+    prompts = corpus_prompts(num_prompts=batch, seed=3)
+    params = SamplingParams(max_tokens=max_tokens, ignore_eos=True)
+
+    def one(mode: str, i: int) -> tuple[float, list[float]]:
+        recorder = None
+        sink = None
+        if mode != "off":
+            recorder = AuditRecorder.open(
+                f"sqlite:///{tmp / f'engine-{mode}-{i}.db'}", origin=ORIGIN,
+                signers=[Signer.generate(ORIGIN)], spool_path=tmp / f"spool-engine-{mode}-{i}",
+            )
+            sink = recorder.record
+        engine = LLMEngine.demo(event_sink=sink) if sink else LLMEngine.demo()
+        for j, prompt in enumerate(prompts):
+            engine.add_request(f"r{i}-{j}", prompt, params, tenant="bench", principal="bench")
+        released: dict[str, int] = {}
+        waits: list[float] = []
+        tokens = 0
+        t = time.perf_counter()
+        while engine.has_unfinished():
+            outputs = engine.step()
+            for out in outputs:
+                released[out.request_id] = released.get(out.request_id, 0) + len(out.new_token_ids)
+                tokens += len(out.new_token_ids)
+            if mode == "closed" and recorder is not None:
+                w = time.perf_counter()
+                for out in outputs:
+                    if out.new_token_ids:
+                        recorder.wait_durable(out.request_id, released[out.request_id])
+                per = (time.perf_counter() - w) / max(sum(len(o.new_token_ids) for o in outputs), 1)
+                waits.extend([per] * sum(len(o.new_token_ids) for o in outputs))
+        elapsed = time.perf_counter() - t
+        if recorder is not None:
+            recorder.close()
+        return tokens / elapsed, waits
+
+    rates: dict[str, list[float]] = {"off": [], "open": [], "closed": []}
+    waits: list[float] = []
+    for i in range(repeat):
+        for mode in rates:  # interleaved, so machine noise hits every mode alike
+            rate, w = one(mode, i)
+            rates[mode].append(rate)
+            waits.extend(w)
+    base = statistics.median(rates["off"])
+    print(f"engine     batch {batch}, {max_tokens} tokens each, demo pair, speculative k=4, "
+          f"median of {repeat}")
+    for mode in ("off", "open", "closed"):
+        r = statistics.median(rates[mode])
+        print(f"  recorder {mode:6s} {r:8.1f} tokens/s   overhead {100 * (1 - r / base):5.1f} %")
+    if waits:
+        waits.sort()
+        p50 = waits[len(waits) // 2] * 1e3
+        p99 = waits[min(len(waits) - 1, int(len(waits) * 0.99))] * 1e3
+        print(f"  fail-closed added latency per token: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=100_000)
@@ -163,6 +232,10 @@ def main() -> None:
     parser.add_argument("--pg", default=os.environ.get("AUDITLOG_TEST_PG_URL",
                         "postgresql+psycopg://root@/test?host=/var/run/postgresql"))
     parser.add_argument("--no-pg", action="store_true")
+    parser.add_argument("--engine", action="store_true",
+                        help="also measure the reference engine with the recorder off/on")
+    parser.add_argument("--engine-batch", type=int, default=8)
+    parser.add_argument("--engine-tokens", type=int, default=64)
     args = parser.parse_args()
     events = make_events(args.records)
     print(f"python {sys.version.split()[0]}, {len(events):,} events")
@@ -177,6 +250,8 @@ def main() -> None:
             finally:
                 for _, drop in made:
                     drop()
+        if args.engine:
+            bench_engine_overhead(tmp, args.engine_batch, args.engine_tokens, args.repeat)
 
 
 if __name__ == "__main__":

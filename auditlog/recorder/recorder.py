@@ -34,7 +34,14 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from auditlog.errors import RecorderError, StoreError
-from auditlog.events import BatchStep, Event, FinishReason, RequestFinished, RequestStarted
+from auditlog.events import (
+    BatchStep,
+    Event,
+    FinishReason,
+    Provenance,
+    RequestFinished,
+    RequestStarted,
+)
 from auditlog.ledger import Checkpoint, RecordKind, Signer, payload_bytes
 from auditlog.store import (
     StoredCheckpoint,
@@ -58,6 +65,9 @@ _STOP = object()
 # Errors that send a flush to the spool: the database is unreachable or refused the transaction.
 # (The store raises StoreError for driver errors inside its bulk path.)
 _DB_UNAVAILABLE = (OperationalError, DBAPIError, StoreError)
+
+_PROVENANCE_CODE = {p: p.value for p in Provenance}
+_MAX_SAFE = 2**53 - 1
 
 
 class FailMode(enum.StrEnum):
@@ -185,6 +195,7 @@ class AuditRecorder:
                     raise RecorderError(f"request {event.request_id!r} is already open")
                 self._open_requests.add(event.request_id)
             elif isinstance(event, BatchStep):
+                _check_step_types(event)
                 unknown = set(event.request_ids).union(event.drafts) - self._open_requests
                 if unknown:
                     raise RecorderError(
@@ -305,19 +316,22 @@ class AuditRecorder:
             self.stats.events += 1
             if isinstance(event, BatchStep):
                 runs = deinterleave(event)
+                step_id = event.step_id
                 for run in runs:
+                    # Types were checked in record(): the trusted builders apply.
                     seq.append(
                         RecordKind.TOKENS,
                         ts=event.ts,
                         request_id=run.request_id,
                         payload=payload_bytes(
-                            {"token_ids": list(run.token_ids), "drafts": list(run.drafts)}
+                            {"token_ids": run.token_ids, "drafts": run.drafts}, trusted=True
                         ),
                         fields={
-                            "step": event.step_id,
+                            "step": step_id,
                             "n": len(run.token_ids),
-                            "prov": [str(p) for p in run.provenance],
+                            "prov": [_PROVENANCE_CODE[p] for p in run.provenance],
                         },
+                        trusted=True,
                     )
                     tokens[run.request_id] = tokens.get(run.request_id, 0) + len(run.token_ids)
                 # The manifest closes the step: it follows the step's tokens records.
@@ -325,11 +339,12 @@ class AuditRecorder:
                     RecordKind.STEP,
                     ts=event.ts,
                     fields={
-                        "step": event.step_id,
+                        "step": step_id,
                         "batch": [[run.request_id, len(run.token_ids)] for run in runs],
                         "n": len(event.token_ids),
                         "passes": event.num_target_passes,
                     },
+                    trusted=True,
                 )
                 self.stats.tokens += len(event.token_ids)
             elif isinstance(event, RequestStarted):
@@ -469,6 +484,27 @@ class AuditRecorder:
                 witness.submit(cp.origin, cp.size, note)
             except Exception:
                 log.exception("recorder.witness_failed", origin=cp.origin, size=cp.size)
+
+
+def _check_step_types(step: BatchStep) -> None:
+    """The writer builds this step's records on the trusted path: check the types here, in the
+    caller's thread, so a bad event is refused at once instead of failing the writer."""
+    if not (type(step.step_id) is int and 0 <= step.step_id <= _MAX_SAFE and type(step.ts) is int):
+        raise RecorderError(f"step id and ts must be integers, got {step.step_id!r}, {step.ts!r}")
+    ids = step.token_ids
+    if ids and not (
+        set(map(type, ids)) == {int} and -_MAX_SAFE <= min(ids) and max(ids) <= _MAX_SAFE
+    ):
+        raise RecorderError(f"step {step.step_id}: token ids must be integers")
+    if step.request_ids and set(map(type, step.request_ids)) != {str}:
+        raise RecorderError(f"step {step.step_id}: request ids must be strings")
+    if not set(step.provenance) <= _PROVENANCE_CODE.keys():
+        raise RecorderError(f"step {step.step_id}: unknown provenance code")
+    for request_id, proposals in step.drafts.items():
+        if type(request_id) is not str or (
+            proposals and set(map(type, proposals)) != {int}
+        ):
+            raise RecorderError(f"step {step.step_id}: draft proposals must be integer ids")
 
 
 def _model_ref(ref: Any) -> dict[str, str]:

@@ -99,15 +99,17 @@ class LogSequencer:
         tenant: str | None = None,
         payload: bytes | None = None,
         fields: Mapping[str, Any] | None = None,
+        trusted: bool = False,
     ) -> Record:
         """Sequence one record: next ``seq``, next ``req_seq`` and ``prev`` for request kinds.
 
         A ``request.start`` MUST open a new chain; ``tokens`` and ``request.end`` MUST extend an
         open one; ``request.end`` closes it. Violations raise :class:`RecorderError` and sequence
-        nothing.
+        nothing. ``trusted`` is passed to :func:`~auditlog.ledger.build_record`.
         """
         req_seq: int | None = None
         prev: str | None = None
+        head: ChainHead | None = None
         if kind in _REQUEST_KINDS:
             if request_id is None:
                 raise RecorderError(f"a {kind} record needs a request id")
@@ -125,9 +127,8 @@ class LogSequencer:
                 req_seq, prev = head.req_seq + 1, head.leaf_hex
                 if tenant is None:
                     tenant = head.tenant
-        all_fields = dict(fields or {})
         if tenant is not None:
-            all_fields["tenant"] = tenant
+            fields = {**fields, "tenant": tenant} if fields else {"tenant": tenant}
         record = build_record(
             log=self.origin,
             seq=self.frontier.size,
@@ -137,15 +138,21 @@ class LogSequencer:
             ts=ts,
             prev=prev,
             payload=payload,
-            fields=all_fields,
+            fields=fields or {},
+            trusted=trusted,
         )
-        self.pending.nodes.extend(self.frontier.append(record.leaf))
+        nodes = self.frontier.append(record.leaf)
+        if nodes:
+            self.pending.nodes.extend(nodes)
         self.pending.records.append(record)
-        if request_id is not None and req_seq is not None:
+        if req_seq is not None and request_id is not None:
             if kind is RecordKind.REQUEST_END:
-                self.heads.pop(request_id, None)
-            else:
+                del self.heads[request_id]
+            elif head is None:
                 self.heads[request_id] = ChainHead(req_seq, record.leaf.hex(), tenant)
+            else:
+                head.req_seq = req_seq
+                head.leaf_hex = record.leaf.hex()
         return record
 
     def drain(self) -> PendingBatch:
