@@ -59,7 +59,9 @@ def serve(
     from auditlog.server import ApiKeyTable, ServerSettings, create_app
 
     if not key_file.exists():
-        raise ConfigurationError(f"signing key {key_file} not found: create it with auditlog keygen")
+        raise ConfigurationError(
+            f"signing key {key_file} not found: create it with auditlog keygen"
+        )
     signer = Signer.from_key_string(key_file.read_text().strip())
     witness_dir.mkdir(parents=True, exist_ok=True)
     db_url = _db_url(db)

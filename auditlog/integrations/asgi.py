@@ -47,7 +47,14 @@ from auditlog.events import (
 from auditlog.recorder import AuditRecorder, FailMode
 from auditlog.server.auth import ApiKeyTable
 
-from .openai_wire import TOKENIZATION, ChoiceDelta, SseParser, json_safe, prompt_text, response_delta
+from .openai_wire import (
+    TOKENIZATION,
+    ChoiceDelta,
+    SseParser,
+    json_safe,
+    prompt_text,
+    response_delta,
+)
 from .settings import MiddlewareConfig
 
 __all__ = ["DEFAULT_PATHS", "TRAIL_HEADER", "AuditMiddleware"]
@@ -106,7 +113,9 @@ class AuditMiddleware:
         self.identities = identities or (cfg.identities if cfg else None)
         self.default_tenant = default_tenant
         self.paths = frozenset(paths)
-        mode = fail_mode or (cfg.fail_mode if cfg else None) or (recorder.mode if recorder else None)
+        mode = (
+            fail_mode or (cfg.fail_mode if cfg else None) or (recorder.mode if recorder else None)
+        )
         self.fail_closed = (mode or FailMode.CLOSED) is FailMode.CLOSED
         self.model_refs = dict(model_refs or {})
         self._steps = itertools.count(1)
@@ -156,7 +165,9 @@ class AuditMiddleware:
         ex = _Exchange(request_id=self._request_id(headers.get("x-request-id")))
         recorder = self.recorder()
         recorder.record(self._started(ex.request_id, headers, scope, body, raw))
-        if isinstance(body, dict) and (body.get("n", 1) != 1 or body.get("best_of", 1) not in (1, None)):
+        if isinstance(body, dict) and (
+            body.get("n", 1) != 1 or body.get("best_of", 1) not in (1, None)
+        ):
             await self._refuse(ex, send, "n and best_of other than 1 cannot be audited exactly")
             return
 
@@ -378,4 +389,3 @@ async def _read_body(receive: Receive) -> tuple[list[Message], bytes]:
 
 def _body(data: bytes, more: bool) -> Message:
     return {"type": "http.response.body", "body": data, "more_body": more}
-

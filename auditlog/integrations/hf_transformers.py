@@ -2,16 +2,16 @@
 
 The recorder then de-interleaves them exactly as it does our engine's (DESIGN.md section 4).
 
-Continuous batching (``ContinuousBatchingManager``, what ``generate_batch`` runs): :meth:`HFAuditAdapter
-.attach` wraps, on that manager instance only, ``add_request`` (-> ``RequestStarted``) and the
-batch processor's ``update_batch``: around each call it notes the requests of the physical batch
-and their generated lengths, and after it emits one ``BatchStep`` with the token each request
-received (batch order, provenance ``target``) and a ``RequestFinished`` for each request the step
-ended (``length`` at ``max_new_tokens``, ``stop`` at an EOS, which is generated, not delivered).
-Hooks used: ``ContinuousBatchingManager._create_batch_processor`` and
-``ContinuousBatchProcessor.update_batch`` (private to transformers; checked at attach time).
-Not covered: ``cancel_request`` (the chain stays open and is closed ``interrupted`` by the
-recorder's recovery), ``num_return_sequences`` > 1 (refused), async batching on accelerators.
+Continuous batching (``ContinuousBatchingManager``, what ``generate_batch`` runs):
+:meth:`HFAuditAdapter.attach` wraps, on that manager instance only, ``add_request`` (->
+``RequestStarted``) and the batch processor's ``update_batch``: around each call it notes the
+requests of the physical batch and their generated lengths, and after it emits one ``BatchStep``
+with the token each request received (batch order, provenance ``target``) and a ``RequestFinished``
+for each request the step ended (``length`` at ``max_new_tokens``, ``stop`` at an EOS, which is
+generated, not delivered). Hooks used: ``ContinuousBatchingManager._create_batch_processor`` and
+``ContinuousBatchProcessor.update_batch`` (private to transformers; checked at attach time). Not
+covered: ``cancel_request`` (the chain stays open and is closed ``interrupted`` by the recorder's
+recovery), ``num_return_sequences`` > 1 (refused), async batching on accelerators.
 
 Assisted generation (``generate(assistant_model=...)``, batch size 1): :meth:`HFAuditAdapter
 .assisted_generate` wraps the model's candidate generator (``_get_candidate_generator``, private)
@@ -50,8 +50,10 @@ def step_provenance(proposals: Sequence[int], accepted: Sequence[int]) -> list[P
     """Provenance of one assisted step's tokens (module docstring)."""
     out: list[Provenance] = []
     for i, token in enumerate(accepted):
-        if i < len(proposals) and token == proposals[i] and all(
-            p is Provenance.DRAFT_ACCEPTED for p in out
+        if (
+            i < len(proposals)
+            and token == proposals[i]
+            and all(p is Provenance.DRAFT_ACCEPTED for p in out)
         ):
             out.append(Provenance.DRAFT_ACCEPTED)
         elif not proposals:
@@ -64,7 +66,7 @@ def step_provenance(proposals: Sequence[int], accepted: Sequence[int]) -> list[P
 
 
 class HFAuditAdapter:
-    """Emits auditlog events for transformers generation into ``sink`` (e.g. ``recorder.record``)."""
+    """Emits auditlog events for transformers generation into ``sink`` (``recorder.record``)."""
 
     def __init__(
         self,
@@ -121,7 +123,11 @@ class HFAuditAdapter:
                 with manager._request_lock:
                     request_id = f"req_{manager._request_counter}"
                     manager._request_counter += 1
-            limit = manager.generation_config.max_new_tokens if max_new_tokens is None else max_new_tokens
+            limit = (
+                manager.generation_config.max_new_tokens
+                if max_new_tokens is None
+                else max_new_tokens
+            )
             params = {**base, "max_new_tokens": limit, "seed": None, "rng": "torch-global"}
             self._started(request_id, input_ids, json_safe(params), default, None)
             return add_request(input_ids, request_id, max_new_tokens, **kw)
@@ -205,7 +211,9 @@ class HFAuditAdapter:
             deadline = time.monotonic() + timeout_s
             while len(results) < len(ids):
                 if time.monotonic() > deadline or not manager.is_running():
-                    raise EngineError(f"continuous batching stopped with {len(results)}/{len(ids)} done")
+                    raise EngineError(
+                        f"continuous batching stopped with {len(results)}/{len(ids)} done"
+                    )
                 result = manager.get_result(timeout=1)
                 if result is not None and result.is_finished():
                     results[result.request_id] = result
@@ -262,7 +270,9 @@ class HFAuditAdapter:
 class _StepStreamer:
     """A transformers streamer (``put``/``end``) turning each assisted step into a BatchStep."""
 
-    def __init__(self, adapter: HFAuditAdapter, request_id: str, proposals: list[list[int]]) -> None:
+    def __init__(
+        self, adapter: HFAuditAdapter, request_id: str, proposals: list[list[int]]
+    ) -> None:
         self.adapter, self.request_id, self.proposals = adapter, request_id, proposals
         self.generated: list[int] = []
         self._prompt_seen = False

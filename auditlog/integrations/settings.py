@@ -47,7 +47,9 @@ class MiddlewareConfig:
             db_url=db_url,
             origin=env.get("AUDITLOG_ORIGIN") or signer.name,
             signer=signer,
-            witness_dir=Path(env["AUDITLOG_WITNESS_DIR"]) if env.get("AUDITLOG_WITNESS_DIR") else None,
+            witness_dir=Path(env["AUDITLOG_WITNESS_DIR"])
+            if env.get("AUDITLOG_WITNESS_DIR")
+            else None,
             spool_path=Path(env["AUDITLOG_SPOOL"]) if env.get("AUDITLOG_SPOOL") else None,
             identities=ApiKeyTable.from_file(Path(keys)) if keys else None,
             fail_mode=FailMode.OPEN if env.get("AUDITLOG_FAIL_OPEN") == "1" else FailMode.CLOSED,

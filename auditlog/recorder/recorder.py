@@ -25,7 +25,7 @@ import queue
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -101,6 +101,19 @@ class RecorderStats:
     records_per_s: float = 0.0
 
 
+@dataclass(slots=True)
+class _Flush:
+    """One group commit handed from the sequencer stage to the committer stage."""
+
+    markers: list[threading.Event]
+    last: bool
+    batch: PendingBatch = field(default_factory=PendingBatch)
+    checkpoint: tuple[Checkpoint, str] | None = None
+    started: set[str] = field(default_factory=set)
+    tokens: dict[str, int] = field(default_factory=dict)
+    ended: set[str] = field(default_factory=set)
+
+
 class AuditRecorder:
     """Records engine events as per-request chains in one log (one writer thread per log)."""
 
@@ -155,12 +168,22 @@ class AuditRecorder:
             self._seq = LogSequencer.resume(conn, origin)
             for signer in self.signers:  # public keys stay listed for the retention period (C12)
                 register_key(conn, self._seq.log_id, signer.verifier_key, created=time.time_ns())
-            self._interrupt_open_chains()
-            checkpoint = self._persist(conn, self._seq.drain(), force_checkpoint=False)
+            interrupted = self._interrupt_open_chains()
+            checkpoint = self._due_checkpoint(force=interrupted > 0)
+            self._persist(conn, self._seq.drain(), checkpoint)
         self._publish(checkpoint)
-        self._writer = threading.Thread(target=self._run, name=f"auditlog-writer[{origin}]")
-        self._writer.daemon = True
-        self._writer.start()
+        # Two stages, so that sequencing batch n+1 overlaps the commit of batch n (the driver
+        # releases the GIL while the database works). The bounded hand-off queue passes
+        # backpressure from the committer to the sequencer and from there to record().
+        self._commits: queue.Queue[_Flush] = queue.Queue(maxsize=2)
+        self._sequencer = threading.Thread(
+            target=self._run_sequencer, name=f"auditlog-sequencer[{origin}]", daemon=True
+        )
+        self._committer = threading.Thread(
+            target=self._run_committer, name=f"auditlog-committer[{origin}]", daemon=True
+        )
+        self._committer.start()
+        self._sequencer.start()
 
     @classmethod
     def open(
@@ -236,9 +259,10 @@ class AuditRecorder:
             return
         self._closed = True
         self._queue.put(_STOP)
-        self._writer.join(timeout)
-        if self._writer.is_alive():
-            raise RecorderError(f"writer thread did not stop within {timeout} s")
+        for thread in (self._sequencer, self._committer):
+            thread.join(timeout)
+            if thread.is_alive():
+                raise RecorderError(f"{thread.name} did not stop within {timeout} s")
         if self._failure is not None:
             raise RecorderError(f"recorder failed: {self._failure}") from self._failure
 
@@ -250,32 +274,42 @@ class AuditRecorder:
 
     # -- the writer thread -----------------------------------------------------------------
 
-    def _run(self) -> None:
+    def _run_sequencer(self) -> None:
+        """Stage 1: events -> sequenced records (and signed checkpoints) -> commit queue."""
         stopping = False
         while not stopping:
             events, markers, stopping = self._next_events()
-            try:
-                started, tokens, ended = self._sequence(events)
-                self._write(self._seq.drain(), force_checkpoint=stopping)
-                self._durable.advance(started, tokens, ended)
-            except Exception as exc:  # the writer must report, never die silently
-                log.exception("recorder.failed", origin=self.origin)
-                self._failure = exc
-                self._durable.fail(exc)
-                stopping = True
-            for marker in markers:
-                marker.set()
+            flush = _Flush(markers=markers, last=stopping)
+            if self._failure is None:
+                try:
+                    flush.started, flush.tokens, flush.ended = self._sequence(events)
+                    flush.batch = self._seq.drain()
+                    flush.checkpoint = self._due_checkpoint(force=stopping)
+                except Exception as exc:  # a stage must report, never die silently
+                    self._fail(exc)
+            self._commits.put(flush)
             self.stats.queue_depth = self._queue.qsize()
-        if self._failure is None and not self._in_outage:
-            return
-        # Drain whatever is still queued so that flush() markers never hang.
+
+    def _run_committer(self) -> None:
+        """Stage 2: commit each flush in order, then advance the durability watermarks."""
         while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
+            flush = self._commits.get()
+            if self._failure is None:
+                try:
+                    if self._write(flush.batch, flush.checkpoint):
+                        self._publish(flush.checkpoint)
+                    self._durable.advance(flush.started, flush.tokens, flush.ended)
+                except Exception as exc:
+                    self._fail(exc)
+            for marker in flush.markers:
+                marker.set()
+            if flush.last:
                 return
-            if isinstance(item, threading.Event):
-                item.set()
+
+    def _fail(self, exc: BaseException) -> None:
+        log.exception("recorder.failed", origin=self.origin, error=str(exc))
+        self._failure = exc
+        self._durable.fail(exc)
 
     def _next_events(self) -> tuple[list[Event], list[threading.Event], bool]:
         events: list[Event] = []
@@ -384,7 +418,7 @@ class AuditRecorder:
                 ended.add(event.request_id)
         return started, tokens, ended
 
-    def _interrupt_open_chains(self) -> None:
+    def _interrupt_open_chains(self) -> int:
         """Close every chain a previous process left open (crash recovery, C22)."""
         now = time.time_ns()
         for request_id in sorted(self._seq.heads):
@@ -406,9 +440,28 @@ class AuditRecorder:
                 origin=self.origin,
                 interrupted=self.stats.interrupted_on_resume,
             )
+        return self.stats.interrupted_on_resume
 
-    def _write(self, batch: PendingBatch, *, force_checkpoint: bool) -> None:
-        """Persist one flush: to the database, or to the spool during an outage."""
+    def _due_checkpoint(self, *, force: bool) -> tuple[Checkpoint, str] | None:
+        """Sign the current tree head if a checkpoint is due (every N records or T ms, or
+        ``force``) and the head has grown since the last one."""
+        size = self._seq.size
+        due = (
+            force
+            or size - max(self._last_checkpoint_size, 0) >= self._checkpoint_every
+            or time.monotonic() - self._last_checkpoint_t >= self._checkpoint_interval_s
+        )
+        if not due or size in (0, self._last_checkpoint_size):
+            return None
+        self._last_checkpoint_size = size
+        self._last_checkpoint_t = time.monotonic()
+        return self._seq.checkpoint(self.signers)
+
+    def _write(self, batch: PendingBatch, checkpoint: tuple[Checkpoint, str] | None) -> bool:
+        """Persist one flush: to the database (True), or to the spool during an outage (False).
+
+        A spooled flush's checkpoint is not kept: the next one covers its records.
+        """
         if self._in_outage:
             try:
                 with self.engine.begin() as conn:
@@ -420,34 +473,25 @@ class AuditRecorder:
                 if batch.records:
                     self._spool.append(batch)
                     self.stats.spooled_batches += 1
-                return
-        if not batch.records and not force_checkpoint:
-            return
+                return False
+        if not batch.records and checkpoint is None:
+            return True
         try:
             with self.engine.begin() as conn:
-                checkpoint = self._persist(conn, batch, force_checkpoint=force_checkpoint)
+                self._persist(conn, batch, checkpoint)
         except _DB_UNAVAILABLE as exc:
             log.warning("recorder.outage", origin=self.origin, error=str(exc).splitlines()[0])
             self._in_outage = True
             self._spool.append(batch)
             self.stats.spooled_batches += 1
-            return
-        self._publish(checkpoint)
+            return False
+        return True
 
     def _persist(
-        self, conn: Connection, batch: PendingBatch, *, force_checkpoint: bool
-    ) -> tuple[Checkpoint, str] | None:
-        """Write one flush (and a checkpoint when due) in the caller's transaction."""
+        self, conn: Connection, batch: PendingBatch, checkpoint: tuple[Checkpoint, str] | None
+    ) -> None:
+        """Write one flush and its checkpoint in the caller's transaction."""
         t = time.perf_counter()
-        checkpoint = None
-        size = self._seq.size
-        due = (
-            force_checkpoint
-            or size - max(self._last_checkpoint_size, 0) >= self._checkpoint_every
-            or time.monotonic() - self._last_checkpoint_t >= self._checkpoint_interval_s
-        )
-        if due and size not in (0, self._last_checkpoint_size):
-            checkpoint = self._seq.checkpoint(self.signers)
         append_batch(
             conn,
             self._seq.log_id,
@@ -468,15 +512,12 @@ class AuditRecorder:
         self.stats.last_flush_ms = elapsed_ms
         self.stats.max_flush_ms = max(self.stats.max_flush_ms, elapsed_ms)
         self.stats.records_per_s = self.stats.records / max(time.monotonic() - self._t0, 1e-9)
-        return checkpoint
 
     def _publish(self, checkpoint: tuple[Checkpoint, str] | None) -> None:
         """After the commit: remember the checkpoint and hand it to every witness (C10)."""
         if checkpoint is None:
             return
         cp, note = checkpoint
-        self._last_checkpoint_size = cp.size
-        self._last_checkpoint_t = time.monotonic()
         self.last_checkpoint_note = note
         self.stats.checkpoints += 1
         for witness in self.witnesses:

@@ -64,7 +64,9 @@ class ApiKeyTable:
         table: dict[str, Identity] = {}
         for digest, (tenant, principal) in entries.items():
             if not _HEX64_RE.match(digest):
-                raise ConfigurationError(f"API key hash must be 64 lowercase hex digits, got {digest!r}")
+                raise ConfigurationError(
+                    f"API key hash must be 64 lowercase hex digits, got {digest!r}"
+                )
             for what, value in (("tenant", tenant), ("principal", principal)):
                 if not isinstance(value, str) or not _NAME_RE.match(value):
                     raise ConfigurationError(f"bad {what} for API key {digest[:16]}: {value!r}")

@@ -41,7 +41,9 @@ class ApiError(Exception):
         self.code = code
 
     @classmethod
-    def bad_request(cls, message: str, *, param: str | None = None, code: str | None = None) -> ApiError:
+    def bad_request(
+        cls, message: str, *, param: str | None = None, code: str | None = None
+    ) -> ApiError:
         return cls(400, message, param=param, code=code)
 
     def body(self) -> dict[str, Any]:

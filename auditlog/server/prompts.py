@@ -72,7 +72,9 @@ def chat_sampling_params(body: ChatRequest) -> SamplingParams:
         raise _unsupported("tools")
     if body.response_format and body.response_format.get("type") != "text":
         raise _unsupported("response_format")
-    max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
+    max_tokens = (
+        body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
+    )
     return _sampling(body, max_tokens, DEFAULT_CHAT_MAX_TOKENS, extra_stop=(CHAT_STOP,))
 
 

@@ -142,9 +142,7 @@ class InferenceService:
             text = "".join(parts)
             await gen.complete()
             body = wire.body(text, chunk.finish_reason, Usage(prompt_tokens, gen.n_generated))
-            return Response(
-                orjson.dumps(body), media_type="application/json", headers=headers
-            )
+            return Response(orjson.dumps(body), media_type="application/json", headers=headers)
         finally:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):

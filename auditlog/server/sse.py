@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Coroutine
+from typing import Any
 
 import orjson
 import structlog
@@ -51,9 +53,7 @@ class AuditedEventStream(Response):
         gone = asyncio.Event()
         watcher = asyncio.create_task(_watch_disconnect(receive, gone))
         try:
-            await send(
-                {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
-            )
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             chunk = self.first
             while True:
                 data = self.wire.chunk(chunk)
@@ -64,9 +64,10 @@ class AuditedEventStream(Response):
                 gen.delivered(chunk)
                 if chunk.finish_reason is not None:
                     break
-                chunk = await _unless_gone(gen.next_chunk(), gone)
-                if chunk is None:
+                nxt = await _unless_gone(gen.next_chunk(), gone)
+                if nxt is None:
                     return
+                chunk = nxt
             await gen.complete()
             usage = Usage(self.prompt_tokens, gen.n_generated)
             await send(
@@ -93,9 +94,9 @@ async def _watch_disconnect(receive: Receive, gone: asyncio.Event) -> None:
             return
 
 
-async def _unless_gone(next_chunk: object, gone: asyncio.Event) -> Chunk | None:
+async def _unless_gone(next_chunk: Coroutine[Any, Any, Chunk], gone: asyncio.Event) -> Chunk | None:
     """Await the next chunk, or None as soon as the client is gone."""
-    task = asyncio.ensure_future(next_chunk)  # type: ignore[arg-type]
+    task = asyncio.ensure_future(next_chunk)
     waiter = asyncio.ensure_future(gone.wait())
     done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
     if task in done:

@@ -10,14 +10,14 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from integration_fixtures import open_recorder, serve, trail, trail_text  # noqa: E402
+from integration_fixtures import open_recorder, serve, trail, trail_text
 
-from auditlog.engine import LLMEngine  # noqa: E402
-from auditlog.engine.llm_engine import DEMO_MODELS_DIR  # noqa: E402
-from auditlog.integrations.asgi import AuditMiddleware  # noqa: E402
-from auditlog.ledger import Signer  # noqa: E402
-from auditlog.server import ApiKeyTable, ServerSettings, create_app  # noqa: E402
-from auditlog.verifier import verify_database  # noqa: E402
+from auditlog.engine import LLMEngine
+from auditlog.engine.llm_engine import DEMO_MODELS_DIR
+from auditlog.integrations.asgi import AuditMiddleware
+from auditlog.ledger import Signer
+from auditlog.server import ApiKeyTable, ServerSettings, create_app
+from auditlog.verifier import verify_database
 
 SERVER_ORIGIN = "server.test.invalid/engine-1"
 MW_ORIGIN = "asgi.test.invalid/mw-1"

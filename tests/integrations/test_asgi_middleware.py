@@ -49,8 +49,10 @@ async def _completions(request: Request) -> Any:
             if chat
             else {"index": 0, "text": text, "finish_reason": finish}
         )
-        return JSONResponse({"id": "x", "object": "chat.completion" if chat else "text_completion",
-                             "created": 0, "model": body["model"], "choices": [choice]})  # fmt: skip
+        obj = "chat.completion" if chat else "text_completion"
+        return JSONResponse(
+            {"id": "x", "object": obj, "created": 0, "model": body["model"], "choices": [choice]}
+        )
 
     async def events() -> AsyncIterator[bytes]:
         for i, piece in enumerate(pieces):
@@ -182,7 +184,7 @@ def test_fail_closed_releases_each_event_after_its_record_is_durable(
     audited: tuple[str, Any],
 ) -> None:
     """C21: observe the recorder at the moment each event reaches the client."""
-    url, (recorder, _, db_url, _) = audited
+    url, (recorder, *_) = audited
     seen: list[tuple[int, int]] = []
     with httpx.Client(timeout=30) as c, c.stream(
         "POST", f"{url}/v1/completions",

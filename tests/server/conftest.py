@@ -9,9 +9,9 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from server_fixtures import LiveServer, make_engine_factory, start_live_server  # noqa: E402
+from server_fixtures import LiveServer, make_engine_factory, start_live_server
 
-from auditlog.engine import LLMEngine  # noqa: E402
+from auditlog.engine import LLMEngine
 
 
 @pytest.fixture(scope="session")

@@ -52,6 +52,7 @@ def test_recording_off_writes_nothing(
         r = c.completions.create(model=MODEL, prompt="Customer: hi\nAgent:", max_tokens=5)
         assert r.usage.completion_tokens > 0
         assert all(rel.durable == -1 for rel in live.releases)
-    assert not (tmp_path / "audit.db").exists() or not inspect(
-        create_db_engine(live.db_url)
-    ).get_table_names()
+    assert (
+        not (tmp_path / "audit.db").exists()
+        or not inspect(create_db_engine(live.db_url)).get_table_names()
+    )

@@ -13,12 +13,11 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from server_fixtures import ACME_KEY, GLOBEX_KEY, MODEL, LiveServer, read_engine
 
 from auditlog.server import hash_api_key
 from auditlog.trails import Trail, read_trail
 from auditlog.verifier import verify_database
-
-from server_fixtures import ACME_KEY, GLOBEX_KEY, MODEL, LiveServer, read_engine
 
 pytestmark = pytest.mark.engine
 
@@ -121,7 +120,9 @@ def test_chat_streaming_equals_trail_and_releases_only_durable_tokens(
     assert_verifies(live_server)
 
 
-def _run_one(live: LiveServer, i: int, results: dict[str, str], errors: list[BaseException]) -> None:
+def _run_one(
+    live: LiveServer, i: int, results: dict[str, str], errors: list[BaseException]
+) -> None:
     request_id = f"concurrent-{i}"
     try:
         c = client(live, ACME_KEY if i % 2 else GLOBEX_KEY)
@@ -237,9 +238,7 @@ def test_bad_api_key_is_401_openai_shaped(live_server: LiveServer) -> None:
         ({"temperature": "hot"}, "temperature"),
     ],
 )
-def test_bad_sampling_params_are_400(
-    http: httpx.Client, body: dict[str, Any], param: str
-) -> None:
+def test_bad_sampling_params_are_400(http: httpx.Client, body: dict[str, Any], param: str) -> None:
     r = http.post(
         "/v1/completions",
         json={"model": MODEL, "prompt": "Customer: hi\nAgent:", **body},

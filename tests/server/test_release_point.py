@@ -13,8 +13,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from auditlog.engine import StepOutput  # noqa: E402
-from auditlog.events import (  # noqa: E402
+from auditlog.engine import StepOutput
+from auditlog.events import (
     BatchStep,
     Event,
     FinishReason,
@@ -23,9 +23,9 @@ from auditlog.events import (  # noqa: E402
     RequestFinished,
     RequestStarted,
 )
-from auditlog.recorder import FailMode  # noqa: E402
-from auditlog.server.engine_loop import AuditSink  # noqa: E402
-from auditlog.server.generation import Generation  # noqa: E402
+from auditlog.recorder import FailMode
+from auditlog.server.engine_loop import AuditSink
+from auditlog.server.generation import Generation
 
 
 class GatedRecorder:
