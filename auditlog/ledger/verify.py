@@ -135,7 +135,7 @@ def verify_log(
     sha256 = hashlib.sha256
     chains: dict[str, list[object]] = {}  # request_id -> [next req_seq, leaf hex of last record]
     open_steps: dict[int, tuple[int, dict[str, int]]] = {}  # step -> (first index, {rid: n})
-    num_started = num_ended = num_steps = num_absent = 0
+    num_started = num_ended = num_steps = num_absent = num_tokens = 0
     expected_seq = 0
     index = -1
     for index, rec in enumerate(records):
@@ -323,6 +323,7 @@ def verify_log(
                         f"record {index}: second tokens record of {rid!r} in step {h['step']}",
                     )
                 seen[rid] = h["n"]
+                num_tokens += h["n"]
         elif kind == "step":
             # 7b. the manifest closes its step
             num_steps += 1
@@ -388,6 +389,7 @@ def verify_log(
         "requests_ended": num_ended,
         "open_chains": len(chains),
         "steps": num_steps,
+        "tokens": num_tokens,
         "checkpoints": sum(len(v) for v in expected_roots.values()),
         "payloads_absent": num_absent,
     }

@@ -60,6 +60,7 @@ def test_valid_log() -> None:
         "requests_ended": 2,
         "open_chains": 0,
         "steps": 2,
+        "tokens": 7,
         "checkpoints": 2,
         "payloads_absent": 0,
     }
