@@ -25,6 +25,7 @@ _COMMAND_MODULES = (
     "db_cmd",
     "keygen_cmd",
     "bench_cmd",
+    "serve_cmd",
 )
 
 app = typer.Typer(

@@ -64,7 +64,6 @@ log = structlog.get_logger("auditlog.integrations")
 DEFAULT_PATHS = frozenset({"/v1/completions", "/v1/chat/completions"})
 TRAIL_HEADER = b"x-auditlog-request-id"
 ENGINE_LABEL = "auditlog-asgi-middleware/0.1"
-_UNTIL_END = 2**62  # wait_durable: more tokens than any request has = wait for the end record
 _REQUEST_ID_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")
 _INPUT_FIELDS = ("prompt", "messages")
 
@@ -264,7 +263,7 @@ class AuditMiddleware:
             if text_end > n_before:
                 await self._durable(ex, text_end)
             self._end(ex, n_delivered=text_end if not ex.disconnected else n_before)
-            await self._durable(ex, _UNTIL_END)
+            await self._durable_end(ex)
             await self._forward(ex, send, _body(complete + (b"" if more else ex.sse.rest()), more))
             return
         if complete:
@@ -286,7 +285,7 @@ class AuditMiddleware:
         self._absorb(ex, delta)
         if not ex.disconnected:
             self._end(ex, n_delivered=ex.n_generated)
-        await self._durable(ex, _UNTIL_END)
+        await self._durable_end(ex)
         await self._forward(ex, send, _body(raw, False))
 
     def _absorb(self, ex: _Exchange, delta: ChoiceDelta) -> None:
@@ -340,6 +339,10 @@ class AuditMiddleware:
         if self.fail_closed:
             await self.recorder().wait_durable_async(ex.request_id, n_tokens)
 
+    async def _durable_end(self, ex: _Exchange) -> None:
+        if self.fail_closed:
+            await self.recorder().wait_closed_async(ex.request_id)
+
     async def _forward(self, ex: _Exchange, send: Send, message: Message) -> bool:
         """Send unless the client is gone; True if the transport took it."""
         if ex.disconnected:
@@ -354,7 +357,7 @@ class AuditMiddleware:
     async def _refuse(self, ex: _Exchange, send: Send, message: str) -> None:
         ex.status, ex.error = 400, message
         self._end(ex, n_delivered=0)
-        await self._durable(ex, _UNTIL_END)
+        await self._durable_end(ex)
         body = orjson.dumps(
             {"error": {"message": message, "type": "invalid_request_error", "param": "n",
                        "code": "unsupported_parameter"}}

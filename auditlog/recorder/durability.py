@@ -10,7 +10,10 @@ from dataclasses import dataclass, field
 
 from auditlog.errors import RecorderError
 
-__all__ = ["DurabilityTracker"]
+__all__ = ["UNTIL_END", "DurabilityTracker"]
+
+#: ``n_tokens`` value meaning "until the request's end record is durable".
+UNTIL_END = -1
 
 # Finished requests whose watermarks stay answerable after their end record is durable.
 _FINISHED_KEPT = 65_536
@@ -120,6 +123,9 @@ class DurabilityTracker:
 
     @staticmethod
     def _satisfied(mark: _Mark, n_tokens: int) -> bool:
+        # n_tokens == UNTIL_END waits for the end record itself.
+        if n_tokens == UNTIL_END:
+            return mark.ended
         return mark.started and (mark.tokens >= n_tokens or mark.ended)
 
     def _mark(self, request_id: str) -> _Mark:

@@ -52,7 +52,7 @@ from auditlog.store import (
 )
 
 from .deinterleave import deinterleave
-from .durability import DurabilityTracker
+from .durability import UNTIL_END, DurabilityTracker
 from .sequencer import LogSequencer, PendingBatch
 from .spool import Spool
 
@@ -240,6 +240,14 @@ class AuditRecorder:
     async def wait_durable_async(self, request_id: str, n_tokens: int = 0) -> None:
         """Async form of :meth:`wait_durable`."""
         await self._durable.wait_async(request_id, n_tokens)
+
+    def wait_closed(self, request_id: str, timeout: float | None = None) -> None:
+        """Return once the request's ``request.end`` record is durable."""
+        self._durable.wait(request_id, UNTIL_END, timeout)
+
+    async def wait_closed_async(self, request_id: str) -> None:
+        """Async form of :meth:`wait_closed`."""
+        await self._durable.wait_async(request_id, UNTIL_END)
 
     def durable_tokens(self, request_id: str) -> int:
         return self._durable.durable_tokens(request_id)

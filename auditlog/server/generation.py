@@ -33,7 +33,6 @@ __all__ = ["Chunk", "Generation"]
 
 # ``wait_durable`` resolves once n tokens are durable *or* the end record is; asking for more
 # tokens than any request can have therefore waits for the end record itself.
-_UNTIL_END = 2**62
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +114,7 @@ class Generation:
         """Everything reached the client: record the end and, fail-closed, wait for it."""
         self._close_now(None)
         if self._fail_closed and self._recorder is not None:
-            await self._recorder.wait_durable_async(self.request_id, _UNTIL_END)
+            await self._recorder.wait_closed_async(self.request_id)
 
     def abandon(self) -> None:
         """The client went away (or the response failed): abort and record what it got."""

@@ -99,12 +99,12 @@ def test_weights_are_stored_in_bfloat16() -> None:
 
 
 def greedy_target_only(model: Any, ids: list[int], n: int, eos_id: int) -> list[int]:
-    out: list[int] = []
+    """Plain greedy decoding with transformers' own loop (KV cache), stopping after <eos>."""
     with torch.no_grad():
-        while len(out) < n and (not out or out[-1] != eos_id):
-            logits = model(input_ids=torch.tensor([ids + out])).logits[0, -1]  # [V]
-            out.append(int(logits.argmax()))
-    return out
+        out = model.generate(
+            torch.tensor([ids]), max_new_tokens=n, do_sample=False, eos_token_id=eos_id
+        )
+    return [int(t) for t in out[0, len(ids) :]]
 
 
 def greedy_speculative(
