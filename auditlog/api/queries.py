@@ -146,6 +146,9 @@ def search_requests(
                 end.c.log_id == start.c.log_id,
                 end.c.request_id == start.c.request_id,
                 end.c.kind == RecordKind.REQUEST_END.value,
+                # Always true for chain records; without ANALYZE statistics it steers SQLite to
+                # the (log_id, request_id, req_seq) index instead of scanning the log by its key.
+                end.c.req_seq >= 0,
             ),
         )
         .where(start.c.kind == RecordKind.REQUEST_START.value)

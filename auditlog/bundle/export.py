@@ -83,11 +83,14 @@ def find_trail(
     header of its ``request.start`` record. Raises NotFoundError, with the same message, when the
     request does not exist and when it belongs to another tenant (C19).
     """
+    # Driven by the (few) logs, so that each probe is a (log_id, request_id, req_seq) index hit.
     stmt = (
         select(records.c.log_id, records.c.tenant, logs.c.origin)
-        .join(logs, logs.c.id == records.c.log_id)
+        .select_from(logs)
+        .join(records, logs.c.id == records.c.log_id)
         .where(
             records.c.request_id == request_id,
+            records.c.req_seq == 0,
             records.c.kind == RecordKind.REQUEST_START.value,
         )
         .order_by(records.c.log_id)
