@@ -1,4 +1,4 @@
-"""Synthetic engine traffic for tests and benchmarks: interleaved, speculative, multi-tenant; no torch.
+"""Synthetic engine traffic for tests and benchmarks: interleaved, speculative, multi-tenant.
 
 ``SyntheticEngine`` produces the same event stream shape as the reference engine (RequestStarted,
 one BatchStep per physical step with tokens of several requests interleaved, RequestFinished) and

@@ -69,7 +69,8 @@ def read_trail(conn: Connection, origin: str, request_id: str) -> Trail:
         select(records.c.seq, records.c.body, payloads.c.data)
         .select_from(
             records.outerjoin(
-                payloads, (payloads.c.log_id == records.c.log_id) & (payloads.c.seq == records.c.seq)
+                payloads,
+                (payloads.c.log_id == records.c.log_id) & (payloads.c.seq == records.c.seq),
             )
         )
         .where(records.c.log_id == log_id, records.c.request_id == request_id)

@@ -141,6 +141,4 @@ def verify_database(
 
 
 def _size(conn: Connection, log_id: int) -> int:
-    return int(
-        conn.execute(select(func.count()).where(records.c.log_id == log_id)).scalar_one()
-    )
+    return int(conn.execute(select(func.count()).where(records.c.log_id == log_id)).scalar_one())

@@ -37,7 +37,6 @@ from auditlog.ledger import (
 )
 from auditlog.recorder import AuditRecorder, LogSequencer
 from auditlog.store import StoredNodeSource, append_batch, create_db_engine, ensure_log, upgrade
-from auditlog.synthetic import SyntheticEngine
 from auditlog.verifier import verify_database
 
 ORIGIN = "bench.auditlog.invalid/ledger"
@@ -49,8 +48,9 @@ def build_recorded_db(path: Path, n_records: int) -> tuple[str, Signer]:
 
     url = f"sqlite:///{path}"
     signer = Signer.generate(ORIGIN)
-    with AuditRecorder.open(url, origin=ORIGIN, signers=[signer],
-                            spool_path=path.with_suffix(".spool")) as recorder:
+    with AuditRecorder.open(
+        url, origin=ORIGIN, signers=[signer], spool_path=path.with_suffix(".spool")
+    ) as recorder:
         for event in make_events(n_records):
             recorder.record(event)
     return url, signer
@@ -80,9 +80,11 @@ def bench_verify(tmp: Path, n_records: int, repeat: int) -> None:
         conn.close()
         base.append(time.process_time() - t)
     o, b = statistics.median(ours), statistics.median(base)
-    print(f"verify      {size / o:10,.0f} records/s per core   baseline (read + leaf hash only) "
-          f"{size / b:10,.0f} records/s   ratio {b / o:.2f}   ({size:,} records, median of "
-          f"{repeat})")
+    print(
+        f"verify      {size / o:10,.0f} records/s per core   baseline (read + leaf hash only) "
+        f"{size / b:10,.0f} records/s   ratio {b / o:.2f}   ({size:,} records, median of "
+        f"{repeat})"
+    )
 
 
 def build_large_log(path: Path, n_records: int) -> str:
@@ -96,8 +98,13 @@ def build_large_log(path: Path, n_records: int) -> str:
     payload = payload_bytes({"token_ids": [1, 2, 3], "drafts": [1, 2, 3, 4]}, trusted=True)
     for chunk in range(0, n_records, 10_000):
         for i in range(chunk, min(chunk + 10_000, n_records)):
-            seq.append(RecordKind.STEP, ts=1_700_000_000_000_000_000 + i, payload=payload,
-                       fields={"step": i, "batch": [], "n": 0, "passes": 1}, trusted=True)
+            seq.append(
+                RecordKind.STEP,
+                ts=1_700_000_000_000_000_000 + i,
+                payload=payload,
+                fields={"step": i, "batch": [], "n": 0, "passes": 1},
+                trusted=True,
+            )
         batch = seq.drain()
         with engine.begin() as conn:
             append_batch(conn, log_id, batch.records, batch.nodes)
@@ -134,9 +141,11 @@ def bench_proofs(tmp: Path, n_records: int, samples: int) -> None:
         xs = sorted(xs)
         return xs[min(len(xs) - 1, int(q * len(xs)))] * 1e3
 
-    print(f"proofs      log of {n_records:,} records (built in {build_s:.0f} s), {samples} random "
-          f"indices: inclusion p50 {pct(incl, 0.5):.2f} ms p99 {pct(incl, 0.99):.2f} ms; "
-          f"consistency p50 {pct(cons, 0.5):.2f} ms p99 {pct(cons, 0.99):.2f} ms")
+    print(
+        f"proofs      log of {n_records:,} records (built in {build_s:.0f} s), {samples} random "
+        f"indices: inclusion p50 {pct(incl, 0.5):.2f} ms p99 {pct(incl, 0.99):.2f} ms; "
+        f"consistency p50 {pct(cons, 0.5):.2f} ms p99 {pct(cons, 0.99):.2f} ms"
+    )
 
 
 def main() -> None:

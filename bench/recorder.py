@@ -80,8 +80,9 @@ def dump_rows(db_url: str) -> dict[str, list[tuple[Any, ...]]]:
         for table, cols in TABLES.items():
             order = "seq" if "seq" in cols else "level, idx"
             result = conn.execute(text(f"SELECT {', '.join(cols)} FROM {table} ORDER BY {order}"))
-            rows[table] = [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r)
-                           for r in result]
+            rows[table] = [
+                tuple(bytes(v) if isinstance(v, memoryview) else v for v in r) for r in result
+            ]
     engine.dispose()
     return rows
 
@@ -91,7 +92,9 @@ def raw_insert(db_url: str, rows: dict[str, list[tuple[Any, ...]]], per_txn: int
     upgrade(db_url)
     engine = create_db_engine(db_url)
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO logs (id, origin, created) VALUES (1, :o, 0)"), {"o": ORIGIN})
+        conn.execute(
+            text("INSERT INTO logs (id, origin, created) VALUES (1, :o, 0)"), {"o": ORIGIN}
+        )
     records, payloads, nodes = rows["records"], rows["payloads"], rows["nodes"]
     pay_at = {r[1]: i for i, r in enumerate(payloads)}
     raw = engine.raw_connection()
@@ -128,7 +131,9 @@ def raw_insert(db_url: str, rows: dict[str, list[tuple[Any, ...]]], per_txn: int
 
 def pg_database(server_url: str) -> tuple[str, Any]:
     name = f"auditlog_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(normalize_url(server_url), poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    admin = create_engine(
+        normalize_url(server_url), poolclass=NullPool, isolation_level="AUTOCOMMIT"
+    )
     with admin.connect() as conn:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
 
@@ -151,9 +156,11 @@ def bench_backend(label: str, urls: list[str], events: list[Event], tmp: Path, r
         raw_rates.append(len(rows["records"]) / raw_elapsed)
     tokens = sum(len(e.token_ids) for e in events if hasattr(e, "token_ids"))
     rec, raw = statistics.median(rec_rates), statistics.median(raw_rates)
-    print(f"{label:10s} recorder {rec:10,.0f} records/s ({tokens * rec / n:10,.0f} tokens/s)   "
-          f"raw executemany {raw:10,.0f} records/s   ratio {rec / raw:.2f}   "
-          f"({n:,} records, median of {repeat})")
+    print(
+        f"{label:10s} recorder {rec:10,.0f} records/s ({tokens * rec / n:10,.0f} tokens/s)   "
+        f"raw executemany {raw:10,.0f} records/s   ratio {rec / raw:.2f}   "
+        f"({n:,} records, median of {repeat})"
+    )
 
 
 def bench_engine_overhead(tmp: Path, batch: int, max_tokens: int, repeat: int) -> None:
@@ -177,8 +184,10 @@ def bench_engine_overhead(tmp: Path, batch: int, max_tokens: int, repeat: int) -
         sink = None
         if mode != "off":
             recorder = AuditRecorder.open(
-                f"sqlite:///{tmp / f'engine-{mode}-{i}.db'}", origin=ORIGIN,
-                signers=[Signer.generate(ORIGIN)], spool_path=tmp / f"spool-engine-{mode}-{i}",
+                f"sqlite:///{tmp / f'engine-{mode}-{i}.db'}",
+                origin=ORIGIN,
+                signers=[Signer.generate(ORIGIN)],
+                spool_path=tmp / f"spool-engine-{mode}-{i}",
             )
             sink = recorder.record
         engine = LLMEngine.demo(event_sink=sink) if sink else LLMEngine.demo()
@@ -213,8 +222,10 @@ def bench_engine_overhead(tmp: Path, batch: int, max_tokens: int, repeat: int) -
             rates[mode].append(rate)
             waits.extend(w)
     base = statistics.median(rates["off"])
-    print(f"engine     batch {batch}, {max_tokens} tokens each, demo pair, speculative k=4, "
-          f"median of {repeat}")
+    print(
+        f"engine     batch {batch}, {max_tokens} tokens each, demo pair, speculative k=4, "
+        f"median of {repeat}"
+    )
     for mode in ("off", "open", "closed"):
         r = statistics.median(rates[mode])
         print(f"  recorder {mode:6s} {r:8.1f} tokens/s   overhead {100 * (1 - r / base):5.1f} %")
@@ -229,11 +240,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--pg", default=os.environ.get("AUDITLOG_TEST_PG_URL",
-                        "postgresql+psycopg://root@/test?host=/var/run/postgresql"))
+    parser.add_argument(
+        "--pg",
+        default=os.environ.get(
+            "AUDITLOG_TEST_PG_URL", "postgresql+psycopg://root@/test?host=/var/run/postgresql"
+        ),
+    )
     parser.add_argument("--no-pg", action="store_true")
-    parser.add_argument("--engine", action="store_true",
-                        help="also measure the reference engine with the recorder off/on")
+    parser.add_argument(
+        "--engine",
+        action="store_true",
+        help="also measure the reference engine with the recorder off/on",
+    )
     parser.add_argument("--engine-batch", type=int, default=8)
     parser.add_argument("--engine-tokens", type=int, default=64)
     args = parser.parse_args()

@@ -1,4 +1,7 @@
-"""``auditlog bench``: run the benchmarks in ``bench/`` (figures are ratios to an in-run baseline)."""
+"""``auditlog bench``: run the benchmarks in ``bench/``.
+
+Every figure is a ratio to a baseline measured in the same run.
+"""
 
 from __future__ import annotations
 

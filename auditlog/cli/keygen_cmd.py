@@ -14,8 +14,12 @@ __all__ = ["register"]
 
 
 def keygen(
-    name: Annotated[str, typer.Argument(help="Key name, usually the log origin, e.g. example.com/log")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Private key file to create (mode 0600)")],
+    name: Annotated[
+        str, typer.Argument(help="Key name, usually the log origin, e.g. example.com/log")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Private key file to create (mode 0600)")
+    ],
 ) -> None:
     """Write a private signing key to OUT (never overwritten) and print its verifier key."""
     from auditlog.ledger import Signer

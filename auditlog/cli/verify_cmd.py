@@ -74,8 +74,8 @@ def verify(
         )
     request_findings = []
     if request is not None:
-        from auditlog.trails import read_trail
         from auditlog.store import create_db_engine
+        from auditlog.trails import read_trail
 
         engine = create_db_engine(db, read_only=True)
         with engine.connect() as conn:
@@ -112,8 +112,11 @@ def _as_json(report: Any, request: str | None, request_findings: list[Any]) -> d
             }
             for r in report.logs
         ],
-        **({"request": request, "request_findings": [_finding(f) for f in request_findings]}
-           if request else {}),
+        **(
+            {"request": request, "request_findings": [_finding(f) for f in request_findings]}
+            if request
+            else {}
+        ),
     }
 
 

@@ -233,7 +233,9 @@ class AuditRecorder:
                 raise RecorderError(f"not an auditlog event: {type(event).__name__}")
         self._queue.put(event)
 
-    def wait_durable(self, request_id: str, n_tokens: int = 0, timeout: float | None = None) -> None:
+    def wait_durable(
+        self, request_id: str, n_tokens: int = 0, timeout: float | None = None
+    ) -> None:
         """Return once the request's start and first ``n_tokens`` tokens are durable."""
         self._durable.wait(request_id, n_tokens, timeout)
 
@@ -542,7 +544,7 @@ def _check_step_types(step: BatchStep) -> None:
         raise RecorderError(f"step id and ts must be integers, got {step.step_id!r}, {step.ts!r}")
     ids = step.token_ids
     if ids and not (
-        set(map(type, ids)) == {int} and -_MAX_SAFE <= min(ids) and max(ids) <= _MAX_SAFE
+        set(map(type, ids)) == {int} and min(ids) >= -_MAX_SAFE and max(ids) <= _MAX_SAFE
     ):
         raise RecorderError(f"step {step.step_id}: token ids must be integers")
     if step.request_ids and set(map(type, step.request_ids)) != {str}:
@@ -550,9 +552,7 @@ def _check_step_types(step: BatchStep) -> None:
     if not set(step.provenance) <= _PROVENANCE_CODE.keys():
         raise RecorderError(f"step {step.step_id}: unknown provenance code")
     for request_id, proposals in step.drafts.items():
-        if type(request_id) is not str or (
-            proposals and set(map(type, proposals)) != {int}
-        ):
+        if type(request_id) is not str or (proposals and set(map(type, proposals)) != {int}):
             raise RecorderError(f"step {step.step_id}: draft proposals must be integer ids")
 
 

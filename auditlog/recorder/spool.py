@@ -1,8 +1,8 @@
 """The outage spool: an append-only local file of sequenced batches, replayed in order.
 
-When the database cannot be reached the writer thread appends each flush here, one line per batch,
-and fsyncs before it acknowledges anything (DESIGN.md section 5). Replay (:meth:`Spool.replay`) writes
-the batches to the database in order, skipping every record whose index the database already holds
+When the database cannot be reached the committer thread appends each flush here, one line per
+batch, and fsyncs before it acknowledges anything (DESIGN.md section 5). Replay
+(:meth:`Spool.replay`) writes the batches to the database in order, skipping every record whose index the database already holds
 (after checking its leaf is the same), so nothing is lost and nothing is written twice. A torn last
 line (a crash during the write) was never acknowledged and is discarded.
 
@@ -137,7 +137,7 @@ def _record(row: list[object]) -> Record:
     payload = None if payload_b64 is None else base64.b64decode(str(payload_b64), validate=True)
     return Record(
         seq=int(seq),  # type: ignore[call-overload]
-        kind=RecordKind(kind),
+        kind=RecordKind(str(kind)),
         request_id=None if request_id is None else str(request_id),
         req_seq=None if req_seq is None else int(req_seq),  # type: ignore[call-overload]
         ts=int(ts),  # type: ignore[call-overload]

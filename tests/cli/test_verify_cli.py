@@ -44,8 +44,13 @@ def recorded(db_url: str, tmp_path: Path) -> dict[str, Any]:
     ) as recorder:
         for event in engine.run(12):
             recorder.record(event)
-    return {"db": db_url, "key": signer.verifier_key, "witness": witness, "signer": signer,
-            "size": recorder.stats.records}
+    return {
+        "db": db_url,
+        "key": signer.verifier_key,
+        "witness": witness,
+        "signer": signer,
+        "size": recorder.stats.records,
+    }
 
 
 def _verify(rec: dict[str, Any], *extra: str) -> tuple[int, dict[str, Any]]:
@@ -148,7 +153,11 @@ def test_checkpoint_signed_by_unknown_key_is_caught(
     with admin_connection() as conn:
         conn.exec_driver_sql(
             "INSERT INTO checkpoints (log_id, size, root, note, ts) VALUES (1, 1, "
-            + ("X'" + "11" * 32 + "'" if conn.dialect.name == "sqlite" else "'\\x" + "11" * 32 + "'")
+            + (
+                "X'" + "11" * 32 + "'"
+                if conn.dialect.name == "sqlite"
+                else "'\\x" + "11" * 32 + "'"
+            )
             + f", '{note}', 0)"
         )
     code, report = _verify(recorded)

@@ -1,4 +1,7 @@
-"""C22: kill -9 mid-generation, then restart: nothing confirmed is lost, open chains end interrupted."""
+"""C22: kill -9 mid-generation, then restart.
+
+Nothing confirmed is lost and the open chains end ``interrupted``.
+"""
 
 from __future__ import annotations
 
@@ -50,13 +53,13 @@ def test_kill_9_mid_generation_then_restart(db_url: str, tmp_path: Path) -> None
     with db.connect() as conn:
         for request_id, n in confirmed.items():
             trail = read_trail(conn, ORIGIN, request_id)
-            assert len(trail.token_ids) >= n, f"{request_id}: confirmed {n}, found {len(trail.token_ids)}"
+            assert len(trail.token_ids) >= n, (
+                f"{request_id}: confirmed {n}, found {len(trail.token_ids)}"
+            )
             assert trail.reason is not None
     report = verify_database(db_url, keys=[signer.verifier_key])
     assert report.ok, report.findings
     assert not report.open_chains
     with db.connect() as conn:
-        reasons = [
-            read_trail(conn, ORIGIN, rid).reason for rid in confirmed
-        ]
+        reasons = [read_trail(conn, ORIGIN, rid).reason for rid in confirmed]
     assert FinishReason.INTERRUPTED in reasons

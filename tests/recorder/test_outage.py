@@ -24,8 +24,9 @@ def _set_outage(db_url: str, down: bool) -> None:
     """Take the database away for real: refuse new connections and kill the open ones."""
     url = normalize_url(db_url)
     name = url.database
-    admin = create_engine(url.set(database="postgres"), poolclass=NullPool,
-                          isolation_level="AUTOCOMMIT")
+    admin = create_engine(
+        url.set(database="postgres"), poolclass=NullPool, isolation_level="AUTOCOMMIT"
+    )
     with admin.connect() as conn:
         conn.exec_driver_sql(
             f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {"false" if down else "true"}'

@@ -1,4 +1,7 @@
-"""Recorder: de-interleaving into per-request chains, durability, checkpoints (SQLite and PostgreSQL)."""
+"""Recorder: de-interleaving into per-request chains, durability, checkpoints.
+
+Every test that takes ``db_url`` runs on SQLite and on PostgreSQL.
+"""
 
 from __future__ import annotations
 
@@ -15,10 +18,9 @@ from auditlog.events import BatchStep, FinishReason, Provenance, RequestFinished
 from auditlog.ledger import DirectoryWitness, Signer
 from auditlog.recorder import AuditRecorder, deinterleave
 from auditlog.store import create_db_engine
+from auditlog.synthetic import SyntheticEngine
 from auditlog.trails import read_trail
 from auditlog.verifier import verify_database
-
-from auditlog.synthetic import SyntheticEngine
 
 ORIGIN = "test.example/recorder"
 
@@ -97,7 +99,10 @@ def test_unknown_request_is_refused_at_once(db_url: str, signer: Signer, tmp_pat
         with pytest.raises(RecorderError, match="never started"):
             recorder.record(
                 BatchStep(
-                    step_id=0, ts=1, token_ids=(1,), request_ids=("ghost",),
+                    step_id=0,
+                    ts=1,
+                    token_ids=(1,),
+                    request_ids=("ghost",),
                     provenance=(Provenance.TARGET,),
                 )
             )
@@ -106,8 +111,11 @@ def test_unknown_request_is_refused_at_once(db_url: str, signer: Signer, tmp_pat
         with pytest.raises(RecorderError, match="not open"):
             recorder.record(
                 RequestFinished(
-                    request_id="ghost", reason=FinishReason.STOP, n_generated=0,
-                    n_delivered=0, ts=1,
+                    request_id="ghost",
+                    reason=FinishReason.STOP,
+                    n_generated=0,
+                    n_delivered=0,
+                    ts=1,
                 )
             )
         step = engine.step()
@@ -138,9 +146,7 @@ def test_wait_durable_means_committed(db_url: str, signer: Signer, tmp_path: Pat
             recorder.record(event)
 
 
-def test_backpressure_slows_the_producer_and_drops_nothing(
-    tmp_path: Path, signer: Signer
-) -> None:
+def test_backpressure_slows_the_producer_and_drops_nothing(tmp_path: Path, signer: Signer) -> None:
     """A store that cannot keep up blocks record() at the queue bound; every event still lands."""
     db_url = f"sqlite:///{tmp_path / 'bp.db'}"
     engine = SyntheticEngine(seed=4)
