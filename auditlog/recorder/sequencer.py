@@ -2,11 +2,12 @@
 
 A log has exactly one writer (DESIGN.md section 3). :class:`LogSequencer` is that writer's state:
 the next global index ``seq``, the Merkle frontier, and the head of every open request chain.
-It turns record *intents* (kind, request, payload, fields) into finished :class:`~auditlog.ledger.Record`
-values, in order, with no I/O; the caller persists what :meth:`LogSequencer.drain` hands over, in
-one transaction, through :func:`auditlog.store.append_batch`.
+It turns record *intents* (kind, request, payload, fields) into finished
+:class:`~auditlog.ledger.Record` values, in order, with no I/O; the caller persists what
+:meth:`LogSequencer.drain` hands over, in one transaction, through
+:func:`auditlog.store.append_batch`.
 
-Both the recorder's writer thread and the auditor API's access log use it.
+Both the recorder's sequencer thread and the auditor API's access log use it.
 """
 
 from __future__ import annotations

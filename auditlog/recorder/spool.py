@@ -2,9 +2,10 @@
 
 When the database cannot be reached the committer thread appends each flush here, one line per
 batch, and fsyncs before it acknowledges anything (DESIGN.md section 5). Replay
-(:meth:`Spool.replay`) writes the batches to the database in order, skipping every record whose index the database already holds
-(after checking its leaf is the same), so nothing is lost and nothing is written twice. A torn last
-line (a crash during the write) was never acknowledged and is discarded.
+(:meth:`Spool.replay`) writes the batches to the database in order, skipping every record whose
+index the database already holds (after checking its leaf is the same), so nothing is lost and
+nothing is written twice. A torn last line (a crash during the write) was never acknowledged and
+is discarded.
 
 Line format: canonical JSON ``{"nodes": [[level, index, hash_hex], ...], "records": [[seq, kind,
 request_id, req_seq, ts, tenant, body_b64, payload_b64 | null], ...]}`` + ``\\n``.
