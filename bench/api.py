@@ -26,7 +26,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from auditlog.api import ApiSettings, Role, create_app
-from auditlog.api.keys import create_key
+from auditlog.api.keys import ApiKey, create_key
 from auditlog.events import Event
 from auditlog.ledger import Signer
 from auditlog.recorder import AuditRecorder
@@ -119,8 +119,10 @@ def main() -> None:
     app = create_app(settings, engine=engine)
     client = TestClient(app)
     headers = {"Authorization": f"Bearer {admin}"}
-    print(f"store: {total:,} records in SQLite, filled in {fill_s:.1f} s "
-          f"({total / fill_s:,.0f} records/s through AuditRecorder)")
+    print(
+        f"store: {total:,} records in SQLite, filled in {fill_s:.1f} s "
+        f"({total / fill_s:,.0f} records/s through AuditRecorder)"
+    )
 
     span = t_last - t_first
     window = span // 10
@@ -151,21 +153,31 @@ def main() -> None:
     bundle = fetch(f"/v1/requests/{long_id}/bundle")().content  # type: ignore[attr-defined]
     bundle_ms = timed(fetch(f"/v1/requests/{long_id}/bundle"), 5)
     access = app.state.auditlog.access_log
-    from auditlog.api.keys import ApiKey
-
     probe = ApiKey(id="0" * 16, role=Role.ADMIN, tenants=(), label="", created=0, revoked=None)
     access_ms = timed(
-        lambda: access.record(key=probe, endpoint="GET /bench", request_ids=[long_id],
-                              reason=None, status=200, params={}),
+        lambda: access.record(
+            key=probe,
+            endpoint="GET /bench",
+            request_ids=[long_id],
+            reason=None,
+            status=200,
+            params={},
+        ),
         300,
     )
-    print(f"search ({tenant}, 10% time window, page 50): p50 {pct(search_ms, .5):.2f} ms, "
-          f"p99 {pct(search_ms, .99):.2f} ms over {len(search_ms)} calls")
-    print(f"trail of a {LONG_TOKENS}-token request ({len(trail['records'])} records, verified): "
-          f"p50 {statistics.median(trail_ms):.0f} ms")
+    print(
+        f"search ({tenant}, 10% time window, page 50): p50 {pct(search_ms, 0.5):.2f} ms, "
+        f"p99 {pct(search_ms, 0.99):.2f} ms over {len(search_ms)} calls"
+    )
+    print(
+        f"trail of a {LONG_TOKENS}-token request ({len(trail['records'])} records, verified): "
+        f"p50 {statistics.median(trail_ms):.0f} ms"
+    )
     print(f"bundle export of it ({len(bundle):,} bytes): p50 {statistics.median(bundle_ms):.0f} ms")
-    print(f"access record per read (commit + signed checkpoint): p50 {pct(access_ms, .5):.2f} ms, "
-          f"p99 {pct(access_ms, .99):.2f} ms")
+    print(
+        f"access record per read (commit + signed checkpoint): p50 {pct(access_ms, 0.5):.2f} ms, "
+        f"p99 {pct(access_ms, 0.99):.2f} ms"
+    )
     client.close()
     engine.dispose()
 

@@ -324,7 +324,13 @@ class AuditRecorder:
     def _next_events(self) -> tuple[list[Event], list[threading.Event], bool]:
         events: list[Event] = []
         markers: list[threading.Event] = []
-        timeout = self._retry_interval_s if self._in_outage else None
+        timeout = None
+        if self._in_outage:
+            timeout = self._retry_interval_s
+        elif self._seq.size != max(self._last_checkpoint_size, 0):
+            # Records not yet under a checkpoint: wake up when one falls due, even if idle.
+            elapsed = time.monotonic() - self._last_checkpoint_t
+            timeout = max(self._checkpoint_interval_s - elapsed, 0.0)
         try:
             item = self._queue.get(timeout=timeout)
         except queue.Empty:

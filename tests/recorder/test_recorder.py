@@ -243,3 +243,23 @@ def test_caller_cannot_switch_recording_off(db_url: str, signer: Signer, tmp_pat
         trail = read_trail(conn, ORIGIN, start.request_id)
     assert trail.token_ids == engine.truth[start.request_id].token_ids
     assert trail.start["params"]["audit"] is False  # recorded as given, and recorded all the same
+
+
+def test_idle_recorder_still_checkpoints_on_time(
+    db_url: str, signer: Signer, tmp_path: Path
+) -> None:
+    """A checkpoint falls due T ms after the last one even when no event arrives (C10)."""
+    engine = SyntheticEngine(seed=10)
+    recorder = _open(db_url, signer, tmp_path, checkpoint_interval_ms=100)
+    try:
+        for event in engine.run(3):
+            recorder.record(event)
+        recorder.flush()
+        deadline = time.monotonic() + 10
+        while recorder.stats.checkpoints == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert recorder.stats.checkpoints >= 1
+        assert recorder.last_checkpoint_note is not None
+        assert f"\n{recorder.stats.records}\n" in recorder.last_checkpoint_note
+    finally:
+        recorder.close()

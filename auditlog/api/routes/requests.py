@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import HTMLResponse
 
 from auditlog.bundle.export import (
@@ -25,7 +25,7 @@ from auditlog.store.ledger_store import latest_checkpoint
 
 from ..deps import AdminOrAuditor, AuditDep, ConnDep, StateDep
 from ..html import render_transcript
-from ..keys import ApiKey
+from ..keys import ApiKey, Role
 from ..queries import MAX_SQL_INT, SearchFilter, search_requests
 from ..schemas import (
     CheckpointPublic,
@@ -46,13 +46,13 @@ BUNDLE_MEDIA_TYPE = "application/vnd.auditlog.bundle+json"
 
 router = APIRouter(prefix="/v1/requests", tags=["requests"], responses=ERROR_RESPONSES)
 
-RequestId = Annotated[str, "request id"]
+RequestId = Annotated[str, Path(min_length=1, max_length=255, description="request id")]
 Nanos = Query(ge=0, le=MAX_SQL_INT, description="ns since the Unix epoch, UTC")
 
 
 def _scope(key: ApiKey) -> tuple[str, ...] | None:
     """Tenants whose content ``key`` may read; None for every tenant (admin)."""
-    return None if key.role == "admin" else key.tenants
+    return None if key.role is Role.ADMIN else key.tenants
 
 
 @router.get("", response_model=RequestPage, summary="Search requests")
