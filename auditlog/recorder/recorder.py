@@ -37,12 +37,10 @@ from auditlog.errors import RecorderError, StoreError
 from auditlog.events import (
     BatchStep,
     Event,
-    FinishReason,
-    Provenance,
     RequestFinished,
     RequestStarted,
 )
-from auditlog.ledger import Checkpoint, RecordKind, Signer, payload_bytes
+from auditlog.ledger import Checkpoint, Signer
 from auditlog.store import (
     StoredCheckpoint,
     append_batch,
@@ -51,10 +49,10 @@ from auditlog.store import (
     upgrade,
 )
 
-from .deinterleave import deinterleave
 from .durability import UNTIL_END, DurabilityTracker
 from .sequencer import LogSequencer, PendingBatch
 from .spool import Spool
+from .translate import check_event, interrupt_open_chains, sequence_events
 
 __all__ = ["AuditRecorder", "FailMode", "RecorderStats", "Witness"]
 
@@ -65,9 +63,6 @@ _STOP = object()
 # Errors that send a flush to the spool: the database is unreachable or refused the transaction.
 # (The store raises StoreError for driver errors inside its bulk path.)
 _DB_UNAVAILABLE = (OperationalError, DBAPIError, StoreError)
-
-_PROVENANCE_CODE = {p: p.value for p in Provenance}
-_MAX_SAFE = 2**53 - 1
 
 
 class FailMode(enum.StrEnum):
@@ -212,13 +207,13 @@ class AuditRecorder:
             raise RecorderError("recorder is closed")
         if self._failure is not None:
             raise RecorderError(f"recorder failed: {self._failure}") from self._failure
+        check_event(event)
         with self._open_lock:
             if isinstance(event, RequestStarted):
                 if event.request_id in self._open_requests:
                     raise RecorderError(f"request {event.request_id!r} is already open")
                 self._open_requests.add(event.request_id)
             elif isinstance(event, BatchStep):
-                _check_step_types(event)
                 unknown = set(event.request_ids).union(event.drafts) - self._open_requests
                 if unknown:
                     raise RecorderError(
@@ -292,7 +287,10 @@ class AuditRecorder:
             flush = _Flush(markers=markers, last=stopping)
             if self._failure is None:
                 try:
-                    flush.started, flush.tokens, flush.ended = self._sequence(events)
+                    inc = sequence_events(self._seq, events)
+                    flush.started, flush.tokens, flush.ended = inc.started, inc.tokens, inc.ended
+                    self.stats.events += len(events)
+                    self.stats.tokens += inc.num_tokens
                     flush.batch = self._seq.drain()
                     flush.checkpoint = self._due_checkpoint(force=stopping)
                 except Exception as exc:  # a stage must report, never die silently
@@ -356,107 +354,12 @@ class AuditRecorder:
                 except queue.Empty:
                     return events, markers, False
 
-    def _sequence(self, events: list[Event]) -> tuple[set[str], dict[str, int], set[str]]:
-        """Turn events into sequenced records; return the durability increments they carry."""
-        seq = self._seq
-        started: set[str] = set()
-        ended: set[str] = set()
-        tokens: dict[str, int] = {}
-        for event in events:
-            self.stats.events += 1
-            if isinstance(event, BatchStep):
-                runs = deinterleave(event)
-                step_id = event.step_id
-                for run in runs:
-                    # Types were checked in record(): the trusted builders apply.
-                    seq.append(
-                        RecordKind.TOKENS,
-                        ts=event.ts,
-                        request_id=run.request_id,
-                        payload=payload_bytes(
-                            {"token_ids": run.token_ids, "drafts": run.drafts}, trusted=True
-                        ),
-                        fields={
-                            "step": step_id,
-                            "n": len(run.token_ids),
-                            "prov": [_PROVENANCE_CODE[p] for p in run.provenance],
-                        },
-                        trusted=True,
-                    )
-                    tokens[run.request_id] = tokens.get(run.request_id, 0) + len(run.token_ids)
-                # The manifest closes the step: it follows the step's tokens records.
-                seq.append(
-                    RecordKind.STEP,
-                    ts=event.ts,
-                    fields={
-                        "step": step_id,
-                        "batch": [[run.request_id, len(run.token_ids)] for run in runs],
-                        "n": len(event.token_ids),
-                        "passes": event.num_target_passes,
-                    },
-                    trusted=True,
-                )
-                self.stats.tokens += len(event.token_ids)
-            elif isinstance(event, RequestStarted):
-                seq.append(
-                    RecordKind.REQUEST_START,
-                    ts=event.ts,
-                    request_id=event.request_id,
-                    tenant=event.tenant,
-                    payload=payload_bytes(
-                        {
-                            "prompt_token_ids": list(event.prompt_token_ids),
-                            "prompt_text": event.prompt_text,
-                        }
-                    ),
-                    fields={
-                        "principal": event.principal,
-                        "client": event.client,
-                        "engine": event.engine,
-                        "params": dict(event.params),
-                        "target": _model_ref(event.target),
-                        "draft": None if event.draft is None else _model_ref(event.draft),
-                    },
-                )
-                started.add(event.request_id)
-            else:
-                seq.append(
-                    RecordKind.REQUEST_END,
-                    ts=event.ts,
-                    request_id=event.request_id,
-                    fields={
-                        "reason": str(event.reason),
-                        "n_generated": event.n_generated,
-                        "n_delivered": event.n_delivered,
-                        "error": event.error,
-                    },
-                )
-                ended.add(event.request_id)
-        return started, tokens, ended
-
     def _interrupt_open_chains(self) -> int:
-        """Close every chain a previous process left open (crash recovery, C22)."""
-        now = time.time_ns()
-        for request_id in sorted(self._seq.heads):
-            self._seq.append(
-                RecordKind.REQUEST_END,
-                ts=now,
-                request_id=request_id,
-                fields={
-                    "reason": str(FinishReason.INTERRUPTED),
-                    "n_generated": None,
-                    "n_delivered": None,
-                    "error": "recorder restarted with this request still open",
-                },
-            )
-            self.stats.interrupted_on_resume += 1
-        if self.stats.interrupted_on_resume:
-            log.warning(
-                "recorder.resumed_open_chains",
-                origin=self.origin,
-                interrupted=self.stats.interrupted_on_resume,
-            )
-        return self.stats.interrupted_on_resume
+        closed = interrupt_open_chains(self._seq, time.time_ns())
+        self.stats.interrupted_on_resume += len(closed)
+        if closed:
+            log.warning("recorder.resumed_open_chains", origin=self.origin, interrupted=closed)
+        return len(closed)
 
     def _due_checkpoint(self, *, force: bool) -> tuple[Checkpoint, str] | None:
         """Sign the current tree head if a checkpoint is due (every N records or T ms, or
@@ -541,31 +444,3 @@ class AuditRecorder:
                 witness.submit(cp.origin, cp.size, note)
             except Exception:
                 log.exception("recorder.witness_failed", origin=cp.origin, size=cp.size)
-
-
-def _check_step_types(step: BatchStep) -> None:
-    """The writer builds this step's records on the trusted path: check the types here, in the
-    caller's thread, so a bad event is refused at once instead of failing the writer."""
-    if not (type(step.step_id) is int and 0 <= step.step_id <= _MAX_SAFE and type(step.ts) is int):
-        raise RecorderError(f"step id and ts must be integers, got {step.step_id!r}, {step.ts!r}")
-    ids = step.token_ids
-    if ids and not (
-        set(map(type, ids)) == {int} and min(ids) >= -_MAX_SAFE and max(ids) <= _MAX_SAFE
-    ):
-        raise RecorderError(f"step {step.step_id}: token ids must be integers")
-    if step.request_ids and set(map(type, step.request_ids)) != {str}:
-        raise RecorderError(f"step {step.step_id}: request ids must be strings")
-    if not set(step.provenance) <= _PROVENANCE_CODE.keys():
-        raise RecorderError(f"step {step.step_id}: unknown provenance code")
-    for request_id, proposals in step.drafts.items():
-        if type(request_id) is not str or (proposals and set(map(type, proposals)) != {int}):
-            raise RecorderError(f"step {step.step_id}: draft proposals must be integer ids")
-
-
-def _model_ref(ref: Any) -> dict[str, str]:
-    return {
-        "name": ref.name,
-        "weights_sha256": ref.weights_sha256,
-        "tokenizer_sha256": ref.tokenizer_sha256,
-        "architecture": ref.architecture,
-    }

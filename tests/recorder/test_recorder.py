@@ -118,6 +118,12 @@ def test_unknown_request_is_refused_at_once(db_url: str, signer: Signer, tmp_pat
                     ts=1,
                 )
             )
+        import dataclasses
+
+        floaty = dataclasses.replace(engine.start(2), params={"temperature": 0.7})
+        with pytest.raises(RecorderError, match="decimal strings"):
+            recorder.record(floaty)
+        engine.remaining.pop(floaty.request_id)
         step = engine.step()
         assert step is not None
         recorder.record(step)

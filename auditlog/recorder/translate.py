@@ -1,0 +1,213 @@
+"""Engine events -> ledger records: what each event becomes in the log (docs/FORMAT.md 3.3).
+
+- ``RequestStarted`` -> ``request.start`` (identity, model references, parameters; the prompt in
+  the payload);
+- ``BatchStep`` -> one ``tokens`` record per request in the step (de-interleaved, in the order of
+  each request's first token), then the step's ``step`` manifest, which closes it;
+- ``RequestFinished`` -> ``request.end``.
+
+:func:`check_event` runs in the caller's thread (``AuditRecorder.record``) so that an event that
+cannot be recorded is refused at once with a clear error; the writer then builds the records it
+composes itself on the ledger's trusted path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from auditlog.errors import FormatError, RecorderError
+from auditlog.events import (
+    BatchStep,
+    Event,
+    FinishReason,
+    ModelRef,
+    Provenance,
+    RequestFinished,
+    RequestStarted,
+)
+from auditlog.ledger import MAX_SAFE_INTEGER, RecordKind, payload_bytes
+from auditlog.ledger.canonical import check_canonical_subset
+
+from .deinterleave import deinterleave
+from .sequencer import LogSequencer
+
+__all__ = ["Increments", "check_event", "interrupt_open_chains", "sequence_events"]
+
+_PROVENANCE_CODE = {p: p.value for p in Provenance}
+
+
+@dataclass(slots=True)
+class Increments:
+    """What a group of events adds to the durability watermarks once committed."""
+
+    started: set[str] = field(default_factory=set)
+    tokens: dict[str, int] = field(default_factory=dict)
+    ended: set[str] = field(default_factory=set)
+    num_tokens: int = 0
+
+
+def check_event(event: Event) -> None:
+    """Raise :class:`RecorderError` unless ``event`` can be recorded as it is."""
+    if isinstance(event, BatchStep):
+        _check_step(event)
+    elif isinstance(event, RequestStarted):
+        _check_start(event)
+    elif isinstance(event, RequestFinished):
+        counts = (event.n_generated, event.n_delivered, event.ts)
+        if not all(type(n) is int and n >= 0 for n in counts) or type(event.error) is not str:
+            raise RecorderError(f"request {event.request_id!r}: bad end counts {counts}")
+        if not isinstance(event.reason, FinishReason):
+            raise RecorderError(f"request {event.request_id!r}: unknown reason {event.reason!r}")
+    else:
+        raise RecorderError(f"not an auditlog event: {type(event).__name__}")
+
+
+def _check_start(event: RequestStarted) -> None:
+    strings = (
+        event.request_id,
+        event.tenant,
+        event.principal,
+        event.prompt_text,
+        event.engine,
+        event.client,
+    )
+    if not all(type(s) is str for s in strings) or not event.request_id:
+        raise RecorderError(f"request {event.request_id!r}: identity fields must be strings")
+    if type(event.ts) is not int or event.ts < 0:
+        raise RecorderError(f"request {event.request_id!r}: ts must be integer nanoseconds")
+    if not all(type(t) is int for t in event.prompt_token_ids):
+        raise RecorderError(f"request {event.request_id!r}: prompt token ids must be integers")
+    try:
+        check_canonical_subset(dict(event.params))
+    except FormatError as exc:
+        raise RecorderError(
+            f"request {event.request_id!r}: parameters cannot be recorded exactly ({exc}); "
+            "write non-integers as decimal strings"
+        ) from exc
+
+
+def _check_step(step: BatchStep) -> None:
+    if not (type(step.step_id) is int and 0 <= step.step_id <= MAX_SAFE_INTEGER):
+        raise RecorderError(f"step id must be a non-negative integer, got {step.step_id!r}")
+    if type(step.ts) is not int or step.ts < 0:
+        raise RecorderError(f"step {step.step_id}: ts must be integer nanoseconds")
+    ids = step.token_ids
+    if ids and not (
+        set(map(type, ids)) == {int}
+        and -MAX_SAFE_INTEGER <= min(ids) <= max(ids) <= MAX_SAFE_INTEGER
+    ):
+        raise RecorderError(f"step {step.step_id}: token ids must be integers")
+    if step.request_ids and set(map(type, step.request_ids)) != {str}:
+        raise RecorderError(f"step {step.step_id}: request ids must be strings")
+    if not set(step.provenance) <= _PROVENANCE_CODE.keys():
+        raise RecorderError(f"step {step.step_id}: unknown provenance code")
+    for request_id, proposals in step.drafts.items():
+        if type(request_id) is not str or (proposals and set(map(type, proposals)) != {int}):
+            raise RecorderError(f"step {step.step_id}: draft proposals must be integer ids")
+
+
+def sequence_events(seq: LogSequencer, events: list[Event]) -> Increments:
+    """Append the records of ``events`` (already checked) to ``seq``, in order."""
+    inc = Increments()
+    tokens = inc.tokens
+    for event in events:
+        if isinstance(event, BatchStep):
+            runs = deinterleave(event)
+            for run in runs:
+                n = len(run.token_ids)
+                seq.append(
+                    RecordKind.TOKENS,
+                    ts=event.ts,
+                    request_id=run.request_id,
+                    payload=payload_bytes(
+                        {"token_ids": run.token_ids, "drafts": run.drafts}, trusted=True
+                    ),
+                    fields={
+                        "step": event.step_id,
+                        "n": n,
+                        "prov": [_PROVENANCE_CODE[p] for p in run.provenance],
+                    },
+                    trusted=True,
+                )
+                tokens[run.request_id] = tokens.get(run.request_id, 0) + n
+            # The manifest closes the step: it follows the step's tokens records.
+            seq.append(
+                RecordKind.STEP,
+                ts=event.ts,
+                fields={
+                    "step": event.step_id,
+                    "batch": [[run.request_id, len(run.token_ids)] for run in runs],
+                    "n": len(event.token_ids),
+                    "passes": event.num_target_passes,
+                },
+                trusted=True,
+            )
+            inc.num_tokens += len(event.token_ids)
+        elif isinstance(event, RequestStarted):
+            seq.append(
+                RecordKind.REQUEST_START,
+                ts=event.ts,
+                request_id=event.request_id,
+                tenant=event.tenant,
+                payload=payload_bytes(
+                    {
+                        "prompt_token_ids": list(event.prompt_token_ids),
+                        "prompt_text": event.prompt_text,
+                    }
+                ),
+                fields={
+                    "principal": event.principal,
+                    "client": event.client,
+                    "engine": event.engine,
+                    "params": dict(event.params),
+                    "target": _model_ref(event.target),
+                    "draft": None if event.draft is None else _model_ref(event.draft),
+                },
+            )
+            inc.started.add(event.request_id)
+        else:
+            seq.append(
+                RecordKind.REQUEST_END,
+                ts=event.ts,
+                request_id=event.request_id,
+                fields={
+                    "reason": event.reason.value,
+                    "n_generated": event.n_generated,
+                    "n_delivered": event.n_delivered,
+                    "error": event.error,
+                },
+            )
+            inc.ended.add(event.request_id)
+    return inc
+
+
+def interrupt_open_chains(seq: LogSequencer, now: int) -> list[str]:
+    """Close every chain a previous process left open (crash recovery, C22); return their ids.
+
+    The counts are null: the dead process's generated and delivered counts are unknowable; the
+    trail's ``tokens`` records say what was recorded.
+    """
+    closed = sorted(seq.heads)
+    for request_id in closed:
+        seq.append(
+            RecordKind.REQUEST_END,
+            ts=now,
+            request_id=request_id,
+            fields={
+                "reason": FinishReason.INTERRUPTED.value,
+                "n_generated": None,
+                "n_delivered": None,
+                "error": "recorder restarted with this request still open",
+            },
+        )
+    return closed
+
+
+def _model_ref(ref: ModelRef) -> dict[str, Any]:
+    return {
+        "name": ref.name,
+        "weights_sha256": ref.weights_sha256,
+        "tokenizer_sha256": ref.tokenizer_sha256,
+        "architecture": ref.architecture,
+    }
