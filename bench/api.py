@@ -44,7 +44,7 @@ def _signer(name: str) -> Signer:
 
 def fill(db_url: str, num_records: int, spool: Path) -> tuple[str, tuple[int, int], float]:
     """Record traffic until ``num_records`` records; returns (long request id, ts range, s)."""
-    synthetic = SyntheticEngine(seed=3, tenants=8, max_batch=8)
+    synthetic = SyntheticEngine(seed=3, tenants=8, max_batch=16)
     t0 = time.perf_counter()
     approx = 0
     with AuditRecorder.open(
@@ -55,18 +55,18 @@ def fill(db_url: str, num_records: int, spool: Path) -> tuple[str, tuple[int, in
         first_ts = last_ts = events[0].ts
         while approx < num_records or synthetic.remaining:
             if approx < num_records:
-                for _ in range(2):
-                    started = synthetic.start()
-                    events.append(started)
-                    last_ts = started.ts
-                approx += 2
+                # One arrival per step keeps the running set (max 16) from building a backlog.
+                started = synthetic.start()
+                events.append(started)
+                last_ts = started.ts
+                approx += 1
             step = synthetic.step()
             if step is not None:
                 events.append(step)
                 approx += len(set(step.request_ids) | set(step.drafts)) + 1
             finished = synthetic.finish_done()
             events.extend(finished)
-            approx += 2 * len(finished)
+            approx += len(finished)
             for event in events:
                 recorder.record(event)
             events.clear()

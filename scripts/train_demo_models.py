@@ -39,6 +39,7 @@ PROMPT_SEED = CORPUS_SEED + 2  # evaluation prompts, unseen in training
 SEQ_LEN = 512
 BATCH_SIZE = 8
 SPEC_K = 4
+ROPE_THETA = 10000.0
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ def hf_config(shape: Shape, tok: ByteTokenizer) -> LlamaConfig:
     return LlamaConfig(
         vocab_size=tok.vocab_size,
         max_position_embeddings=SEQ_LEN,
-        rope_theta=10000.0,
+        rope_parameters={"rope_type": "default", "rope_theta": ROPE_THETA},
         rms_norm_eps=1e-5,
         hidden_act="silu",  # SwiGLU MLP
         bos_token_id=tok.bos_id,
@@ -134,6 +135,11 @@ def save(model: LlamaForCausalLM, tok: ByteTokenizer, out: Path) -> None:
     model.to(torch.bfloat16).save_pretrained(out, safe_serialization=True)
     tok.save(out / "tokenizer.json")
     (out / "generation_config.json").unlink(missing_ok=True)  # the engine does not read it
+    # transformers 5 writes rope_parameters; older readers look for a top-level rope_theta
+    config_path = out / "config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config["rope_theta"] = ROPE_THETA
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     for path in out.iterdir():
         path.chmod(0o644)
 
@@ -150,7 +156,7 @@ def greedy_speculative(
     """Greedy speculative decoding (no KV cache) -> (tokens, accepted, proposed, target passes)."""
     greedy = [SamplingParams()]
     vocab = target.config.vocab_size
-    ids, out = list(prompt_ids), []
+    ids, out = list(prompt_ids), list[int]()
     accepted = proposed = passes = 0
     with torch.no_grad():
         while len(out) < max_new_tokens and (not out or out[-1] != eos_id):
@@ -252,6 +258,11 @@ def write_readme(stats: dict[str, Any]) -> None:
         "```",
         spec["sample"].rstrip("\n"),
         "```",
+        "",
+        "Limits: training is capped to about half an hour of a shared 2-core CPU, so the target",
+        "is under-trained (its held-out loss is no better than the draft's): both reproduce the",
+        "dialogue shape and phrasing, but neither reliably copies slot values (order numbers,",
+        "amounts, names) from earlier turns. They exist to exercise the engine, not to be useful.",
         "",
         "`training.json` holds the same figures as recorded by the script.",
         "",

@@ -26,6 +26,9 @@ _COMMAND_MODULES = (
     "keygen_cmd",
     "bench_cmd",
     "serve_cmd",
+    "api_cmd",
+    "keys_cmd",
+    "bundle_cmd",
 )
 
 app = typer.Typer(
