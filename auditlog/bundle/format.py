@@ -1,6 +1,6 @@
 """The evidence bundle: one request's trail with everything needed to verify it offline (C20).
 
-A bundle is one canonical JSON object (RFC 8785 bytes, docs/BUNDLE.md)::
+A bundle is one canonical JSON object (RFC 8785 bytes, docs/FORMAT.md section 9)::
 
     {"format": "auditlog-bundle", "v": 1,
      "log": <origin>, "request_id": <id>,

@@ -3,7 +3,7 @@
 :func:`verify_bundle` needs nothing but the bundle bytes and, ideally, the log's verifier keys
 obtained out of band. It raises :class:`~auditlog.errors.VerificationError` at the first failure,
 with a message that names the record (``req_seq`` and ``seq``), what was expected and what was
-found. Steps, in order (docs/BUNDLE.md section "Verification"):
+found. Steps, in order (docs/FORMAT.md section 9.3):
 
 1. The bytes decode as a bundle of this format version, in canonical form.
 2. The checkpoint note carries a valid Ed25519 signature by a trusted key (``trusted_keys``);

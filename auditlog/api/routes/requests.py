@@ -41,7 +41,7 @@ from . import ERROR_RESPONSES
 
 __all__ = ["BUNDLE_MEDIA_TYPE", "router"]
 
-#: Media type of an evidence bundle (canonical JSON, docs/BUNDLE.md).
+#: Media type of an evidence bundle (canonical JSON, docs/FORMAT.md section 9).
 BUNDLE_MEDIA_TYPE = "application/vnd.auditlog.bundle+json"
 
 router = APIRouter(prefix="/v1/requests", tags=["requests"], responses=ERROR_RESPONSES)
@@ -155,7 +155,7 @@ def bundle(
     state: StateDep,
     checkpoint_size: Annotated[int | None, Query(ge=1, le=MAX_SQL_INT)] = None,
 ) -> Response:
-    """Self-verifying bundle (docs/BUNDLE.md), pinned to the earliest checkpoint covering the
+    """Self-verifying bundle (docs/FORMAT.md section 9), pinned to the earliest checkpoint covering the
     trail (or ``checkpoint_size``): the same request always gives the same bytes (C20)."""
     with audit.reading(request_id):
         stored = find_trail(conn, request_id, tenants=_scope(key))
