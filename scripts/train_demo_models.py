@@ -4,7 +4,7 @@ Both are ``transformers`` ``LlamaForCausalLM`` models over the byte-level tokeni
 CPU from random initialisation on the seeded customer-support corpus of ``auditlog.engine.corpus``.
 Run from the repository root (needs the dev extra, for ``transformers``)::
 
-    python scripts/train_demo_models.py            # both models, about 15 minutes on 2 cores
+    python scripts/train_demo_models.py            # both models: 15-30 minutes on 2 cores
     python scripts/train_demo_models.py --only draft
 
 The weights are written in bfloat16 (``model.safetensors``) beside ``config.json`` and

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, select
 
 from auditlog.errors import FormatError, NotFoundError, VerificationError
-from auditlog.ledger import RecordKind, Verifier, inclusion_proof, open_checkpoint, parse_header
+from auditlog.ledger import RecordKind, Verifier, open_checkpoint, parse_header
+from auditlog.ledger.merkle_proofs import inclusion_proofs
 from auditlog.store.ledger_store import (
     StoredCheckpoint,
     StoredNodeSource,
@@ -207,6 +208,7 @@ def build_bundle(
     """The bundle of ``trail`` against ``checkpoint``: proofs read from the stored Merkle nodes."""
     first = min(r.seq for r in trail.records)
     source = TrailNodeSource(conn, trail.log_id, first, trail.end)
+    proofs = inclusion_proofs([r.seq for r in trail.records], checkpoint.size, source)
     return Bundle(
         log=trail.origin,
         request_id=trail.request_id,
@@ -217,9 +219,9 @@ def build_bundle(
                 seq=r.seq,
                 body=bytes(r.body),
                 payload=None if r.payload is None else bytes(r.payload),
-                proof=tuple(inclusion_proof(r.seq, checkpoint.size, source)),
+                proof=tuple(proof),
             )
-            for r in trail.records
+            for r, proof in zip(trail.records, proofs, strict=True)
         ),
     )
 

@@ -1,4 +1,13 @@
-"""What the engine hands back to its caller, and the text rules behind it.
+"""What the engine hands back to its caller, and the rules that end a request and settle its text.
+
+Finish rules, checked after each appended token in this order:
+
+- A stop token (EOS unless ``ignore_eos``, or one of ``stop_token_ids``) or a stop string ends
+  the request with reason ``stop``.
+- Otherwise ``max_tokens`` generated tokens, or a full context (``max_model_len`` tokens), end it
+  with reason ``length``.
+
+Tokens after the one that ends a request are dropped: they are never generated.
 
 Text rules (C6, generated vs delivered):
 
@@ -16,9 +25,21 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from auditlog.engine.sequence import Sequence as Seq
 from auditlog.events import FinishReason, Provenance
 
-__all__ = ["RequestOutput", "StepOutput", "find_stop", "num_tokens_within", "settled_text"]
+__all__ = [
+    "RequestOutput",
+    "StepOutput",
+    "append_tokens",
+    "final_output",
+    "find_stop",
+    "num_tokens_within",
+    "running_output",
+    "settled_text",
+]
+
+Decode = Callable[[list[int]], str]
 
 REPLACEMENT_CHAR = "\ufffd"  # what an incomplete UTF-8 sequence decodes to
 
@@ -64,11 +85,81 @@ def settled_text(text: str, stops: Sequence[str]) -> str:
     return text[:end]
 
 
-def num_tokens_within(
-    token_ids: Sequence[int], delivered: str, decode: Callable[[list[int]], str]
-) -> int:
+def num_tokens_within(token_ids: Sequence[int], delivered: str, decode: Decode) -> int:
     """The largest n such that the text of the first n tokens is a prefix of ``delivered``."""
     for n in range(len(token_ids), -1, -1):
         if delivered.startswith(decode(list(token_ids[:n]))):
             return n
     return 0
+
+
+def append_tokens(
+    seq: Seq, tokens: list[int], *, eos_id: int, max_model_len: int, decode: Decode
+) -> int:
+    """Append ``tokens`` to ``seq`` until one ends it (setting ``seq.finish_reason`` and, for a
+    stop string, ``seq.stop_text``); return how many were appended (finish rules, module doc)."""
+    p = seq.params
+    for i, token in enumerate(tokens):
+        seq.token_ids.append(token)
+        if token in p.stop_token_ids or (token == eos_id and not p.ignore_eos):
+            seq.finish_reason = FinishReason.STOP
+        elif p.stop:
+            text = decode(seq.generated_ids)
+            cut = find_stop(text, p.stop)
+            if cut >= 0:
+                seq.stop_text = text[:cut]
+                seq.finish_reason = FinishReason.STOP
+        if seq.finish_reason is None and (
+            seq.num_generated >= p.max_tokens or seq.num_tokens >= max_model_len
+        ):
+            seq.finish_reason = FinishReason.LENGTH
+        if seq.finish_reason is not None:
+            return i + 1
+    return len(tokens)
+
+
+def running_output(
+    seq: Seq, tokens: Sequence[int], provs: Sequence[Provenance], decode: Decode
+) -> StepOutput:
+    """The output of a request still running: its new tokens and the newly settled text."""
+    text = settled_text(decode(seq.generated_ids), seq.params.stop)
+    delta = text[len(seq.sent_text) :] if len(text) > len(seq.sent_text) else ""
+    seq.sent_text += delta
+    return StepOutput(
+        request_id=seq.request_id,
+        new_token_ids=tuple(tokens),
+        provenance=tuple(provs),
+        text_delta=delta,
+    )
+
+
+def final_output(
+    seq: Seq, tokens: Sequence[int], provs: Sequence[Provenance], decode: Decode
+) -> tuple[StepOutput, int]:
+    """The last output of a request ended with ``seq.finish_reason`` and ``seq.error``, and its
+    number of delivered tokens (text rules, module doc); ``seq.sent_text`` becomes the final text.
+    """
+    reason = seq.finish_reason
+    generated = seq.generated_ids
+    if reason is FinishReason.STOP and seq.stop_text is None:  # a stop token
+        final, n_delivered = decode(generated[:-1]), len(generated) - 1
+    elif reason is FinishReason.STOP and seq.stop_text is not None:  # a stop string
+        final = seq.stop_text
+        n_delivered = num_tokens_within(generated, final, decode)
+    elif reason is FinishReason.LENGTH:
+        final, n_delivered = decode(generated), len(generated)
+    else:  # abort or error: only what was already handed out
+        final = seq.sent_text
+        n_delivered = num_tokens_within(generated, final, decode)
+    delta = final[len(seq.sent_text) :]
+    seq.sent_text = final
+    output = StepOutput(
+        request_id=seq.request_id,
+        new_token_ids=tuple(tokens),
+        provenance=tuple(provs),
+        text_delta=delta,
+        finished=True,
+        finish_reason=reason,
+        error=seq.error,
+    )
+    return output, n_delivered

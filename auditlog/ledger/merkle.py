@@ -178,22 +178,28 @@ def root_hash(size: int, source: NodeSource) -> bytes:
     return EMPTY_ROOT if size == 0 else _range_hash(source, 0, size)
 
 
-def inclusion_proof(index: int, size: int, source: NodeSource) -> list[bytes]:
-    """PATH(index, D[size]) of RFC 9162 2.1.3.1, leaf-side first."""
+def _path_ranges(index: int, size: int) -> list[tuple[int, int]]:
+    """The leaf ranges [start, stop) whose MTH make up PATH(index, D[size]) (RFC 9162 2.1.3.1),
+    leaf-side first."""
     if not 0 <= index < size:
         raise VerificationError(f"leaf index {index} is outside a tree of size {size}")
-    path: list[bytes] = []
+    ranges: list[tuple[int, int]] = []
     start, stop, m = 0, size, index
     while stop - start > 1:
         k = _largest_power_of_two_below(stop - start)
         if m < k:  # PATH(m, D[0:k]) : MTH(D[k:n])
-            path.append(_range_hash(source, start + k, stop))
+            ranges.append((start + k, stop))
             stop = start + k
         else:  # PATH(m - k, D[k:n]) : MTH(D[0:k])
-            path.append(_range_hash(source, start, start + k))
+            ranges.append((start, start + k))
             start, m = start + k, m - k
-    path.reverse()
-    return path
+    ranges.reverse()
+    return ranges
+
+
+def inclusion_proof(index: int, size: int, source: NodeSource) -> list[bytes]:
+    """PATH(index, D[size]) of RFC 9162 2.1.3.1, leaf-side first."""
+    return [_range_hash(source, start, stop) for start, stop in _path_ranges(index, size)]
 
 
 def consistency_proof(size1: int, size2: int, source: NodeSource) -> list[bytes]:

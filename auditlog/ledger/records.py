@@ -257,16 +257,21 @@ def build_record(
     the verifier still checks every stored header.
     """
     if trusted:
-        return _build_trusted(log, seq, kind, request_id, req_seq, ts, prev, payload, fields)
-    if type(log) is not str or not log:
-        raise _bad("log", "a non-empty string", log)
-    if not _is_count(seq):
-        raise _bad("seq", "a non-negative integer", seq)
-    if type(ts) is not int or not 0 <= ts < _TS_LIMIT:
-        raise _bad("ts", "integer nanoseconds in [0, 10^20)", ts)
-    record_kind = _KINDS.get(kind) if isinstance(kind, str) else None
-    if record_kind is None:
-        raise _bad("kind", "one of " + ", ".join(sorted(_KINDS)), kind)
+        record_kind = kind
+    else:
+        if type(log) is not str or not log:
+            raise _bad("log", "a non-empty string", log)
+        if not _is_count(seq):
+            raise _bad("seq", "a non-negative integer", seq)
+        if type(ts) is not int or not 0 <= ts < _TS_LIMIT:
+            raise _bad("ts", "integer nanoseconds in [0, 10^20)", ts)
+        found = _KINDS.get(kind) if isinstance(kind, str) else None
+        if found is None:
+            raise _bad("kind", "one of " + ", ".join(sorted(_KINDS)), kind)
+        record_kind = found
+        if fields and not BASE_FIELDS.isdisjoint(fields):
+            clash = sorted(BASE_FIELDS.intersection(fields))
+            raise FormatError(f"kind-specific fields collide with base header fields: {clash}")
     header: dict[str, Any] = {
         "v": FORMAT_VERSION,
         "log": log,
@@ -278,61 +283,17 @@ def build_record(
         "prev": prev,
         # payload = lowercase hex SHA-256 of the stored payload bytes, or null
         "payload": None if payload is None else _sha256(payload).hexdigest(),
+        **fields,
     }
-    if fields:
-        if not BASE_FIELDS.isdisjoint(fields):
-            clash = sorted(BASE_FIELDS.intersection(fields))
-            raise FormatError(f"kind-specific fields collide with base header fields: {clash}")
-        header.update(fields)
-    non_ascii_keys = _check_header(header, record_kind)
+    non_ascii_keys = False if trusted else _check_header(header, record_kind)
     try:
         body = canonical_json(header) if non_ascii_keys else orjson.dumps(header, option=_DUMPS)
     except TypeError as exc:
         raise FormatError(f"record header is not canonical JSON: {exc}") from None
-    return Record(
-        seq=seq,
-        kind=record_kind,
-        request_id=request_id,
-        req_seq=req_seq,
-        ts=ts,
-        tenant=header.get("tenant"),
-        body=body,
-        # leaf = SHA-256(0x00 || record bytes), RFC 9162 2.1.1
-        leaf=_sha256(LEAF_HASH_PREFIX + body).digest(),
-        payload=payload,
-    )
-
-
-def _build_trusted(
-    log: str,
-    seq: int,
-    kind: RecordKind,
-    request_id: str | None,
-    req_seq: int | None,
-    ts: int,
-    prev: str | None,
-    payload: bytes | None,
-    fields: Mapping[str, Any],
-) -> Record:
-    header: dict[str, Any] = {
-        "v": FORMAT_VERSION,
-        "log": log,
-        "seq": seq,
-        "kind": kind.value,
-        "request_id": request_id,
-        "req_seq": req_seq,
-        "ts": str(ts),
-        "prev": prev,
-        "payload": None if payload is None else _sha256(payload).hexdigest(),
-        **fields,
-    }
-    try:
-        body = orjson.dumps(header, option=_DUMPS)
-    except TypeError as exc:
-        raise FormatError(f"record header is not canonical JSON: {exc}") from None
     # leaf = SHA-256(0x00 || record bytes), RFC 9162 2.1.1
     leaf = _sha256(LEAF_HASH_PREFIX + body).digest()
-    return Record(seq, kind, request_id, req_seq, ts, header.get("tenant"), body, leaf, payload)
+    tenant = header.get("tenant")
+    return Record(seq, record_kind, request_id, req_seq, ts, tenant, body, leaf, payload)
 
 
 def parse_header(body: bytes) -> dict[str, Any]:

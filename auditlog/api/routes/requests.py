@@ -20,7 +20,8 @@ from auditlog.bundle.export import (
     signing_keys_of,
 )
 from auditlog.bundle.format import encode_bundle
-from auditlog.ledger import inclusion_proof, leaf_hash
+from auditlog.ledger import leaf_hash
+from auditlog.ledger.merkle_proofs import inclusion_proofs
 from auditlog.store.ledger_store import latest_checkpoint
 
 from ..deps import AdminOrAuditor, AuditDep, ConnDep, StateDep
@@ -121,6 +122,7 @@ def proofs(
             raise NoCheckpointError(f"log {stored.origin!r} has no signed checkpoint yet")
         covered = [r for r in stored.records if r.seq < checkpoint.size]
         source = TrailNodeSource(conn, stored.log_id, stored.records[0].seq, stored.end)
+        paths = inclusion_proofs([r.seq for r in covered], checkpoint.size, source)
         return ProofsPublic(
             request_id=request_id,
             checkpoint=CheckpointPublic(
@@ -133,9 +135,9 @@ def proofs(
                 InclusionProofPublic(
                     seq=r.seq,
                     leaf=leaf_hash(bytes(r.body)).hex(),
-                    proof=[h.hex() for h in inclusion_proof(r.seq, checkpoint.size, source)],
+                    proof=[h.hex() for h in path],
                 )
-                for r in covered
+                for r, path in zip(covered, paths, strict=True)
             ],
             pending_seqs=[r.seq for r in stored.records if r.seq >= checkpoint.size],
         )
