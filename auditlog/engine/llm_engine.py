@@ -10,6 +10,8 @@ raise: the request is recorded (``RequestStarted``) and ends at once with reason
 message in ``RequestFinished.error`` and in the next ``step()``'s output (C1); the engine keeps
 serving the others. Reusing the id of an active request is a caller bug and raises
 ``InvalidRequestError``; the engine keeps no state for finished requests.
+
+Request checks live in ``inputs``; the finish and delivered-text rules in ``outputs``.
 """
 
 from __future__ import annotations
@@ -17,22 +19,22 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Protocol
 
 import torch
 
 from auditlog.engine.block_manager import BlockManager
 from auditlog.engine.config import EngineConfig
 from auditlog.engine.executor import StepExecutor
+from auditlog.engine.inputs import Tokenizer, read_input
 from auditlog.engine.loader import LoadedModel, load_model
 from auditlog.engine.model import CausalLM
 from auditlog.engine.model_runner import ModelRunner
 from auditlog.engine.outputs import (
     RequestOutput,
     StepOutput,
-    find_stop,
-    num_tokens_within,
-    settled_text,
+    append_tokens,
+    final_output,
+    running_output,
 )
 from auditlog.engine.sampler import SamplingParams, make_generator
 from auditlog.engine.scheduler import Scheduler
@@ -51,15 +53,6 @@ __all__ = ["DEMO_MODELS_DIR", "ENGINE_NAME", "LLMEngine", "Tokenizer"]
 
 ENGINE_NAME = "auditlog-reference-engine/0.1"
 DEMO_MODELS_DIR = Path(__file__).parent / "demo_models"
-
-
-class Tokenizer(Protocol):
-    bos_id: int
-    eos_id: int
-    vocab_size: int
-
-    def encode(self, text: str) -> list[int]: ...
-    def decode(self, ids: list[int]) -> str: ...
 
 
 def _discard(event: Event) -> None:
@@ -214,35 +207,18 @@ class LLMEngine:
     ) -> Seq:
         if request_id in self._sequences:
             raise InvalidRequestError(f"duplicate request id {request_id!r} (still active)")
-        error = ""
-        prompt_ids: tuple[int, ...] = ()
-        prompt_text = prompt if isinstance(prompt, str) else ""
-        try:
-            if isinstance(prompt, str):
-                prompt_ids = (self.tokenizer.bos_id, *self.tokenizer.encode(prompt))
-            elif isinstance(prompt, list | tuple):
-                prompt_ids = tuple(prompt)
-                prompt_text = self.tokenizer.decode(list(prompt))  # raises on unknown ids
-            else:
-                raise InvalidRequestError(
-                    f"prompt must be a str or a list of token ids, got {type(prompt).__name__}"
-                )
-            self._check_prompt(prompt_ids)
-            params.validate()
-        except InvalidRequestError as exc:
-            error = str(exc)
-        try:
-            params_record = params.to_record()
-        except (InvalidRequestError, TypeError, ValueError, ArithmeticError):
-            params_record = {"unrecordable": repr(params)}
+        read = read_input(prompt, params, self.tokenizer, max_model_len=self.max_model_len)
+        error = read.error
         self._emit(
             RequestStarted(
                 request_id=request_id,
                 tenant=tenant,
                 principal=principal,
-                prompt_token_ids=tuple(i if isinstance(i, int) else -1 for i in prompt_ids),
-                prompt_text=prompt_text,
-                params=params_record,
+                prompt_token_ids=tuple(
+                    i if isinstance(i, int) else -1 for i in read.prompt_token_ids
+                ),
+                prompt_text=read.prompt_text,
+                params=read.params_record,
                 target=self.target.ref,
                 draft=self.draft.ref if self.draft is not None else None,
                 ts=time.time_ns(),
@@ -253,7 +229,7 @@ class LLMEngine:
         seq = Seq(
             request_id=request_id,
             arrival=self._num_added,
-            prompt_token_ids=prompt_ids,
+            prompt_token_ids=read.prompt_token_ids,
             params=params,
             generator=make_generator(params.seed if not error else 0, self.device),
         )
@@ -264,15 +240,6 @@ class LLMEngine:
         else:
             self.scheduler.add(seq)
         return seq
-
-    def _check_prompt(self, ids: Sequence[int]) -> None:
-        if not ids:
-            raise InvalidRequestError("prompt is empty")
-        if len(ids) >= self.max_model_len:
-            raise InvalidRequestError(
-                f"prompt too long: expected at most {self.max_model_len - 1} tokens "
-                f"(context {self.max_model_len}), got {len(ids)}"
-            )
 
     def abort(self, request_id: str) -> bool:
         """End a queued or running request with reason ``abort``; False if it is not active."""
@@ -349,8 +316,11 @@ class LLMEngine:
         request_ids: list[str] = []
         provenance: list[Provenance] = []
         received: list[tuple[Seq, list[int], list[Provenance]]] = []
+        eos_id, decode = self.tokenizer.eos_id, self.tokenizer.decode
         for seq, tokens, provs in results:
-            n = self._append(seq, tokens)
+            n = append_tokens(
+                seq, tokens, eos_id=eos_id, max_model_len=self.max_model_len, decode=decode
+            )
             token_ids.extend(tokens[:n])
             request_ids.extend([seq.request_id] * n)
             provenance.extend(provs[:n])
@@ -370,40 +340,8 @@ class LLMEngine:
             if seq.finish_reason is not None:
                 outputs.append(self._finish(seq, seq.finish_reason, tokens, provs))
             elif tokens:
-                outputs.append(self._running_output(seq, tokens, provs))
+                outputs.append(running_output(seq, tokens, provs, decode))
         return outputs
-
-    def _append(self, seq: Seq, tokens: list[int]) -> int:
-        """Append tokens until one ends the request; return how many were appended."""
-        p = seq.params
-        for i, token in enumerate(tokens):
-            seq.token_ids.append(token)
-            if token in p.stop_token_ids or (token == self.tokenizer.eos_id and not p.ignore_eos):
-                seq.finish_reason = FinishReason.STOP
-            elif p.stop:
-                text = self.tokenizer.decode(seq.generated_ids)
-                cut = find_stop(text, p.stop)
-                if cut >= 0:
-                    seq.stop_text = text[:cut]
-                    seq.finish_reason = FinishReason.STOP
-            if seq.finish_reason is None and (
-                seq.num_generated >= p.max_tokens or seq.num_tokens >= self.max_model_len
-            ):
-                seq.finish_reason = FinishReason.LENGTH
-            if seq.finish_reason is not None:
-                return i + 1
-        return len(tokens)
-
-    def _running_output(self, seq: Seq, tokens: list[int], provs: list[Provenance]) -> StepOutput:
-        text = settled_text(self.tokenizer.decode(seq.generated_ids), seq.params.stop)
-        delta = text[len(seq.sent_text) :] if len(text) > len(seq.sent_text) else ""
-        seq.sent_text += delta
-        return StepOutput(
-            request_id=seq.request_id,
-            new_token_ids=tuple(tokens),
-            provenance=tuple(provs),
-            text_delta=delta,
-        )
 
     def _finish(
         self,
@@ -418,38 +356,18 @@ class LLMEngine:
         self.scheduler.remove(seq)
         self._sequences.pop(seq.request_id, None)
         seq.finish_reason, seq.error = reason, error
-        generated = seq.generated_ids
-        if reason is FinishReason.STOP and seq.stop_text is None:  # a stop token
-            final, n_delivered = self.tokenizer.decode(generated[:-1]), len(generated) - 1
-        elif reason is FinishReason.STOP and seq.stop_text is not None:  # a stop string
-            final = seq.stop_text
-            n_delivered = num_tokens_within(generated, final, self.tokenizer.decode)
-        elif reason is FinishReason.LENGTH:
-            final, n_delivered = self.tokenizer.decode(generated), len(generated)
-        else:  # abort or error: only what was already handed out
-            final = seq.sent_text
-            n_delivered = num_tokens_within(generated, final, self.tokenizer.decode)
-        delta = final[len(seq.sent_text) :]
-        seq.sent_text = final
+        output, n_delivered = final_output(seq, tokens, provs, self.tokenizer.decode)
         self._emit(
             RequestFinished(
                 request_id=seq.request_id,
                 reason=reason,
-                n_generated=len(generated),
+                n_generated=seq.num_generated,
                 n_delivered=n_delivered,
                 ts=time.time_ns(),
                 error=error,
             )
         )
-        return StepOutput(
-            request_id=seq.request_id,
-            new_token_ids=tuple(tokens),
-            provenance=tuple(provs),
-            text_delta=delta,
-            finished=True,
-            finish_reason=reason,
-            error=error,
-        )
+        return output
 
     def _emit(self, event: Event) -> None:
         self.event_sink(event)
