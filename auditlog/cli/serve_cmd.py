@@ -44,6 +44,7 @@ def serve(
     fail_open: Annotated[
         bool, typer.Option("--fail-open", help="Stream before records are durable (C21)")
     ] = False,
+    threads: Annotated[int, typer.Option("--threads", min=1, help="torch CPU threads")] = 1,
 ) -> None:
     """Serve /v1/completions, /v1/chat/completions and /v1/models, recording every request."""
     try:
@@ -54,9 +55,15 @@ def serve(
         raise ConfigurationError(
             f"serve needs the engine extra: pip install 'auditlog[engine]' ({exc})"
         ) from exc
+    import torch
+
     from auditlog.ledger import Signer
     from auditlog.recorder import FailMode
     from auditlog.server import ApiKeyTable, ServerSettings, create_app
+
+    # One intra-op thread by default: on a small machine more threads spin against the recorder
+    # and the event loop (see the demo command).
+    torch.set_num_threads(threads)
 
     if not key_file.exists():
         raise ConfigurationError(
@@ -80,5 +87,39 @@ def serve(
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
 
 
+def client_key(
+    tenant: Annotated[str, typer.Option("--tenant", help="Tenant the key's requests belong to")],
+    principal: Annotated[str, typer.Option("--principal", help="Caller identity (C3)")],
+    api_keys: Annotated[Path, typer.Option("--api-keys", help="Keys file of auditlog serve")] = (
+        Path("api-keys.json")
+    ),
+) -> None:
+    """Create an inference API key: its SHA-256 goes into the keys file, the key is printed once."""
+    import json
+    import os
+    import secrets
+
+    from auditlog.server import hash_api_key
+
+    data: dict[str, list[dict[str, str]]] = {"keys": []}
+    if api_keys.exists():
+        try:
+            data = json.loads(api_keys.read_text())
+            entries = data["keys"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigurationError(f"{api_keys} is not a keys file: {exc}") from exc
+    else:
+        entries = data["keys"]
+    key = "sk-audit-" + secrets.token_urlsafe(32)
+    entries.append({"sha256": hash_api_key(key), "tenant": tenant, "principal": principal})
+    tmp = api_keys.with_name(api_keys.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=2)
+    os.replace(tmp, api_keys)
+    typer.echo(key)
+
+
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
+    app.command("client-key")(client_key)

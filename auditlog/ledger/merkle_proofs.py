@@ -17,6 +17,7 @@ from auditlog.ledger.merkle import (
     _largest_power_of_two_below,
     _path_ranges,
     _read,
+    _subtree,
 )
 
 __all__ = ["inclusion_proofs"]
@@ -28,73 +29,79 @@ MERGE_GAP = 64
 def inclusion_proofs(indices: Sequence[int], size: int, source: NodeSource) -> list[list[bytes]]:
     """``[inclusion_proof(i, size, source) for i in indices]``, computing each hash once.
 
-    Neighbouring leaves share most of their paths; one call reads every persisted hash it needs
-    in a few range reads per level and hashes each subtree once. Raises like
-    :func:`inclusion_proof` (for the first index outside the tree) before reading anything.
+    Raises like :func:`inclusion_proof` (for the first index outside the tree) before reading
+    anything. Reads O(len(indices) * log(size)) hashes at most, in a few range reads per level.
     """
     paths = [_path_ranges(index, size) for index in indices]
-    hasher = _BatchHasher(source, {r for path in paths for r in path})
+    if not paths:
+        return []
+    hasher = _BatchHasher(source, size, indices)
     return [[hasher.range_hash(start, stop) for start, stop in path] for path in paths]
 
 
 class _BatchHasher:
-    """MTH of many ranges of one tree, memoised for the duration of one call.
+    """Subtree and range hashes of one tree of ``size`` leaves, each computed once.
 
-    Every range met by proofs starts on a multiple of a power of two >= its length, so its MTH
-    folds the perfect subtrees of the binary decomposition of its length (``_range_hash``).
+    Which hashes a proof needs (RFC 9162 2.1.3.1): PATH(m, D[n]) holds, for each ancestor of leaf
+    m (m itself included) that has a sibling, the MTH of that sibling's leaves. A sibling is a
+    complete subtree, except the one that reaches the right edge of the tree: its range
+    [start, n) is the MTH of the complete subtrees of the binary decomposition of n that lie
+    right of ``start`` (the tree's *frontier*). So, for each persisted level b (a multiple of
+    :data:`NODE_LEVEL_STRIDE`, 0 = leaves), the hashes of levels b .. b + 3 on leaf m's path are
+    all computed from the aligned block of 2^STRIDE level-b hashes around m's ancestor at level
+    b, and the frontier's from the last such block. Each block is read once (merged range reads)
+    and hashed level by level; ranges reaching the right edge are memoised.
     """
 
-    def __init__(self, source: NodeSource, ranges: set[tuple[int, int]]) -> None:
+    def __init__(self, source: NodeSource, size: int, indices: Sequence[int]) -> None:
         self._source = source
-        self._subtrees: dict[tuple[int, int], bytes] = {}  # (level, index) -> subtree hash
+        self._levels: dict[int, dict[int, bytes]] = {}  # level -> index -> subtree hash
         self._ranges: dict[tuple[int, int], bytes] = {}  # (start, stop) -> MTH(D[start:stop])
-        # The persisted hashes under every subtree of every range, as spans of one level.
-        spans: dict[int, list[tuple[int, int]]] = {}
-        for start, stop in ranges:
-            offset = start
-            for level in range((stop - start).bit_length() - 1, -1, -1):
-                if (stop - start) >> level & 1:
-                    below = level % NODE_LEVEL_STRIDE
-                    first = (offset >> level) << below
-                    spans.setdefault(level - below, []).append((first, first + (1 << below)))
-                    offset += 1 << level
-        for base, wanted in spans.items():
-            for lo, hi in _merge_spans(wanted):
-                for i, digest in enumerate(_read(source, base, lo, hi), start=lo):
-                    self._subtrees[base, i] = digest
+        block = 1 << NODE_LEVEL_STRIDE
+        for base in range(0, size.bit_length(), NODE_LEVEL_STRIDE):
+            count = size >> base  # complete subtrees at this level
+            starts = {(i >> base) // block * block for i in indices}
+            spans = [(lo, min(lo + block, count)) for lo in starts]
+            # The frontier's: the last `block` hashes, from a multiple of 2^(STRIDE - 1).
+            spans.append((max(0, count - block) // (block // 2) * (block // 2), count))
+            for lo, hi in _merge_spans(spans):
+                self._hash_up(base, lo, list(_read(source, base, lo, hi)))
+
+    def _hash_up(self, base: int, lo: int, layer: list[bytes]) -> None:
+        """Keep ``layer`` (level ``base``, from index ``lo``, a multiple of 2^(STRIDE - 1)) and
+        the complete subtrees above it up to level base + STRIDE - 1."""
+        for level in range(base, base + NODE_LEVEL_STRIDE):
+            first = lo >> (level - base)
+            self._levels.setdefault(level, {}).update(
+                zip(range(first, first + len(layer)), layer, strict=True)
+            )
+            # node = SHA-256(0x01 || left || right), RFC 9162 2.1.1 (aligned pairs of one level)
+            layer = [node_hash(layer[i], layer[i + 1]) for i in range(0, len(layer) - 1, 2)]
 
     def subtree(self, level: int, index: int) -> bytes:
-        """Hash of the complete subtree covering leaves [index * 2^level, (index + 1) * 2^level);
-        persisted levels are read in ``__init__`` (or here, one by one, if one was not)."""
-        key = (level, index)
-        digest = self._subtrees.get(key)
-        if digest is None and level % NODE_LEVEL_STRIDE == 0:  # persisted, not read yet
-            digest = _read(self._source, level, index, index + 1)[0]
-            self._subtrees[key] = digest
-        elif digest is None:
-            # node = SHA-256(0x01 || left || right), RFC 9162 2.1.1; the halves are perfect
-            digest = node_hash(
-                self.subtree(level - 1, 2 * index), self.subtree(level - 1, 2 * index + 1)
-            )
-            self._subtrees[key] = digest
+        """Hash of the complete subtree covering leaves [index * 2^level, (index + 1) * 2^level)
+        (from the blocks read in ``__init__``, else read and folded on its own)."""
+        nodes = self._levels.setdefault(level, {})
+        digest = nodes.get(index)
+        if digest is None:
+            digest = nodes[index] = _subtree(self._source, level, index)
         return digest
 
     def range_hash(self, start: int, stop: int) -> bytes:
         """MTH(D[start:stop]) = HASH(0x01 || MTH(D[start:start+k]) || MTH(D[start+k:stop])) with
-        k the largest power of two < n = stop - start (RFC 9162 2.1.1); for such ranges the left
-        part is a perfect subtree and the right part is again such a range."""
+        k the largest power of two < n = stop - start (RFC 9162 2.1.1). Proofs only meet ranges
+        that start on a multiple of a power of two >= n: the left part is a complete subtree and
+        the right part is again such a range."""
+        n = stop - start
+        if n & (n - 1) == 0:  # a complete subtree of 2^level leaves
+            level = n.bit_length() - 1
+            return self.subtree(level, start >> level)
         key = (start, stop)
         digest = self._ranges.get(key)
         if digest is None:
-            n = stop - start
-            if n & (n - 1) == 0:  # a perfect subtree of 2^level leaves
-                level = n.bit_length() - 1
-                digest = self.subtree(level, start >> level)
-            else:
-                k = _largest_power_of_two_below(n)
-                left = self.subtree(k.bit_length() - 1, start // k)
-                digest = node_hash(left, self.range_hash(start + k, stop))
-            self._ranges[key] = digest
+            k = _largest_power_of_two_below(n)
+            left = self.subtree(k.bit_length() - 1, start // k)
+            digest = self._ranges[key] = node_hash(left, self.range_hash(start + k, stop))
         return digest
 
 
@@ -105,6 +112,6 @@ def _merge_spans(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     for lo, hi in sorted(spans):
         if merged and lo <= merged[-1][1] + MERGE_GAP:
             merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
-        else:
+        elif lo < hi:
             merged.append((lo, hi))
     return merged
