@@ -26,26 +26,19 @@ from auditlog.store.ledger_store import (
     read_request,
 )
 from auditlog.store.ledger_store import list_keys as list_signing_keys
-from auditlog.store.schema import checkpoints, logs, nodes, records
+from auditlog.store.schema import checkpoints, logs, records
 
 from .format import Bundle, BundleRecord, encode_bundle
 
 __all__ = [
     "NoCheckpointError",
     "StoredTrail",
-    "TrailNodeSource",
     "build_bundle",
     "covering_checkpoint",
     "export_bundle",
     "find_trail",
     "signing_keys_of",
 ]
-
-
-#: Most hashes per level that a trail's proofs prefetch in one query.
-MAX_PREFETCH = 1 << 16
-#: Extra subtrees read on each side of the trail's span when prefetching a level.
-_PREFETCH_MARGIN = 16
 
 
 class NoCheckpointError(NotFoundError):
@@ -147,58 +140,6 @@ def signing_keys_of(
     return signed
 
 
-class TrailNodeSource:
-    """``NodeSource`` for the proofs of one trail: memoises every range it reads and, per level,
-    prefetches the hashes around the trail's span ``[lo, hi)`` in one query (at most
-    :data:`MAX_PREFETCH` per level). Sibling subtrees far from the span are shared by all the
-    trail's proofs and read once. Serves exactly what ``StoredNodeSource`` would.
-    """
-
-    def __init__(self, conn: Connection, log_id: int, lo: int, hi: int) -> None:
-        self._conn = conn
-        self._log_id = log_id
-        self._lo, self._hi = lo, hi
-        self._inner = StoredNodeSource(conn, log_id)
-        self._memo: dict[tuple[int, int, int], list[bytes]] = {}
-        self._windows: dict[int, tuple[int, int, dict[int, bytes]]] = {}
-
-    def _window(self, level: int) -> tuple[int, int, dict[int, bytes]]:
-        window = self._windows.get(level)
-        if window is None:
-            first = max(0, (self._lo >> level) - _PREFETCH_MARGIN)
-            last = (self._hi >> level) + _PREFETCH_MARGIN
-            found: dict[int, bytes] = {}
-            if last - first <= MAX_PREFETCH:
-                if level == 0:
-                    stmt = select(records.c.seq, records.c.leaf).where(
-                        records.c.log_id == self._log_id,
-                        records.c.seq >= first,
-                        records.c.seq < last,
-                    )
-                else:
-                    stmt = select(nodes.c.idx, nodes.c.hash).where(
-                        nodes.c.log_id == self._log_id,
-                        nodes.c.level == level,
-                        nodes.c.idx >= first,
-                        nodes.c.idx < last,
-                    )
-                found = {int(i): bytes(h) for i, h in self._conn.execute(stmt)}
-            window = self._windows[level] = (first, last, found)
-        return window
-
-    def get_nodes(self, level: int, start: int, stop: int) -> list[bytes]:
-        key = (level, start, stop)
-        hashes = self._memo.get(key)
-        if hashes is None:
-            first, last, found = self._window(level)
-            if first <= start and stop <= last and all(i in found for i in range(start, stop)):
-                hashes = [found[i] for i in range(start, stop)]
-            else:
-                hashes = self._inner.get_nodes(level, start, stop)
-            self._memo[key] = hashes
-        return hashes
-
-
 def build_bundle(
     conn: Connection,
     trail: StoredTrail,
@@ -206,8 +147,8 @@ def build_bundle(
     keys: Sequence[str],
 ) -> Bundle:
     """The bundle of ``trail`` against ``checkpoint``: proofs read from the stored Merkle nodes."""
-    first = min(r.seq for r in trail.records)
-    source = TrailNodeSource(conn, trail.log_id, first, trail.end)
+    source = StoredNodeSource(conn, trail.log_id)
+    # One batch: the trail's records are neighbours, their proofs share most hashes.
     proofs = inclusion_proofs([r.seq for r in trail.records], checkpoint.size, source)
     return Bundle(
         log=trail.origin,

@@ -7,7 +7,8 @@ memory or implement RFC 6962 verification only), and the verifier must be audita
 Storage layout: level 0 holds the leaf hashes (the records themselves); the hashes of complete
 subtrees are persisted only at levels that are multiples of :data:`NODE_LEVEL_STRIDE`. A complete
 subtree at level L is computed from at most 2^(L mod 4) persisted hashes of level L - (L mod 4), so
-every root and proof costs O(log n) small range reads.
+every root and proof costs O(log n) small range reads. Many proofs of one tree at once (a trail,
+a bundle): :func:`auditlog.ledger.merkle_proofs.inclusion_proofs`.
 """
 
 from __future__ import annotations

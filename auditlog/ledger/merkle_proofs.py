@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from auditlog.errors import VerificationError
 from auditlog.ledger.hashes import node_hash
 from auditlog.ledger.merkle import (
     NODE_LEVEL_STRIDE,
     NodeSource,
     _largest_power_of_two_below,
-    _path_ranges,
     _read,
     _subtree,
 )
@@ -32,11 +32,13 @@ def inclusion_proofs(indices: Sequence[int], size: int, source: NodeSource) -> l
     Raises like :func:`inclusion_proof` (for the first index outside the tree) before reading
     anything. Reads O(len(indices) * log(size)) hashes at most, in a few range reads per level.
     """
-    paths = [_path_ranges(index, size) for index in indices]
-    if not paths:
+    for index in indices:
+        if not 0 <= index < size:
+            raise VerificationError(f"leaf index {index} is outside a tree of size {size}")
+    if not indices:
         return []
     hasher = _BatchHasher(source, size, indices)
-    return [[hasher.range_hash(start, stop) for start, stop in path] for path in paths]
+    return [hasher.path(index) for index in indices]
 
 
 class _BatchHasher:
@@ -55,7 +57,11 @@ class _BatchHasher:
 
     def __init__(self, source: NodeSource, size: int, indices: Sequence[int]) -> None:
         self._source = source
-        self._levels: dict[int, dict[int, bytes]] = {}  # level -> index -> subtree hash
+        self._size = size
+        # level -> index -> complete subtree hash
+        self._levels: dict[int, dict[int, bytes]] = {
+            level: {} for level in range(size.bit_length() + NODE_LEVEL_STRIDE)
+        }
         self._ranges: dict[tuple[int, int], bytes] = {}  # (start, stop) -> MTH(D[start:stop])
         block = 1 << NODE_LEVEL_STRIDE
         for base in range(0, size.bit_length(), NODE_LEVEL_STRIDE):
@@ -72,16 +78,36 @@ class _BatchHasher:
         the complete subtrees above it up to level base + STRIDE - 1."""
         for level in range(base, base + NODE_LEVEL_STRIDE):
             first = lo >> (level - base)
-            self._levels.setdefault(level, {}).update(
-                zip(range(first, first + len(layer)), layer, strict=True)
-            )
+            self._levels[level].update(zip(range(first, first + len(layer)), layer, strict=True))
             # node = SHA-256(0x01 || left || right), RFC 9162 2.1.1 (aligned pairs of one level)
             layer = [node_hash(layer[i], layer[i + 1]) for i in range(0, len(layer) - 1, 2)]
+
+    def path(self, m: int) -> list[bytes]:
+        """PATH(m, D[n]) of RFC 9162 2.1.3.1, leaf-side first, by levels: below level
+        ``inner`` (the highest bit where m and n - 1 differ) every ancestor of m has a sibling,
+        a complete subtree or the range from it to the right edge; from ``inner`` up, the
+        ancestors lie on the right edge and only those that are right children have one (their
+        complete left sibling)."""
+        n, levels = self._size, self._levels
+        path: list[bytes] = []
+        inner = (m ^ (n - 1)).bit_length()
+        for level in range(inner):
+            sibling = (m >> level) ^ 1
+            if (sibling + 1) << level <= n:
+                digest = levels[level].get(sibling)
+                path.append(self.subtree(level, sibling) if digest is None else digest)
+            else:  # it reaches the right edge: MTH(D[sibling * 2^level : n])
+                path.append(self.range_hash(sibling << level, n))
+        for level in range(inner, n.bit_length()):
+            if m >> level & 1:
+                digest = levels[level].get((m >> level) - 1)
+                path.append(self.subtree(level, (m >> level) - 1) if digest is None else digest)
+        return path
 
     def subtree(self, level: int, index: int) -> bytes:
         """Hash of the complete subtree covering leaves [index * 2^level, (index + 1) * 2^level)
         (from the blocks read in ``__init__``, else read and folded on its own)."""
-        nodes = self._levels.setdefault(level, {})
+        nodes = self._levels[level]
         digest = nodes.get(index)
         if digest is None:
             digest = nodes[index] = _subtree(self._source, level, index)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from auditlog.errors import VerificationError
+from auditlog.ledger import merkle_proofs
 from auditlog.ledger.hashes import leaf_hash
 from auditlog.ledger.merkle import MemoryNodeSource, inclusion_proof, naive_root, verify_inclusion
 from auditlog.ledger.merkle_proofs import inclusion_proofs
@@ -33,11 +35,13 @@ class CountingSource:
         self.inner = inner
         self.calls = 0
         self.rows = 0
+        self.read: list[tuple[int, int]] = []  # (level, index) of every hash returned
 
     def get_nodes(self, level: int, start: int, stop: int) -> Sequence[bytes]:
         nodes = self.inner.get_nodes(level, start, stop)
         self.calls += 1
         self.rows += len(nodes)
+        self.read.extend((level, i) for i in range(start, start + len(nodes)))
         return nodes
 
 
@@ -53,8 +57,12 @@ def _tree_and_indices(draw: st.DrawFn) -> tuple[int, list[int]]:
 def test_batch_equals_one_by_one_and_verifies(case: tuple[int, list[int]]) -> None:
     size, indices = case
     root = naive_root(_LEAVES[:size])
-    proofs = inclusion_proofs(indices, size, _SOURCE)
+    counting = CountingSource(_SOURCE)
+    # The blocks read up front cover every path: the one-subtree fallback is never needed.
+    with mock.patch.object(merkle_proofs, "_subtree", side_effect=AssertionError("fallback")):
+        proofs = inclusion_proofs(indices, size, counting)
     assert proofs == [inclusion_proof(i, size, _SOURCE) for i in indices]
+    assert len(counting.read) == len(set(counting.read)), "a hash was read twice"
     for index, proof in zip(indices, proofs, strict=True):
         verify_inclusion(_LEAVES[index], index, size, proof, root)
 
@@ -105,6 +113,15 @@ def test_tampered_batch_proof_fails_verification() -> None:
     tampered = [proof[0], bytes([proof[1][0] ^ 1]) + proof[1][1:], *proof[2:]]
     with pytest.raises(VerificationError, match="does not lead to the root"):
         verify_inclusion(_LEAVES[index], index, size, tampered, naive_root(_LEAVES[:size]))
+
+
+def test_a_subtree_outside_the_blocks_read_is_still_right() -> None:
+    # The fallback path (one subtree read and folded on its own) gives the same hashes.
+    hasher = merkle_proofs._BatchHasher(_SOURCE, MAX_SIZE, [0])
+    for level, index in [(0, 299), (3, 20), (5, 7), (8, 0)]:
+        assert hasher.subtree(level, index) == naive_root(
+            _LEAVES[index << level : (index + 1) << level]
+        )
 
 
 def test_short_store_is_reported() -> None:

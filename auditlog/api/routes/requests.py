@@ -13,7 +13,6 @@ from fastapi.responses import HTMLResponse
 
 from auditlog.bundle.export import (
     NoCheckpointError,
-    TrailNodeSource,
     build_bundle,
     covering_checkpoint,
     find_trail,
@@ -22,7 +21,7 @@ from auditlog.bundle.export import (
 from auditlog.bundle.format import encode_bundle
 from auditlog.ledger import leaf_hash
 from auditlog.ledger.merkle_proofs import inclusion_proofs
-from auditlog.store.ledger_store import latest_checkpoint
+from auditlog.store.ledger_store import StoredNodeSource, latest_checkpoint
 
 from ..deps import AdminOrAuditor, AuditDep, ConnDep, StateDep
 from ..html import render_transcript
@@ -121,7 +120,7 @@ def proofs(
         if checkpoint is None:
             raise NoCheckpointError(f"log {stored.origin!r} has no signed checkpoint yet")
         covered = [r for r in stored.records if r.seq < checkpoint.size]
-        source = TrailNodeSource(conn, stored.log_id, stored.records[0].seq, stored.end)
+        source = StoredNodeSource(conn, stored.log_id)
         paths = inclusion_proofs([r.seq for r in covered], checkpoint.size, source)
         return ProofsPublic(
             request_id=request_id,
@@ -157,8 +156,9 @@ def bundle(
     state: StateDep,
     checkpoint_size: Annotated[int | None, Query(ge=1, le=MAX_SQL_INT)] = None,
 ) -> Response:
-    """Self-verifying bundle (docs/FORMAT.md section 9), pinned to the earliest checkpoint covering the
-    trail (or ``checkpoint_size``): the same request always gives the same bytes (C20)."""
+    """Self-verifying bundle (docs/FORMAT.md section 9), pinned to the earliest checkpoint
+    covering the trail (or ``checkpoint_size``): the same request always gives the same bytes
+    (C20)."""
     with audit.reading(request_id):
         stored = find_trail(conn, request_id, tenants=_scope(key))
         checkpoint = covering_checkpoint(conn, stored.log_id, stored.end, at_size=checkpoint_size)
