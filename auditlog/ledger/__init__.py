@@ -30,6 +30,7 @@ from auditlog.ledger.merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from auditlog.ledger.merkle_proofs import inclusion_proofs
 from auditlog.ledger.note import OpenedNote, Signer, Verifier, key_id, open_note, sign_note
 from auditlog.ledger.records import (
     FORMAT_VERSION,
@@ -81,6 +82,7 @@ __all__ = [
     "canonical_json",
     "consistency_proof",
     "inclusion_proof",
+    "inclusion_proofs",
     "key_id",
     "leaf_hash",
     "node_hash",
