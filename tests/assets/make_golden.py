@@ -1,8 +1,9 @@
 """Regenerate the golden vectors of docs/FORMAT.md in tests/assets/golden/ (C7).
 
-Deterministic: a fixed Ed25519 seed, fixed times, fixed content. ``PYTHONPATH=. python
-tests/assets/make_golden.py`` (or with the package installed) rewrites the files; ``tests/ledger/test_golden.py`` regenerates them
-in memory and compares byte for byte, then runs the verifier on every broken variant.
+Deterministic: a fixed Ed25519 seed, fixed times, fixed content.
+``PYTHONPATH=. python tests/assets/make_golden.py`` (or with the package installed) rewrites the
+files; ``tests/ledger/test_golden.py`` regenerates them in memory and compares byte for byte, then
+runs the verifier on every broken variant.
 
 Files (``<variant>`` is ``valid`` or the name of a tamper):
 
