@@ -33,7 +33,7 @@ from auditlog.store.db import normalize_url
 from auditlog.synthetic import SyntheticEngine
 
 ORIGIN = "bench.auditlog.invalid/recorder"
-FLUSH_MS = float(os.environ.get("AUDITLOG_BENCH_FLUSH_MS", "2"))
+FLUSH_MS = float(os.environ.get("AUDITLOG_BENCH_FLUSH_MS", "10"))
 TABLES = {
     "records": ("log_id", "seq", "kind", "request_id", "req_seq", "tenant", "ts", "leaf", "body"),
     "payloads": ("log_id", "seq", "data"),

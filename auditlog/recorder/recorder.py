@@ -97,7 +97,15 @@ class RecorderStats:
 
 
 class AuditRecorder:
-    """Records engine events as per-request chains in one log (one writer thread per log)."""
+    """Records engine events as per-request chains in one log (one writer thread per log).
+
+    Tuning (group commit): the writer gathers events for ``flush_interval_ms`` after the first
+    one (at most ``max_batch_events``) and commits them in one transaction. A longer interval
+    means fewer transactions and less contention with the engine thread, and a longer wait for a
+    fail-closed token. Measured on the reference engine (bench/recorder.py --engine, 2-core CPU):
+    2 ms gave 4.4 % fail-open overhead and 3.7 ms p50 added latency; 10 ms (the default) gave
+    2.0 % and 11.7 ms.
+    """
 
     def __init__(
         self,
@@ -109,7 +117,7 @@ class AuditRecorder:
         mode: FailMode = FailMode.CLOSED,
         queue_size: int = 65_536,
         max_batch_events: int = 1024,
-        flush_interval_ms: float = 2.0,
+        flush_interval_ms: float = 10.0,
         checkpoint_every: int = 10_000,
         checkpoint_interval_ms: float = 1_000.0,
         spool_path: str | Path | None = None,

@@ -126,7 +126,7 @@ def sequence_events(seq: LogSequencer, events: list[Event]) -> Increments:
                     fields={
                         "step": event.step_id,
                         "n": n,
-                        "prov": [_PROVENANCE_CODE[p] for p in run.provenance],
+                        "prov": run.provenance,  # StrEnum members: orjson writes their values
                     },
                     trusted=True,
                 )
