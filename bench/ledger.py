@@ -158,7 +158,11 @@ def main() -> None:
     args = parser.parse_args()
     if not args.skip_append:
         sys.argv = [sys.argv[0], "--records", "100000"]
-        runpy.run_path(str(Path(__file__).with_name("ledger_store.py")), run_name="__main__")
+        try:
+            runpy.run_path(str(Path(__file__).with_name("ledger_store.py")), run_name="__main__")
+        except SystemExit as exc:  # its main() ends with sys.exit(status)
+            if exc.code:
+                raise
     with tempfile.TemporaryDirectory() as d:
         bench_verify(Path(d), args.records, args.repeat)
         bench_proofs(Path(d), args.proof_records, args.samples)
