@@ -197,7 +197,16 @@ class AuditRecorder:
             raise RecorderError("recorder is closed")
         if self._failure is not None:
             raise RecorderError(f"recorder failed: {self._failure}") from self._failure
-        check_event(event)
+        try:
+            check_event(event)
+            self._admit(event)
+        except RecorderError as exc:
+            log.warning("recorder.refused", **_event_context(event), error=str(exc))
+            raise
+        self._queue.put(event)
+
+    def _admit(self, event: Event) -> None:
+        """Keep the caller-side set of open requests; refuse events that do not fit it."""
         with self._open_lock:
             if isinstance(event, RequestStarted):
                 if event.request_id in self._open_requests:
@@ -216,7 +225,6 @@ class AuditRecorder:
                 self._open_requests.discard(event.request_id)
             else:
                 raise RecorderError(f"not an auditlog event: {type(event).__name__}")
-        self._queue.put(event)
 
     def wait_durable(
         self, request_id: str, n_tokens: int = 0, timeout: float | None = None
@@ -400,6 +408,14 @@ class AuditRecorder:
             ),
         )
         elapsed_ms = (time.perf_counter() - t) * 1000
+        log.debug(
+            "recorder.flush",
+            origin=self.origin,
+            records=len(batch.records),
+            size=self._seq.size,
+            checkpoint=None if checkpoint is None else checkpoint[0].size,
+            ms=round(elapsed_ms, 3),
+        )
         self.stats.flushes += 1
         self.stats.records += len(batch.records)
         self.stats.last_flush_ms = elapsed_ms
@@ -418,3 +434,10 @@ class AuditRecorder:
                 witness.submit(cp.origin, cp.size, note)
             except Exception:
                 log.exception("recorder.witness_failed", origin=cp.origin, size=cp.size)
+
+
+def _event_context(event: object) -> dict[str, Any]:
+    """Request id and step of an event, for structured logs."""
+    if isinstance(event, BatchStep):
+        return {"step": event.step_id, "request_ids": sorted(set(event.request_ids))[:8]}
+    return {"request_id": getattr(event, "request_id", None)}

@@ -269,3 +269,35 @@ def test_idle_recorder_still_checkpoints_on_time(
         assert f"\n{recorder.stats.records}\n" in recorder.last_checkpoint_note
     finally:
         recorder.close()
+
+
+def test_refusals_are_logged_with_request_and_step(
+    db_url: str, signer: Signer, tmp_path: Path
+) -> None:
+    """Structured logs name the request id and the physical step of what was refused."""
+    from structlog.testing import capture_logs
+
+    with _open(db_url, signer, tmp_path) as recorder, capture_logs() as logs:
+        with pytest.raises(RecorderError):
+            recorder.record(
+                BatchStep(
+                    step_id=41,
+                    ts=1,
+                    token_ids=(1,),
+                    request_ids=("ghost",),
+                    provenance=(Provenance.TARGET,),
+                )
+            )
+        with pytest.raises(RecorderError):
+            recorder.record(
+                RequestFinished(
+                    request_id="ghost-2",
+                    reason=FinishReason.STOP,
+                    n_generated=0,
+                    n_delivered=0,
+                    ts=1,
+                )
+            )
+    refused = [entry for entry in logs if entry["event"] == "recorder.refused"]
+    assert refused[0]["step"] == 41 and refused[0]["request_ids"] == ["ghost"]
+    assert refused[1]["request_id"] == "ghost-2"
