@@ -408,14 +408,6 @@ class AuditRecorder:
             ),
         )
         elapsed_ms = (time.perf_counter() - t) * 1000
-        log.debug(
-            "recorder.flush",
-            origin=self.origin,
-            records=len(batch.records),
-            size=self._seq.size,
-            checkpoint=None if checkpoint is None else checkpoint[0].size,
-            ms=round(elapsed_ms, 3),
-        )
         self.stats.flushes += 1
         self.stats.records += len(batch.records)
         self.stats.last_flush_ms = elapsed_ms
