@@ -109,6 +109,18 @@ class DirectoryWitness:
                     sizes.append(int(digits))
         return sorted(sizes)
 
+    def origins(self) -> set[str]:
+        """Every log origin the witness holds a checkpoint of (read from the notes themselves)."""
+        if not self.path.is_dir():
+            return set()
+        found = set()
+        for entry in self.path.iterdir():
+            if entry.name.endswith(_SUFFIX) and not entry.name.startswith("."):
+                first_line = entry.read_text(encoding="utf-8").split("\n", 1)[0]
+                if first_line:
+                    found.add(first_line)
+        return found
+
     def get(self, origin: str, size: int) -> str | None:
         """The note kept for ``origin`` at ``size``, or None."""
         path = self._file(origin, size)

@@ -206,3 +206,16 @@ def test_missing_database_is_a_usage_error(tmp_path: Path) -> None:
 
 def _param(conn: Connection) -> str:
     return "?" if conn.dialect.name == "sqlite" else "%s"
+
+
+def test_whole_log_deleted_is_caught_by_the_witness(
+    recorded: dict[str, Any], admin_connection: Admin
+) -> None:
+    """C10: dropping every row of a log (and the log itself) leaves nothing to verify in the
+    database, but the witness still holds its checkpoints."""
+    with admin_connection() as conn:
+        for table in ("checkpoints", "nodes", "payloads", "records", "signing_keys", "logs"):
+            conn.exec_driver_sql(f"DELETE FROM {table}")
+    code, report = _verify(recorded)
+    assert code == 1
+    assert ("witness.rollback", 0) in _codes(report)
