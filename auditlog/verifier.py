@@ -144,9 +144,9 @@ def verify_database(
             if origin is not None:
                 vouched &= {origin}
             for missing in sorted(vouched - present):
-                note = trusted.get(missing) or (witness.latest(missing) if witness else None)
+                kept = trusted.get(missing) or (witness.latest(missing) if witness else None)
                 report.logs.append(
-                    verify_log(origin=missing, records=(), verifiers=verifiers, witnessed=note)
+                    verify_log(origin=missing, records=(), verifiers=verifiers, witnessed=kept)
                 )
     finally:
         engine.dispose()
