@@ -59,6 +59,9 @@ def _discard(event: Event) -> None:
     """The default event sink."""
 
 
+_MAX_RECORDABLE = 2**53 - 1  # integers beyond this are not canonical JSON (docs/FORMAT.md)
+
+
 class LLMEngine:
     def __init__(
         self,
@@ -214,8 +217,11 @@ class LLMEngine:
                 request_id=request_id,
                 tenant=tenant,
                 principal=principal,
+                # An id that is not a recordable integer (the request fails on it anyway; the
+                # error names it) is recorded as -1 rather than refused by the recorder.
                 prompt_token_ids=tuple(
-                    i if isinstance(i, int) else -1 for i in read.prompt_token_ids
+                    i if type(i) is int and -_MAX_RECORDABLE <= i <= _MAX_RECORDABLE else -1
+                    for i in read.prompt_token_ids
                 ),
                 prompt_text=read.prompt_text,
                 params=read.params_record,

@@ -24,6 +24,7 @@ import enum
 import queue
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,21 +32,25 @@ from typing import Any, Protocol
 
 import structlog
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from auditlog.errors import RecorderError, StoreError
+from auditlog.errors import RecorderError
 from auditlog.events import (
     BatchStep,
     Event,
     RequestFinished,
     RequestStarted,
 )
-from auditlog.ledger import Checkpoint, Signer
+from auditlog.ledger import Checkpoint, Signer, parse_checkpoint, root_hash
+from auditlog.ledger.note import split_note
 from auditlog.store import (
     StoredCheckpoint,
+    StoredNodeSource,
     append_batch,
     create_db_engine,
+    latest_checkpoint,
     register_key,
+    request_id_used,
     upgrade,
 )
 
@@ -62,7 +67,23 @@ _STOP = object()
 
 # Errors that send a flush to the spool: the database is unreachable or refused the transaction.
 # (The store raises StoreError for driver errors inside its bulk path.)
-_DB_UNAVAILABLE = (OperationalError, DBAPIError, StoreError)
+_DB_UNAVAILABLE = (OperationalError, InterfaceError)
+_RECENT_IDS_KEPT = 100_000
+
+
+def _is_outage(exc: BaseException) -> bool:
+    """True for "the database cannot be reached" (spool and retry); False for an error the
+    database would raise again (a constraint, a type): that fails the recorder loudly."""
+    while exc is not None:
+        if isinstance(exc, _DB_UNAVAILABLE) or (
+            isinstance(exc, DBAPIError) and exc.connection_invalidated
+        ):
+            return True
+        if isinstance(exc, DBAPIError):
+            exc = exc.orig  # type: ignore[assignment]
+            continue
+        exc = exc.__cause__  # type: ignore[assignment]
+    return False
 
 
 class FailMode(enum.StrEnum):
@@ -142,6 +163,10 @@ class AuditRecorder:
         self._durable = DurabilityTracker()
         self._open_requests: set[str] = set()  # caller-side view, for immediate validation
         self._open_lock = threading.Lock()
+        self._put_lock = threading.Lock()
+        # Request ids admitted by this process, most recent last (the database answers for
+        # older ones): a request id is used once per log, ever.
+        self._recent_ids: OrderedDict[str, None] = OrderedDict()
         self._closed = False
         self._failure: BaseException | None = None
         self._in_outage = False
@@ -156,6 +181,10 @@ class AuditRecorder:
         self._spool.clear()
         with engine.begin() as conn:
             self._seq = LogSequencer.resume(conn, origin)
+            self._check_against_witnesses(conn)
+            latest = latest_checkpoint(conn, self._seq.log_id)
+            if latest is not None:
+                self._last_checkpoint_size = latest.size
             for signer in self.signers:  # public keys stay listed for the retention period (C12)
                 register_key(conn, self._seq.log_id, signer.verifier_key, created=time.time_ns())
             interrupted = self._interrupt_open_chains()
@@ -193,25 +222,32 @@ class AuditRecorder:
         Raises :class:`RecorderError` at once for an event that cannot be recorded (the recorder
         is closed or failed, a request started twice, tokens or an end for an unknown request).
         """
-        if self._closed:
-            raise RecorderError("recorder is closed")
-        if self._failure is not None:
-            raise RecorderError(f"recorder failed: {self._failure}") from self._failure
-        try:
-            check_event(event)
-            self._admit(event)
-        except RecorderError as exc:
-            log.warning("recorder.refused", **_event_context(event), error=str(exc))
-            raise
-        self._queue.put(event)
+        with self._put_lock:  # close() takes it too: nothing is queued behind the stop mark
+            if self._closed:
+                raise RecorderError("recorder is closed")
+            if self._failure is not None:
+                raise RecorderError(f"recorder failed: {self._failure}") from self._failure
+            try:
+                check_event(event)
+                self._admit(event)
+            except RecorderError as exc:
+                log.warning("recorder.refused", **_event_context(event), error=str(exc))
+                raise
+            self._queue.put(event)
 
     def _admit(self, event: Event) -> None:
         """Keep the caller-side set of open requests; refuse events that do not fit it."""
         with self._open_lock:
             if isinstance(event, RequestStarted):
-                if event.request_id in self._open_requests:
-                    raise RecorderError(f"request {event.request_id!r} is already open")
-                self._open_requests.add(event.request_id)
+                request_id = event.request_id
+                if request_id in self._open_requests or request_id in self._recent_ids:
+                    raise RecorderError(f"request {request_id!r} is already open or used")
+                if self._id_in_log(request_id):
+                    raise RecorderError(f"request id {request_id!r} is already used in this log")
+                self._open_requests.add(request_id)
+                self._recent_ids[request_id] = None
+                if len(self._recent_ids) > _RECENT_IDS_KEPT:
+                    self._recent_ids.popitem(last=False)
             elif isinstance(event, BatchStep):
                 unknown = set(event.request_ids).union(event.drafts) - self._open_requests
                 if unknown:
@@ -225,6 +261,39 @@ class AuditRecorder:
                 self._open_requests.discard(event.request_id)
             else:
                 raise RecorderError(f"not an auditlog event: {type(event).__name__}")
+
+    def _id_in_log(self, request_id: str) -> bool:
+        """Whether the database already holds a record of ``request_id`` in this log. A
+        database that cannot answer (an outage) cannot refuse: the id is admitted."""
+        try:
+            with self.engine.connect() as conn:
+                return request_id_used(conn, self._seq.log_id, request_id)
+        except Exception as exc:
+            if not _is_outage(exc):
+                raise
+            return False
+
+    def _check_against_witnesses(self, conn: Connection) -> None:
+        """Refuse to resume a log that a witness has seen larger, or with another history: the
+        database was rolled back or rewritten, and appending would fork the log (C10)."""
+        size = self._seq.size
+        source = StoredNodeSource(conn, self._seq.log_id)
+        for witness in self.witnesses:
+            latest = getattr(witness, "latest", None)
+            note = latest(self.origin) if latest is not None else None
+            if note is None:
+                continue
+            cp = parse_checkpoint(split_note(note)[0])
+            if cp.size > size:
+                raise RecorderError(
+                    f"log {self.origin}: a witness holds a checkpoint of size {cp.size}, the "
+                    f"database has {size} records: it was rolled back; refusing to resume"
+                )
+            if cp.size and root_hash(cp.size, source) != cp.root:
+                raise RecorderError(
+                    f"log {self.origin}: the database's tree at size {cp.size} differs from the "
+                    "witnessed checkpoint: it was rewritten; refusing to resume"
+                )
 
     def wait_durable(
         self, request_id: str, n_tokens: int = 0, timeout: float | None = None
@@ -250,7 +319,10 @@ class AuditRecorder:
     def flush(self, timeout: float | None = 30.0) -> None:
         """Block until every event queued so far is durable."""
         done = threading.Event()
-        self._queue.put(done)
+        with self._put_lock:
+            if self._closed:
+                raise RecorderError("recorder is closed")
+            self._queue.put(done)
         if not done.wait(timeout):
             raise RecorderError(f"flush did not complete within {timeout} s")
         if self._failure is not None:
@@ -258,10 +330,11 @@ class AuditRecorder:
 
     def close(self, timeout: float | None = 60.0) -> None:
         """Drain the queue, sign a final checkpoint and stop the writer thread."""
-        if self._closed:
-            return
-        self._closed = True
-        self._queue.put(_STOP)
+        with self._put_lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(_STOP)
         self._writer.join(timeout)
         if self._writer.is_alive():
             raise RecorderError(f"{self._writer.name} did not stop within {timeout} s")
@@ -354,8 +427,8 @@ class AuditRecorder:
         )
         if not due or size in (0, self._last_checkpoint_size):
             return None
-        self._last_checkpoint_size = size
-        self._last_checkpoint_t = time.monotonic()
+        # _last_checkpoint_size moves in _publish, once the checkpoint is committed: a checkpoint
+        # lost with a spooled flush is signed again at the next one.
         return self._seq.checkpoint(self.signers)
 
     def _write(self, batch: PendingBatch, checkpoint: tuple[Checkpoint, str] | None) -> bool:
@@ -370,7 +443,9 @@ class AuditRecorder:
                 self._spool.clear()
                 self._in_outage = False
                 log.info("recorder.outage_over", origin=self.origin)
-            except _DB_UNAVAILABLE:
+            except Exception as exc:
+                if not _is_outage(exc):
+                    raise
                 if batch.records:
                     self._spool.append(batch)
                     self.stats.spooled_batches += 1
@@ -380,7 +455,9 @@ class AuditRecorder:
         try:
             with self.engine.begin() as conn:
                 self._persist(conn, batch, checkpoint)
-        except _DB_UNAVAILABLE as exc:
+        except Exception as exc:
+            if not _is_outage(exc):
+                raise
             log.warning("recorder.outage", origin=self.origin, error=str(exc).splitlines()[0])
             self._in_outage = True
             self._spool.append(batch)
@@ -419,6 +496,8 @@ class AuditRecorder:
         if checkpoint is None:
             return
         cp, note = checkpoint
+        self._last_checkpoint_size = cp.size
+        self._last_checkpoint_t = time.monotonic()
         self.last_checkpoint_note = note
         self.stats.checkpoints += 1
         for witness in self.witnesses:

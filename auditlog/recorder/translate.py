@@ -47,42 +47,75 @@ class Increments:
     num_tokens: int = 0
 
 
+#: Times must stay below 10^20 ns (docs/FORMAT.md: ``ts`` is at most 20 decimal digits).
+MAX_TS = 10**20 - 1
+#: Indexed string columns (request id, tenant) are at most this long in the store.
+MAX_ID_LENGTH = 255
+
+
 def check_event(event: Event) -> None:
-    """Raise :class:`RecorderError` unless ``event`` can be recorded as it is."""
+    """Raise :class:`RecorderError` unless ``event`` can be recorded as it is.
+
+    Everything the writer would otherwise refuse later (types, integer ranges, times, lengths) is
+    checked here, so one bad event is refused to its caller and never stops the writer.
+    """
     if isinstance(event, BatchStep):
         _check_step(event)
     elif isinstance(event, RequestStarted):
         _check_start(event)
     elif isinstance(event, RequestFinished):
-        counts = (event.n_generated, event.n_delivered, event.ts)
-        if not all(type(n) is int and n >= 0 for n in counts) or type(event.error) is not str:
+        _check_id(event.request_id, "request id")
+        _check_ts(event.ts, f"request {event.request_id!r}")
+        counts = (event.n_generated, event.n_delivered)
+        if not all(type(n) is int and 0 <= n <= MAX_SAFE_INTEGER for n in counts):
             raise RecorderError(f"request {event.request_id!r}: bad end counts {counts}")
+        if type(event.error) is not str:
+            raise RecorderError(f"request {event.request_id!r}: error must be a string")
         if not isinstance(event.reason, FinishReason):
             raise RecorderError(f"request {event.request_id!r}: unknown reason {event.reason!r}")
     else:
         raise RecorderError(f"not an auditlog event: {type(event).__name__}")
 
 
+def _check_id(value: object, what: str) -> None:
+    if type(value) is not str or not 0 < len(value) <= MAX_ID_LENGTH:
+        raise RecorderError(f"{what} must be a string of 1 to {MAX_ID_LENGTH} characters")
+
+
+def _check_ts(ts: object, where: str) -> None:
+    if type(ts) is not int or not 0 <= ts <= MAX_TS:
+        raise RecorderError(f"{where}: ts must be integer nanoseconds in [0, 10^20)")
+
+
+def _check_token_ids(ids: tuple[int, ...], where: str) -> None:
+    if ids and not (
+        set(map(type, ids)) == {int}
+        and min(ids) >= -MAX_SAFE_INTEGER
+        and max(ids) <= MAX_SAFE_INTEGER
+    ):
+        raise RecorderError(f"{where}: token ids must be integers within ±(2^53-1)")
+
+
 def _check_start(event: RequestStarted) -> None:
-    strings = (
-        event.request_id,
-        event.tenant,
-        event.principal,
-        event.prompt_text,
-        event.engine,
-        event.client,
-    )
-    if not all(type(s) is str for s in strings) or not event.request_id:
-        raise RecorderError(f"request {event.request_id!r}: identity fields must be strings")
-    if type(event.ts) is not int or event.ts < 0:
-        raise RecorderError(f"request {event.request_id!r}: ts must be integer nanoseconds")
-    if not all(type(t) is int for t in event.prompt_token_ids):
-        raise RecorderError(f"request {event.request_id!r}: prompt token ids must be integers")
+    _check_id(event.request_id, "request id")
+    where = f"request {event.request_id!r}"
+    _check_id(event.tenant, f"{where}: tenant")
+    strings = (event.principal, event.prompt_text, event.engine, event.client)
+    if not all(type(s) is str for s in strings):
+        raise RecorderError(f"{where}: principal, prompt text, engine and client must be strings")
+    _check_ts(event.ts, where)
+    _check_token_ids(event.prompt_token_ids, f"{where}: prompt")
+    for ref in (event.target, event.draft):
+        if ref is not None and not all(
+            type(v) is str
+            for v in (ref.name, ref.weights_sha256, ref.tokenizer_sha256, ref.architecture)
+        ):
+            raise RecorderError(f"{where}: model references must be strings")
     try:
         check_canonical_subset(dict(event.params))
     except FormatError as exc:
         raise RecorderError(
-            f"request {event.request_id!r}: parameters cannot be recorded exactly ({exc}); "
+            f"{where}: parameters cannot be recorded exactly ({exc}); "
             "write non-integers as decimal strings"
         ) from exc
 
@@ -90,21 +123,18 @@ def _check_start(event: RequestStarted) -> None:
 def _check_step(step: BatchStep) -> None:
     if not (type(step.step_id) is int and 0 <= step.step_id <= MAX_SAFE_INTEGER):
         raise RecorderError(f"step id must be a non-negative integer, got {step.step_id!r}")
-    if type(step.ts) is not int or step.ts < 0:
-        raise RecorderError(f"step {step.step_id}: ts must be integer nanoseconds")
-    ids = step.token_ids
-    if ids and not (
-        set(map(type, ids)) == {int}
-        and -MAX_SAFE_INTEGER <= min(ids) <= max(ids) <= MAX_SAFE_INTEGER
-    ):
-        raise RecorderError(f"step {step.step_id}: token ids must be integers")
+    where = f"step {step.step_id}"
+    _check_ts(step.ts, where)
+    if type(step.num_target_passes) is not int or not 0 <= step.num_target_passes <= 2**31:
+        raise RecorderError(f"{where}: num_target_passes must be a small integer")
+    _check_token_ids(step.token_ids, where)
     if step.request_ids and set(map(type, step.request_ids)) != {str}:
-        raise RecorderError(f"step {step.step_id}: request ids must be strings")
+        raise RecorderError(f"{where}: request ids must be strings")
     if not set(step.provenance) <= _PROVENANCE_CODE.keys():
-        raise RecorderError(f"step {step.step_id}: unknown provenance code")
+        raise RecorderError(f"{where}: unknown provenance code")
     for request_id, proposals in step.drafts.items():
-        if type(request_id) is not str or (proposals and set(map(type, proposals)) != {int}):
-            raise RecorderError(f"step {step.step_id}: draft proposals must be integer ids")
+        _check_id(request_id, f"{where}: draft request id")
+        _check_token_ids(tuple(proposals), f"{where}: drafts of {request_id!r}")
 
 
 def sequence_events(seq: LogSequencer, events: list[Event]) -> Increments:

@@ -56,18 +56,32 @@ def error_body(
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
 
-def _response(err: ApiError, request_id: str | None = None) -> JSONResponse:
-    headers = {"x-request-id": request_id} if request_id else None
+def _response(err: ApiError, request: Request | None = None) -> JSONResponse:
+    headers = _id_headers(request)
     if err.status == 401:
         headers = {**(headers or {}), "www-authenticate": "Bearer"}
     return JSONResponse(err.body(), status_code=err.status, headers=headers)
+
+
+def _id_headers(request: Request | None) -> dict[str, str] | None:
+    """The caller's request id as sent, and the trail id once one was reserved (request_ids)."""
+    if request is None:
+        return None
+    headers: dict[str, str] = {}
+    caller_id = getattr(request.state, "request_id", None)
+    trail_id = getattr(request.state, "trail_id", None)
+    if caller_id:
+        headers["x-request-id"] = caller_id
+    if trail_id:
+        headers["x-auditlog-request-id"] = trail_id
+    return headers or None
 
 
 def install_error_handlers(app: FastAPI) -> None:
     """Map every error to the OpenAI shape (400 for bad input, never FastAPI's 422)."""
 
     async def api_error(request: Request, exc: Exception) -> JSONResponse:
-        return _response(_as_api_error(exc), getattr(request.state, "request_id", None))
+        return _response(_as_api_error(exc), request)
 
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         errors = exc.errors() if isinstance(exc, RequestValidationError) else []
@@ -75,13 +89,13 @@ def install_error_handlers(app: FastAPI) -> None:
         loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "header")]
         param = ".".join(loc) or None
         message = f"{param}: {first.get('msg', 'invalid request')}" if param else "invalid request"
-        return _response(ApiError.bad_request(message, param=param))
+        return _response(ApiError.bad_request(message, param=param), request)
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         status = exc.status_code if isinstance(exc, StarletteHTTPException) else 500
         detail = exc.detail if isinstance(exc, StarletteHTTPException) else "error"
         kind = INVALID_REQUEST if status < 500 else SERVER_ERROR
-        return _response(ApiError(status, str(detail), type=kind))
+        return _response(ApiError(status, str(detail), type=kind), request)
 
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(AuthenticationError, api_error)

@@ -17,7 +17,7 @@ from .prompts import (
     completion_prompt,
     completion_sampling_params,
 )
-from .request_ids import RequestIds
+from .request_ids import RequestName
 from .schemas import ChatRequest, CompletionRequest
 from .service import InferenceService
 
@@ -43,21 +43,27 @@ def get_identity(
 IdentityDep = Annotated[Identity, Depends(get_identity)]
 
 
-async def get_request_id(
+def get_request_name(
     request: Request,
     service: ServiceDep,
     identity: IdentityDep,
     x_request_id: Annotated[str | None, Header()] = None,
-) -> str:
-    """The trail's request id: the caller's (validated, unused) or a new one."""
-    chosen = RequestIds.parse(x_request_id)
-    request_id = chosen or RequestIds.generate()
-    await service.request_ids.reserve(request_id, check_log=chosen is not None)
-    request.state.request_id = request_id
-    return request_id
+) -> RequestName:
+    """The request's names in the caller's tenant namespace (C19); validated, not yet reserved:
+    the route reserves the trail id only once the body and model are valid."""
+    name = service.request_ids.name(identity.tenant, x_request_id)
+    request.state.request_id = name.caller_id
+    return name
 
 
-RequestIdDep = Annotated[str, Depends(get_request_id)]
+RequestNameDep = Annotated[RequestName, Depends(get_request_name)]
+
+
+async def _reserve(request: Request, service: InferenceService, name: RequestName) -> None:
+    """Claim the trail id (409 on a collision in the caller's own namespace)."""
+    await service.request_ids.reserve(name)
+    request.state.trail_id = name.trail_id
+
 
 router = APIRouter(prefix="/v1", tags=["inference"])
 
@@ -75,20 +81,22 @@ async def completions(
     request: Request,
     service: ServiceDep,
     identity: IdentityDep,
-    request_id: RequestIdDep,
+    name: RequestNameDep,
 ) -> Response:
     _check_model(service, body.model)
     params = completion_sampling_params(body)
+    prompt = completion_prompt(body)
+    await _reserve(request, service, name)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     return await service.generate(
         request,
-        request_id=request_id,
+        name=name,
         identity=identity,
-        prompt=completion_prompt(body),
+        prompt=prompt,
         params=params,
         wire=WireFormat(
             chat=False,
-            response_id=f"cmpl-{request_id}",
+            response_id=f"cmpl-{name.caller_id}",
             model=body.model,
             include_usage=include_usage,
         ),
@@ -102,20 +110,22 @@ async def chat_completions(
     request: Request,
     service: ServiceDep,
     identity: IdentityDep,
-    request_id: RequestIdDep,
+    name: RequestNameDep,
 ) -> Response:
     _check_model(service, body.model)
     params = chat_sampling_params(body)
+    prompt = chat_prompt(body.messages)
+    await _reserve(request, service, name)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     return await service.generate(
         request,
-        request_id=request_id,
+        name=name,
         identity=identity,
-        prompt=chat_prompt(body.messages),
+        prompt=prompt,
         params=params,
         wire=WireFormat(
             chat=True,
-            response_id=f"chatcmpl-{request_id}",
+            response_id=f"chatcmpl-{name.caller_id}",
             model=body.model,
             include_usage=include_usage,
         ),

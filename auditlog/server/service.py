@@ -20,7 +20,7 @@ from .auth import Identity
 from .engine_loop import EngineLoop
 from .formats import Usage, WireFormat
 from .generation import Generation
-from .request_ids import REQUEST_ID_HEADER, RequestIds
+from .request_ids import REQUEST_ID_HEADER, TRAIL_ID_HEADER, RequestIds, RequestName
 from .settings import EngineFactory, ServerSettings
 from .sse import AuditedEventStream, _unless_gone, _watch_disconnect
 
@@ -99,14 +99,16 @@ class InferenceService:
         self,
         request: Request,
         *,
-        request_id: str,
+        name: RequestName,
         identity: Identity,
         prompt: str | list[int],
         params: SamplingParams,
         wire: WireFormat,
         stream: bool,
     ) -> Response:
-        """Run one request; stream it or answer once it is complete (module docstrings)."""
+        """Run one request (trail ``name.trail_id``, reserved); stream it or answer once it is
+        complete (module docstrings)."""
+        request_id = name.trail_id
         queue = self.engine_loop.submit(request_id, prompt, params, identity)
         gen = Generation(
             request_id=request_id,
@@ -117,7 +119,7 @@ class InferenceService:
             release_hook=self.settings.release_hook,
             decode=self.tokenizer.decode,
         )
-        headers = {REQUEST_ID_HEADER: request_id}
+        headers = {REQUEST_ID_HEADER: name.caller_id, TRAIL_ID_HEADER: request_id}
         prompt_tokens = self.prompt_tokens(prompt)
         try:
             # The first chunk decides the status: an engine-rejected request answers 400.

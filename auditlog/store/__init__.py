@@ -35,6 +35,7 @@ from auditlog.store.ledger_store import (
     load_log_state,
     read_record,
     read_request,
+    request_id_used,
 )
 from auditlog.store.roles import grant_writer
 
@@ -65,6 +66,7 @@ __all__ = [
     "read_record",
     "read_request",
     "register_key",
+    "request_id_used",
     "retire_key",
     "upgrade",
 ]

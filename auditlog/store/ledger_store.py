@@ -51,6 +51,7 @@ __all__ = [
     "read_record",
     "read_request",
     "register_key",
+    "request_id_used",
     "retire_key",
 ]
 
@@ -265,6 +266,16 @@ def read_record(conn: Connection, log_id: int, seq: int) -> StoredRecord:
     if row is None:
         raise NotFoundError(f"log {log_id} has no record {seq}")
     return _stored(tuple(row))
+
+
+def request_id_used(conn: Connection, log_id: int, request_id: str) -> bool:
+    """Whether the log holds any record of ``request_id`` (one indexed lookup)."""
+    row = conn.execute(
+        select(records.c.seq)
+        .where(records.c.log_id == log_id, records.c.request_id == request_id)
+        .limit(1)
+    ).first()
+    return row is not None
 
 
 def read_request(conn: Connection, log_id: int, request_id: str) -> list[StoredRecord]:

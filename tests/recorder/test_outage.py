@@ -75,3 +75,6 @@ def test_outage_spools_and_replays_without_loss(db_url: str, tmp_path: Path) -> 
             assert trail.token_ids == truth.token_ids  # nothing lost, nothing twice
     report = verify_database(db_url, keys=[signer.verifier_key])
     assert report.ok, report.findings
+    # The final checkpoint covers everything, spooled records included.
+    assert recorder.last_checkpoint_note is not None
+    assert f"\n{report.records}\n" in recorder.last_checkpoint_note

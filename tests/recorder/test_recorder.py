@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import text
 
 from auditlog.errors import RecorderError
-from auditlog.events import BatchStep, FinishReason, Provenance, RequestFinished
+from auditlog.events import BatchStep, FinishReason, Provenance, RequestFinished, RequestStarted
 from auditlog.ledger import DirectoryWitness, Signer
 from auditlog.recorder import AuditRecorder, deinterleave
 from auditlog.store import create_db_engine
@@ -301,3 +301,83 @@ def test_refusals_are_logged_with_request_and_step(
     refused = [entry for entry in logs if entry["event"] == "recorder.refused"]
     assert refused[0]["step"] == 41 and refused[0]["request_ids"] == ["ghost"]
     assert refused[1]["request_id"] == "ghost-2"
+
+
+def test_request_id_is_used_once_per_log(db_url: str, signer: Signer, tmp_path: Path) -> None:
+    """A reused request id would merge two requests' trails (C1, C19): refused, also after a
+    restart, when only the database remembers it."""
+    import dataclasses
+
+    engine = SyntheticEngine(seed=12)
+    events = engine.run(2)
+    first = next(e for e in events if isinstance(e, RequestStarted))
+    with _open(db_url, signer, tmp_path) as recorder:
+        for event in events:
+            recorder.record(event)
+        with pytest.raises(RecorderError, match="already open or used"):
+            recorder.record(dataclasses.replace(first, ts=first.ts + 1))
+    with _open(db_url, signer, tmp_path) as recorder:
+        with pytest.raises(RecorderError, match="already used in this log"):
+            recorder.record(dataclasses.replace(first, ts=first.ts + 2))
+
+
+def test_events_the_writer_could_not_store_are_refused_at_once(
+    db_url: str, signer: Signer, tmp_path: Path
+) -> None:
+    """Out-of-range values are refused to the caller; the writer keeps recording for others."""
+    import dataclasses
+
+    engine = SyntheticEngine(seed=13)
+    with _open(db_url, signer, tmp_path) as recorder:
+        start = engine.start(3)
+        bad_starts = [
+            dataclasses.replace(start, prompt_token_ids=(2**60,)),
+            dataclasses.replace(start, ts=10**21),
+            dataclasses.replace(start, request_id="r" * 256),
+            dataclasses.replace(start, tenant=""),
+        ]
+        for bad in bad_starts:
+            with pytest.raises(RecorderError):
+                recorder.record(bad)
+        recorder.record(start)
+        step = engine.step()
+        assert step is not None
+        for bad_step in (
+            dataclasses.replace(step, ts=10**21),
+            dataclasses.replace(step, drafts={start.request_id: (2**60,)}),
+        ):
+            with pytest.raises(RecorderError):
+                recorder.record(bad_step)
+        recorder.record(step)
+        for event in engine.finish_done():
+            recorder.record(event)
+    assert verify_database(db_url, keys=[signer.verifier_key]).ok
+
+
+def test_nothing_is_queued_after_close(db_url: str, signer: Signer, tmp_path: Path) -> None:
+    engine = SyntheticEngine(seed=14)
+    recorder = _open(db_url, signer, tmp_path)
+    recorder.close()
+    with pytest.raises(RecorderError, match="closed"):
+        recorder.record(engine.start(2))
+    with pytest.raises(RecorderError, match="closed"):
+        recorder.flush()
+
+
+def test_resume_refuses_a_database_behind_its_witness(
+    db_url: str, signer: Signer, tmp_path: Path, admin_connection: object
+) -> None:
+    """C10: a database restored from an old backup must not be extended (that would fork the
+    log under the witness's nose)."""
+    engine = SyntheticEngine(seed=15)
+    with _open(db_url, signer, tmp_path, max_batch_events=8) as recorder:
+        for event in engine.run(6):
+            recorder.record(event)
+    size = recorder.stats.records
+    with admin_connection() as conn:  # type: ignore[operator]
+        conn.exec_driver_sql(f"DELETE FROM payloads WHERE seq >= {size - 10}")
+        conn.exec_driver_sql(f"DELETE FROM nodes WHERE ((idx + 1) << level) > {size - 10}")
+        conn.exec_driver_sql(f"DELETE FROM checkpoints WHERE size > {size - 10}")
+        conn.exec_driver_sql(f"DELETE FROM records WHERE seq >= {size - 10}")
+    with pytest.raises(RecorderError, match="rolled back; refusing to resume"):
+        _open(db_url, signer, tmp_path)

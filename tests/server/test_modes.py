@@ -31,10 +31,10 @@ def test_fail_open_streams_and_still_records_everything(
                 extra_headers={"x-request-id": "open-1"},
             )
         )  # fmt: skip
-        live.wait_closed("open-1")
+        live.wait_closed("acme-bank/open-1")
         engine = create_db_engine(live.db_url, read_only=True)
         with engine.connect() as conn:
-            trail = read_trail(conn, live.origin, "open-1")
+            trail = read_trail(conn, live.origin, "acme-bank/open-1")
         engine.dispose()
         assert trail.end is not None
         decoded = live.engine.tokenizer.decode(trail.token_ids[: trail.end["n_delivered"]])

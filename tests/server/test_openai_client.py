@@ -67,9 +67,10 @@ def test_completion_non_streaming_equals_trail(live_server: LiveServer) -> None:
         extra_headers={"x-request-id": "cmpl-nonstream-1"},
     )
     assert raw.headers["x-request-id"] == "cmpl-nonstream-1"
+    assert raw.headers["x-auditlog-request-id"] == "acme-bank/cmpl-nonstream-1"
     response = raw.parse()
     text = response.choices[0].text
-    trail = trail_of(live_server, "cmpl-nonstream-1")
+    trail = trail_of(live_server, "acme-bank/cmpl-nonstream-1")
     assert trail.end is not None
     assert delivered_text(live_server, trail) == text
     assert trail.end["n_generated"] == len(trail.token_ids) == response.usage.completion_tokens
@@ -83,7 +84,7 @@ def test_completion_non_streaming_equals_trail(live_server: LiveServer) -> None:
     params = trail.start["params"]
     assert (params["temperature"], params["seed"], params["max_tokens"]) == ("0.7", "1234", 12)
     assert trail.prompt_text == "Customer: I was charged twice for my order\nAgent:"
-    assert_released_durably(live_server, "cmpl-nonstream-1")
+    assert_released_durably(live_server, "acme-bank/cmpl-nonstream-1")
     assert_verifies(live_server)
 
 
@@ -109,24 +110,26 @@ def test_chat_streaming_equals_trail_and_releases_only_durable_tokens(
             pieces.append(choice.delta.content or "")
             finish = choice.finish_reason or finish
     text = "".join(pieces)
-    trail = trail_of(live_server, "chat-stream-1")
+    trail = trail_of(live_server, "globex-health/chat-stream-1")
     assert delivered_text(live_server, trail) == text
     assert trail.prompt_text == "Customer: My package has not arrived yet\nAgent: "
     assert trail.tenant == "globex-health"
     assert "\n" in trail.start["params"]["stop"]  # the chat template's end of turn, recorded
     assert finish in ("stop", "length")
     assert usage is not None and usage.completion_tokens == trail.end["n_generated"]
-    assert_released_durably(live_server, "chat-stream-1")
+    assert_released_durably(live_server, "globex-health/chat-stream-1")
     assert_verifies(live_server)
 
 
 def _run_one(
     live: LiveServer, i: int, results: dict[str, str], errors: list[BaseException]
 ) -> None:
-    request_id = f"concurrent-{i}"
+    caller_id = f"concurrent-{i}"
+    tenant = "acme-bank" if i % 2 else "globex-health"
+    request_id = f"{tenant}/{caller_id}"  # the trail id (tenant namespace, C19)
     try:
         c = client(live, ACME_KEY if i % 2 else GLOBEX_KEY)
-        headers = {"x-request-id": request_id}
+        headers = {"x-request-id": caller_id}
         if i % 3 == 0:
             r = c.completions.create(
                 model=MODEL, prompt=f"Customer: order {i} is late\nAgent:", max_tokens=10 + i,
@@ -186,7 +189,7 @@ def test_disconnect_mid_stream_aborts_and_records_delivered(live_server: LiveSer
                 received.append(line)
             if len(received) >= 3:
                 break  # leaving the block closes the connection mid-stream
-    trail = trail_of(live_server, "disconnect-1")
+    trail = trail_of(live_server, "acme-bank/disconnect-1")
     assert trail.end is not None
     assert trail.reason == "abort"
     n_generated, n_delivered = trail.end["n_generated"], trail.end["n_delivered"]
@@ -262,7 +265,8 @@ def test_request_id_is_validated_and_unique(live_server: LiveServer, http: httpx
     r = http.post("/v1/completions", json=body, headers=auth)
     generated = r.headers["x-request-id"]
     assert r.status_code == 200 and generated.startswith("req-")
-    assert trail_of(live_server, generated).reason is not None
+    assert r.headers["x-auditlog-request-id"] == f"acme-bank/{generated}"
+    assert trail_of(live_server, f"acme-bank/{generated}").reason is not None
 
 
 def test_unknown_model_is_404(http: httpx.Client) -> None:
@@ -285,7 +289,7 @@ def test_prompt_too_long_is_400_and_recorded_as_error(
     )
     assert r.status_code == 400, r.text
     assert "prompt too long" in _error(r)["message"]
-    trail = trail_of(live_server, "too-long-1")
+    trail = trail_of(live_server, "acme-bank/too-long-1")
     assert trail.reason == "error" and trail.end["n_delivered"] == 0
 
 
@@ -299,7 +303,7 @@ def test_caller_cannot_switch_auditing_off(live_server: LiveServer, http: httpx.
                  "x-audit": "off", "x-auditlog-recording": "false"},
     )  # fmt: skip
     assert r.status_code == 200
-    trail = trail_of(live_server, "no-opt-out-1")
+    trail = trail_of(live_server, "acme-bank/no-opt-out-1")
     assert delivered_text(live_server, trail) == r.json()["choices"][0]["text"]
 
 
