@@ -38,7 +38,10 @@ class Truth:
 
 
 class SyntheticEngine:
-    def __init__(self, *, seed: int = 0, tenants: int = 3, max_batch: int = 8) -> None:
+    def __init__(
+        self, *, seed: int = 0, tenants: int = 3, max_batch: int = 8, prefix: str = "req"
+    ) -> None:
+        self.prefix = prefix
         self.rng = random.Random(seed)
         self.tenants = [f"tenant-{i}" for i in range(tenants)]
         self.max_batch = max_batch
@@ -48,7 +51,7 @@ class SyntheticEngine:
         self.next_id = 0
 
     def start(self, n_tokens: int | None = None) -> RequestStarted:
-        request_id = f"req-{self.next_id:05d}"
+        request_id = f"{self.prefix}-{self.next_id:05d}"
         self.next_id += 1
         tenant = self.rng.choice(self.tenants)
         self.truth[request_id] = Truth(tenant=tenant)

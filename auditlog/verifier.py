@@ -116,13 +116,10 @@ def verify_database(
                     log_verifiers = [
                         Verifier.from_key_string(k.verifier_key) for k in list_keys(conn, log.id)
                     ]
-                witnessed = trusted.get(log.origin)
-                if witnessed is None and witness is not None:
-                    witnessed = witness.latest(log.origin)
-                if witnessed is not None:
-                    report.anchored[log.origin] = parse_checkpoint(
-                        witnessed.split("\n\n", 1)[0] + "\n"
-                    ).size
+                witnessed = _kept_notes(log.origin, trusted, witness)
+                anchored = _largest_size(witnessed)
+                if anchored is not None:
+                    report.anchored[log.origin] = anchored
                 if on_log is not None:
                     on_log(log.origin, _size(conn, log.id))
                 report.logs.append(
@@ -144,13 +141,39 @@ def verify_database(
             if origin is not None:
                 vouched &= {origin}
             for missing in sorted(vouched - present):
-                kept = trusted.get(missing) or (witness.latest(missing) if witness else None)
                 report.logs.append(
-                    verify_log(origin=missing, records=(), verifiers=verifiers, witnessed=kept)
+                    verify_log(
+                        origin=missing,
+                        records=(),
+                        verifiers=verifiers,
+                        witnessed=_kept_notes(missing, trusted, witness),
+                    )
                 )
     finally:
         engine.dispose()
     return report
+
+
+def _kept_notes(origin: str, trusted: dict[str, str], witness: DirectoryWitness | None) -> list[str]:
+    """Every checkpoint note of ``origin`` kept outside the database: the caller's trusted one
+    and all the witness holds. A file that cannot be read as text is passed on as it is, so that
+    the verifier reports it (``witness.invalid``) instead of crashing."""
+    notes = [trusted[origin]] if origin in trusted else []
+    if witness is not None:
+        for size in witness.sizes(origin):
+            path = witness.path_of(origin, size)
+            notes.append(path.read_bytes().decode("utf-8", errors="replace"))
+    return notes
+
+
+def _largest_size(notes: list[str]) -> int | None:
+    sizes = []
+    for note in notes:
+        try:
+            sizes.append(parse_checkpoint(note.split("\n\n", 1)[0] + "\n").size)
+        except FormatError:
+            continue  # reported by the verifier as witness.invalid
+    return max(sizes, default=None)
 
 
 def _size(conn: Connection, log_id: int) -> int:

@@ -12,19 +12,20 @@ at position i (records MUST be given in ``seq`` order):
 5. SHA-256(stored payload) = header ``payload`` (a payload absent under a digest is a warning:
    erasure may delete ciphertext);
 6. request chains: ``req_seq`` gap-free from 0, ``prev`` = leaf of the request's previous record,
-   ``request.start`` first, nothing after ``request.end``; chains left open are warnings;
+   ``request.start`` first, nothing after ``request.end``, a request id never used by two
+   chains; chains left open are warnings;
 7. step manifests: the ``tokens`` records of step s (which MUST precede the manifest of s) name
    each request once, with the manifest's counts (C11);
 
 and per log: every stored checkpoint is signed by a trusted key and its root equals the root
-recomputed at its size; the witnessed checkpoint's tree is contained in the log (else the
-database was rolled back or rewritten, C10). Memory is O(open chains + open steps + log n).
+recomputed at its size; every witnessed checkpoint's tree is contained in the log (else the
+database was rolled back or rewritten, C10). Memory is O(requests + open steps + log n).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from auditlog.errors import AuditlogError
@@ -104,19 +105,24 @@ def verify_log(
     records: Iterable[StoredRecord],
     checkpoints: Iterable[str] = (),
     verifiers: Iterable[Verifier],
-    witnessed: str | None = None,
+    witnessed: str | Sequence[str] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> Report:
-    """Verify one log; see the module docstring for the checks. Never raises on bad data."""
+    """Verify one log; see the module docstring for the checks. Never raises on bad data.
+
+    ``witnessed`` is one checkpoint note kept outside the database, or several (every note a
+    witness kept: the log must contain each of their trees, not only the newest).
+    """
     trusted = list(verifiers)
     report = Report(log=origin)
     out = FindingCollector(report)
     add = out.add
     expected_roots = _open_checkpoints(origin, checkpoints, trusted, out)
-    witness_cp: Checkpoint | None = None
-    if witnessed is not None:
+    notes = [witnessed] if isinstance(witnessed, str) else list(witnessed or ())
+    witness_cps: list[Checkpoint] = []
+    for note in notes:
         try:
-            witness_cp = open_checkpoint(witnessed, trusted, origin=origin)
+            witness_cps.append(open_checkpoint(note, trusted, origin=origin))
         except AuditlogError as exc:
             add(
                 None,
@@ -125,16 +131,15 @@ def verify_log(
                 "unverifiable note",
                 f"witnessed checkpoint: {exc}",
             )
-    check_sizes = set(expected_roots)
-    if witness_cp is not None:
-        check_sizes.add(witness_cp.size)
-    witness_root: bytes | None = None
+    check_sizes = set(expected_roots) | {cp.size for cp in witness_cps}
+    witness_roots: dict[int, bytes] = {}
 
     frontier = MerkleFrontier()
     append_leaf = frontier.append
     sha256 = hashlib.sha256
     chains: dict[str, list[object]] = {}  # request_id -> [next req_seq, leaf hex of last record]
     open_steps: dict[int, tuple[int, dict[str, int]]] = {}  # step -> (first index, {rid: n})
+    ended_ids: set[str] = set()  # a request id is used once per log (O(requests) memory)
     num_started = num_ended = num_steps = num_absent = num_tokens = 0
     expected_seq = 0
     index = -1
@@ -155,8 +160,7 @@ def verify_log(
                         f"stored checkpoint #{number} at size {frontier.size} does not match the "
                         f"records: expected root {cp_root.hex()}, computed {root.hex()}",
                     )
-            if witness_cp is not None and witness_cp.size == frontier.size:
-                witness_root = root
+            witness_roots[frontier.size] = root
         if progress is not None and frontier.size % PROGRESS_EVERY == 0:
             progress(frontier.size)
         if rec.leaf != leaf:
@@ -265,6 +269,15 @@ def verify_log(
             chain = chains.get(rid)
             if kind == "request.start":
                 num_started += 1
+                if rid in ended_ids:
+                    add(
+                        index,
+                        FindingCode.CHAIN_RESTARTED,
+                        "a new request id",
+                        rid,
+                        f"record {index}: request id {rid!r} is used again after its chain "
+                        f"ended: two requests would share one trail",
+                    )
                 if chain is not None:
                     add(
                         index,
@@ -305,6 +318,7 @@ def verify_log(
                 if kind == "request.end":
                     num_ended += 1
                     del chains[rid]
+                    ended_ids.add(rid)
                 else:
                     chain[0] = req_seq + 1
                     chain[1] = leaf.hex()
@@ -358,7 +372,7 @@ def verify_log(
                     f"stored checkpoint #{number} commits to {cp_size} records, the log has "
                     f"{size}: records {size}..{cp_size - 1} are missing (log truncated)",
                 )
-    if witness_cp is not None:
+    for witness_cp in witness_cps:
         if witness_cp.size > size:
             add(
                 size,
@@ -370,12 +384,12 @@ def verify_log(
             )
         elif witness_cp.size == 0:
             pass  # the empty tree is contained in every log
-        elif witness_root != witness_cp.root:
+        elif witness_roots.get(witness_cp.size) != witness_cp.root:
             add(
                 witness_cp.size - 1,
                 FindingCode.WITNESS_REWRITE,
                 witness_cp.root.hex(),
-                (witness_root or b"").hex(),
+                witness_roots.get(witness_cp.size, b"").hex(),
                 f"witnessed checkpoint at size {witness_cp.size} does not match the records: "
                 f"the database was rolled back or rewritten",
             )

@@ -116,10 +116,15 @@ class DirectoryWitness:
         found = set()
         for entry in self.path.iterdir():
             if entry.name.endswith(_SUFFIX) and not entry.name.startswith("."):
-                first_line = entry.read_text(encoding="utf-8").split("\n", 1)[0]
+                text = entry.read_bytes().decode("utf-8", errors="replace")
+                first_line = text.split("\n", 1)[0]
                 if first_line:
                     found.add(first_line)
         return found
+
+    def path_of(self, origin: str, size: int) -> Path:
+        """The file that keeps (or would keep) the note of ``origin`` at ``size``."""
+        return self._file(origin, size)
 
     def get(self, origin: str, size: int) -> str | None:
         """The note kept for ``origin`` at ``size``, or None."""

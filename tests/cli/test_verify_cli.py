@@ -219,3 +219,47 @@ def test_whole_log_deleted_is_caught_by_the_witness(
     code, report = _verify(recorded)
     assert code == 1
     assert ("witness.rollback", 0) in _codes(report)
+
+
+def test_fork_after_rollback_is_caught_by_every_witnessed_checkpoint(
+    recorded: dict[str, Any], admin_connection: Admin, tmp_path: Path
+) -> None:
+    """C10: the database is rolled back, then grows past the newest witnessed size with another
+    history, and that new head reaches the witness too. The newest checkpoint alone is
+    consistent with the database; the older witnessed ones are not."""
+    witness = DirectoryWitness(recorded["witness"])
+    sizes = witness.sizes(ORIGIN)
+    assert len(sizes) >= 2
+    keep = sizes[0] - 1
+    with admin_connection() as conn:
+        conn.exec_driver_sql(f"DELETE FROM payloads WHERE seq >= {keep}")
+        conn.exec_driver_sql(f"DELETE FROM nodes WHERE ((idx + 1) << level) > {keep}")
+        conn.exec_driver_sql(f"DELETE FROM checkpoints WHERE size > {keep}")
+        conn.exec_driver_sql(f"DELETE FROM records WHERE seq >= {keep}")
+    engine = SyntheticEngine(seed=99, prefix="fork")
+    # The administrator resumes without the witness (the recorder would refuse otherwise)...
+    with AuditRecorder.open(
+        recorded["db"],
+        origin=ORIGIN,
+        signers=[recorded["signer"]],
+        spool_path=tmp_path / "fork-spool",
+    ) as recorder:
+        for event in engine.run(20):
+            recorder.record(event)
+    assert recorder.stats.records + keep > max(sizes)
+    # ...and its new head reaches the witness as well.
+    assert recorder.last_checkpoint_note is not None
+    head = recorder.last_checkpoint_note
+    witness.submit(ORIGIN, int(head.splitlines()[1]), head)
+    code, report = _verify(recorded)
+    assert code == 1
+    assert "witness.rewrite" in {c for c, _ in _codes(report)}
+
+
+def test_unreadable_witness_file_is_a_finding_not_a_crash(recorded: dict[str, Any]) -> None:
+    witness = DirectoryWitness(recorded["witness"])
+    path = witness.path_of(ORIGIN, 10**9)
+    path.write_bytes(b"\xff\xfe not a note")
+    code, report = _verify(recorded)
+    assert code == 1
+    assert "witness.invalid" in {c for c, _ in _codes(report)}
