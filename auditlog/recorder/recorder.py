@@ -174,11 +174,13 @@ class AuditRecorder:
         self._last_checkpoint_t = time.monotonic()
         self._t0 = time.monotonic()
         self.last_checkpoint_note: str | None = None
-        with engine.begin() as conn:
-            if self._spool.exists():
-                seq = LogSequencer.resume(conn, origin)
-                self.stats.replayed_records += self._spool.replay(conn, seq.log_id)
-        self._spool.clear()
+        self._verifiers = [signer.verifier for signer in self.signers]
+        if self._spool.exists():  # a crash during an outage: replay (checked) before anything
+            with engine.begin() as conn:
+                self.stats.replayed_records += self._spool.replay(
+                    conn, origin=origin, verifiers=self._verifiers
+                )
+            self._spool.clear()
         with engine.begin() as conn:
             self._seq = LogSequencer.resume(conn, origin)
             self._check_against_witnesses(conn)
@@ -432,23 +434,20 @@ class AuditRecorder:
         return self._seq.checkpoint(self.signers)
 
     def _write(self, batch: PendingBatch, checkpoint: tuple[Checkpoint, str] | None) -> bool:
-        """Persist one flush: to the database (True), or to the spool during an outage (False).
-
-        A spooled flush's checkpoint is not kept: the next one covers its records.
-        """
+        """Persist one flush: to the database (True), or to the spool during an outage (False)."""
         if self._in_outage:
             try:
                 with self.engine.begin() as conn:
-                    self.stats.replayed_records += self._spool.replay(conn, self._seq.log_id)
+                    self.stats.replayed_records += self._spool.replay(
+                        conn, origin=self.origin, verifiers=self._verifiers
+                    )
                 self._spool.clear()
                 self._in_outage = False
                 log.info("recorder.outage_over", origin=self.origin)
             except Exception as exc:
                 if not _is_outage(exc):
                     raise
-                if batch.records:
-                    self._spool.append(batch)
-                    self.stats.spooled_batches += 1
+                self._spool_batch(batch, checkpoint)
                 return False
         if not batch.records and checkpoint is None:
             return True
@@ -460,10 +459,20 @@ class AuditRecorder:
                 raise
             log.warning("recorder.outage", origin=self.origin, error=str(exc).splitlines()[0])
             self._in_outage = True
-            self._spool.append(batch)
-            self.stats.spooled_batches += 1
+            self._spool_batch(batch, checkpoint)
             return False
         return True
+
+    def _spool_batch(self, batch: PendingBatch, checkpoint: tuple[Checkpoint, str] | None) -> None:
+        """Outage: fsync the batch with a signed checkpoint of the tree after it to the spool, and
+        hand that checkpoint to the witnesses now (they do not need the database)."""
+        if not batch.records:
+            return
+        if checkpoint is None or checkpoint[0].size != self._seq.size:
+            checkpoint = self._seq.checkpoint(self.signers)
+        self._spool.append(batch, checkpoint[1])
+        self.stats.spooled_batches += 1
+        self._publish(checkpoint)
 
     def _persist(
         self, conn: Connection, batch: PendingBatch, checkpoint: tuple[Checkpoint, str] | None

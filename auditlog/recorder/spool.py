@@ -7,26 +7,37 @@ index the database already holds (after checking its leaf is the same), so nothi
 nothing is written twice. A torn last line (a crash during the write) was never acknowledged and
 is discarded.
 
-Line format: canonical JSON ``{"nodes": [[level, index, hash_hex], ...], "records": [[seq, kind,
-request_id, req_seq, ts, tenant, body_b64, payload_b64 | null], ...]}`` + ``\\n``.
+Line format: JSON ``{"checkpoint": signed note of the tree after this batch, "nodes": [[level,
+index, hash_hex], ...], "records": [[seq, kind, request_id, req_seq, ts, tenant, body_b64,
+payload_b64 | null], ...]}`` + ``\\n``. Each line's checkpoint also goes to the witnesses when it
+is spooled, so a spool edited or cut short is refused at replay, or caught by the witness.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import orjson
 from sqlalchemy import Connection, func, select
 
-from auditlog.errors import RecorderError, VerificationError
-from auditlog.ledger import Record, RecordKind, leaf_hash
-from auditlog.store import StoredNodeSource, append_batch
+from auditlog.errors import AuditlogError, FormatError, RecorderError, VerificationError
+from auditlog.ledger import (
+    Record,
+    RecordKind,
+    Verifier,
+    leaf_hash,
+    open_checkpoint,
+    parse_header,
+)
+from auditlog.store import StoredCheckpoint, StoredNodeSource, append_batch
 from auditlog.store.schema import records as records_table
 
-from .sequencer import PendingBatch
+from .sequencer import ChainHead, LogSequencer, PendingBatch
 
 __all__ = ["Spool"]
 
@@ -40,15 +51,20 @@ class Spool:
     def exists(self) -> bool:
         return self.path.exists() and self.path.stat().st_size > 0
 
-    def append(self, batch: PendingBatch) -> None:
-        """Append one batch and fsync it. Returns only once the bytes are on disk."""
+    def append(self, batch: PendingBatch, checkpoint_note: str) -> None:
+        """Append one batch with the signed checkpoint of the tree after it, and fsync.
+
+        Returns only once the bytes are on disk. The checkpoint makes the spool tamper-evident:
+        replay refuses any line whose records do not lead to its signed root.
+        """
         line = orjson.dumps(
             {
+                "checkpoint": checkpoint_note,
                 "nodes": [[level, index, h.hex()] for level, index, h in batch.nodes],
                 "records": [
                     [
                         r.seq,
-                        str(r.kind),
+                        r.kind.value,
                         r.request_id,
                         r.req_seq,
                         r.ts,
@@ -70,8 +86,8 @@ class Spool:
         if new:
             _fsync_dir(self.path.parent)
 
-    def batches(self) -> Iterator[PendingBatch]:
-        """Read the spooled batches in order (a torn final line is skipped)."""
+    def batches(self) -> Iterator[tuple[int, PendingBatch, str]]:
+        """(line number, batch, checkpoint note) in order; a torn final line is skipped."""
         if not self.path.exists():
             return
         with self.path.open("rb") as fh:
@@ -80,28 +96,38 @@ class Spool:
         for number, line in enumerate(lines[:-1], start=1):
             try:
                 raw = orjson.loads(line)
-                yield PendingBatch(
+                batch = PendingBatch(
                     records=[_record(row) for row in raw["records"]],
                     nodes=[(lvl, idx, bytes.fromhex(h)) for lvl, idx, h in raw["nodes"]],
                 )
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                note = raw["checkpoint"]
+                if type(note) is not str:
+                    raise TypeError("checkpoint is not a string")
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, FormatError) as exc:
                 raise RecorderError(f"spool {self.path} line {number} is corrupt: {exc}") from exc
+            yield number, batch, note
 
-    def replay(self, conn: Connection, log_id: int) -> int:
-        """Write every spooled record the database lacks, in order; return how many were written.
+    def replay(self, conn: Connection, *, origin: str, verifiers: Sequence[Verifier]) -> int:
+        """Check and write every spooled record the database lacks, in order; return how many.
 
-        The caller owns the transaction and MUST call :meth:`clear` only after it commits.
+        Each spooled record MUST be a valid header of this log, extend its request chain, and
+        each line MUST lead to the root its signed checkpoint states (a trusted key): otherwise
+        nothing is written and :class:`RecorderError` names the line. The caller owns the
+        transaction and MUST call :meth:`clear` only after it commits.
         """
-        size = log_size(conn, log_id)
+        state = LogSequencer.resume(conn, origin)
+        log_id, size = state.log_id, state.size
+        frontier, heads = state.frontier, state.heads
         written = 0
-        for batch in self.batches():
+        for number, batch, note in self.batches():
+            where = f"spool {self.path} line {number}"
             have = [r for r in batch.records if r.seq < size]
             if have:
                 stored = StoredNodeSource(conn, log_id).get_nodes(0, have[0].seq, have[-1].seq + 1)
                 for record, leaf in zip(have, stored, strict=True):
                     if record.leaf != leaf:
                         raise VerificationError(
-                            f"spooled record {record.seq} differs from the database: expected "
+                            f"{where}: record {record.seq} differs from the database: expected "
                             f"leaf {leaf.hex()}, spool has {record.leaf.hex()}"
                         )
             missing = [r for r in batch.records if r.seq >= size]
@@ -109,10 +135,25 @@ class Spool:
                 continue
             if missing[0].seq != size:
                 raise RecorderError(
-                    f"spool gap: database has {size} records, spool resumes at {missing[0].seq}"
+                    f"{where}: gap: the database has {size} records, the spool resumes at "
+                    f"{missing[0].seq}"
+                )
+            for record in missing:
+                _check_spooled(record, origin, heads, where)
+                frontier.append(record.leaf)
+            try:
+                cp = open_checkpoint(note, verifiers, origin=origin)
+            except AuditlogError as exc:
+                raise RecorderError(f"{where}: checkpoint does not verify: {exc}") from exc
+            if cp.size != frontier.size or cp.root != frontier.root():
+                raise RecorderError(
+                    f"{where}: records do not lead to the signed checkpoint: expected size "
+                    f"{cp.size} root {cp.root.hex()}, rebuilt size {frontier.size} root "
+                    f"{frontier.root().hex()}"
                 )
             nodes = [n for n in batch.nodes if (n[1] + 1) << n[0] > size]
-            append_batch(conn, log_id, missing, nodes)
+            stored_cp = StoredCheckpoint(size=cp.size, root=cp.root, note=note, ts=time.time_ns())
+            append_batch(conn, log_id, missing, nodes, checkpoint=stored_cp)
             size = missing[-1].seq + 1
             written += len(missing)
         return written
@@ -122,6 +163,38 @@ class Spool:
         if self.path.exists():
             self.path.unlink()
             _fsync_dir(self.path.parent)
+
+
+def _check_spooled(record: Record, origin: str, heads: dict[str, ChainHead], where: str) -> None:
+    """A spooled record must be a valid header of ``origin`` that extends its request chain."""
+    try:
+        h = parse_header(record.body)
+    except FormatError as exc:
+        raise RecorderError(f"{where}: record {record.seq}: {exc}") from exc
+    columns = (h["log"], h["seq"], h["kind"], h["request_id"], h["req_seq"], h["ts"])
+    expected = (origin, record.seq, record.kind.value, record.request_id, record.req_seq, record.ts)
+    if columns != expected or h.get("tenant") != record.tenant:
+        raise RecorderError(f"{where}: record {record.seq} does not match its header")
+    digest = h["payload"]
+    actual = None if record.payload is None else hashlib.sha256(record.payload).hexdigest()
+    if digest != actual:
+        raise RecorderError(f"{where}: record {record.seq}: payload digest mismatch")
+    rid = record.request_id
+    if rid is None:
+        return
+    head = heads.get(rid)
+    if record.kind is RecordKind.REQUEST_START:
+        if head is not None:
+            raise RecorderError(f"{where}: record {record.seq}: request {rid!r} already open")
+        heads[rid] = ChainHead(0, record.leaf.hex(), record.tenant)
+        return
+    if head is None or h["req_seq"] != head.req_seq + 1 or h["prev"] != head.leaf_hex:
+        raise RecorderError(f"{where}: record {record.seq} does not extend request {rid!r}")
+    if record.kind is RecordKind.REQUEST_END:
+        del heads[rid]
+    else:
+        head.req_seq += 1
+        head.leaf_hex = record.leaf.hex()
 
 
 def log_size(conn: Connection, log_id: int) -> int:
