@@ -316,9 +316,11 @@ def test_request_id_is_used_once_per_log(db_url: str, signer: Signer, tmp_path: 
             recorder.record(event)
         with pytest.raises(RecorderError, match="already open or used"):
             recorder.record(dataclasses.replace(first, ts=first.ts + 1))
-    with _open(db_url, signer, tmp_path) as recorder:
-        with pytest.raises(RecorderError, match="already used in this log"):
-            recorder.record(dataclasses.replace(first, ts=first.ts + 2))
+    with (
+        _open(db_url, signer, tmp_path) as recorder,
+        pytest.raises(RecorderError, match="already used in this log"),
+    ):
+        recorder.record(dataclasses.replace(first, ts=first.ts + 2))
 
 
 def test_events_the_writer_could_not_store_are_refused_at_once(
