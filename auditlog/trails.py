@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, select
 
-from auditlog.errors import NotFoundError
+from auditlog.errors import FormatError, NotFoundError
 from auditlog.events import FinishReason, Provenance
 from auditlog.ledger import RecordKind
 from auditlog.store.schema import logs, payloads, records
@@ -80,7 +80,14 @@ def read_trail(conn: Connection, origin: str, request_id: str) -> Trail:
         raise NotFoundError(f"no request {request_id!r} in log {origin!r}")
     trail = Trail(origin=origin, request_id=request_id, records=[])
     for seq, body, data in rows:
-        header = orjson.loads(body)
+        try:
+            header = orjson.loads(body)
+            if type(header) is not dict:
+                raise TypeError("not an object")
+        except (orjson.JSONDecodeError, TypeError) as exc:
+            raise FormatError(
+                f"record {seq} of log {origin!r} is not a JSON header: {exc}"
+            ) from exc
         record = TrailRecord(seq=seq, body=bytes(body), header=header, payload=_bytes(data))
         trail.records.append(record)
         kind = header["kind"]

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from auditlog.errors import ConfigurationError
+from auditlog.errors import AuditlogError, ConfigurationError, NotFoundError
 
 __all__ = ["register"]
 
@@ -72,7 +72,7 @@ def verify(
             progress=advance,
             on_log=on_log,
         )
-    request_findings = []
+    request_findings: list[Any] = []
     if request is not None:
         from auditlog.store import create_db_engine
         from auditlog.trails import read_trail
@@ -82,7 +82,10 @@ def verify(
             for log_report in report.logs:
                 try:
                     trail = read_trail(conn, log_report.log, request)
-                except Exception:
+                except NotFoundError:
+                    continue
+                except AuditlogError as exc:  # a body so damaged it does not decode
+                    request_findings.append(_Unreadable(log_report.log, str(exc)))
                     continue
                 seqs = {r.seq for r in trail.records}
                 request_findings += [f for f in log_report.findings if f.index in seqs]
@@ -166,6 +169,14 @@ def _print(report: Any, request: str | None, request_findings: list[Any]) -> Non
         verdict = "intact" if not request_findings else f"{len(request_findings)} findings"
         console.print(f"request {request}: {verdict}")
     console.print("[green]intact[/green]" if report.ok else "[red]integrity failure[/red]")
+
+
+class _Unreadable:
+    """A request-level finding for a trail that cannot even be decoded."""
+
+    def __init__(self, log: str, message: str) -> None:
+        self.log, self.index, self.message = log, None, message
+        self.code, self.severity, self.expected, self.actual = "trail.unreadable", "error", "", ""
 
 
 def register(app: typer.Typer) -> None:
