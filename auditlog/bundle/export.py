@@ -101,6 +101,10 @@ def find_trail(
         raise not_found
     if tenants is not None and _header_tenant(chain[0].body) not in tenants:
         raise not_found
+    # A chain that mixes tenants (a reused request id in a damaged log) is shown to nobody but an
+    # unrestricted caller: never another tenant's records (C19).
+    if tenants is not None and any(record.tenant not in tenants for record in chain):
+        raise not_found
     return StoredTrail(log_id=log_id, origin=origin, request_id=request_id, records=chain)
 
 
