@@ -17,12 +17,18 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 
 import pytest
+from hypothesis import settings
 from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from auditlog.store.db import create_db_engine, normalize_url, upgrade
 from auditlog.store.schema import LEDGER_TABLES
+
+# Under CI, property tests draw the same examples on every run: a red CI is a reproducible one.
+settings.register_profile("ci", derandomize=True, deadline=None)
+if os.environ.get("CI") == "true":
+    settings.load_profile("ci")
 
 PG_URL_ENV = "AUDITLOG_TEST_PG_URL"
 DEFAULT_PG_URLS = (

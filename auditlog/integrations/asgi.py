@@ -15,19 +15,23 @@ origin, its own recorder), without the server's cooperation:
   went away first; ``n_generated`` = bytes the server produced, ``n_delivered`` = bytes forwarded
   before a disconnect was seen.
 
-Fail-closed (C21, the default): an SSE event leaves only once its tokens are durable; a JSON
-answer and the closing ``[DONE]`` only once the end record is durable. Requests the trail could
-not hold exactly (``n`` > 1, ``best_of`` > 1) are refused with 400, and recorded as such.
-Compressing middleware MUST sit outside this one (it must see plain bytes).
+Output fields other than content (tool calls, reasoning text) are recorded as marked steps
+(``openai_wire``). Fail-closed (C21, the default): an SSE event leaves only once its tokens are
+durable; a JSON answer and the closing ``[DONE]`` only once the end record is durable. What the
+middleware refuses (``asgi_policy``): unaudited ``POST`` endpoints under ``/v1/``, and requests the
+trail could not hold exactly (``n`` > 1, ``best_of`` > 1, tool calling), the latter recorded.
+
+Request ids (C19): the trail id is ``<namespace>/<caller id>`` (``auditlog.server.request_ids``),
+the namespace being the caller's tenant, or ``<default tenant>/key:<16 hex>`` for a key the table
+does not map; a caller id is checked against the log, never an in-memory set only. Compressing
+middleware MUST sit outside this one (it must see plain bytes).
 """
 
 from __future__ import annotations
 
 import itertools
-import re
 import threading
 import time
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,8 +49,16 @@ from auditlog.events import (
     RequestStarted,
 )
 from auditlog.recorder import AuditRecorder, FailMode
-from auditlog.server.auth import ApiKeyTable
+from auditlog.server.auth import ApiKeyTable, Identity
+from auditlog.server.openai_errors import ApiError
+from auditlog.server.request_ids import (
+    NAMESPACE_SEPARATOR,
+    REQUEST_ID_HEADER,
+    TRAIL_ID_HEADER,
+    RequestIds,
+)
 
+from .asgi_policy import NOT_AUDITED, is_guarded, refusal, route_path, send_error
 from .openai_wire import (
     TOKENIZATION,
     ChoiceDelta,
@@ -62,9 +74,8 @@ __all__ = ["DEFAULT_PATHS", "TRAIL_HEADER", "AuditMiddleware"]
 log = structlog.get_logger("auditlog.integrations")
 
 DEFAULT_PATHS = frozenset({"/v1/completions", "/v1/chat/completions"})
-TRAIL_HEADER = b"x-auditlog-request-id"
-ENGINE_LABEL = "auditlog-asgi-middleware/0.1"
-_REQUEST_ID_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")
+TRAIL_HEADER = TRAIL_ID_HEADER.encode("ascii")
+ENGINE_LABEL = "auditlog-asgi-middleware/0.2"
 _INPUT_FIELDS = ("prompt", "messages")
 
 
@@ -118,7 +129,7 @@ class AuditMiddleware:
         self.fail_closed = (mode or FailMode.CLOSED) is FailMode.CLOSED
         self.model_refs = dict(model_refs or {})
         self._steps = itertools.count(1)
-        self._seen_ids: set[str] = set()
+        self._request_ids: RequestIds | None = None
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -135,14 +146,17 @@ class AuditMiddleware:
         if scope["type"] == "lifespan" and self._owns_recorder:
             await self.app(scope, receive, self._lifespan_send(send))
             return
-        if (
-            scope["type"] != "http"
-            or scope.get("method") != "POST"
-            or scope.get("path") not in self.paths
-        ):
+        if scope["type"] != "http" or scope.get("method") != "POST":
             await self.app(scope, receive, send)
             return
-        await self._audited(scope, receive, send)
+        path = route_path(scope)
+        if path in self.paths:
+            await self._audited(scope, receive, send)
+        elif is_guarded(path):
+            log.warning("asgi.unaudited_endpoint_refused", path=path)  # C23
+            await send_error(send, 400, NOT_AUDITED, param=None, code="endpoint_not_audited")
+        else:
+            await self.app(scope, receive, send)
 
     def _lifespan_send(self, send: Send) -> Send:
         async def lifespan_send(message: Message) -> None:
@@ -161,13 +175,22 @@ class AuditMiddleware:
             body = orjson.loads(raw) if raw else {}
         except orjson.JSONDecodeError:
             body = None
-        ex = _Exchange(request_id=self._request_id(headers.get("x-request-id")))
+        identity, namespace = self._identity(headers.get("authorization"))
         recorder = self.recorder()
-        recorder.record(self._started(ex.request_id, headers, scope, body, raw))
-        if isinstance(body, dict) and (
-            body.get("n", 1) != 1 or body.get("best_of", 1) not in (1, None)
-        ):
-            await self._refuse(ex, send, "n and best_of other than 1 cannot be audited exactly")
+        ids = self._ids(recorder)
+        try:
+            # C19: the caller names requests in its own namespace; a used id is looked up in
+            # the log, so a restart does not forget it.
+            name = ids.name(namespace, headers.get(REQUEST_ID_HEADER))
+            await ids.reserve(name)
+        except ApiError as err:
+            await send_error(send, err.status, err.message, param=err.param, code=err.code)
+            return
+        ex = _Exchange(request_id=name.trail_id)
+        recorder.record(self._started(ex.request_id, identity, headers, scope, body, raw))
+        refused = refusal(body)
+        if refused is not None:
+            await self._refuse(ex, send, refused.message, refused.param, refused.code)
             return
 
         replay = list(messages)
@@ -191,21 +214,35 @@ class AuditMiddleware:
         finally:
             self._end(ex)
 
-    def _request_id(self, header: str | None) -> str:
-        """The caller's x-request-id when valid and new to this log, else a generated one."""
-        if header and _REQUEST_ID_RE.match(header) and header not in self._seen_ids:
-            self._seen_ids.add(header)
-            return header
-        return f"asgi-{uuid.uuid4().hex}"
+    def _ids(self, recorder: AuditRecorder) -> RequestIds:
+        if self._request_ids is None:
+            self._request_ids = RequestIds(
+                engine=recorder.engine, origin=recorder.origin, generated_prefix="asgi-"
+            )
+        return self._request_ids
+
+    def _identity(self, authorization: str | None) -> tuple[Identity, str]:
+        """The caller (C3) and its request-id namespace (C19): the table's identity for its key
+        and its tenant; else an unmapped identity named by the key's hash (never refused), in
+        the namespace ``<default tenant>/<key id>``, so unknown keys cannot probe each other."""
+        table = self.identities if self.identities is not None else ApiKeyTable({})
+        digest, identity = table.lookup(authorization)
+        if identity is not None:
+            return identity, identity.tenant
+        client = f"key:{digest[:16]}" if digest else ""
+        principal = client or "anonymous"
+        unmapped = Identity(tenant=self.default_tenant, principal=principal, client=client)
+        return unmapped, f"{self.default_tenant}{NAMESPACE_SEPARATOR}{principal}"
 
     def _started(
-        self, request_id: str, headers: Mapping[str, str], scope: Scope, body: Any, raw: bytes
+        self,
+        request_id: str,
+        identity: Identity,
+        headers: Mapping[str, str],
+        scope: Scope,
+        body: Any,
+        raw: bytes,
     ) -> RequestStarted:
-        table = self.identities if self.identities is not None else ApiKeyTable({})
-        digest, identity = table.lookup(headers.get("authorization"))
-        client = identity.client if identity else (f"key:{digest[:16]}" if digest else "")
-        tenant = identity.tenant if identity else self.default_tenant
-        principal = identity.principal if identity else (client or "anonymous")
         if isinstance(body, dict):
             text = prompt_text(body)
             params = {k: json_safe(v) for k, v in body.items() if k not in _INPUT_FIELDS}
@@ -214,15 +251,15 @@ class AuditMiddleware:
             text = raw.decode("utf-8", errors="replace")
             params, model = {"unparseable_body": True}, ""
         params |= {"tokenization": TOKENIZATION, "path": scope.get("path", "")}
-        if headers.get("x-request-id"):
-            params["x_request_id"] = headers["x-request-id"][:256]
+        if headers.get(REQUEST_ID_HEADER):
+            params["x_request_id"] = headers[REQUEST_ID_HEADER][:256]
         target = self.model_refs.get(model) or ModelRef(
             name=model, weights_sha256="", tokenizer_sha256="", architecture="unknown"
         )
         return RequestStarted(
             request_id=request_id,
-            tenant=tenant,
-            principal=principal,
+            tenant=identity.tenant,
+            principal=identity.principal,
             prompt_token_ids=tuple(text.encode("utf-8")),
             prompt_text=text,
             params=params,
@@ -230,7 +267,7 @@ class AuditMiddleware:
             draft=None,
             ts=time.time_ns(),
             engine=ENGINE_LABEL,
-            client=client,
+            client=identity.client,
         )
 
     async def _on_send(self, ex: _Exchange, message: Message, send: Send) -> None:
@@ -289,13 +326,16 @@ class AuditMiddleware:
         await self._forward(ex, send, _body(raw, False))
 
     def _absorb(self, ex: _Exchange, delta: ChoiceDelta) -> None:
-        """Record one chunk's text as a step; note its finish reason or error."""
+        """Record one chunk's output as steps (content, then each marked non-content field:
+        tool calls, reasoning text; C6); note its finish reason or error."""
         if delta.error is not None:
             ex.error = ex.error or delta.error
         if delta.finish_reason is not None:
             ex.finish_reason = delta.finish_reason
-        if delta.text and not ex.ended:
-            ids = tuple(delta.text.encode("utf-8"))
+        if ex.ended:
+            return
+        for text in delta.recorded_steps():
+            ids = tuple(text.encode("utf-8"))
             self.recorder().record(
                 BatchStep(
                     step_id=next(self._steps),
@@ -354,26 +394,15 @@ class AuditMiddleware:
             return False
         return not ex.disconnected
 
-    async def _refuse(self, ex: _Exchange, send: Send, message: str) -> None:
+    async def _refuse(
+        self, ex: _Exchange, send: Send, message: str, param: str | None, code: str
+    ) -> None:
+        """Answer 400 and record the request as refused (reason error, nothing delivered)."""
         ex.status, ex.error = 400, message
         self._end(ex, n_delivered=0)
         await self._durable_end(ex)
-        body = orjson.dumps(
-            {"error": {"message": message, "type": "invalid_request_error", "param": "n",
-                       "code": "unsupported_parameter"}}
-        )  # fmt: skip
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 400,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (TRAIL_HEADER, ex.request_id.encode("latin-1")),
-                ],
-            }
-        )
-        await send(_body(body, False))
+        trail = [(TRAIL_HEADER, ex.request_id.encode("latin-1"))]
+        await send_error(send, 400, message, param=param, code=code, headers=trail)
 
 
 async def _read_body(receive: Receive) -> tuple[list[Message], bytes]:

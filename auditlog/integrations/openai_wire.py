@@ -6,6 +6,14 @@ provenance ``target``. The concatenated token ids of a trail therefore decode (`
 .decode("utf-8")``) to exactly the text the server produced, chunk boundaries included in the
 ``tokens`` records' step ids. Such a trail says so in its parameters: ``"tokenization":
 "utf-8-bytes"``.
+
+Output other than content (C6, C23): every non-empty field of a choice's ``delta`` / ``message``
+other than ``role`` and ``content`` also reaches the client (``tool_calls`` with their
+``function.arguments``, ``function_call``, ``reasoning_content``, ``reasoning``, ``refusal``, ...),
+so it is recorded too, as its own step, marked: ``U+001E <field name> U+001F <value>``, the value
+as is when it is a string, else as canonical JSON (sorted keys). A step's text is therefore either
+plain content or, when it begins with U+001E, a marked field; content that itself begins with
+U+001E is recorded marked as ``U+001E content U+001F <content>``, so every step reads one way.
 """
 
 from __future__ import annotations
@@ -18,10 +26,13 @@ from typing import Any
 import orjson
 
 __all__ = [
+    "FIELD_MARK",
+    "FIELD_NAME_END",
     "TOKENIZATION",
     "ChoiceDelta",
     "SseParser",
     "json_safe",
+    "marked_field",
     "prompt_text",
     "response_delta",
     "utf8_token_ids",
@@ -30,6 +41,10 @@ __all__ = [
 TOKENIZATION = "utf-8-bytes"
 _MAX_SAFE_INTEGER = 2**53 - 1
 _DONE = b"[DONE]"
+FIELD_MARK = "\x1e"  # U+001E RECORD SEPARATOR: starts a marked (non-content) step
+FIELD_NAME_END = "\x1f"  # U+001F UNIT SEPARATOR: ends the field name of a marked step
+_CONTENT_FIELD = "content"
+_UNMARKED_FIELDS = frozenset({"role", _CONTENT_FIELD})
 
 
 def utf8_token_ids(text: str) -> tuple[int, ...]:
@@ -65,14 +80,33 @@ def prompt_text(body: Mapping[str, Any]) -> str:
     return orjson.dumps(json_safe(prompt), option=orjson.OPT_SORT_KEYS).decode()
 
 
+def marked_field(name: str, value: Any) -> str:
+    """A non-content output field as one recorded step (module docstring)."""
+    text = (
+        value
+        if isinstance(value, str)
+        else orjson.dumps(json_safe(value), option=orjson.OPT_SORT_KEYS).decode()
+    )
+    return f"{FIELD_MARK}{name}{FIELD_NAME_END}{text}"
+
+
 @dataclass(slots=True)
 class ChoiceDelta:
-    """Text and finish reason of choice 0 in one response chunk (or a whole JSON answer)."""
+    """Choice 0 of one response chunk (or a whole JSON answer): its content text, its other
+    output fields as marked steps, its finish reason."""
 
     text: str = ""
     finish_reason: str | None = None
     error: str | None = None
     usage: dict[str, Any] | None = None
+    marked: list[str] = field(default_factory=list)
+
+    def recorded_steps(self) -> list[str]:
+        """The texts to record, one step each, in order: the content, then the marked fields."""
+        steps = [self.text] if self.text else []
+        if self.text.startswith(FIELD_MARK):
+            steps = [marked_field(_CONTENT_FIELD, self.text)]
+        return steps + self.marked
 
 
 def response_delta(obj: Any) -> ChoiceDelta:
@@ -92,8 +126,15 @@ def response_delta(obj: Any) -> ChoiceDelta:
             out.text += choice["text"]
         for key in ("delta", "message"):
             part = choice.get(key)
-            if isinstance(part, dict) and isinstance(part.get("content"), str):
-                out.text += part["content"]
+            if not isinstance(part, dict):
+                continue
+            if isinstance(part.get(_CONTENT_FIELD), str):
+                out.text += part[_CONTENT_FIELD]
+            elif part.get(_CONTENT_FIELD) not in (None, ""):  # e.g. a list of content parts
+                out.marked.append(marked_field(_CONTENT_FIELD, part[_CONTENT_FIELD]))
+            for name in sorted(set(part) - _UNMARKED_FIELDS):
+                if part[name] not in (None, "", [], {}):
+                    out.marked.append(marked_field(name, part[name]))
         if choice.get("finish_reason"):
             out.finish_reason = str(choice["finish_reason"])
     return out

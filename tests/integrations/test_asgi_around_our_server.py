@@ -64,11 +64,11 @@ def test_middleware_trail_equals_server_trail_and_client_text(tmp_path: Path) ->
                     extra_headers={"x-request-id": "both-1"},
                 )
             )  # fmt: skip
-            mw_recorder.wait_durable("both-1", 2**62, timeout=30)
+            mw_recorder.wait_durable("acme-bank/both-1", 2**62, timeout=30)
     finally:
         mw_recorder.close()
-    ours = trail(db_url, SERVER_ORIGIN, "both-1")
-    theirs = trail(db_url, MW_ORIGIN, "both-1")
+    ours = trail(db_url, SERVER_ORIGIN, "acme-bank/both-1")
+    theirs = trail(db_url, MW_ORIGIN, "acme-bank/both-1")  # both logs join on the trail id
     assert trail_text(theirs) == text
     assert theirs.tenant == ours.tenant == "acme-bank"
     assert theirs.start["client"] == ours.start["client"]

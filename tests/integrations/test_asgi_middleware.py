@@ -110,8 +110,8 @@ def test_streamed_chat_is_recorded_byte_exact(audited: tuple[str, Any]) -> None:
     )  # fmt: skip
     text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
     assert text == "".join(PIECES)
-    _wait_closed(recorder, "mw-chat-1")
-    t = trail(db_url, ORIGIN, "mw-chat-1")
+    _wait_closed(recorder, "acme-bank/mw-chat-1")
+    t = trail(db_url, ORIGIN, "acme-bank/mw-chat-1")
     assert trail_text(t) == text
     assert t.reason == "stop" and t.end["n_generated"] == t.end["n_delivered"]
     assert len({step for step in t.steps}) == len(PIECES)  # one step per chunk
@@ -144,8 +144,8 @@ def test_error_answer_is_recorded_as_error(audited: tuple[str, Any]) -> None:
             model="third-party", prompt="x", temperature=3,
             extra_headers={"x-request-id": "mw-err-1"},
         )  # fmt: skip
-    _wait_closed(recorder, "mw-err-1")
-    t = trail(db_url, ORIGIN, "mw-err-1")
+    _wait_closed(recorder, "acme-bank/mw-err-1")
+    t = trail(db_url, ORIGIN, "acme-bank/mw-err-1")
     assert t.reason == "error" and "temperature too high" in t.end["error"]
     assert t.token_ids == []
 
@@ -155,8 +155,8 @@ def test_n_above_one_is_refused_and_recorded(audited: tuple[str, Any]) -> None:
     r = httpx.post(f"{url}/v1/completions", json={"model": "m", "prompt": "x", "n": 2},
                    headers={"x-request-id": "mw-n2"})  # fmt: skip
     assert r.status_code == 400 and r.json()["error"]["param"] == "n"
-    _wait_closed(recorder, "mw-n2")
-    assert trail(db_url, ORIGIN, "mw-n2").reason == "error"
+    _wait_closed(recorder, "unmapped/anonymous/mw-n2")  # no key: the shared anonymous namespace
+    assert trail(db_url, ORIGIN, "unmapped/anonymous/mw-n2").reason == "error"
 
 
 def test_client_abandoning_a_stream_is_an_abort(audited: tuple[str, Any]) -> None:
@@ -171,8 +171,9 @@ def test_client_abandoning_a_stream_is_an_abort(audited: tuple[str, Any]) -> Non
             if line.startswith("data: "):
                 got.append(json.loads(line[6:])["choices"][0]["text"])
                 break
-    _wait_closed(recorder, "mw-abort-1")
-    t = trail(db_url, ORIGIN, "mw-abort-1")
+    trail_id = f"unmapped/key:{hash_api_key('unknown-key')[:16]}/mw-abort-1"  # the key's namespace
+    _wait_closed(recorder, trail_id)
+    t = trail(db_url, ORIGIN, trail_id)
     assert t.reason == "abort"
     assert trail_text(t).startswith("".join(got))
     assert t.end["n_delivered"] <= t.end["n_generated"] < len("".join(PIECES).encode())
@@ -195,5 +196,5 @@ def test_fail_closed_releases_each_event_after_its_record_is_durable(
         for line in r.iter_lines():
             if line.startswith("data: {"):
                 n += len(json.loads(line[6:])["choices"][0]["text"].encode())
-                seen.append((n, recorder.durable_tokens("mw-durable-1")))
+                seen.append((n, recorder.durable_tokens("unmapped/anonymous/mw-durable-1")))
     assert seen and all(durable >= n for n, durable in seen), seen

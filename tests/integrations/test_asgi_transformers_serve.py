@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
@@ -20,9 +21,13 @@ serving = pytest.importorskip("transformers.cli.serving.server")
 from integration_fixtures import open_recorder, serve, trail, trail_text  # noqa: E402
 
 from auditlog.integrations.asgi import TRAIL_HEADER, AuditMiddleware  # noqa: E402
+from auditlog.server import hash_api_key  # noqa: E402
 from auditlog.verifier import verify_database  # noqa: E402
 
 ORIGIN = "asgi.test.invalid/hf-serve-0"
+KEY = "sk-hf-1"
+# No key table: the key is unmapped, so its ids live in the namespace unmapped/key:<16 hex> (C19).
+CHAT_ID = f"unmapped/key:{hash_api_key(KEY)[:16]}/hf-chat-1"
 CHAT_TEMPLATE = (
     "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}assistant: "
 )
@@ -86,7 +91,7 @@ def test_transformers_serve_streamed_and_not(tmp_path: Path, monkeypatch: Any) -
     app = AuditMiddleware(_transformers_serve_app(model_dir), recorder=recorder)
     try:
         with serve(app) as url:
-            c = openai.OpenAI(base_url=f"{url}/v1", api_key="sk-hf-1", max_retries=0)
+            c = openai.OpenAI(base_url=f"{url}/v1", api_key=KEY, max_retries=0)
             stream = c.chat.completions.create(
                 model=str(model_dir), messages=[{"role": "user", "content": "hello"}],
                 max_tokens=12, stream=True, extra_headers={"x-request-id": "hf-chat-1"},
@@ -97,11 +102,18 @@ def test_transformers_serve_streamed_and_not(tmp_path: Path, monkeypatch: Any) -
             )
             cmpl_id = raw.headers[TRAIL_HEADER.decode()]
             cmpl_text = raw.parse().choices[0].text
-            for rid in ("hf-chat-1", cmpl_id):
+            for rid in (CHAT_ID, cmpl_id):
                 recorder.wait_durable(rid, 2**62, timeout=30)
+            # C23: transformers serve also answers POST /v1/responses; unaudited, so refused
+            auth = {"authorization": f"Bearer {KEY}"}
+            body = {"model": str(model_dir), "input": "hello", "max_output_tokens": 4}
+            r = httpx.post(f"{url}/v1/responses", json=body, headers=auth, timeout=30)
+            assert r.status_code == 400, r.text
+            assert r.json()["error"]["message"] == "endpoint not audited"
+            assert httpx.get(f"{url}/v1/models", headers=auth, timeout=30).status_code == 200
     finally:
         recorder.close()
-    chat = trail(db_url, ORIGIN, "hf-chat-1")
+    chat = trail(db_url, ORIGIN, CHAT_ID)
     assert trail_text(chat) == chat_text and chat.reason in ("stop", "length")
     cmpl = trail(db_url, ORIGIN, cmpl_id)
     assert trail_text(cmpl) == cmpl_text and cmpl.reason == "length"
