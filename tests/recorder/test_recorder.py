@@ -304,8 +304,8 @@ def test_refusals_are_logged_with_request_and_step(
 
 
 def test_request_id_is_used_once_per_log(db_url: str, signer: Signer, tmp_path: Path) -> None:
-    """A reused request id would merge two requests' trails (C1, C19): refused, also after a
-    restart, when only the database remembers it."""
+    """A reused request id would merge two requests' trails (C1, C19): the recorder refuses it
+    within its process, and the verifier reports a reuse that reached the log another way."""
     import dataclasses
 
     engine = SyntheticEngine(seed=12)
@@ -316,11 +316,20 @@ def test_request_id_is_used_once_per_log(db_url: str, signer: Signer, tmp_path: 
             recorder.record(event)
         with pytest.raises(RecorderError, match="already open or used"):
             recorder.record(dataclasses.replace(first, ts=first.ts + 1))
-    with (
-        _open(db_url, signer, tmp_path) as recorder,
-        pytest.raises(RecorderError, match="already used in this log"),
-    ):
+    with _open(db_url, signer, tmp_path) as recorder:  # a new process: only the log remembers
         recorder.record(dataclasses.replace(first, ts=first.ts + 2))
+        recorder.record(
+            RequestFinished(
+                request_id=first.request_id,
+                reason=FinishReason.ABORT,
+                n_generated=0,
+                n_delivered=0,
+                ts=first.ts + 3,
+            )
+        )
+    report = verify_database(db_url, keys=[signer.verifier_key])
+    assert not report.ok
+    assert any(str(f.code) == "chain.restarted" for f in report.findings)
 
 
 def test_events_the_writer_could_not_store_are_refused_at_once(
