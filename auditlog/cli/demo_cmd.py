@@ -169,7 +169,11 @@ def demo(
         "Legend: [green]draft accepted[/green] [yellow]target recovered[/yellow] "
         "[magenta]bonus[/magenta] target"
     )
-    console.print(f"Verify again: auditlog verify --db sqlite:///{db} --witness-dir {witness_dir}")
+    console.print(
+        f"Verify again: auditlog verify --db sqlite:///{db} --witness-dir {witness_dir} "
+        f"--key '{signer.verifier_key}'",
+        soft_wrap=True,
+    )
     if not report.ok:
         raise typer.Exit(1)
 
