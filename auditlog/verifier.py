@@ -105,8 +105,10 @@ def verify_database(
             logs = list_logs(conn)
             if origin is not None:
                 logs = [log for log in logs if log.origin == origin]
-                if not logs and origin not in trusted and (
-                    witness is None or origin not in witness.origins()
+                if (
+                    not logs
+                    and origin not in trusted
+                    and (witness is None or origin not in witness.origins())
                 ):
                     raise NotFoundError(f"no log {origin!r} in the database")
             for log in logs:
@@ -154,7 +156,9 @@ def verify_database(
     return report
 
 
-def _kept_notes(origin: str, trusted: dict[str, str], witness: DirectoryWitness | None) -> list[str]:
+def _kept_notes(
+    origin: str, trusted: dict[str, str], witness: DirectoryWitness | None
+) -> list[str]:
     """Every checkpoint note of ``origin`` kept outside the database: the caller's trusted one
     and all the witness holds. A file that cannot be read as text is passed on as it is, so that
     the verifier reports it (``witness.invalid``) instead of crashing."""

@@ -90,8 +90,19 @@ KeyDep = Annotated[ApiKey, Depends(get_key)]
 def _require(*roles: Role) -> object:
     allowed = ", ".join(str(r) for r in roles)
 
-    def check(key: KeyDep) -> ApiKey:
+    def check(key: KeyDep, request: Request, state: StateDep) -> ApiKey:
         if key.role not in roles:
+            # A refused attempt by an authenticated principal is itself an audit event (C18,
+            # AU-2): recorded, with its status, before the 403 leaves.
+            route = request.scope.get("route")
+            state.access_log.record(
+                key=key,
+                endpoint=f"{request.method} {getattr(route, 'path', request.url.path)}",
+                request_ids=[],
+                reason=request.headers.get("x-audit-reason"),
+                status=status.HTTP_403_FORBIDDEN,
+                params=dict(request.query_params),
+            )
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN,
                 detail=f"role {key.role} may not call this; needs {allowed}",

@@ -85,5 +85,5 @@ def get_checkpoint(conn: Connection, log_id: int, size: int) -> StoredCheckpoint
         select(*_COLUMNS).where(checkpoints.c.log_id == log_id, checkpoints.c.size == size)
     ).first()
     if row is None:
-        raise NotFoundError(f"log {log_id} has no checkpoint of size {size}")
+        raise NotFoundError(f"no checkpoint of size {size} in this log")
     return _row(tuple(row))

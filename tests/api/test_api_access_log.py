@@ -68,13 +68,18 @@ def test_every_read_is_an_access_record_and_the_access_log_verifies(world: World
     assert checkpoint is not None and checkpoint.size == len(reads) + 1  # signed per read
 
 
-def test_failed_authentication_and_forbidden_roles_write_nothing(world: World) -> None:
-    """Only authenticated reads that reach a route's data are recorded (401/403 answer nothing)."""
+def test_forbidden_attempts_are_recorded_failed_authentication_is_not(world: World) -> None:
+    """A 403 to an authenticated principal is an audit event (C18, AU-2) and is recorded with
+    its status; an unauthenticated 401 names nobody and writes nothing."""
     world.client.get("/v1/requests", headers={"Authorization": "Bearer nope"})
-    world.client.get("/v1/steps", headers=world.headers("auditor0"))
     with world.engine.connect() as conn:
-        count = conn.execute(select(records.c.seq).where(records.c.kind == "access")).all()
-    assert count == []
+        assert conn.execute(select(records.c.seq).where(records.c.kind == "access")).all() == []
+    assert world.client.get("/v1/steps", headers=world.headers("auditor0")).status_code == 403
+    with world.engine.connect() as conn:
+        bodies = conn.execute(select(records.c.body).where(records.c.kind == "access")).all()
+    assert len(bodies) == 1
+    header = orjson.loads(bodies[0][0])
+    assert header["status"] == 403 and "steps" in header["endpoint"]
 
 
 def _block_access_inserts(db_url: str, block: bool) -> None:
