@@ -2,8 +2,9 @@
 
 A trail is the request's chain of records (``request.start``, one ``tokens`` record per physical
 step it took part in, ``request.end``) read back from the database and decoded: the transcript with
-each token's provenance and step, the identity and parameters from the start record, and the
-outcome from the end record. Reading does not verify: ``auditlog.verifier`` does that.
+each token's provenance and step (decoded by ``auditlog.bundle.transcript``), the identity and
+parameters from the start record, and the outcome from the end record. Reading checks the header
+format only; ``auditlog.verifier`` verifies.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, select
 
-from auditlog.errors import FormatError, NotFoundError
+from auditlog.bundle.transcript import build_transcript
+from auditlog.errors import NotFoundError
 from auditlog.events import FinishReason, Provenance
-from auditlog.ledger import RecordKind
+from auditlog.ledger import RecordKind, parse_header
 from auditlog.store.schema import logs, payloads, records
 
 __all__ = ["Trail", "TrailRecord", "read_trail"]
@@ -46,7 +48,7 @@ class Trail:
     start: dict[str, Any] = field(default_factory=dict)
     prompt_text: str | None = None
     prompt_token_ids: list[int] = field(default_factory=list)
-    token_ids: list[int] = field(default_factory=list)
+    token_ids: list[int | None] = field(default_factory=list)  # None: payload unreadable
     provenance: list[Provenance] = field(default_factory=list)
     steps: list[int] = field(default_factory=list)
     drafts: list[tuple[int, list[int]]] = field(default_factory=list)  # (step, proposals)
@@ -78,36 +80,29 @@ def read_trail(conn: Connection, origin: str, request_id: str) -> Trail:
     ).all()
     if not rows:
         raise NotFoundError(f"no request {request_id!r} in log {origin!r}")
-    trail = Trail(origin=origin, request_id=request_id, records=[])
+    trail_records = []
     for seq, body, data in rows:
-        try:
-            header = orjson.loads(body)
-            if type(header) is not dict:
-                raise TypeError("not an object")
-        except (orjson.JSONDecodeError, TypeError) as exc:
-            raise FormatError(
-                f"record {seq} of log {origin!r} is not a JSON header: {exc}"
-            ) from exc
-        record = TrailRecord(seq=seq, body=bytes(body), header=header, payload=_bytes(data))
-        trail.records.append(record)
-        kind = header["kind"]
-        if kind == RecordKind.REQUEST_START:
-            trail.start = header
-            trail.tenant = header.get("tenant")
-            content = record.payload_json() or {}
-            trail.prompt_text = content.get("prompt_text")
-            trail.prompt_token_ids = list(content.get("prompt_token_ids", []))
-        elif kind == RecordKind.TOKENS:
-            content = record.payload_json() or {}
-            ids = content.get("token_ids", [])
-            trail.token_ids.extend(ids)
-            trail.provenance.extend(Provenance(p) for p in header["prov"])
-            trail.steps.extend([header["step"]] * len(ids))
-            if content.get("drafts"):
-                trail.drafts.append((header["step"], list(content["drafts"])))
-        elif kind == RecordKind.REQUEST_END:
-            trail.end = header
-    return trail
+        header = parse_header(bytes(body))  # FormatError names what is wrong with the bytes
+        trail_records.append(
+            TrailRecord(seq=seq, body=bytes(body), header=header, payload=_bytes(data))
+        )
+    # One decoder of transcripts for the whole project: the bundle's (pure) one.
+    transcript = build_transcript(request_id, [(r.header, r.payload) for r in trail_records])
+    by_kind = {r.header["kind"]: r.header for r in trail_records}
+    return Trail(
+        origin=origin,
+        request_id=request_id,
+        records=trail_records,
+        tenant=transcript.tenant,
+        start=by_kind.get(RecordKind.REQUEST_START.value, {}),
+        prompt_text=transcript.prompt_text,
+        prompt_token_ids=transcript.prompt_token_ids or [],
+        token_ids=[t.token_id for t in transcript.tokens],
+        provenance=[Provenance(t.provenance) for t in transcript.tokens],
+        steps=[t.step for t in transcript.tokens],
+        drafts=[(d.step, list(d.token_ids)) for d in transcript.drafts],
+        end=by_kind.get(RecordKind.REQUEST_END.value),
+    )
 
 
 def _bytes(data: bytes | memoryview | None) -> bytes | None:

@@ -183,7 +183,8 @@ def _print_trail(console: Console, trail: Any, engine: Any) -> None:
     text = Text()
     text.append(trail.prompt_text or "", style="bold")
     for token_id, prov in zip(trail.token_ids, trail.provenance, strict=True):
-        text.append(tokenizer.decode([token_id]), style=_PROVENANCE_STYLE[str(prov)])
+        piece = "\ufffd" if token_id is None else tokenizer.decode([token_id])  # unreadable
+        text.append(piece, style=_PROVENANCE_STYLE[str(prov)])
     reason = trail.reason.value if trail.reason else "open"
     console.rule(f"{trail.request_id}  tenant={trail.tenant}  end={reason}")
     console.print(text)
