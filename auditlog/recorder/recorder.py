@@ -24,7 +24,6 @@ import enum
 import queue
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,20 +31,15 @@ from typing import Any, Protocol
 
 import structlog
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from auditlog.errors import RecorderError
 from auditlog.events import (
     BatchStep,
     Event,
-    RequestFinished,
-    RequestStarted,
 )
-from auditlog.ledger import Checkpoint, Signer, parse_checkpoint, root_hash
-from auditlog.ledger.note import split_note
+from auditlog.ledger import Checkpoint, Signer
 from auditlog.store import (
     StoredCheckpoint,
-    StoredNodeSource,
     append_batch,
     create_db_engine,
     latest_checkpoint,
@@ -54,9 +48,11 @@ from auditlog.store import (
 )
 
 from .durability import UNTIL_END, DurabilityTracker
+from .gate import EventGate
+from .recovery import check_against_witnesses
 from .sequencer import LogSequencer, PendingBatch
-from .spool import Spool
-from .translate import check_event, interrupt_open_chains, sequence_events
+from .spool import Spool, is_outage
+from .translate import interrupt_open_chains, sequence_events
 
 __all__ = ["AuditRecorder", "FailMode", "RecorderStats", "Witness"]
 
@@ -66,23 +62,6 @@ _STOP = object()
 
 # Errors that send a flush to the spool: the database is unreachable or refused the transaction.
 # (The store raises StoreError for driver errors inside its bulk path.)
-_DB_UNAVAILABLE = (OperationalError, InterfaceError)
-_RECENT_IDS_KEPT = 100_000
-
-
-def _is_outage(exc: BaseException) -> bool:
-    """True for "the database cannot be reached" (spool and retry); False for an error the
-    database would raise again (a constraint, a type): that fails the recorder loudly."""
-    while exc is not None:
-        if isinstance(exc, _DB_UNAVAILABLE) or (
-            isinstance(exc, DBAPIError) and exc.connection_invalidated
-        ):
-            return True
-        if isinstance(exc, DBAPIError):
-            exc = exc.orig  # type: ignore[assignment]
-            continue
-        exc = exc.__cause__  # type: ignore[assignment]
-    return False
 
 
 class FailMode(enum.StrEnum):
@@ -160,14 +139,8 @@ class AuditRecorder:
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in origin)
         self._spool = Spool(Path(spool_path or f"auditlog-spool-{safe}.jsonl"))
         self._durable = DurabilityTracker()
-        self._open_requests: set[str] = set()  # caller-side view, for immediate validation
-        self._open_lock = threading.Lock()
+        self._gate = EventGate()  # what record() refuses at once, in the caller's thread
         self._put_lock = threading.Lock()
-        # Request ids admitted by this process, most recent last: a request id is used once per
-        # log, ever. Older ids and earlier processes are the caller's to check (the server and the
-        # middleware look them up in the log); the verifier reports any reuse (chain.restarted).
-        # (A per-start database lookup here was measured to stall PostgreSQL COPY flushes.)
-        self._recent_ids: OrderedDict[str, None] = OrderedDict()
         self._closed = False
         self._failure: BaseException | None = None
         self._in_outage = False
@@ -184,7 +157,7 @@ class AuditRecorder:
             self._spool.clear()
         with engine.begin() as conn:
             self._seq = LogSequencer.resume(conn, origin)
-            self._check_against_witnesses(conn)
+            check_against_witnesses(conn, self._seq, self.witnesses)
             latest = latest_checkpoint(conn, self._seq.log_id)
             if latest is not None:
                 self._last_checkpoint_size = latest.size
@@ -231,59 +204,11 @@ class AuditRecorder:
             if self._failure is not None:
                 raise RecorderError(f"recorder failed: {self._failure}") from self._failure
             try:
-                check_event(event)
-                self._admit(event)
+                self._gate.admit(event)
             except RecorderError as exc:
                 log.warning("recorder.refused", **_event_context(event), error=str(exc))
                 raise
             self._queue.put(event)
-
-    def _admit(self, event: Event) -> None:
-        """Keep the caller-side set of open requests; refuse events that do not fit it."""
-        with self._open_lock:
-            if isinstance(event, RequestStarted):
-                request_id = event.request_id
-                if request_id in self._open_requests or request_id in self._recent_ids:
-                    raise RecorderError(f"request {request_id!r} is already open or used")
-                self._open_requests.add(request_id)
-                self._recent_ids[request_id] = None
-                if len(self._recent_ids) > _RECENT_IDS_KEPT:
-                    self._recent_ids.popitem(last=False)
-            elif isinstance(event, BatchStep):
-                unknown = set(event.request_ids).union(event.drafts) - self._open_requests
-                if unknown:
-                    raise RecorderError(
-                        f"step {event.step_id} carries tokens for requests that were never "
-                        f"started: {sorted(unknown)[:5]}"
-                    )
-            elif isinstance(event, RequestFinished):
-                if event.request_id not in self._open_requests:
-                    raise RecorderError(f"request {event.request_id!r} is not open")
-                self._open_requests.discard(event.request_id)
-            else:
-                raise RecorderError(f"not an auditlog event: {type(event).__name__}")
-
-    def _check_against_witnesses(self, conn: Connection) -> None:
-        """Refuse to resume a log that a witness has seen larger, or with another history: the
-        database was rolled back or rewritten, and appending would fork the log (C10)."""
-        size = self._seq.size
-        source = StoredNodeSource(conn, self._seq.log_id)
-        for witness in self.witnesses:
-            latest = getattr(witness, "latest", None)
-            note = latest(self.origin) if latest is not None else None
-            if note is None:
-                continue
-            cp = parse_checkpoint(split_note(note)[0])
-            if cp.size > size:
-                raise RecorderError(
-                    f"log {self.origin}: a witness holds a checkpoint of size {cp.size}, the "
-                    f"database has {size} records: it was rolled back; refusing to resume"
-                )
-            if cp.size and root_hash(cp.size, source) != cp.root:
-                raise RecorderError(
-                    f"log {self.origin}: the database's tree at size {cp.size} differs from the "
-                    "witnessed checkpoint: it was rewritten; refusing to resume"
-                )
 
     def wait_durable(
         self, request_id: str, n_tokens: int = 0, timeout: float | None = None
@@ -433,7 +358,7 @@ class AuditRecorder:
                 self._in_outage = False
                 log.info("recorder.outage_over", origin=self.origin)
             except Exception as exc:
-                if not _is_outage(exc):
+                if not is_outage(exc):
                     raise
                 self._spool_batch(batch, checkpoint)
                 return False
@@ -443,7 +368,7 @@ class AuditRecorder:
             with self.engine.begin() as conn:
                 self._persist(conn, batch, checkpoint)
         except Exception as exc:
-            if not _is_outage(exc):
+            if not is_outage(exc):
                 raise
             log.warning("recorder.outage", origin=self.origin, error=str(exc).splitlines()[0])
             self._in_outage = True

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import orjson
 from sqlalchemy import Connection, func, select
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from auditlog.errors import AuditlogError, FormatError, RecorderError, VerificationError
 from auditlog.ledger import (
@@ -39,7 +40,25 @@ from auditlog.store.schema import records as records_table
 
 from .sequencer import ChainHead, LogSequencer, PendingBatch
 
-__all__ = ["Spool"]
+__all__ = ["Spool", "is_outage"]
+
+
+_DB_UNAVAILABLE = (OperationalError, InterfaceError)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """True for "the database cannot be reached" (spool and retry); False for an error the
+    database would raise again (a constraint, a type): that fails the recorder loudly."""
+    while exc is not None:
+        if isinstance(exc, _DB_UNAVAILABLE) or (
+            isinstance(exc, DBAPIError) and exc.connection_invalidated
+        ):
+            return True
+        if isinstance(exc, DBAPIError):
+            exc = exc.orig  # type: ignore[assignment]
+            continue
+        exc = exc.__cause__  # type: ignore[assignment]
+    return False
 
 
 class Spool:
