@@ -36,6 +36,11 @@ __all__ = ["Increments", "check_event", "interrupt_open_chains", "sequence_event
 
 _PROVENANCE_CODE = {p: p.value for p in Provenance}
 
+#: The clock every ``ts`` of the engine events comes from (C2), named in each ``request.start``:
+#: the system real-time clock read as integer nanoseconds since the Unix epoch, UTC
+#: (``time.time_ns``, POSIX CLOCK_REALTIME).
+CLOCK = "CLOCK_REALTIME ns since 1970-01-01T00:00:00Z"
+
 
 @dataclass(slots=True)
 class Increments:
@@ -187,6 +192,7 @@ def sequence_events(seq: LogSequencer, events: list[Event]) -> Increments:
                     }
                 ),
                 fields={
+                    "clock": CLOCK,
                     "principal": event.principal,
                     "client": event.client,
                     "engine": event.engine,

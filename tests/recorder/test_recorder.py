@@ -83,6 +83,10 @@ def test_trails_rebuilt_from_database_equal_engine_output(
             assert trail.provenance == truth.provenance
             assert trail.steps == truth.steps
             assert trail.reason == FinishReason.LENGTH
+            # C2: every time is integer ns from a named clock: received, each step, finished.
+            assert trail.start["clock"].startswith("CLOCK_REALTIME ns")
+            times = [r.header["ts"] for r in trail.records]
+            assert all(type(t) is int for t in times) and times == sorted(times)
     report = verify_database(db_url, witness_dir=tmp_path / "witness", keys=[signer.verifier_key])
     assert report.ok, report.findings
     assert report.records == recorder.stats.records
