@@ -5,13 +5,16 @@ Durability contract (DESIGN.md section 5), in RFC 2119 words:
 - :meth:`AuditRecorder.record` MUST NOT block the caller unless the bounded queue is full
   (backpressure), and MUST NOT drop an event. An event it cannot accept raises at once.
 - A record is durable once the transaction holding it has committed, or, while the database is
-  unreachable, once its batch is fsynced to the local spool, which is replayed in order, before
-  anything newer, when the database returns.
+  unreachable (a connection error; any other database error fails the recorder loudly), once its
+  batch is fsynced to the local spool with a signed checkpoint of the tree after it, and that
+  checkpoint has gone to the witnesses. The spool is replayed in order, before anything newer,
+  when the database returns; replay refuses lines that do not lead to their signed roots.
 - :meth:`AuditRecorder.wait_durable` MUST NOT return before every record covering the request's
   first ``n_tokens`` tokens (and its start record) is durable.
-- On open, the recorder resumes the log from the database (size, Merkle frontier, open chains),
-  replays a leftover spool, and closes every chain left open with ``request.end`` reason
-  ``interrupted``.
+- On open, the recorder replays a leftover spool, resumes the log from the database (size,
+  Merkle frontier, open chains), MUST refuse to resume a database smaller than, or different
+  from, its witnesses' newest checkpoint, and closes every chain left open with ``request.end``
+  reason ``interrupted``.
 - It signs a checkpoint every ``checkpoint_every`` records or ``checkpoint_interval_ms``, and at
   close; each goes to the database (same transaction as the records it covers) and then to every
   witness.
