@@ -1,4 +1,4 @@
-"""The engine -> recorder contract (DESIGN.md section 4).
+"""The engine -> recorder contract (docs/DESIGN.md section 4).
 
 Frozen dataclasses with no dependencies, so that any engine (ours, vLLM, HF transformers) can
 produce them. Times are integer nanoseconds since the Unix epoch (UTC), from ``time.time_ns``.

@@ -12,7 +12,7 @@ payloads, nodes) into a fresh database migrated to head, ``--batch`` records per
 - PostgreSQL baseline: plain psycopg 3, ``cursor.executemany`` (pipelined) per table per
   transaction; ``append_batch`` uses ``COPY``.
 
-Each contender runs ``--repeat`` times in alternation; the best run counts. DESIGN.md section 6
+Each contender runs ``--repeat`` times in alternation; the best run counts. docs/DESIGN.md section 6
 budgets: at least 0.5x the raw SQLite baseline, 100k records/s on SQLite, 50k on PostgreSQL.
 """
 

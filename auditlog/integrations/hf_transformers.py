@@ -1,6 +1,6 @@
 """Hugging Face transformers (5.x) -> auditlog events: continuous batching and assisted generation.
 
-The recorder then de-interleaves them exactly as it does our engine's (DESIGN.md section 4).
+The recorder then de-interleaves them exactly as it does our engine's (docs/DESIGN.md section 4).
 
 Continuous batching (``ContinuousBatchingManager``, what ``generate_batch`` runs):
 :meth:`HFAuditAdapter.attach` wraps, on that manager instance only, ``add_request`` (->

@@ -1,4 +1,6 @@
-"""Canonical JSON bytes of records and payloads (DESIGN.md section 3, docs/FORMAT.md section 2).
+"""Canonical JSON bytes of records and payloads.
+
+docs/DESIGN.md section 3, docs/FORMAT.md section 2.
 
 The accepted subset is: objects with string keys, arrays, strings, integers within
 ±(2^53 − 1), ``true``, ``false`` and ``null``. Floats (and so NaN and infinities) are refused;

@@ -40,7 +40,7 @@ ZERO_HASH: Final = "0" * 64
 
 
 class RecordKind(enum.StrEnum):
-    """The ``kind`` of a record (DESIGN.md section 3)."""
+    """The ``kind`` of a record (docs/DESIGN.md section 3)."""
 
     REQUEST_START = "request.start"
     TOKENS = "tokens"

@@ -1,6 +1,6 @@
 """AuditRecorder: the middleware between an inference engine and the audit store.
 
-Durability contract (DESIGN.md section 5), in RFC 2119 words:
+Durability contract (docs/DESIGN.md section 5), in RFC 2119 words:
 
 - :meth:`AuditRecorder.record` MUST NOT block the caller unless the bounded queue is full
   (backpressure), and MUST NOT drop an event. An event it cannot accept raises at once.

@@ -1,7 +1,8 @@
 """The one sequencer of a log: assigns indices, extends chains and the Merkle frontier.
 
-A log has exactly one writer (DESIGN.md section 3). :class:`LogSequencer` is that writer's state:
-the next global index ``seq``, the Merkle frontier, and the head of every open request chain.
+A log has exactly one writer (docs/DESIGN.md section 3). :class:`LogSequencer` is that writer's
+state: the next global index ``seq``, the Merkle frontier, and the head of every open request
+chain.
 It turns record *intents* (kind, request, payload, fields) into finished
 :class:`~auditlog.ledger.Record` values, in order, with no I/O; the caller persists what
 :meth:`LogSequencer.drain` hands over, in one transaction, through

@@ -1,4 +1,4 @@
-"""Driver-level bulk inserts and streaming reads: the hot paths (DESIGN.md section 6).
+"""Driver-level bulk inserts and streaming reads: the hot paths (docs/DESIGN.md section 6).
 
 SQLAlchemy Core ``insert()`` with lists of dicts runs at about half the speed of the driver's own
 ``executemany``, so the flush goes straight to the DBAPI connection that SQLAlchemy holds for the

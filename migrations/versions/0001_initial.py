@@ -5,7 +5,7 @@ Revises:
 Create Date: 2025-01-01
 
 A frozen copy of ``auditlog/store/schema.py`` at revision 0001 (later revisions MUST NOT edit it).
-The append-only guard (COMPLIANCE.md C9) rejects UPDATE and DELETE on the ledger tables:
+The append-only guard (docs/COMPLIANCE.md C9) rejects UPDATE and DELETE on the ledger tables:
 
 - SQLite: BEFORE UPDATE / BEFORE DELETE row triggers that RAISE(ABORT, ...). They also fire for
   UPSERT and, with ``PRAGMA recursive_triggers=ON`` (set by ``create_db_engine``), for the row that
