@@ -90,6 +90,13 @@ def _postgres_database(server_url: str) -> Iterator[str]:
         admin.dispose()
 
 
+@pytest.fixture(scope="session")
+def make_pg_database(pg_server_url: str) -> Callable[[], AbstractContextManager[str]]:
+    """``with make_pg_database() as url:`` a new, empty PostgreSQL database (for fixtures wider
+    than one test, e.g. a module's live server), dropped afterwards."""
+    return lambda: _postgres_database(pg_server_url)
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def empty_db_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory

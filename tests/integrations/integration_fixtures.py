@@ -39,8 +39,10 @@ def serve(app: Any) -> Iterator[str]:
         thread.join(60)
 
 
-def open_recorder(tmp: Path, origin: str) -> tuple[AuditRecorder, Signer, str, Path]:
-    db_url = f"sqlite:///{tmp / 'audit.db'}"
+def open_recorder(
+    tmp: Path, origin: str, db_url: str | None = None
+) -> tuple[AuditRecorder, Signer, str, Path]:
+    db_url = db_url or f"sqlite:///{tmp / 'audit.db'}"
     witness = tmp / "witness"
     witness.mkdir(exist_ok=True)
     signer = Signer.generate(origin)

@@ -81,8 +81,9 @@ def third_party_app() -> Starlette:
 
 
 @pytest.fixture
-def audited(tmp_path: Path) -> Iterator[tuple[str, Any]]:
-    recorder, signer, db_url, witness = open_recorder(tmp_path, ORIGIN)
+def audited(tmp_path: Path, db_url: str) -> Iterator[tuple[str, Any]]:
+    """The middleware around a third-party app, recording on SQLite and on PostgreSQL."""
+    recorder, signer, db_url, witness = open_recorder(tmp_path, ORIGIN, db_url)
     identities = ApiKeyTable({hash_api_key(KEY): ("acme-bank", "svc@acme-bank")})
     app = AuditMiddleware(third_party_app(), recorder=recorder, identities=identities)
     try:

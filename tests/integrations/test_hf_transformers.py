@@ -53,9 +53,9 @@ def test_step_provenance_rules() -> None:
     assert step_provenance([], [4]) == [t]
 
 
-def test_continuous_batching_is_recorded_per_request(tmp_path: Path) -> None:
+def test_continuous_batching_is_recorded_per_request(tmp_path: Path, db_url: str) -> None:
     model, ref = _model(2, 64, 0, tmp_path)
-    recorder, signer, db_url, witness = open_recorder(tmp_path, "hf.test.invalid/cb-0")
+    recorder, signer, db_url, witness = open_recorder(tmp_path, "hf.test.invalid/cb-0", db_url)
     adapter = HFAuditAdapter(recorder.record, target=ref)
     prompts = [[256, 72, 105], [256, 65, 66, 67, 68, 69], [256, 1], [256, 50, 51, 52]]
     try:

@@ -19,9 +19,18 @@ def engine_factory(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., LL
     return make_engine_factory(tmp_path_factory.mktemp("tiny-models"))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
 def live_server(
-    tmp_path_factory: pytest.TempPathFactory, engine_factory: Callable[..., LLMEngine]
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    engine_factory: Callable[..., LLMEngine],
 ) -> Iterator[LiveServer]:
-    """One fail-closed server per test module."""
-    yield from start_live_server(tmp_path_factory.mktemp("server"), engine_factory)
+    """One fail-closed server per test module, on SQLite and on PostgreSQL."""
+    tmp = tmp_path_factory.mktemp("server")
+    if request.param == "sqlite":
+        yield from start_live_server(tmp, engine_factory)
+        return
+    with request.getfixturevalue("make_pg_database")() as db_url:
+        yield from start_live_server(tmp, engine_factory, db_url=db_url)

@@ -110,9 +110,10 @@ def start_live_server(
     *,
     fail_mode: FailMode = FailMode.CLOSED,
     origin: str = "server.test.invalid/engine-0",
+    db_url: str | None = None,
     **overrides: Any,
 ) -> Iterator[LiveServer]:
-    db_url = f"sqlite:///{tmp / 'audit.db'}"
+    db_url = db_url or f"sqlite:///{tmp / 'audit.db'}"
     witness_dir = tmp / "witness"
     witness_dir.mkdir()
     signer = Signer.generate(origin)
