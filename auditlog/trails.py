@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from auditlog.bundle.transcript import build_transcript
 from auditlog.errors import NotFoundError
 from auditlog.events import FinishReason, Provenance
 from auditlog.ledger import RecordKind, parse_header
-from auditlog.store.schema import logs, payloads, records
+from auditlog.store import get_log_id, read_request
 
 __all__ = ["Trail", "TrailRecord", "read_trail"]
 
@@ -64,28 +64,15 @@ def read_trail(conn: Connection, origin: str, request_id: str) -> Trail:
 
     Raises :class:`NotFoundError` if the log or the request does not exist.
     """
-    log_id = conn.execute(select(logs.c.id).where(logs.c.origin == origin)).scalar_one_or_none()
-    if log_id is None:
-        raise NotFoundError(f"no log {origin!r}")
-    rows = conn.execute(
-        select(records.c.seq, records.c.body, payloads.c.data)
-        .select_from(
-            records.outerjoin(
-                payloads,
-                (payloads.c.log_id == records.c.log_id) & (payloads.c.seq == records.c.seq),
-            )
-        )
-        .where(records.c.log_id == log_id, records.c.request_id == request_id)
-        .order_by(records.c.req_seq)
-    ).all()
-    if not rows:
+    log_id = get_log_id(conn, origin)  # NotFoundError for an unknown log
+    stored = read_request(conn, log_id, request_id)
+    if not stored:
         raise NotFoundError(f"no request {request_id!r} in log {origin!r}")
-    trail_records = []
-    for seq, body, data in rows:
-        header = parse_header(bytes(body))  # FormatError names what is wrong with the bytes
-        trail_records.append(
-            TrailRecord(seq=seq, body=bytes(body), header=header, payload=_bytes(data))
-        )
+    trail_records = [
+        # parse_header raises FormatError naming what is wrong with the bytes
+        TrailRecord(seq=r.seq, body=r.body, header=parse_header(r.body), payload=r.payload)
+        for r in stored
+    ]
     # One decoder of transcripts for the whole project: the bundle's (pure) one.
     transcript = build_transcript(request_id, [(r.header, r.payload) for r in trail_records])
     by_kind = {r.header["kind"]: r.header for r in trail_records}
@@ -103,7 +90,3 @@ def read_trail(conn: Connection, origin: str, request_id: str) -> Trail:
         drafts=[(d.step, list(d.token_ids)) for d in transcript.drafts],
         end=by_kind.get(RecordKind.REQUEST_END.value),
     )
-
-
-def _bytes(data: bytes | memoryview | None) -> bytes | None:
-    return None if data is None else bytes(data)

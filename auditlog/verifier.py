@@ -102,7 +102,8 @@ def verify_database(
     report = DatabaseReport()
     try:
         with engine.connect() as conn:
-            logs = list_logs(conn)
+            all_logs = list_logs(conn)
+            logs = all_logs
             if origin is not None:
                 logs = [log for log in logs if log.origin == origin]
                 if (
@@ -136,7 +137,7 @@ def verify_database(
                 )
             # A log the witness (or the caller) vouches for but the database no longer has was
             # deleted whole: verify it as the empty log it now is (C10: caught as a rollback).
-            present = {log.origin for log in list_logs(conn)}
+            present = {log.origin for log in all_logs}
             vouched = set(trusted)
             if witness is not None:
                 vouched |= witness.origins()

@@ -8,6 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Request
 from starlette.responses import Response
 
+from auditlog.engine.sampler import SamplingParams
+
 from .auth import Identity
 from .formats import WireFormat
 from .openai_errors import ApiError
@@ -86,22 +88,7 @@ async def completions(
     _check_model(service, body.model)
     params = completion_sampling_params(body)
     prompt = completion_prompt(body)
-    await _reserve(request, service, name)
-    include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    return await service.generate(
-        request,
-        name=name,
-        identity=identity,
-        prompt=prompt,
-        params=params,
-        wire=WireFormat(
-            chat=False,
-            response_id=f"cmpl-{name.caller_id}",
-            model=body.model,
-            include_usage=include_usage,
-        ),
-        stream=body.stream,
-    )
+    return await _generate(request, service, identity, name, body, prompt, params, chat=False)
 
 
 @router.post("/chat/completions")
@@ -115,8 +102,23 @@ async def chat_completions(
     _check_model(service, body.model)
     params = chat_sampling_params(body)
     prompt = chat_prompt(body.messages)
+    return await _generate(request, service, identity, name, body, prompt, params, chat=True)
+
+
+async def _generate(
+    request: Request,
+    service: InferenceService,
+    identity: Identity,
+    name: RequestName,
+    body: CompletionRequest | ChatRequest,
+    prompt: str | list[int],
+    params: SamplingParams,
+    *,
+    chat: bool,
+) -> Response:
+    """Shared tail of both endpoints, once the body is validated: reserve the id, generate."""
     await _reserve(request, service, name)
-    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    prefix = "chatcmpl" if chat else "cmpl"
     return await service.generate(
         request,
         name=name,
@@ -124,10 +126,10 @@ async def chat_completions(
         prompt=prompt,
         params=params,
         wire=WireFormat(
-            chat=True,
-            response_id=f"chatcmpl-{name.caller_id}",
+            chat=chat,
+            response_id=f"{prefix}-{name.caller_id}",
             model=body.model,
-            include_usage=include_usage,
+            include_usage=bool(body.stream_options and body.stream_options.include_usage),
         ),
         stream=body.stream,
     )
