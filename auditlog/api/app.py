@@ -17,6 +17,7 @@ from auditlog.errors import ConfigurationError, FormatError, NotFoundError
 from auditlog.store.db import create_db_engine, upgrade
 
 from .access import AccessLog, AccessLogUnavailable
+from .console import install_console
 from .deps import ApiState
 from .queries import InvalidQueryError
 from .routes import logs, requests, steps
@@ -89,6 +90,7 @@ def create_app(settings: ApiSettings, *, engine: Engine | None = None) -> FastAP
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     for router in (requests.router, logs.router, steps.router):
         app.include_router(router)
+    install_console(app)
 
     @app.exception_handler(NoCheckpointError)
     async def _no_checkpoint(_r: Request, exc: NoCheckpointError) -> JSONResponse:

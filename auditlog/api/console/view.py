@@ -1,0 +1,105 @@
+"""The trail page's view of a :class:`~auditlog.api.schemas.TrailPublic` (pure; no I/O).
+
+Every token gets its provenance (C6) as a CSS class *and* a letter, so that the legend does not
+rely on colour alone, plus what an auditor asks about it: position, step, record, and the draft
+tokens proposed in its step with how many of them were accepted and rejected.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from ..schemas import TrailPublic, VerdictPublic
+
+__all__ = ["PROVENANCES", "ProvenanceStyle", "TokenView", "VerdictView", "token_views", "verdict"]
+
+
+@dataclass(frozen=True, slots=True)
+class ProvenanceStyle:
+    code: str  # the provenance code of the record (``prov``)
+    letter: str  # shown on every token
+    label: str
+    description: str
+
+
+#: The four provenance codes in legend order.
+PROVENANCES = (
+    ProvenanceStyle("target", "T", "target", "plain decode step of the target model"),
+    ProvenanceStyle(
+        "draft_accepted", "D", "draft accepted", "proposed by the draft, accepted by the target"
+    ),
+    ProvenanceStyle(
+        "target_recovered", "R", "target recovered", "resampled by the target after a rejection"
+    ),
+    ProvenanceStyle("bonus", "B", "bonus", "sampled from the target after all drafts passed"),
+)
+_BY_CODE = {p.code: p for p in PROVENANCES}
+_UNKNOWN = ProvenanceStyle("unknown", "?", "unknown", "provenance code not known to the console")
+
+
+@dataclass(frozen=True, slots=True)
+class TokenView:
+    index: int
+    token_id: int | None  # None: the payload is erased or unreadable
+    style: ProvenanceStyle
+    step: int
+    seq: int
+    ts: int
+    drafts_proposed: tuple[int, ...]
+    num_drafts_accepted: int
+
+    @property
+    def num_drafts_rejected(self) -> int:
+        return len(self.drafts_proposed) - self.num_drafts_accepted
+
+
+def token_views(trail: TrailPublic) -> list[TokenView]:
+    """The trail's tokens in output order with their step's draft proposals."""
+    proposed = {d.step: tuple(d.token_ids) for d in trail.drafts}
+    accepted = Counter(t.step for t in trail.tokens if t.provenance == "draft_accepted")
+    return [
+        TokenView(
+            index=t.index,
+            token_id=t.token_id,
+            style=_BY_CODE.get(t.provenance, _UNKNOWN),
+            step=t.step,
+            seq=t.seq,
+            ts=t.ts,
+            drafts_proposed=proposed.get(t.step, ()),
+            num_drafts_accepted=accepted[t.step],
+        )
+        for t in trail.tokens
+    ]
+
+
+#: CSS class of each verdict status (the status word is always printed as well).
+_TONE = {"intact": "ok", "anchored": "ok", "pending": "pending", "failed": "failed"}
+_KNOWN_FIELDS = ("status", "message", "trust", "checkpoint_size")
+
+
+@dataclass(frozen=True, slots=True)
+class VerdictView:
+    status: str
+    tone: str
+    message: str
+    trust: str | None
+    checkpoint_size: int | None
+    log: str
+    extra: list[tuple[str, Any]]  # further fields of the API's verdict (witnesses, anchors...)
+
+
+def verdict(trail: TrailPublic) -> VerdictView:
+    """The verdict exactly as the API gives it, every field of it shown."""
+    result: VerdictPublic = trail.verification
+    fields = result.model_dump()
+    return VerdictView(
+        status=result.status,
+        tone=_TONE.get(result.status, "pending"),
+        message=result.message,
+        trust=result.trust,
+        checkpoint_size=result.checkpoint_size,
+        log=trail.log,
+        extra=[(k, v) for k, v in fields.items() if k not in _KNOWN_FIELDS and v is not None],
+    )
