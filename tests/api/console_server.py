@@ -85,7 +85,9 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str) -> None:
 def console_server(db_url: str, tmp_path: Path, *, n_requests: int = 12) -> Iterator[ConsoleServer]:
     """Record traffic, issue keys, run ``python -m auditlog api`` on a free port."""
     engine_signer, api_signer = fixed_signer(ENGINE_ORIGIN), fixed_signer(API_ORIGIN)
-    synthetic = record_traffic(db_url, engine_signer, tmp_path / "spool.jsonl", n_requests=n_requests)
+    synthetic = record_traffic(
+        db_url, engine_signer, tmp_path / "spool.jsonl", n_requests=n_requests
+    )
     tokens: dict[str, str] = {}
     key_ids: dict[str, str] = {}
     engine = create_db_engine(db_url)
