@@ -28,6 +28,13 @@ COLOURS = {
     "target_recovered": "rgb(255, 220, 184)",
     "bonus": "rgb(210, 242, 204)",
 }
+#: WCAG 2.1 relative luminance and contrast ratio of two ``rgb(r, g, b)`` colours.
+_LUMINANCE = """(c) => c.match(/\\d+/g).slice(0, 3).map(Number).map(v => v / 255)
+  .map(v => v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4))
+  .reduce((s, v, i) => s + v * [0.2126, 0.7152, 0.0722][i], 0)"""
+CONTRAST = f"""e => {{ const lum = {_LUMINANCE}; const s = getComputedStyle(e);
+  const [a, b] = [lum(s.color), lum(s.backgroundColor)];
+  return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05); }}"""
 LETTERS = {"target": "T", "draft_accepted": "D", "target_recovered": "R", "bonus": "B"}
 
 
@@ -127,6 +134,7 @@ def test_auditor_signs_in_searches_reads_a_trail_and_downloads_its_bundle(
         swatch = page.locator(f"ul.legend .prov-{code}")
         assert swatch.evaluate("e => getComputedStyle(e).backgroundColor") == colour
         assert LETTERS[code] in swatch.inner_text()
+        assert swatch.evaluate(CONTRAST) >= 4.5, code  # WCAG AA for text
     prompt = HOSTILE_PROMPT if own == "req-00000" else f"prompt \u00e9 \u00fc \n\t\u0001 {own}"
     assert page.locator("pre.prompt").inner_text() == prompt
     # Per-token details open from the keyboard.
@@ -139,6 +147,8 @@ def test_auditor_signs_in_searches_reads_a_trail_and_downloads_its_bundle(
     assert verdict.get_attribute("data-status") == "intact"
     assert "intact" in (verdict.locator(".status").text_content() or "")
     assert "tree size" in verdict.inner_text() and "trusted" in verdict.inner_text()
+    download_button = page.get_by_role("link", name="Download evidence bundle")
+    assert download_button.evaluate(CONTRAST) >= 4.5
     page.screenshot(path=str(shots / "trail.png"), full_page=True)
 
     # The evidence bundle downloads and verifies offline against the engine's key (C20).

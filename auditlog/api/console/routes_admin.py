@@ -2,7 +2,7 @@
 
 The access log page reads the API's own log (origin ``api_origin``) through the store's
 range-bounded record reader, newest first; it shows who read what and when, as recorded. It
-does not verify that log: ``auditlog verify --origin <api origin>`` does.
+does not verify that log: ``auditlog verify --log <api origin>`` does.
 """
 
 from __future__ import annotations
