@@ -201,6 +201,17 @@ def test_search_pages_and_tenant_scope(world: World) -> None:
     assert forged.status_code == 400
 
 
+@pytest.mark.parametrize(
+    ("who", "home"), [("auditor0", "/console/requests"), ("operator", "/console/steps")]
+)
+def test_console_lands_on_the_roles_first_page(world: World, who: str, home: str) -> None:
+    assert world.client.get("/console", follow_redirects=False).headers["location"] == (
+        "/console/sign-in"
+    )
+    client = _client(world, who)
+    assert client.get("/console", follow_redirects=False).headers["location"] == home
+
+
 def test_revoking_the_key_ends_its_sessions(world: World) -> None:
     client = _client(world, "auditor0")
     assert client.get("/console/requests").status_code == 200
@@ -252,6 +263,8 @@ def test_trail_page_escapes_content_and_says_when_it_fails_or_is_erased(
         )
     erased = client.get(f"/console/requests/{other}")
     assert erased.status_code == 200
+    api = world.client.get(f"/v1/requests/{other}", headers=world.headers("admin")).json()
+    assert f'data-status="{api["verification"]["status"]}"' in erased.text
     assert "Prompt text erased or unreadable" in erased.text
     num_tokens = len(world.truth[other].token_ids)
     assert erased.text.count('<span class="erased">erased</span>') == num_tokens

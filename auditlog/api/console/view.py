@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from ..schemas import TrailPublic, VerdictPublic
+from ..schemas import TrailPublic
 
 __all__ = ["PROVENANCES", "ProvenanceStyle", "TokenView", "VerdictView", "token_views", "verdict"]
 
@@ -91,15 +91,17 @@ class VerdictView:
 
 
 def verdict(trail: TrailPublic) -> VerdictView:
-    """The verdict exactly as the API gives it, every field of it shown."""
-    result: VerdictPublic = trail.verification
-    fields = result.model_dump()
+    """The verdict exactly as the API gives it, every field of it shown (read by name from the
+    API's model, so that fields the API adds later appear under ``extra``)."""
+    fields: dict[str, Any] = trail.verification.model_dump()
+    status = str(fields.get("status", "unknown"))
+    trust, size = fields.get("trust"), fields.get("checkpoint_size")
     return VerdictView(
-        status=result.status,
-        tone=_TONE.get(result.status, "pending"),
-        message=result.message,
-        trust=result.trust,
-        checkpoint_size=result.checkpoint_size,
+        status=status,
+        tone=_TONE.get(status, "pending"),
+        message=str(fields.get("message", "")),
+        trust=trust if isinstance(trust, str) else None,
+        checkpoint_size=size if type(size) is int else None,
         log=trail.log,
         extra=[(k, v) for k, v in fields.items() if k not in _KNOWN_FIELDS and v is not None],
     )
