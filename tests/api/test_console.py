@@ -268,3 +268,32 @@ def test_trail_page_escapes_content_and_says_when_it_fails_or_is_erased(
     assert "Prompt text erased or unreadable" in erased.text
     num_tokens = len(world.truth[other].token_ids)
     assert erased.text.count('<span class="erased">erased</span>') == num_tokens
+
+
+def test_access_log_page_shows_who_read_what_newest_first(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """C18: the admin's access log page lists the stored access records, newest first, in pages;
+    each row names the key (id and label), route, request ids, status and reason."""
+    from auditlog.api.console import routes_admin
+
+    monkeypatch.setattr(routes_admin, "ACCESS_PAGE_SIZE", 3)
+    own = world.request_of("tenant-0")
+    world.client.get(f"/v1/requests/{own}", headers=world.headers("auditor0", "case 9"))
+    admin = _client(world, "admin")
+    for _ in range(3):
+        admin.get("/console/steps")
+    seen: list[int] = []
+    url: str | None = "/console/access"
+    while url is not None:
+        page = admin.get(url)
+        assert page.status_code == 200
+        seen += [int(s) for s in re.findall(r"<tr><td>(\d+)</td>", page.text)]
+        found = re.search(r'<a href="(/console/access\?before=\d+)">Older records</a>', page.text)
+        url = None if found is None else found.group(1)
+    # Each page view is recorded after its read: the last page saw every earlier record.
+    assert seen[:3] == [4, 3, 2] and seen == sorted(seen, reverse=True) and seen[-1] == 0
+    first = admin.get("/console/access?before=1").text
+    assert world.key_ids["auditor0"] in first and "(auditor0)" in first
+    assert "GET /v1/requests/{request_id}" in first and own in first and "case 9" in first
+    assert _access(world)[-1]["endpoint"] == "GET /console/access"
