@@ -28,7 +28,8 @@ def api(
     ] = None,
     migrate: Annotated[bool, typer.Option(help="migrate the database to head first")] = False,
 ) -> None:
-    """Serve the auditor API (one process: it is the single writer of its access log)."""
+    """Serve the auditor API and its console at /console (one process: it is the single writer
+    of its access log)."""
     import uvicorn
 
     from auditlog.api import ApiSettings, create_app

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -297,3 +298,19 @@ def test_access_log_page_shows_who_read_what_newest_first(
     assert world.key_ids["auditor0"] in first and "(auditor0)" in first
     assert "GET /v1/requests/{request_id}" in first and own in first and "case 9" in first
     assert _access(world)[-1]["endpoint"] == "GET /console/access"
+
+
+def test_browser_tests_skip_only_outside_ci(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Without Chromium the browser tests are skipped with the reason, but under CI=true that
+    is a failure: CI never passes without them."""
+    import console_server
+
+    monkeypatch.setattr(console_server, "CHROMIUM", tmp_path / "no-chromium")
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="no-chromium is missing"):
+        console_server.chromium_or_skip()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true, so this is a failure"):
+        console_server.chromium_or_skip()

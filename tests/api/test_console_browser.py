@@ -137,6 +137,11 @@ def test_auditor_signs_in_searches_reads_a_trail_and_downloads_its_bundle(
         assert swatch.evaluate(CONTRAST) >= 4.5, code  # WCAG AA for text
     prompt = HOSTILE_PROMPT if own == "req-00000" else f"prompt \u00e9 \u00fc \n\t\u0001 {own}"
     assert page.locator("pre.prompt").inner_text() == prompt
+    # The keyboard reaches everything: the skip link comes first and lands on the content.
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
     # Per-token details open from the keyboard.
     first = tokens.first
     first.locator("summary").focus()
