@@ -23,8 +23,10 @@ from test_api_access_log import _block_access_inserts
 from auditlog.api import create_app
 from auditlog.api.keys import revoke_key
 from auditlog.ledger import parse_header
+from auditlog.recorder import AuditRecorder
 from auditlog.store.ledger_store import get_log_id, iter_records
 from auditlog.store.schema import payloads, records
+from auditlog.synthetic import SyntheticEngine
 
 PAGES = ("/console/requests", "/console/steps", "/console/access", "/console/requests/req-00000")
 
@@ -314,3 +316,30 @@ def test_browser_tests_skip_only_outside_ci(
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="CI=true, so this is a failure"):
         console_server.chromium_or_skip()
+
+
+def test_an_open_request_shows_pending(world: World, tmp_path: Path) -> None:
+    """A request with no ``request.end`` yet is shown as pending, as the API says, never as
+    intact; its tokens so far are shown."""
+    synthetic = SyntheticEngine(seed=5, tenants=1, prefix="open")
+    started = synthetic.start(n_tokens=30)
+    with AuditRecorder.open(
+        world.db_url,
+        origin=ENGINE_ORIGIN,
+        signers=[world.engine_signer],
+        spool_path=tmp_path / "open.jsonl",
+    ) as recorder:
+        recorder.record(started)
+        step = synthetic.step()
+        assert step is not None
+        recorder.record(step)
+    client = _client(world, "admin")
+    page = client.get(f"/console/requests/{started.request_id}")
+    api = world.client.get(f"/v1/requests/{started.request_id}", headers=world.headers("admin"))
+    assert api.json()["verification"]["status"] == "pending"
+    assert 'data-status="pending"' in page.text and "verdict-pending" in page.text
+    assert api.json()["verification"]["message"] in page.text
+    assert "still open" in page.text
+    assert page.text.count('<details class="tok') == len(
+        synthetic.truth[started.request_id].token_ids
+    )
