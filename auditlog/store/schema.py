@@ -34,6 +34,7 @@ __all__ = [
     "HASH_SIZE",
     "LEDGER_TABLES",
     "checkpoints",
+    "cosignatures",
     "logs",
     "metadata",
     "nodes",
@@ -128,6 +129,24 @@ checkpoints = Table(
     CheckConstraint(f"length(root) = {HASH_SIZE}", name="root_len"),
 )
 
+# Witness cosignatures (C2SP tlog-cosignature, cosignature/v1) of stored checkpoints: a witness's
+# Ed25519 signature over "cosignature/v1", its "time" line and the checkpoint body. `witness` and
+# `key_id` are the cosigner's note name and 4-byte key id; `received` is when the log got it.
+cosignatures = Table(
+    "cosignatures",
+    metadata,
+    Column("log_id", Integer, primary_key=True),
+    Column("size", BigInteger, primary_key=True, autoincrement=False),
+    Column("witness", String(255), primary_key=True),
+    Column("key_id", String(8), primary_key=True),  # lowercase hex
+    Column("timestamp", BigInteger, nullable=False),  # POSIX seconds, as signed
+    Column("signature", LargeBinary(64), nullable=False),
+    Column("received", BigInteger, nullable=False),  # ns since the Unix epoch, UTC
+    ForeignKeyConstraint(["log_id", "size"], ["checkpoints.log_id", "checkpoints.size"]),
+    CheckConstraint("timestamp >= 0", name="timestamp_nonneg"),
+    CheckConstraint("length(signature) = 64", name="signature_len"),
+)
+
 # Public keys that signed (or sign) a log's checkpoints, kept for the whole retention period (C12).
 # Not a ledger table: `retired` is set once when a key is rotated out.
 signing_keys = Table(
@@ -142,4 +161,4 @@ signing_keys = Table(
 )
 
 #: The tables the append-only triggers protect (C9).
-LEDGER_TABLES: tuple[str, ...] = ("records", "payloads", "nodes", "checkpoints")
+LEDGER_TABLES: tuple[str, ...] = ("records", "payloads", "nodes", "checkpoints", "cosignatures")

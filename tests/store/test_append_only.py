@@ -12,6 +12,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 from store_helpers import TrailBuilder
 
+from auditlog.ledger.cosignature import Cosignature
+from auditlog.store.cosignatures import insert_cosignatures
 from auditlog.store.db import normalize_url
 from auditlog.store.ledger_store import StoredCheckpoint, append_batch, ensure_log
 from auditlog.store.roles import grant_writer
@@ -29,12 +31,14 @@ CHANGES = {
     ),
     "nodes": ("UPDATE nodes SET hash = hash WHERE idx = 0", "DELETE FROM nodes"),
     "checkpoints": ("UPDATE checkpoints SET note = 'forged'", "DELETE FROM checkpoints"),
+    "cosignatures": ("UPDATE cosignatures SET timestamp = 0", "DELETE FROM cosignatures"),
 }
 
 
 @pytest.fixture
 def filled_engine(migrated_engine: Engine) -> Engine:
-    """A database with records 0..3 of one log, payloads, one node and one checkpoint."""
+    """A database with records 0..3 of one log, payloads, one node, one checkpoint and one
+    witness cosignature of it."""
     t = TrailBuilder("audit.example/log")
     t.start("r1")
     t.tokens("r1", 2)
@@ -49,6 +53,8 @@ def filled_engine(migrated_engine: Engine) -> Engine:
             nodes=[(4, 0, b"\x05" * 32)],
             checkpoint=StoredCheckpoint(size=4, root=b"\x04" * 32, note="cp\n", ts=1),
         )
+        cosig = Cosignature(name="w1", key_id=b"\x00" * 4, timestamp=7, signature=b"\x01" * 64)
+        insert_cosignatures(conn, log_id, 4, [cosig], received=1)
     return migrated_engine
 
 
