@@ -76,8 +76,7 @@ class CosignerKey:
         raw = _b64decode_strict(b64, "witness key")
         if len(raw) != 1 + _KEY_SIZE or raw[:1] != COSIGNATURE_TYPE:
             raise FormatError(
-                "witness key must be 0x04 (Ed25519 cosignature/v1) and a 32-byte key: "
-                f"{key!r}"
+                f"witness key must be 0x04 (Ed25519 cosignature/v1) and a 32-byte key: {key!r}"
             )
         public_key = raw[1:]
         expected = cosignature_key_id(name, public_key)

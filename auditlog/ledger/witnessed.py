@@ -31,7 +31,9 @@ class WitnessFindingCode(enum.StrEnum):
     WITNESS_UNCOVERED = "witness.uncovered"  # unproven
 
 
-_FAILURES = frozenset({WitnessFindingCode.COSIGNATURE_INVALID, WitnessFindingCode.COSIGNATURE_ORPHAN})
+_FAILURES = frozenset(
+    {WitnessFindingCode.COSIGNATURE_INVALID, WitnessFindingCode.COSIGNATURE_ORPHAN}
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, insert, select
 from auditlog.ledger.cosignature import Cosignature
 from auditlog.store.schema import cosignatures
 
-__all__ = ["insert_cosignatures", "list_cosignatures", "last_cosigned_size"]
+__all__ = ["insert_cosignatures", "last_cosigned_size", "list_cosignatures"]
 
 
 def insert_cosignatures(

@@ -38,7 +38,9 @@ def upgrade() -> None:
         sa.Column("timestamp", sa.BigInteger, nullable=False),
         sa.Column("signature", sa.LargeBinary(64), nullable=False),
         sa.Column("received", sa.BigInteger, nullable=False),
-        sa.PrimaryKeyConstraint("log_id", "size", "witness", "key_id", name=op.f("pk_cosignatures")),
+        sa.PrimaryKeyConstraint(
+            "log_id", "size", "witness", "key_id", name=op.f("pk_cosignatures")
+        ),
         sa.ForeignKeyConstraint(
             ["log_id", "size"],
             ["checkpoints.log_id", "checkpoints.size"],

@@ -1,0 +1,198 @@
+"""Submit each checkpoint to the policy's HTTP witnesses, in the background, and keep what they
+cosign (C10 with witnesses outside the operator's reach).
+
+:class:`WitnessPool` is a recorder witness (``submit(origin, size, note)``): it only queues the
+checkpoint and returns, so a slow or unreachable witness never blocks recording. One background
+thread takes the newest queued checkpoint of each log (a newer one supersedes an older one still
+waiting: the consistency proof covers the trees between), asks every witness of the policy that
+has a URL for its cosignature, verifies each answer, and stores the cosignatures next to the
+checkpoint. :meth:`state` says whether the policy counts the log's latest checkpoint witnessed,
+and what each witness answered.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import structlog
+from sqlalchemy import Engine
+
+from auditlog.errors import AuditlogError, RecorderError
+from auditlog.ledger.checkpoint import parse_checkpoint
+from auditlog.ledger.cosignature import Cosignature
+from auditlog.ledger.merkle import consistency_proof
+from auditlog.ledger.note import split_note
+from auditlog.ledger.witness_policy import WitnessPolicy
+from auditlog.store import StoredNodeSource, create_db_engine, get_log_id
+from auditlog.store.cosignatures import insert_cosignatures, last_cosigned_size
+
+from .client import WitnessClient
+from .protocol import WitnessAhead, WitnessError
+
+__all__ = ["WitnessPool", "WitnessState"]
+
+log = structlog.get_logger("auditlog.witnesses")
+
+
+@dataclass(slots=True)
+class WitnessState:
+    """What the witnesses said about a log's latest submitted checkpoint."""
+
+    size: int = 0  # tree size of the latest checkpoint submitted
+    witnessed_size: int | None = None  # largest size the policy counts as witnessed
+    cosigned_by: list[str] = field(default_factory=list)  # policy names, for ``size``
+    errors: dict[str, str] = field(default_factory=dict)  # policy name -> why not
+    rollback: bool = False  # a witness has cosigned a larger tree than the log has
+
+
+class WitnessPool:
+    """The HTTP witnesses of a policy, fed from a recorder; see the module docstring.
+
+    ``db_url`` is the log's database (read for consistency proofs, written for cosignatures);
+    ``timeout_s`` bounds each HTTP exchange. Nothing happens until the first :meth:`submit`
+    (or :meth:`start`); :meth:`close` waits for the queued checkpoints.
+    """
+
+    def __init__(self, db_url: str, policy: WitnessPolicy, *, timeout_s: float = 10.0) -> None:
+        self.policy = policy
+        self._db_url = db_url
+        self._clients: dict[tuple[str, str], WitnessClient] = {}
+        self._timeout_s = timeout_s
+        self._pending: dict[str, tuple[int, str]] = {}  # origin -> newest (size, note) waiting
+        self._states: dict[str, WitnessState] = {}
+        self._cond = threading.Condition()
+        self._busy = False
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._engine: Engine | None = None
+
+    def start(self) -> None:
+        with self._cond:
+            if self._closed:
+                raise RecorderError("witness pool is closed")
+            if self._thread is None:
+                self._engine = create_db_engine(self._db_url)
+                self._thread = threading.Thread(
+                    target=self._run, name="auditlog-witnesses", daemon=True
+                )
+                self._thread.start()
+
+    def submit(self, origin: str, size: int, note: str) -> None:
+        """Queue ``note`` (the log's checkpoint at ``size``) for the witnesses; never blocks."""
+        self.start()
+        with self._cond:
+            queued = self._pending.get(origin)
+            if queued is None or queued[0] < size:
+                self._pending[origin] = (size, note)
+            self._cond.notify_all()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until every queued checkpoint was handled; False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._pending and not self._busy, timeout)
+
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Handle what is queued (up to ``timeout``), then stop the thread."""
+        self.wait_idle(timeout)
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self._engine is not None:
+            self._engine.dispose()
+
+    def state(self, origin: str) -> WitnessState:
+        """A copy of what the witnesses said about the log's latest submitted checkpoint."""
+        with self._cond:
+            s = self._states.get(origin, WitnessState())
+            return WitnessState(
+                s.size, s.witnessed_size, list(s.cosigned_by), dict(s.errors), s.rollback
+            )
+
+    # -- the background thread --------------------------------------------------------------
+
+    def _run(self) -> None:
+        with ThreadPoolExecutor(max_workers=max(1, len(self.policy.witnesses))) as executor:
+            while True:
+                with self._cond:
+                    self._cond.wait_for(lambda: self._pending or self._closed)
+                    if not self._pending:
+                        return
+                    origin, (size, note) = self._pending.popitem()
+                    self._busy = True
+                try:
+                    self._witness(executor, origin, size, note)
+                except Exception:  # the thread must survive anything one checkpoint does
+                    log.exception("witnesses.failed", origin=origin, size=size)
+                finally:
+                    with self._cond:
+                        self._busy = False
+                        self._cond.notify_all()
+
+    def _witness(self, executor: ThreadPoolExecutor, origin: str, size: int, note: str) -> None:
+        assert self._engine is not None
+        with self._engine.connect() as conn:
+            log_id = get_log_id(conn, origin)
+        targets = [w for w in self.policy.witnesses.values() if w.url is not None]
+        futures = {
+            w.name: executor.submit(self._one, w.name, log_id, origin, note) for w in targets
+        }
+        cosigs: list[Cosignature] = []
+        state = WitnessState(size=size)
+        for name, future in futures.items():
+            try:
+                cosigs.append(future.result())
+                state.cosigned_by.append(name)
+            except WitnessError as exc:
+                state.errors[name] = str(exc)
+                state.rollback |= isinstance(exc, WitnessAhead)
+                event = (
+                    "witnesses.rollback" if isinstance(exc, WitnessAhead) else "witnesses.refused"
+                )
+                log.error(event, origin=origin, size=size, witness=name, error=str(exc))
+            except AuditlogError as exc:
+                state.errors[name] = str(exc)
+                log.warning(
+                    "witnesses.error", origin=origin, size=size, witness=name, error=str(exc)
+                )
+        if cosigs:
+            with self._engine.begin() as conn:
+                insert_cosignatures(conn, log_id, size, cosigs, received=time.time_ns())
+        with self._cond:
+            previous = self._states.get(origin)
+            state.witnessed_size = previous.witnessed_size if previous else None
+            if self.policy.satisfied(state.cosigned_by):
+                state.witnessed_size = size
+            self._states[origin] = state
+
+    def _one(self, name: str, log_id: int, origin: str, note: str) -> Cosignature:
+        client = self._client(name, log_id)
+        assert self._engine is not None
+        engine = self._engine
+
+        def proof(old: int, new: int) -> list[bytes]:
+            with engine.connect() as conn:
+                return consistency_proof(old, new, StoredNodeSource(conn, log_id))
+
+        cp = parse_checkpoint(split_note(note)[0])
+        if cp.origin != origin:
+            raise RecorderError(f"checkpoint is for {cp.origin!r}, not {origin!r}")
+        return client.submit(note, proof)
+
+    def _client(self, name: str, log_id: int) -> WitnessClient:
+        """This witness's client for the log, its known size read from the stored cosignatures."""
+        witness = self.policy.witnesses[name]
+        key = (name, str(log_id))
+        client = self._clients.get(key)
+        if client is None:
+            client = self._clients[key] = WitnessClient(witness, timeout_s=self._timeout_s)
+            assert self._engine is not None
+            with self._engine.connect() as conn:
+                client.known_size = last_cosigned_size(
+                    conn, log_id, witness.key.name, witness.key.key_id
+                )
+        return client
