@@ -34,9 +34,19 @@ def verify(
         str | None, typer.Option("--request", help="Also show the verdict for this request")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable report")] = False,
+    witness_key: Annotated[
+        list[str] | None,
+        typer.Option("--witness-key", help="Witness cosigner key; all must cosign (repeatable)"),
+    ] = None,
+    witness_policy: Annotated[
+        Path | None, typer.Option("--witness-policy", help="Witness policy file (N-of-M groups)")
+    ] = None,
 ) -> None:
     """Recompute every hash, chain, checkpoint and proof of the database (read-only)."""
     from auditlog.verifier import verify_database
+    from auditlog.witnesses.audit import load_policy
+
+    policy = load_policy(witness_key or [], witness_policy)
 
     notes = []
     for path in trusted_checkpoint or []:
@@ -90,12 +100,22 @@ def verify(
                 seqs = {r.seq for r in trail.records}
                 request_findings += [f for f in log_report.findings if f.index in seqs]
         engine.dispose()
+    witnessed = None
+    if policy is not None:  # cosignatures: a bad one fails (1), an uncovered log is unproven (3)
+        from auditlog.witnesses.audit import check_database_cosignatures
+
+        witnessed = check_database_cosignatures(db, policy, {r.log: r.size for r in report.logs})
     if as_json:
-        sys.stdout.write(orjson.dumps(_as_json(report, request, request_findings)).decode() + "\n")
+        out = _as_json(report, request, request_findings)
+        if witnessed is not None:
+            out["witness_findings"] = [_finding(f) for f in witnessed]
+        sys.stdout.write(orjson.dumps(out).decode() + "\n")
     else:
-        _print(report, request, request_findings)
-    if not report.ok:
+        _print(report, request, request_findings, witnessed)
+    if not report.ok or any(f.failed for f in witnessed or ()):
         raise typer.Exit(1)
+    if witnessed:
+        raise typer.Exit(3)
 
 
 def _as_json(report: Any, request: str | None, request_findings: list[Any]) -> dict[str, Any]:
@@ -124,6 +144,9 @@ def _as_json(report: Any, request: str | None, request_findings: list[Any]) -> d
 
 
 def _finding(f: Any) -> dict[str, Any]:
+    if not hasattr(f, "index"):  # a witness finding: failed, or unproven
+        return {"log": f.log, "size": f.size, "code": str(f.code), "failed": f.failed,
+                "message": f.message}  # fmt: skip
     return {
         "log": f.log,
         "index": f.index,
@@ -135,7 +158,9 @@ def _finding(f: Any) -> dict[str, Any]:
     }
 
 
-def _print(report: Any, request: str | None, request_findings: list[Any]) -> None:
+def _print(
+    report: Any, request: str | None, request_findings: list[Any], witnessed: Any = None
+) -> None:
     console = Console()
     table = Table(title="auditlog verify")
     for column in ("log", "records", "root", "anchored at", "findings", "verdict"):
@@ -168,7 +193,12 @@ def _print(report: Any, request: str | None, request_findings: list[Any]) -> Non
     if request is not None:
         verdict = "intact" if not request_findings else f"{len(request_findings)} findings"
         console.print(f"request {request}: {verdict}")
-    console.print("[green]intact[/green]" if report.ok else "[red]integrity failure[/red]")
+    for w in witnessed or ():
+        kind = "[red]error[/red]" if w.failed else "[yellow]unproven[/yellow]"
+        console.print(f"{kind} {w.log}: {w.code}: {w.message}")
+    failed = not report.ok or any(w.failed for w in witnessed or ())
+    verdict = "[yellow]unproven[/yellow]" if witnessed else "[green]intact[/green]"
+    console.print("[red]integrity failure[/red]" if failed else verdict)
 
 
 class _Unreadable:

@@ -30,7 +30,7 @@ from auditlog.store import StoredNodeSource, create_db_engine, get_log_id
 from auditlog.store.cosignatures import insert_cosignatures, last_cosigned_size
 
 from .client import WitnessClient
-from .protocol import WitnessAhead, WitnessError
+from .protocol import WitnessAhead, WitnessUnavailable
 
 __all__ = ["WitnessPool", "WitnessState"]
 
@@ -147,18 +147,19 @@ class WitnessPool:
             try:
                 cosigs.append(future.result())
                 state.cosigned_by.append(name)
-            except WitnessError as exc:
+            except WitnessUnavailable as exc:  # try again with the next checkpoint
                 state.errors[name] = str(exc)
-                state.rollback |= isinstance(exc, WitnessAhead)
-                event = (
-                    "witnesses.rollback" if isinstance(exc, WitnessAhead) else "witnesses.refused"
-                )
-                log.error(event, origin=origin, size=size, witness=name, error=str(exc))
-            except AuditlogError as exc:
+                log.warning("witnesses.unavailable", origin=origin, size=size, witness=name,
+                            error=str(exc))  # fmt: skip
+            except WitnessAhead as exc:
                 state.errors[name] = str(exc)
-                log.warning(
-                    "witnesses.error", origin=origin, size=size, witness=name, error=str(exc)
-                )
+                state.rollback = True
+                log.error("witnesses.rollback", origin=origin, size=size, witness=name,
+                          error=str(exc))  # fmt: skip
+            except AuditlogError as exc:  # refused (404, 403, 422, 400, a bad cosignature)
+                state.errors[name] = str(exc)
+                log.error("witnesses.refused", origin=origin, size=size, witness=name,
+                          error=str(exc))  # fmt: skip
         if cosigs:
             with self._engine.begin() as conn:
                 insert_cosignatures(conn, log_id, size, cosigs, received=time.time_ns())

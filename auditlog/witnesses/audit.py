@@ -1,0 +1,72 @@
+"""``auditlog verify --witness-key/--witness-policy``: check a database's stored cosignatures.
+
+The I/O edge of :func:`auditlog.ledger.witnessed.check_witnessed`: reads each log's checkpoints
+and cosignatures (read-only) and checks them against the policy. The log sizes come from the
+ledger verifier's report, which has already checked every checkpoint against the records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from auditlog.errors import ConfigurationError, FormatError
+from auditlog.ledger.cosignature import Cosignature, CosignerKey
+from auditlog.ledger.note import split_note
+from auditlog.ledger.witness_policy import WitnessPolicy
+from auditlog.ledger.witnessed import WitnessFinding, check_witnessed
+from auditlog.store import create_db_engine, list_checkpoints, list_logs
+from auditlog.store.cosignatures import list_cosignatures
+
+__all__ = ["check_database_cosignatures", "load_policy"]
+
+
+def load_policy(keys: Sequence[str], policy_path: Path | None) -> WitnessPolicy | None:
+    """The policy of a policy file, or ``all`` of the given witness keys; None with neither.
+
+    A file and keys together are refused: the file alone says who counts and how many.
+    """
+    if policy_path is not None and keys:
+        raise ConfigurationError("give --witness-policy or --witness-key, not both")
+    try:
+        if policy_path is not None:
+            try:
+                text = policy_path.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ConfigurationError(
+                    f"cannot read witness policy {policy_path}: {exc}"
+                ) from exc
+            return WitnessPolicy.parse(text)
+        if keys:
+            return WitnessPolicy.all_of(CosignerKey.from_key_string(k) for k in keys)
+    except FormatError as exc:
+        raise ConfigurationError(f"bad witness policy: {exc}") from exc
+    return None
+
+
+def check_database_cosignatures(
+    db_url: str, policy: WitnessPolicy, sizes: Mapping[str, int]
+) -> list[WitnessFinding]:
+    """Check the cosignatures of every log in ``sizes`` (origin -> verified record count)."""
+    engine = create_db_engine(db_url, read_only=True)
+    findings: list[WitnessFinding] = []
+    try:
+        with engine.connect() as conn:
+            ids = {log.origin: log.id for log in list_logs(conn)}
+            for origin, size in sizes.items():
+                log_id = ids.get(origin)
+                bodies: dict[int, str] = {}
+                malformed: set[int] = set()  # the ledger verifier reports them (checkpoint.invalid)
+                cosigs: dict[int, list[Cosignature]] = {}
+                if log_id is not None:
+                    for stored in list_checkpoints(conn, log_id):
+                        try:
+                            bodies[stored.size] = split_note(stored.note)[0]
+                        except FormatError:
+                            malformed.add(stored.size)
+                    cosigs = list_cosignatures(conn, log_id)
+                kept = {s: c for s, c in cosigs.items() if s not in malformed}
+                findings += check_witnessed(origin, size, bodies, kept, policy)[0]
+    finally:
+        engine.dispose()
+    return findings
