@@ -3,8 +3,9 @@
 Determinism: a bundle is pinned to the *earliest* signed checkpoint whose tree covers every
 record of the trail (unless the caller names a checkpoint size). Checkpoints are append-only and
 never re-signed, so exporting the same request again, today or in ten years, gives the same
-bytes. The embedded keys are exactly the known verifier keys whose signature on that checkpoint
-verifies, sorted.
+bytes, as long as no witness cosignature of that checkpoint arrived in between (the note
+carries the cosignatures stored for it when exported, docs/FORMAT.md). The embedded keys are
+exactly the known verifier keys whose signature on that checkpoint verifies, sorted.
 
 Every function runs inside the caller's transaction and never commits.
 """
@@ -12,13 +13,15 @@ Every function runs inside the caller's transaction and never commits.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import Connection, select
 
 from auditlog.errors import FormatError, NotFoundError, VerificationError
 from auditlog.ledger import RecordKind, Verifier, open_checkpoint, parse_header
+from auditlog.ledger.cosignature import cosigned_note
 from auditlog.ledger.merkle_proofs import inclusion_proofs
+from auditlog.store.cosignatures import list_cosignatures
 from auditlog.store.ledger_store import (
     StoredCheckpoint,
     StoredNodeSource,
@@ -187,4 +190,11 @@ def export_bundle(
     trail = find_trail(conn, request_id, tenants=tenants)
     checkpoint = covering_checkpoint(conn, trail.log_id, trail.end, at_size=at_size)
     keys = signing_keys_of(conn, trail.log_id, checkpoint.note, extra_keys)
+    # The witnesses' cosignatures travel on the checkpoint note (C2SP: one line per witness).
+    cosigs = list_cosignatures(
+        conn, trail.log_id, min_size=checkpoint.size, max_size=checkpoint.size
+    )
+    checkpoint = replace(
+        checkpoint, note=cosigned_note(checkpoint.note, cosigs.get(checkpoint.size, []))
+    )
     return encode_bundle(build_bundle(conn, trail, checkpoint, keys))

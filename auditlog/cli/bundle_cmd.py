@@ -13,6 +13,7 @@ from typing import Annotated
 import orjson
 import typer
 
+from auditlog.bundle.format import decode_bundle
 from auditlog.bundle.verify import BundleReport, KeyTrust, verify_bundle
 from auditlog.errors import AuditlogError, FormatError, VerificationError
 
@@ -104,8 +105,19 @@ def verify_bundle_cmd(
     file: Annotated[Path, typer.Argument(help="bundle file")],
     key: KeyOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="print a JSON report")] = False,
+    witness_key: Annotated[
+        list[str] | None,
+        typer.Option("--witness-key", help="Witness cosigner key; all must cosign (repeatable)"),
+    ] = None,
+    witness_policy: Annotated[
+        Path | None, typer.Option("--witness-policy", help="Witness policy file (N-of-M groups)")
+    ] = None,
 ) -> None:
-    """Verify an evidence bundle offline (exit 0 intact, 1 integrity failure, 2 usage error)."""
+    """Verify an evidence bundle offline (exit 0 intact, 1 integrity failure, 2 usage error,
+    3 unproven: its checkpoint lacks the cosignatures the witness policy asks for)."""
+    from auditlog.witnesses.audit import check_note_cosignatures, load_policy
+
+    policy = load_policy(witness_key or [], witness_policy)
     try:
         data = file.read_bytes()
         keys = _keys(key)
@@ -123,9 +135,23 @@ def verify_bundle_cmd(
     except (FormatError, AuditlogError) as exc:
         typer.echo(f"auditlog verify-bundle: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
+    witnessed = []
+    if policy is not None:
+        witnessed = check_note_cosignatures(report.log, decode_bundle(data).checkpoint, policy)
+    code = EXIT_INTEGRITY if any(w.failed for w in witnessed) else 3 if witnessed else 0
     if as_json:
-        typer.echo(orjson.dumps(_report_json(report)).decode())
-        return
+        out = _report_json(report)
+        if policy is not None:
+            out["status"] = {0: out["status"], 1: "failed", 3: "unproven"}[code]
+            out["witness_findings"] = [
+                {"code": str(w.code), "message": w.message} for w in witnessed
+            ]
+        typer.echo(orjson.dumps(out).decode())
+        raise typer.Exit(code)
+    for w in witnessed:
+        typer.echo(f"{'FAILED' if w.failed else 'unproven'}: {w.code}: {w.message}", err=True)
+    if code:
+        raise typer.Exit(code)
     typer.echo(
         f"intact: request {report.request_id} ({report.num_records} records, tenant "
         f"{report.tenant}) in log {report.log}, checkpoint size {report.checkpoint_size}"

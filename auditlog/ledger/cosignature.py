@@ -32,6 +32,8 @@ __all__ = [
     "CosignerKey",
     "cosignature_key_id",
     "cosignature_message",
+    "cosigned_note",
+    "note_cosignatures",
     "parse_cosignature_line",
 ]
 
@@ -137,3 +139,23 @@ def parse_cosignature_line(line: str) -> Cosignature:
         timestamp=int.from_bytes(raw[4:12], "big"),
         signature=raw[12:],
     )
+
+
+def cosigned_note(note: str, cosigs: list[Cosignature]) -> str:
+    """``note`` with the cosignature lines appended (C2SP: a cosigned checkpoint is the log's
+    note with one more signature line per witness); lines already on it are not repeated."""
+    present = set(note.splitlines())
+    extra = [c.line for c in sorted(cosigs, key=lambda c: (c.name, c.key_id))]
+    return note + "".join(line for line in extra if line.rstrip("\n") not in present)
+
+
+def note_cosignatures(note: str) -> list[Cosignature]:
+    """The cosignature/v1 lines of a note (other signature lines, the log's, are skipped)."""
+    block = note[note.rindex("\n\n") + 2 :] if "\n\n" in note else ""
+    found = []
+    for line in block.splitlines():
+        try:
+            found.append(parse_cosignature_line(line))
+        except FormatError:
+            continue
+    return found

@@ -11,14 +11,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from auditlog.errors import ConfigurationError, FormatError
-from auditlog.ledger.cosignature import Cosignature, CosignerKey
+from auditlog.ledger.checkpoint import parse_checkpoint
+from auditlog.ledger.cosignature import Cosignature, CosignerKey, note_cosignatures
 from auditlog.ledger.note import split_note
 from auditlog.ledger.witness_policy import WitnessPolicy
 from auditlog.ledger.witnessed import WitnessFinding, check_witnessed
 from auditlog.store import create_db_engine, list_checkpoints, list_logs
 from auditlog.store.cosignatures import list_cosignatures
 
-__all__ = ["check_database_cosignatures", "load_policy"]
+__all__ = ["check_database_cosignatures", "check_note_cosignatures", "load_policy"]
 
 
 def load_policy(keys: Sequence[str], policy_path: Path | None) -> WitnessPolicy | None:
@@ -70,3 +71,11 @@ def check_database_cosignatures(
     finally:
         engine.dispose()
     return findings
+
+
+def check_note_cosignatures(origin: str, note: str, policy: WitnessPolicy) -> list[WitnessFinding]:
+    """Check the cosignature lines a checkpoint note carries (an evidence bundle's) against the
+    policy: the note's own tree is what must be covered."""
+    text = split_note(note)[0]
+    size = parse_checkpoint(text).size
+    return check_witnessed(origin, size, {size: text}, {size: note_cosignatures(note)}, policy)[0]

@@ -3,17 +3,19 @@ cosign (C10 with witnesses outside the operator's reach).
 
 :class:`WitnessPool` is a recorder witness (``submit(origin, size, note)``): it only queues the
 checkpoint and returns, so a slow or unreachable witness never blocks recording. One background
-thread takes the newest queued checkpoint of each log (a newer one supersedes an older one still
-waiting: the consistency proof covers the trees between), asks every witness of the policy that
-has a URL for its cosignature, verifies each answer, and stores the cosignatures next to the
-checkpoint. :meth:`state` says whether the policy counts the log's latest checkpoint witnessed,
-and what each witness answered.
+thread takes the queued checkpoints in order, asks every witness of the policy that has a URL
+for its cosignature, verifies each answer, and stores the cosignatures next to the checkpoint.
+The queue is bounded (``max_pending`` per log): when witnesses fall that far behind, the oldest
+waiting checkpoint is dropped (a later one's consistency proof covers the trees between).
+:meth:`state` says whether the policy counts the log's latest checkpoint witnessed, and what
+each witness answered.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -56,12 +58,21 @@ class WitnessPool:
     (or :meth:`start`); :meth:`close` waits for the queued checkpoints.
     """
 
-    def __init__(self, db_url: str, policy: WitnessPolicy, *, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        db_url: str,
+        policy: WitnessPolicy,
+        *,
+        timeout_s: float = 10.0,
+        max_pending: int = 256,
+    ) -> None:
         self.policy = policy
         self._db_url = db_url
         self._clients: dict[tuple[str, str], WitnessClient] = {}
         self._timeout_s = timeout_s
-        self._pending: dict[str, tuple[int, str]] = {}  # origin -> newest (size, note) waiting
+        self._pending: dict[str, deque[tuple[int, str]]] = {}  # origin -> (size, note), FIFO
+        self._max_pending = max_pending
+        self.num_dropped = 0
         self._states: dict[str, WitnessState] = {}
         self._cond = threading.Condition()
         self._busy = False
@@ -84,9 +95,14 @@ class WitnessPool:
         """Queue ``note`` (the log's checkpoint at ``size``) for the witnesses; never blocks."""
         self.start()
         with self._cond:
-            queued = self._pending.get(origin)
-            if queued is None or queued[0] < size:
-                self._pending[origin] = (size, note)
+            queued = self._pending.setdefault(origin, deque())
+            if queued and queued[-1][0] >= size:
+                return  # not newer than what waits already
+            if len(queued) >= self._max_pending:
+                queued.popleft()
+                self.num_dropped += 1
+                log.warning("witnesses.behind", origin=origin, dropped_before=size)
+            queued.append((size, note))
             self._cond.notify_all()
 
     def wait_idle(self, timeout: float | None = None) -> bool:
@@ -122,7 +138,10 @@ class WitnessPool:
                     self._cond.wait_for(lambda: self._pending or self._closed)
                     if not self._pending:
                         return
-                    origin, (size, note) = self._pending.popitem()
+                    origin = next(iter(self._pending))
+                    size, note = self._pending[origin].popleft()
+                    if not self._pending[origin]:
+                        del self._pending[origin]
                     self._busy = True
                 try:
                     self._witness(executor, origin, size, note)

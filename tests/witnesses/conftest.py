@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from witness_env import RunningWitness, start_witness
-
-StartWitnesses = Callable[[int, dict[str, str]], list[RunningWitness]]
+from witness_env import RunningWitness, StartWitnesses, start_witness
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import StartWitnesses
 from sqlalchemy import Engine
+from witness_env import StartWitnesses
 
 from auditlog.ledger import Signer
 from auditlog.ledger.cosignature import CosignerKey

@@ -13,17 +13,20 @@ import subprocess
 import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from conftest import StartWitnesses
 from sqlalchemy import Connection
 from typer.testing import CliRunner
+from witness_env import StartWitnesses
 
+from auditlog.bundle.format import decode_bundle, encode_bundle
 from auditlog.cli import app
 from auditlog.ledger import Signer
+from auditlog.ledger.cosignature import Cosignature, note_cosignatures
 from auditlog.ledger.witness_policy import WitnessPolicy
 from auditlog.recorder import AuditRecorder
 from auditlog.synthetic import SyntheticEngine
@@ -184,3 +187,63 @@ def test_bad_witness_configuration_is_a_usage_error(
     )
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
+
+
+def _bundle(cosigned: dict[str, Any], tmp_path: Path, admin_connection: Admin) -> Path:
+    """The bundle of the request that ended last (its checkpoint came after w2 stopped)."""
+    with admin_connection() as conn:
+        request = conn.exec_driver_sql(
+            "SELECT request_id FROM records WHERE request_id IS NOT NULL ORDER BY seq DESC LIMIT 1"
+        ).scalar_one()
+    out = tmp_path / "bundle.json"
+    result = CliRunner().invoke(
+        app, ["export", "--db", cosigned["db"], "--request", request, "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def _verify_bundle(path: Path, key: str, *extra: str) -> tuple[int, dict[str, Any]]:
+    result = CliRunner().invoke(app, ["verify-bundle", str(path), "--key", key, "--json", *extra])
+    return result.exit_code, orjson.loads(result.stdout)
+
+
+def test_bundle_carries_cosignatures_and_verify_bundle_checks_them(
+    cosigned: dict[str, Any], tmp_path: Path, admin_connection: Admin
+) -> None:
+    """C20 + C10: the bundle's checkpoint note carries the witnesses' cosignature lines;
+    verify-bundle counts them against the policy: 2-of-3 intact (0); all three keys unproven
+    (3, the third witness was down); a cosignature line edited in the bundle fails (1); lines
+    stripped leave it unproven (3)."""
+    path = _bundle(cosigned, tmp_path, admin_connection)
+    bundle = decode_bundle(path.read_bytes())
+    assert len(note_cosignatures(bundle.checkpoint)) == 2
+    key = cosigned["key"]
+    code, out = _verify_bundle(path, key, "--witness-policy", str(cosigned["policy"]))
+    assert (code, out["status"], out["witness_findings"]) == (0, "intact", [])
+    all_keys = [a for v in cosigned["vkeys"] for a in ("--witness-key", v)]
+    code, out = _verify_bundle(path, key, *all_keys)
+    assert (code, out["status"]) == (3, "unproven")
+    assert [f["code"] for f in out["witness_findings"]] == ["witness.uncovered"]
+
+    first = note_cosignatures(bundle.checkpoint)[0]
+    edited = Cosignature(first.name, first.key_id, first.timestamp - 1, first.signature)
+    tampered = tmp_path / "tampered.json"
+    tampered.write_bytes(
+        encode_bundle(
+            replace(bundle, checkpoint=bundle.checkpoint.replace(first.line, edited.line))
+        )
+    )
+    code, out = _verify_bundle(tampered, key, "--witness-policy", str(cosigned["policy"]))
+    assert (code, out["status"]) == (1, "failed")
+    assert "cosignature.invalid" in [f["code"] for f in out["witness_findings"]]
+
+    stripped = tmp_path / "stripped.json"
+    note = bundle.checkpoint
+    for cosig in note_cosignatures(note):
+        note = note.replace(cosig.line, "")
+    stripped.write_bytes(encode_bundle(replace(bundle, checkpoint=note)))
+    code, out = _verify_bundle(stripped, key, "--witness-policy", str(cosigned["policy"]))
+    assert (code, out["status"]) == (3, "unproven")
+    code, out = _verify_bundle(stripped, key)  # without a policy, the bundle is what it was
+    assert (code, out["status"]) == (0, "intact")

@@ -16,6 +16,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,3 +111,7 @@ def _wait_healthy(witness: RunningWitness, timeout_s: float = 30.0) -> None:
             time.sleep(0.1)
     witness.stop()
     raise RuntimeError(f"witness did not start: {witness.log_file.read_text()}")
+
+
+#: ``witnesses(n, {origin: log verifier key})``: the fixture that starts n witnesses.
+StartWitnesses = Callable[[int, dict[str, str]], "list[RunningWitness]"]
