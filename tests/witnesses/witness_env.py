@@ -13,14 +13,18 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+import uvicorn
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -115,3 +119,23 @@ def _wait_healthy(witness: RunningWitness, timeout_s: float = 30.0) -> None:
 
 #: ``witnesses(n, {origin: log verifier key})``: the fixture that starts n witnesses.
 StartWitnesses = Callable[[int, dict[str, str]], "list[RunningWitness]"]
+
+
+@contextmanager
+def serve_app(app: Any) -> Iterator[str]:
+    """Run an ASGI app under uvicorn on 127.0.0.1 (ephemeral port); yield its base URL."""
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="auto")
+    )
+    thread = threading.Thread(target=server.run, name="uvicorn-tiles", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(60)
