@@ -12,6 +12,7 @@ immutable, the checkpoint as ``no-cache``.
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Response, status
 from fastapi.responses import PlainTextResponse
@@ -64,8 +65,12 @@ def _span(path: str, count: int) -> tuple[int, int]:
     return start, stop
 
 
-_TEXT = {200: {"content": {"text/plain": {"schema": {"type": "string"}}}}}
-_BYTES = {200: {"content": {_TILE_TYPE: {"schema": {"type": "string", "format": "binary"}}}}}
+_TEXT: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/plain": {"schema": {"type": "string"}}}}
+}
+_BYTES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {_TILE_TYPE: {"schema": {"type": "string", "format": "binary"}}}}
+}
 
 
 @router.get("/{log}/checkpoint", response_model=None, responses=_TEXT, summary="tlog checkpoint")
