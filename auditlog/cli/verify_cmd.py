@@ -41,12 +41,17 @@ def verify(
     witness_policy: Annotated[
         Path | None, typer.Option("--witness-policy", help="Witness policy file (N-of-M groups)")
     ] = None,
+    tsa_cert: Annotated[
+        Path | None,
+        typer.Option("--tsa-cert", help="PEM: the RFC 3161 TSA's certificate and its root"),
+    ] = None,
 ) -> None:
     """Recompute every hash, chain, checkpoint and proof of the database (read-only)."""
     from auditlog.verifier import verify_database
     from auditlog.witnesses.audit import load_policy
 
     policy = load_policy(witness_key or [], witness_policy)
+    tsa_certs = None if tsa_cert is None else _tsa_certificates(tsa_cert)
 
     notes = []
     for path in trusted_checkpoint or []:
@@ -100,18 +105,26 @@ def verify(
                 seqs = {r.seq for r in trail.records}
                 request_findings += [f for f in log_report.findings if f.index in seqs]
         engine.dispose()
-    witnessed = None
-    if policy is not None:  # cosignatures: a bad one fails (1), an uncovered log is unproven (3)
-        from auditlog.witnesses.audit import check_database_cosignatures
+    witnessed = None  # anchors outside the operator: a bad one fails (1), a missing one is 3
+    sizes = {r.log: r.size for r in report.logs}
+    times: dict[str, Any] = {}
+    if policy is not None or tsa_certs is not None:
+        from auditlog.witnesses.audit import check_database_cosignatures, check_database_timestamps
 
-        witnessed = check_database_cosignatures(db, policy, {r.log: r.size for r in report.logs})
+        witnessed = [] if policy is None else check_database_cosignatures(db, policy, sizes)
+        if tsa_certs is not None:
+            stamped, times = check_database_timestamps(db, tsa_certs, sizes)
+            witnessed += stamped
     if as_json:
         out = _as_json(report, request, request_findings)
         if witnessed is not None:
             out["witness_findings"] = [_finding(f) for f in witnessed]
+            out["trusted_time"] = {log: when.isoformat() for log, when in times.items()}
         sys.stdout.write(orjson.dumps(out).decode() + "\n")
     else:
         _print(report, request, request_findings, witnessed)
+        for log_name, when in times.items():
+            Console().print(f"{log_name}: trusted time (RFC 3161) {when.isoformat()}")
     if not report.ok or any(f.failed for f in witnessed or ()):
         raise typer.Exit(1)
     if witnessed:
@@ -199,6 +212,15 @@ def _print(
     failed = not report.ok or any(w.failed for w in witnessed or ())
     verdict = "[yellow]unproven[/yellow]" if witnessed else "[green]intact[/green]"
     console.print("[red]integrity failure[/red]" if failed else verdict)
+
+
+def _tsa_certificates(path: Path) -> Any:
+    from auditlog.witnesses.tsa import load_tsa_certificates
+
+    try:
+        return load_tsa_certificates(path.read_bytes())
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read TSA certificate {path}: {exc}") from exc
 
 
 class _Unreadable:

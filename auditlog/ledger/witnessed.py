@@ -29,10 +29,16 @@ class WitnessFindingCode(enum.StrEnum):
     COSIGNATURE_INVALID = "cosignature.invalid"  # integrity failure
     COSIGNATURE_ORPHAN = "cosignature.orphan"  # integrity failure
     WITNESS_UNCOVERED = "witness.uncovered"  # unproven
+    TIMESTAMP_INVALID = "timestamp.invalid"  # integrity failure (RFC 3161 token)
+    TIMESTAMP_MISSING = "timestamp.missing"  # unproven
 
 
 _FAILURES = frozenset(
-    {WitnessFindingCode.COSIGNATURE_INVALID, WitnessFindingCode.COSIGNATURE_ORPHAN}
+    {
+        WitnessFindingCode.COSIGNATURE_INVALID,
+        WitnessFindingCode.COSIGNATURE_ORPHAN,
+        WitnessFindingCode.TIMESTAMP_INVALID,
+    }
 )
 
 

@@ -41,6 +41,7 @@ __all__ = [
     "payloads",
     "records",
     "signing_keys",
+    "timestamps",
 ]
 
 #: Length in bytes of every stored hash (SHA-256: leaf hashes, node hashes, roots).
@@ -147,6 +148,19 @@ cosignatures = Table(
     CheckConstraint("length(signature) = 64", name="signature_len"),
 )
 
+# RFC 3161 timestamp responses (DER TimeStampResp) over SHA-256 of a stored checkpoint's note,
+# from a timestamp authority; `gen_time` is the token's genTime (ns since the Unix epoch, UTC).
+timestamps = Table(
+    "timestamps",
+    metadata,
+    Column("log_id", Integer, primary_key=True),
+    Column("size", BigInteger, primary_key=True, autoincrement=False),
+    Column("response", LargeBinary, nullable=False),
+    Column("gen_time", BigInteger, nullable=False),
+    Column("received", BigInteger, nullable=False),
+    ForeignKeyConstraint(["log_id", "size"], ["checkpoints.log_id", "checkpoints.size"]),
+)
+
 # Public keys that signed (or sign) a log's checkpoints, kept for the whole retention period (C12).
 # Not a ledger table: `retired` is set once when a key is rotated out.
 signing_keys = Table(
@@ -161,4 +175,11 @@ signing_keys = Table(
 )
 
 #: The tables the append-only triggers protect (C9).
-LEDGER_TABLES: tuple[str, ...] = ("records", "payloads", "nodes", "checkpoints", "cosignatures")
+LEDGER_TABLES: tuple[str, ...] = (
+    "records",
+    "payloads",
+    "nodes",
+    "checkpoints",
+    "cosignatures",
+    "timestamps",
+)

@@ -8,18 +8,29 @@ ledger verifier's report, which has already checked every checkpoint against the
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
+
+from cryptography import x509
 
 from auditlog.errors import ConfigurationError, FormatError
 from auditlog.ledger.checkpoint import parse_checkpoint
 from auditlog.ledger.cosignature import Cosignature, CosignerKey, note_cosignatures
 from auditlog.ledger.note import split_note
 from auditlog.ledger.witness_policy import WitnessPolicy
-from auditlog.ledger.witnessed import WitnessFinding, check_witnessed
+from auditlog.ledger.witnessed import WitnessFinding, WitnessFindingCode, check_witnessed
 from auditlog.store import create_db_engine, list_checkpoints, list_logs
 from auditlog.store.cosignatures import list_cosignatures
+from auditlog.store.timestamps import list_timestamps
 
-__all__ = ["check_database_cosignatures", "check_note_cosignatures", "load_policy"]
+from .tsa import TimestampError, verify_timestamp
+
+__all__ = [
+    "check_database_cosignatures",
+    "check_database_timestamps",
+    "check_note_cosignatures",
+    "load_policy",
+]
 
 
 def load_policy(keys: Sequence[str], policy_path: Path | None) -> WitnessPolicy | None:
@@ -79,3 +90,47 @@ def check_note_cosignatures(origin: str, note: str, policy: WitnessPolicy) -> li
     text = split_note(note)[0]
     size = parse_checkpoint(text).size
     return check_witnessed(origin, size, {size: text}, {size: note_cosignatures(note)}, policy)[0]
+
+
+def check_database_timestamps(
+    db_url: str, certs: Sequence[x509.Certificate], sizes: Mapping[str, int]
+) -> tuple[list[WitnessFinding], dict[str, datetime]]:
+    """Check every stored RFC 3161 timestamp of the logs in ``sizes`` against the TSA's
+    certificates: one that does not verify over its checkpoint's note is an integrity failure;
+    a log whose full-size checkpoint has no timestamp is unproven. Returns the findings and,
+    per log, the trusted time of its full-size checkpoint."""
+    findings: list[WitnessFinding] = []
+    times: dict[str, datetime] = {}
+    engine = create_db_engine(db_url, read_only=True)
+    try:
+        with engine.connect() as conn:
+            ids = {log.origin: log.id for log in list_logs(conn)}
+            for origin, size in sizes.items():
+                log_id = ids.get(origin)
+                if log_id is None:
+                    continue
+                notes = {c.size: c.note for c in list_checkpoints(conn, log_id)}
+                for stamp in list_timestamps(conn, log_id):
+                    try:
+                        when = verify_timestamp(stamp.response, notes[stamp.size], certs)
+                    except (KeyError, TimestampError) as exc:
+                        findings.append(_finding(origin, stamp.size, TIMESTAMP_INVALID, exc))
+                        continue
+                    if stamp.size == size:
+                        times[origin] = when
+                if size and origin not in times:
+                    message = f"no valid timestamp of the checkpoint at size {size}"
+                    findings.append(_finding(origin, size, TIMESTAMP_MISSING, message))
+    finally:
+        engine.dispose()
+    return findings, times
+
+
+TIMESTAMP_INVALID = WitnessFindingCode.TIMESTAMP_INVALID
+TIMESTAMP_MISSING = WitnessFindingCode.TIMESTAMP_MISSING
+
+
+def _finding(origin: str, size: int, code: WitnessFindingCode, what: object) -> WitnessFinding:
+    if isinstance(what, KeyError):
+        what = f"a timestamp of a checkpoint at size {size} that the log does not hold"
+    return WitnessFinding(origin, size, code, str(what))

@@ -33,6 +33,7 @@ from auditlog.store.cosignatures import insert_cosignatures, last_cosigned_size
 
 from .client import WitnessClient
 from .protocol import WitnessAhead, WitnessUnavailable
+from .storing import write_retrying
 
 __all__ = ["WitnessPool", "WitnessState"]
 
@@ -180,8 +181,11 @@ class WitnessPool:
                 log.error("witnesses.refused", origin=origin, size=size, witness=name,
                           error=str(exc))  # fmt: skip
         if cosigs:
-            with self._engine.begin() as conn:
-                insert_cosignatures(conn, log_id, size, cosigs, received=time.time_ns())
+            received = time.time_ns()
+            write_retrying(
+                self._engine,
+                lambda conn: insert_cosignatures(conn, log_id, size, cosigs, received=received),
+            )
         with self._cond:
             previous = self._states.get(origin)
             state.witnessed_size = previous.witnessed_size if previous else None

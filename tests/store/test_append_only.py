@@ -18,6 +18,7 @@ from auditlog.store.db import normalize_url
 from auditlog.store.ledger_store import StoredCheckpoint, append_batch, ensure_log
 from auditlog.store.roles import grant_writer
 from auditlog.store.schema import APPEND_ONLY_MESSAGE, LEDGER_TABLES
+from auditlog.store.timestamps import StoredTimestamp, insert_timestamp
 
 # For each ledger table: an UPDATE and a DELETE that each hit one stored row.
 CHANGES = {
@@ -32,13 +33,14 @@ CHANGES = {
     "nodes": ("UPDATE nodes SET hash = hash WHERE idx = 0", "DELETE FROM nodes"),
     "checkpoints": ("UPDATE checkpoints SET note = 'forged'", "DELETE FROM checkpoints"),
     "cosignatures": ("UPDATE cosignatures SET timestamp = 0", "DELETE FROM cosignatures"),
+    "timestamps": ("UPDATE timestamps SET gen_time = 0", "DELETE FROM timestamps"),
 }
 
 
 @pytest.fixture
 def filled_engine(migrated_engine: Engine) -> Engine:
-    """A database with records 0..3 of one log, payloads, one node, one checkpoint and one
-    witness cosignature of it."""
+    """A database with records 0..3 of one log, payloads, one node, one checkpoint, one witness
+    cosignature and one timestamp of it."""
     t = TrailBuilder("audit.example/log")
     t.start("r1")
     t.tokens("r1", 2)
@@ -55,6 +57,7 @@ def filled_engine(migrated_engine: Engine) -> Engine:
         )
         cosig = Cosignature(name="w1", key_id=b"\x00" * 4, timestamp=7, signature=b"\x01" * 64)
         insert_cosignatures(conn, log_id, 4, [cosig], received=1)
+        insert_timestamp(conn, log_id, StoredTimestamp(4, b"token", 5), received=1)
     return migrated_engine
 
 
