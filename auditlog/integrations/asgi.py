@@ -4,8 +4,8 @@ It records each ``POST`` to an audited path as a request-level trail in its own 
 origin, its own recorder), without the server's cooperation:
 
 - ``RequestStarted``: identity from the ``Authorization`` header (the key is hashed; a
-  configurable :class:`~auditlog.server.ApiKeyTable` maps it to tenant and principal, C3), the
-  input from the body (:func:`~auditlog.integrations.openai_wire.prompt_text`), every other body
+  configurable :class:`~auditlog.gateway.auth.ApiKeyTable` maps it to tenant and principal, C3), the
+  input from the body (:func:`~auditlog.gateway.openai_wire.prompt_text`), every other body
   field as parameters (C5), floats as decimal strings.
 - One ``BatchStep`` per response chunk that carries text (per SSE event; one for a JSON answer),
   its "tokens" the UTF-8 bytes of the text (``openai_wire`` module docstring), provenance
@@ -21,7 +21,7 @@ durable; a JSON answer and the closing ``[DONE]`` only once the end record is du
 middleware refuses (``asgi_policy``): unaudited ``POST`` endpoints under ``/v1/``, and requests the
 trail could not hold exactly (``n`` > 1, ``best_of`` > 1, tool calling), the latter recorded.
 
-Request ids (C19): the trail id is ``<namespace>/<caller id>`` (``auditlog.server.request_ids``),
+Request ids (C19): the trail id is ``<namespace>/<caller id>`` (``auditlog.gateway.request_ids``),
 the namespace being the caller's tenant, or ``<default tenant>/key:<16 hex>`` for a key the table
 does not map; a caller id is checked against the log, never an in-memory set only. Compressing
 middleware MUST sit outside this one (it must see plain bytes).
@@ -48,18 +48,9 @@ from auditlog.events import (
     RequestFinished,
     RequestStarted,
 )
-from auditlog.recorder import AuditRecorder, FailMode
-from auditlog.server.auth import ApiKeyTable, Identity
-from auditlog.server.openai_errors import ApiError
-from auditlog.server.request_ids import (
-    NAMESPACE_SEPARATOR,
-    REQUEST_ID_HEADER,
-    TRAIL_ID_HEADER,
-    RequestIds,
-)
-
-from .asgi_policy import NOT_AUDITED, is_guarded, refusal, route_path, send_error
-from .openai_wire import (
+from auditlog.gateway.auth import ApiKeyTable, Identity
+from auditlog.gateway.openai_errors import ApiError
+from auditlog.gateway.openai_wire import (
     TOKENIZATION,
     ChoiceDelta,
     SseParser,
@@ -67,6 +58,15 @@ from .openai_wire import (
     prompt_text,
     response_delta,
 )
+from auditlog.gateway.request_ids import (
+    NAMESPACE_SEPARATOR,
+    REQUEST_ID_HEADER,
+    TRAIL_ID_HEADER,
+    RequestIds,
+)
+from auditlog.recorder import AuditRecorder, FailMode
+
+from .asgi_policy import NOT_AUDITED, is_guarded, refusal, route_path, send_error
 from .settings import MiddlewareConfig
 
 __all__ = ["DEFAULT_PATHS", "TRAIL_HEADER", "AuditMiddleware"]

@@ -39,7 +39,7 @@ from auditlog.events import (
     RequestFinished,
     RequestStarted,
 )
-from auditlog.integrations.openai_wire import json_safe
+from auditlog.gateway.openai_wire import json_safe
 
 __all__ = ["HFAuditAdapter", "step_provenance"]
 

@@ -3,7 +3,7 @@ instantiates ``AuditMiddleware(app)`` with no other argument): read from the env
 
 Variables: ``AUDITLOG_DB_URL`` (required), ``AUDITLOG_KEY_FILE`` (required: checkpoint signing key,
 ``auditlog keygen``), ``AUDITLOG_ORIGIN`` (default: the key's name), ``AUDITLOG_WITNESS_DIR``,
-``AUDITLOG_SPOOL``, ``AUDITLOG_API_KEYS`` (keys file of ``auditlog.server.auth``),
+``AUDITLOG_SPOOL``, ``AUDITLOG_API_KEYS`` (keys file of ``auditlog.gateway.auth``),
 ``AUDITLOG_FAIL_OPEN`` (``1`` for fail-open; default fail-closed, C21).
 """
 
@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from auditlog.errors import ConfigurationError
+from auditlog.gateway.auth import ApiKeyTable
 from auditlog.ledger import DirectoryWitness, Signer
 from auditlog.recorder import AuditRecorder, FailMode
-from auditlog.server.auth import ApiKeyTable
 
 __all__ = ["MiddlewareConfig"]
 

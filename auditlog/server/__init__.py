@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .auth import ApiKeyTable, AuthenticationError, Identity, hash_api_key
+from auditlog.gateway.auth import ApiKeyTable, AuthenticationError, Identity, hash_api_key
 
 if TYPE_CHECKING:
     from .app import create_app

@@ -13,7 +13,8 @@ from contextlib import asynccontextmanager
 import anyio.to_thread
 from fastapi import FastAPI
 
-from .openai_errors import install_error_handlers
+from auditlog.gateway.openai_errors import install_error_handlers
+
 from .routes import router
 from .service import InferenceService
 from .settings import ServerSettings

@@ -26,8 +26,7 @@ import structlog
 
 from auditlog.errors import EngineError, RecorderError
 from auditlog.events import BatchStep, Event, FinishReason, RequestFinished, RequestStarted
-
-from .auth import Identity
+from auditlog.gateway.auth import Identity
 
 if TYPE_CHECKING:
     from auditlog.engine import LLMEngine, SamplingParams, StepOutput

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING
 from auditlog.engine.outputs import num_tokens_within
 from auditlog.errors import EngineError
 from auditlog.events import FinishReason
+from auditlog.gateway.openai_errors import ApiError
 from auditlog.recorder import AuditRecorder, FailMode
 
 from .engine_loop import EngineLoop, EngineStopped
-from .openai_errors import ApiError
 from .settings import ReleaseHook
 
 if TYPE_CHECKING:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import secrets
 
 from auditlog.engine.sampler import MAX_SEED, SamplingParams
+from auditlog.gateway.openai_errors import ApiError
 
-from .openai_errors import ApiError
 from .schemas import ChatMessage, ChatRequest, CompletionRequest
 
 __all__ = [

@@ -9,17 +9,17 @@ from fastapi import APIRouter, Depends, Header, Request
 from starlette.responses import Response
 
 from auditlog.engine.sampler import SamplingParams
+from auditlog.gateway.auth import Identity
+from auditlog.gateway.openai_errors import ApiError
+from auditlog.gateway.request_ids import RequestName
 
-from .auth import Identity
 from .formats import WireFormat
-from .openai_errors import ApiError
 from .prompts import (
     chat_prompt,
     chat_sampling_params,
     completion_prompt,
     completion_sampling_params,
 )
-from .request_ids import RequestName
 from .schemas import ChatRequest, CompletionRequest
 from .service import InferenceService
 

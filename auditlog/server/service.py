@@ -13,14 +13,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from auditlog.events import Event
+from auditlog.gateway.auth import Identity
+from auditlog.gateway.request_ids import REQUEST_ID_HEADER, TRAIL_ID_HEADER, RequestIds, RequestName
 from auditlog.ledger import DirectoryWitness
 from auditlog.recorder import AuditRecorder
 
-from .auth import Identity
 from .engine_loop import EngineLoop
 from .formats import Usage, WireFormat
 from .generation import Generation
-from .request_ids import REQUEST_ID_HEADER, TRAIL_ID_HEADER, RequestIds, RequestName
 from .settings import EngineFactory, ServerSettings
 from .sse import AuditedEventStream, _unless_gone, _watch_disconnect
 

@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from auditlog.errors import ConfigurationError
+from auditlog.gateway.auth import ApiKeyTable
 from auditlog.recorder import FailMode
-
-from .auth import ApiKeyTable
 
 if TYPE_CHECKING:
     from auditlog.engine import LLMEngine

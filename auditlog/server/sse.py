@@ -18,9 +18,10 @@ from starlette.background import BackgroundTask
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from auditlog.gateway.openai_errors import SERVER_ERROR, ApiError, error_body
+
 from .formats import Usage, WireFormat
 from .generation import Chunk, Generation
-from .openai_errors import SERVER_ERROR, ApiError, error_body
 
 __all__ = ["AuditedEventStream"]
 

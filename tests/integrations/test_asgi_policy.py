@@ -21,9 +21,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
+from auditlog.gateway.openai_wire import ChoiceDelta, response_delta
 from auditlog.integrations.asgi import AuditMiddleware
 from auditlog.integrations.asgi_policy import is_guarded, refusal, route_path
-from auditlog.integrations.openai_wire import ChoiceDelta, response_delta
 from auditlog.server import ApiKeyTable, hash_api_key
 from auditlog.trails import Trail
 from auditlog.verifier import verify_database

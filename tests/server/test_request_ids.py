@@ -13,8 +13,8 @@ import httpx
 import pytest
 from server_fixtures import ACME_KEY, GLOBEX_KEY, MODEL, LiveServer, read_engine
 
-from auditlog.server.openai_errors import ApiError
-from auditlog.server.request_ids import RequestIds, trail_request_id
+from auditlog.gateway.openai_errors import ApiError
+from auditlog.gateway.request_ids import RequestIds, trail_request_id
 from auditlog.trails import read_trail
 
 pytestmark = pytest.mark.engine
