@@ -1,4 +1,4 @@
-"""Reading the OpenAI wire format from the outside: request bodies, JSON answers, SSE streams.
+"""Reading the OpenAI wire format from the outside: request bodies, JSON answers, stream chunks.
 
 Text-to-token mapping (how an adapter that sees text, not token ids, keeps a trail exact): the
 "tokens" of a text are its UTF-8 bytes, one token id 0..255 per byte (``utf8_token_ids``), with
@@ -10,10 +10,20 @@ provenance ``target``. The concatenated token ids of a trail therefore decode (`
 Output other than content (C6, C23): every non-empty field of a choice's ``delta`` / ``message``
 other than ``role`` and ``content`` also reaches the client (``tool_calls`` with their
 ``function.arguments``, ``function_call``, ``reasoning_content``, ``reasoning``, ``refusal``, ...),
-so it is recorded too, as its own step, marked: ``U+001E <field name> U+001F <value>``, the value
-as is when it is a string, else as canonical JSON (sorted keys). A step's text is therefore either
-plain content or, when it begins with U+001E, a marked field; content that itself begins with
-U+001E is recorded marked as ``U+001E content U+001F <content>``, so every step reads one way.
+and so does every non-empty field of the choice itself other than ``index``, ``finish_reason``,
+``text``, ``delta`` and ``message`` (``logprobs``, ``stop_reason``, ...) and every non-empty
+top-level field other than the envelope (``id``, ``object``, ``created``, ``model``,
+``system_fingerprint``, ``service_tier``, ``usage``, ``choices``), such as ``prompt_logprobs``.
+Each is recorded too, as its own step, marked: ``U+001E <field name> U+001F <value>``, the value
+as is when it is a string, else as canonical JSON (sorted keys; floats as decimal strings,
+integers beyond 2^53 as decimal strings). A step's text is therefore either plain content or,
+when it begins with U+001E, a marked field; content that itself begins with U+001E is recorded
+marked as ``U+001E content U+001F <content>``, so every step reads one way.
+
+Attribution: a trail holds one choice. A choice whose ``index`` is not exactly the integer 0
+(``1``, ``null``, ``"0"``), a ``choices`` that is not a list, a choice that is not an object or a
+``text`` / ``delta`` / ``message`` of the wrong type raises :class:`WireFormatError`: the
+adapter cannot say what it carries, so it MUST NOT release it.
 """
 
 from __future__ import annotations
@@ -25,12 +35,14 @@ from typing import Any
 
 import orjson
 
+from auditlog.errors import AuditlogError
+
 __all__ = [
     "FIELD_MARK",
     "FIELD_NAME_END",
     "TOKENIZATION",
     "ChoiceDelta",
-    "SseParser",
+    "WireFormatError",
     "json_safe",
     "marked_field",
     "prompt_text",
@@ -69,31 +81,42 @@ def json_safe(value: Any) -> Any:
     return repr(value)
 
 
-def prompt_text(body: Mapping[str, Any]) -> str:
-    """The input as recorded: a completion's prompt string, else canonical JSON of the input
-    (``messages`` of a chat request, a list prompt), sorted keys, so it can be replayed."""
-    if "messages" in body:
-        return orjson.dumps(json_safe(body["messages"]), option=orjson.OPT_SORT_KEYS).decode()
-    prompt = body.get("prompt", "")
-    if isinstance(prompt, str):
-        return prompt
-    return orjson.dumps(json_safe(prompt), option=orjson.OPT_SORT_KEYS).decode()
+def prompt_text(body: Mapping[str, Any], input_field: str) -> str:
+    """The input as recorded: the value of ``input_field`` (``prompt`` of a completion,
+    ``messages`` of a chat), a string as is, anything else as canonical JSON (sorted keys), so it
+    can be replayed; ``""`` when the body has no such field."""
+    value = body.get(input_field, "")
+    if isinstance(value, str):
+        return value
+    return canonical_json(value)
+
+
+def canonical_json(value: Any) -> str:
+    """``value`` as canonical JSON text: sorted keys, numbers through :func:`json_safe`."""
+    return orjson.dumps(json_safe(value), option=orjson.OPT_SORT_KEYS).decode()
 
 
 def marked_field(name: str, value: Any) -> str:
     """A non-content output field as one recorded step (module docstring)."""
-    text = (
-        value
-        if isinstance(value, str)
-        else orjson.dumps(json_safe(value), option=orjson.OPT_SORT_KEYS).decode()
-    )
+    text = value if isinstance(value, str) else canonical_json(value)
     return f"{FIELD_MARK}{name}{FIELD_NAME_END}{text}"
+
+
+class WireFormatError(AuditlogError):
+    """An answer the adapter cannot attribute or read exactly (module docstring)."""
+
+
+_EMPTY: tuple[Any, ...] = (None, "", [], {})
+_ENVELOPE = frozenset(
+    {"id", "object", "created", "model", "system_fingerprint", "service_tier", "usage", "choices"}
+)
+_CHOICE_KNOWN = frozenset({"index", "finish_reason", "text", "delta", "message"})
 
 
 @dataclass(slots=True)
 class ChoiceDelta:
-    """Choice 0 of one response chunk (or a whole JSON answer): its content text, its other
-    output fields as marked steps, its finish reason."""
+    """The choice of one response chunk (or a whole JSON answer): its content text, its other
+    output fields as marked steps, its finish reason; or the error it carries."""
 
     text: str = ""
     finish_reason: str | None = None
@@ -110,69 +133,64 @@ class ChoiceDelta:
 
 
 def response_delta(obj: Any) -> ChoiceDelta:
-    """Choice 0 of a completion / chat completion object, streamed chunk or whole."""
-    out = ChoiceDelta()
+    """The one choice of a completion / chat completion object, streamed chunk or whole;
+    :class:`WireFormatError` for anything it cannot attribute (module docstring)."""
     if not isinstance(obj, dict):
-        return out
-    if isinstance(obj.get("error"), dict):
-        out.error = str(obj["error"].get("message", "error"))
+        raise WireFormatError("answer is not a JSON object")
+    out = ChoiceDelta()
+    if "error" in obj:
+        err = obj["error"]
+        message = err.get("message") if isinstance(err, dict) else err
+        out.error = message if isinstance(message, str) else canonical_json(err)
         return out
     if isinstance(obj.get("usage"), dict):
         out.usage = obj["usage"]
-    for choice in obj.get("choices") or ():
-        if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-            continue
-        if isinstance(choice.get("text"), str):
-            out.text += choice["text"]
-        for key in ("delta", "message"):
-            part = choice.get(key)
-            if not isinstance(part, dict):
-                continue
-            if isinstance(part.get(_CONTENT_FIELD), str):
-                out.text += part[_CONTENT_FIELD]
-            elif part.get(_CONTENT_FIELD) not in (None, ""):  # e.g. a list of content parts
-                out.marked.append(marked_field(_CONTENT_FIELD, part[_CONTENT_FIELD]))
-            for name in sorted(set(part) - _UNMARKED_FIELDS):
-                if part[name] not in (None, "", [], {}):
-                    out.marked.append(marked_field(name, part[name]))
-        if choice.get("finish_reason"):
-            out.finish_reason = str(choice["finish_reason"])
+    choices = obj.get("choices")
+    if choices is None:
+        choices = []
+    if not isinstance(choices, list):
+        raise WireFormatError("choices is not a list")
+    for choice in choices:
+        _absorb_choice(out, choice)
+    for name in sorted(set(obj) - _ENVELOPE):
+        if obj[name] not in _EMPTY:
+            out.marked.append(marked_field(name, obj[name]))
     return out
 
 
-@dataclass(slots=True)
-class SseParser:
-    """Splits a byte stream into complete server-sent events (WHATWG HTML 9.2.6)."""
+def _absorb_choice(out: ChoiceDelta, choice: Any) -> None:
+    if not isinstance(choice, dict):
+        raise WireFormatError("a choice is not a JSON object")
+    index = choice.get("index")
+    if type(index) is not int or index != 0:
+        raise WireFormatError(f"choice index {index!r} cannot be attributed: only 0 is recorded")
+    text = choice.get("text")
+    if text is not None and not isinstance(text, str):
+        raise WireFormatError("choice text is not a string")
+    out.text += text or ""
+    for key in ("delta", "message"):
+        part = choice.get(key)
+        if part is None:
+            continue
+        if not isinstance(part, dict):
+            raise WireFormatError(f"choice {key} is not a JSON object")
+        _absorb_message(out, part)
+    for name in sorted(set(choice) - _CHOICE_KNOWN):
+        if choice[name] not in _EMPTY:
+            out.marked.append(marked_field(name, choice[name]))
+    reason = choice.get("finish_reason")
+    if reason is not None:
+        if not isinstance(reason, str):
+            raise WireFormatError("finish_reason is not a string")
+        out.finish_reason = reason
 
-    _buffer: bytes = b""
-    done: bool = False
-    events: list[bytes] = field(default_factory=list)
 
-    def feed(self, data: bytes) -> tuple[bytes, list[ChoiceDelta]]:
-        """Add bytes; return (the complete events' bytes, their parsed deltas). A partial event
-        stays buffered until its blank line arrives."""
-        self._buffer += data.replace(b"\r\n", b"\n")
-        end = self._buffer.rfind(b"\n\n")
-        if end < 0:
-            return b"", []
-        complete, self._buffer = self._buffer[: end + 2], self._buffer[end + 2 :]
-        deltas = []
-        for event in complete.split(b"\n\n"):
-            payload = b"\n".join(
-                line[5:].lstrip(b" ") for line in event.split(b"\n") if line.startswith(b"data:")
-            )
-            if not payload:
-                continue
-            if payload.strip() == _DONE:
-                self.done = True
-                continue
-            try:
-                deltas.append(response_delta(orjson.loads(payload)))
-            except orjson.JSONDecodeError:
-                deltas.append(ChoiceDelta(error=f"unparseable event: {payload[:80]!r}"))
-        return complete, deltas
-
-    def rest(self) -> bytes:
-        """Bytes of an unterminated last event (sent as is when the stream ends)."""
-        rest, self._buffer = self._buffer, b""
-        return rest
+def _absorb_message(out: ChoiceDelta, part: dict[str, Any]) -> None:
+    content = part.get(_CONTENT_FIELD)
+    if isinstance(content, str):
+        out.text += content
+    elif content not in _EMPTY:  # e.g. a list of content parts
+        out.marked.append(marked_field(_CONTENT_FIELD, content))
+    for name in sorted(set(part) - _UNMARKED_FIELDS):
+        if part[name] not in _EMPTY:
+            out.marked.append(marked_field(name, part[name]))

@@ -6,9 +6,14 @@
   ``"endpoint not audited"``: an endpoint the middleware does not understand would pass output to
   the client unrecorded. Other methods (``GET /v1/models``) pass.
 - A request body the trail could not hold exactly is refused with 400 (:func:`refusal`): ``n`` or
-  ``best_of`` other than 1, and tool calling (``tools``, ``functions``, ``tool_choice``), whose
-  output is not message content. Output fields other than content that a server sends anyway
-  are still recorded (``openai_wire`` module docstring).
+  ``best_of`` other than the integer 1, several prompts in one completion request (a list of
+  strings or of token lists, each of which would be its own choice), tool calling (``tools``,
+  ``functions``, ``tool_choice``), the other route's input field (``messages`` on
+  ``/v1/completions``, ``prompt`` on ``/v1/chat/completions``: the app would run one and the
+  trail could name the other), and fields named like the middleware's own parameters
+  (:data:`RESERVED_PARAMS`), so a body can never stand in for what the middleware records about
+  the request. Output fields other than content that a server sends anyway are still recorded
+  (``openai_wire`` module docstring).
 """
 
 from __future__ import annotations
@@ -23,8 +28,12 @@ from starlette.types import Scope, Send
 __all__ = [
     "GUARDED_PATHS",
     "GUARDED_PREFIX",
+    "INPUT_FIELDS",
     "NOT_AUDITED",
+    "RESERVED_PARAMS",
     "Refusal",
+    "error_body",
+    "input_field",
     "is_guarded",
     "refusal",
     "route_path",
@@ -36,6 +45,9 @@ GUARDED_PATHS = frozenset({"/invocations"})
 NOT_AUDITED = "endpoint not audited"
 _TOOL_FIELDS = ("tools", "functions", "tool_choice")
 _EMPTY: tuple[Any, ...] = (None, [], {})
+CHAT_PATH = "/v1/chat/completions"
+INPUT_FIELDS = ("prompt", "messages")
+RESERVED_PARAMS = frozenset({"tokenization", "path", "x_request_id", "refused"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,22 +74,35 @@ def is_guarded(path: str) -> bool:
     return path.startswith(GUARDED_PREFIX) or path in GUARDED_PATHS
 
 
-def refusal(body: Any) -> Refusal | None:
+def input_field(path: str) -> str:
+    """The body field that holds the input the app runs for an audited ``path``."""
+    return "messages" if path == CHAT_PATH else "prompt"
+
+
+def refusal(body: Mapping[str, Any], path: str) -> Refusal | None:
     """Why the trail could not hold this request exactly, or None."""
-    if not isinstance(body, Mapping):
-        return None
+    unsupported = "unsupported_parameter"
+    used = input_field(path)
+    for name in INPUT_FIELDS:
+        if name != used and name in body:
+            return Refusal(f"{name} is not an input of {path}: send {used} only", name,
+                           "conflicting_parameter")  # fmt: skip
+    for name in sorted(RESERVED_PARAMS & set(body)):
+        return Refusal(f"{name} is reserved by the audit layer", name, "reserved_parameter")
     for name in ("n", "best_of"):
-        if body.get(name, 1) not in (1, None):
-            return Refusal(
-                "n and best_of other than 1 cannot be audited exactly", name,
-                "unsupported_parameter",
-            )  # fmt: skip
+        value = body.get(name)
+        if value is not None and (type(value) is not int or value != 1):
+            return Refusal("n and best_of other than 1 cannot be audited exactly", name,
+                           unsupported)  # fmt: skip
+    prompt = body.get("prompt")
+    prompts = prompt if isinstance(prompt, list) else []
+    if len(prompts) > 1 and any(isinstance(p, str | list) for p in prompts):
+        return Refusal("one prompt per request: each prompt of a list is its own choice",
+                       "prompt", unsupported)  # fmt: skip
     for name in _TOOL_FIELDS:
         if body.get(name) not in _EMPTY:
-            return Refusal(
-                f"{name}: tool calling is not supported by the audit layer", name,
-                "unsupported_parameter",
-            )  # fmt: skip
+            return Refusal(f"{name}: tool calling is not supported by the audit layer", name,
+                           unsupported)  # fmt: skip
     return None
 
 
@@ -89,12 +114,10 @@ async def send_error(
     param: str | None,
     code: str | None,
     headers: Sequence[tuple[bytes, bytes]] = (),
+    error_type: str = "invalid_request_error",
 ) -> None:
     """An OpenAI-shaped error answer: ``{"error": {"message", "type", "param", "code"}}``."""
-    body = orjson.dumps(
-        {"error": {"message": message, "type": "invalid_request_error", "param": param,
-                   "code": code}}
-    )  # fmt: skip
+    body = error_body(message, param=param, code=code, error_type=error_type)
     await send(
         {
             "type": "http.response.start",
@@ -107,3 +130,10 @@ async def send_error(
         }
     )
     await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def error_body(message: str, *, param: str | None, code: str | None, error_type: str) -> bytes:
+    """``{"error": {"message", "type", "param", "code"}}`` as JSON bytes."""
+    return orjson.dumps(
+        {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+    )

@@ -4,7 +4,8 @@ instantiates ``AuditMiddleware(app)`` with no other argument): read from the env
 Variables: ``AUDITLOG_DB_URL`` (required), ``AUDITLOG_KEY_FILE`` (required: checkpoint signing key,
 ``auditlog keygen``), ``AUDITLOG_ORIGIN`` (default: the key's name), ``AUDITLOG_WITNESS_DIR``,
 ``AUDITLOG_SPOOL``, ``AUDITLOG_API_KEYS`` (keys file of ``auditlog.gateway.auth``),
-``AUDITLOG_FAIL_OPEN`` (``1`` for fail-open; default fail-closed, C21).
+``AUDITLOG_FAIL_OPEN`` (``1`` for fail-open; default fail-closed, C21),
+``AUDITLOG_MAX_BODY_BYTES`` (request body limit, default 4 MiB).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class MiddlewareConfig:
     spool_path: Path | None = None
     identities: ApiKeyTable | None = None
     fail_mode: FailMode = FailMode.CLOSED
+    max_body_bytes: int | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> MiddlewareConfig:
@@ -43,6 +45,9 @@ class MiddlewareConfig:
         except FileNotFoundError as exc:
             raise ConfigurationError(f"AUDITLOG_KEY_FILE {key_file} not found") from exc
         keys = env.get("AUDITLOG_API_KEYS")
+        limit = env.get("AUDITLOG_MAX_BODY_BYTES")
+        if limit is not None and not (limit.isdigit() and int(limit) > 0):
+            raise ConfigurationError(f"AUDITLOG_MAX_BODY_BYTES must be a positive integer: {limit}")
         return cls(
             db_url=db_url,
             origin=env.get("AUDITLOG_ORIGIN") or signer.name,
@@ -53,6 +58,7 @@ class MiddlewareConfig:
             spool_path=Path(env["AUDITLOG_SPOOL"]) if env.get("AUDITLOG_SPOOL") else None,
             identities=ApiKeyTable.from_file(Path(keys)) if keys else None,
             fail_mode=FailMode.OPEN if env.get("AUDITLOG_FAIL_OPEN") == "1" else FailMode.CLOSED,
+            max_body_bytes=int(limit) if limit else None,
         )
 
     def open_recorder(self) -> AuditRecorder:

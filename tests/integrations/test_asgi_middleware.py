@@ -154,10 +154,12 @@ def test_error_answer_is_recorded_as_error(audited: tuple[str, Any]) -> None:
 def test_n_above_one_is_refused_and_recorded(audited: tuple[str, Any]) -> None:
     url, (recorder, _, db_url, _) = audited
     r = httpx.post(f"{url}/v1/completions", json={"model": "m", "prompt": "x", "n": 2},
-                   headers={"x-request-id": "mw-n2"})  # fmt: skip
+                   headers={"x-request-id": "mw-n2", "authorization": f"Bearer {KEY}"})  # fmt: skip
     assert r.status_code == 400 and r.json()["error"]["param"] == "n"
-    _wait_closed(recorder, "unmapped/anonymous/mw-n2")  # no key: the shared anonymous namespace
-    assert trail(db_url, ORIGIN, "unmapped/anonymous/mw-n2").reason == "error"
+    _wait_closed(recorder, "acme-bank/mw-n2")
+    t = trail(db_url, ORIGIN, "acme-bank/mw-n2")
+    assert t.reason == "error" and t.token_ids == [] and t.prompt_text == ""  # no content kept
+    assert t.start["params"]["refused"] == "unsupported_parameter"
 
 
 def test_client_abandoning_a_stream_is_an_abort(audited: tuple[str, Any]) -> None:
@@ -166,20 +168,20 @@ def test_client_abandoning_a_stream_is_an_abort(audited: tuple[str, Any]) -> Non
     with httpx.Client(timeout=30) as c, c.stream(
         "POST", f"{url}/v1/completions",
         json={"model": "m", "prompt": "x", "stream": True, "delay": 0.3},
-        headers={"x-request-id": "mw-abort-1", "authorization": "Bearer unknown-key"},
+        headers={"x-request-id": "mw-abort-1", "authorization": f"Bearer {KEY}"},
     ) as r:  # fmt: skip
         for line in r.iter_lines():
             if line.startswith("data: "):
                 got.append(json.loads(line[6:])["choices"][0]["text"])
                 break
-    trail_id = f"unmapped/key:{hash_api_key('unknown-key')[:16]}/mw-abort-1"  # the key's namespace
+    trail_id = "acme-bank/mw-abort-1"
     _wait_closed(recorder, trail_id)
     t = trail(db_url, ORIGIN, trail_id)
     assert t.reason == "abort"
     assert trail_text(t).startswith("".join(got))
     assert t.end["n_delivered"] <= t.end["n_generated"] < len("".join(PIECES).encode())
-    assert t.tenant == "unmapped"  # an unknown key is recorded by its hash, never refused
-    assert t.start["client"] == f"key:{hash_api_key('unknown-key')[:16]}"
+    assert t.tenant == "acme-bank"
+    assert t.start["client"] == f"key:{hash_api_key(KEY)[:16]}"
 
 
 def test_fail_closed_releases_each_event_after_its_record_is_durable(
@@ -191,11 +193,11 @@ def test_fail_closed_releases_each_event_after_its_record_is_durable(
     with httpx.Client(timeout=30) as c, c.stream(
         "POST", f"{url}/v1/completions",
         json={"model": "m", "prompt": "x", "stream": True, "delay": 0.01},
-        headers={"x-request-id": "mw-durable-1"},
+        headers={"x-request-id": "mw-durable-1", "authorization": f"Bearer {KEY}"},
     ) as r:  # fmt: skip
         n = 0
         for line in r.iter_lines():
             if line.startswith("data: {"):
                 n += len(json.loads(line[6:])["choices"][0]["text"].encode())
-                seen.append((n, recorder.durable_tokens("unmapped/anonymous/mw-durable-1")))
+                seen.append((n, recorder.durable_tokens("acme-bank/mw-durable-1")))
     assert seen and all(durable >= n for n, durable in seen), seen

@@ -113,8 +113,9 @@ def audited(tmp_path: Path) -> Iterator[tuple[str, Any, str]]:
 def _post(url: str, key: str, rid: str | None, path: str = "/v1/completions",
           **body: Any) -> httpx.Response:  # fmt: skip
     headers = {"authorization": f"Bearer {key}"} | ({"x-request-id": rid} if rid else {})
-    return httpx.post(f"{url}{path}", json={"model": "m", "prompt": "x", **body},
-                      headers=headers, timeout=30)  # fmt: skip
+    base = {"model": "m"} if "messages" in body else {"model": "m", "prompt": "x"}
+    return httpx.post(f"{url}{path}", json={**base, **body}, headers=headers,
+                      timeout=30)  # fmt: skip
 
 
 def _closed_trail(recorder: Any, db_url: str, trail_id: str) -> Trail:
@@ -195,7 +196,8 @@ def test_tool_calling_requests_are_refused_and_recorded(
     t = _closed_trail(recorder, db_url, f"acme-bank/tools-{name}")
     assert t.reason == "error" and "tool calling" in t.end["error"]
     assert t.end["n_delivered"] == 0
-    assert refusal({"tools": [], "tool_choice": None}) is None  # empty fields are not tool calling
+    empty = {"tools": [], "tool_choice": None}  # empty fields are not tool calling
+    assert refusal(empty, "/v1/completions") is None
 
 
 def test_streamed_tool_calls_and_reasoning_are_recorded_before_release(
@@ -239,16 +241,23 @@ def test_json_tool_calls_and_reasoning_are_recorded(audited: tuple[str, Any, str
     assert json.loads(recorded_calls[0]["function"]["arguments"]) == {"account": "12345"}
 
 
-def test_unmapped_keys_have_their_own_namespace(audited: tuple[str, Any, str]) -> None:
-    """C19: two unknown keys do not share ids; the trail id names the key by its hash only."""
+def test_unknown_keys_are_refused_before_anything_is_written(
+    audited: tuple[str, Any, str],
+) -> None:
+    """C3, C19: with a key table, an unknown or missing key is refused (401) by the middleware;
+    the refusal is a small trail in the key's own namespace, under an id the middleware chose,
+    with no content (the body is never read)."""
     url, recorder, db_url = audited
     for key in ("sk-unknown-1", "sk-unknown-2"):
-        r = _post(url, key, "mine-1")
-        assert r.status_code == 200, r.text
-        trail_id = f"unmapped/key:{hash_api_key(key)[:16]}/mine-1"
-        assert r.headers["x-auditlog-request-id"] == trail_id
+        r = _post(url, key, "mine-1", prompt="SECRET " * 1000)
+        assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key", r.text
+        trail_id = r.headers["x-auditlog-request-id"]
+        assert trail_id.startswith(f"unmapped/key:{hash_api_key(key)[:16]}/asgi-")
         t = _closed_trail(recorder, db_url, trail_id)
         assert t.tenant == "unmapped" and key not in trail_id
+        assert t.prompt_text == "" and t.token_ids == [] and t.reason == "error"
+        assert t.start["params"]["refused"] == "invalid_api_key"
     anonymous = httpx.post(f"{url}/v1/completions", json={"model": "m", "prompt": "x"})
+    assert anonymous.status_code == 401
     assert anonymous.headers["x-auditlog-request-id"].startswith("unmapped/anonymous/asgi-")
     assert ChoiceDelta(text="plain").recorded_steps() == ["plain"]

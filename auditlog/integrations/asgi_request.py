@@ -1,0 +1,177 @@
+"""What the audit middleware accepts as a request: read with a size limit, parsed strictly.
+
+The middleware records the prompt it parsed, so it MUST parse the body exactly as the app will
+(Starlette's ``Request.json()`` and FastAPI both call stdlib ``json.loads`` on the bytes) or
+refuse it. :func:`loads_strict` accepts a subset of what ``json.loads`` accepts and returns the
+same value for it (a differential test holds it to that); everything else is refused (400), so
+the app never sees it:
+
+- a byte order mark, or any encoding but UTF-8 (``json.loads`` on bytes also reads UTF-16 and
+  UTF-32, and UTF-8-encoded surrogates);
+- ``NaN``, ``Infinity``, ``-Infinity``, and numbers that overflow a float (``1e400``);
+- lone surrogates (``"\\ud800"``), anywhere, keys included;
+- duplicate keys in any object (``json.loads`` keeps the last one silently);
+- nesting deeper than :data:`MAX_DEPTH`, integers of more than 4300 digits;
+- a top level that is not an object.
+
+A compressed request body (any ``Content-Encoding`` but ``identity``) is refused (415): the app
+would read what the middleware cannot. The body size is limited while it is read
+(:func:`read_body`, 413), before anything is parsed or written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.types import Message, Receive
+
+from auditlog.errors import AuditlogError
+
+__all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
+    "MAX_DEPTH",
+    "BodyRead",
+    "Refused",
+    "check_encoding",
+    "loads_strict",
+    "read_body",
+]
+
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+MAX_DEPTH = 64
+_BOM = b"\xef\xbb\xbf"
+
+
+class Refused(AuditlogError):
+    """A request the middleware will not pass to the app: status, message, parameter, code.
+    Never leaves the middleware (it becomes an OpenAI-shaped error answer)."""
+
+    def __init__(self, status: int, message: str, *, param: str | None = None,
+                 code: str = "invalid_request") -> None:  # fmt: skip
+        super().__init__(message)
+        self.status, self.message, self.param, self.code = status, message, param, code
+
+
+def _invalid_json(message: str) -> Refused:
+    return Refused(400, f"JSON body refused: {message}", code="invalid_json")
+
+
+def _no_constant(name: str) -> Any:
+    raise _invalid_json(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _invalid_json(f"number {text[:40]} is out of range")
+    return value
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise _invalid_json(f"duplicate key {dup[:40]!r}")
+    return out
+
+
+def loads_strict(raw: bytes) -> dict[str, Any]:
+    """The JSON object in ``raw``, exactly as ``json.loads(raw)`` reads it, or :class:`Refused`
+    (module docstring)."""
+    if raw.startswith(_BOM):
+        raise _invalid_json("byte order mark")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _invalid_json(f"not UTF-8 at byte {exc.start}") from None
+    try:
+        value = json.loads(
+            text,
+            parse_constant=_no_constant,
+            parse_float=_finite_float,
+            object_pairs_hook=_unique_keys,
+        )
+    except RecursionError:
+        raise _invalid_json(f"nested deeper than {MAX_DEPTH}") from None
+    except ValueError as exc:  # JSONDecodeError, an integer too long to convert
+        raise _invalid_json(str(exc)[:200]) from None
+    if not isinstance(value, dict):
+        raise _invalid_json("not a JSON object")
+    _check_tree(value)
+    return value
+
+
+def _check_tree(root: Any) -> None:
+    """Depth and lone surrogates, without recursion."""
+    stack: list[tuple[Any, int]] = [(root, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            _check_text(value)
+        elif isinstance(value, dict | list):
+            if depth > MAX_DEPTH:
+                raise _invalid_json(f"nested deeper than {MAX_DEPTH}")
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, item in items:
+                if isinstance(key, str):
+                    _check_text(key)
+                stack.append((item, depth + 1))
+
+
+def _check_text(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _invalid_json("lone surrogate in a string") from None
+
+
+@dataclass(slots=True)
+class BodyRead:
+    """The request body and the messages it came in (replayed to the app), or ``gone`` if the
+    client left before the body was complete."""
+
+    raw: bytes
+    messages: list[Message]
+    gone: bool = False
+
+
+async def read_body(receive: Receive, headers: Mapping[str, str], limit: int) -> BodyRead:
+    """Read the whole body, refusing (413) as soon as it exceeds ``limit`` bytes (a declared
+    ``Content-Length`` over the limit is refused before any byte is read)."""
+    declared = headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    messages: list[Message] = []
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return BodyRead(b"".join(chunks), messages, gone=True)
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        messages.append(message)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return BodyRead(b"".join(chunks), messages)
+
+
+def _too_large(limit: int) -> Refused:
+    return Refused(413, f"request body larger than {limit} bytes", code="request_too_large")
+
+
+def check_encoding(headers: Mapping[str, str]) -> None:
+    """Refuse a compressed request body (module docstring)."""
+    encoding = headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise Refused(
+            415, f"request Content-Encoding {encoding[:40]!r} is not accepted: send plain JSON",
+            param="content-encoding", code="unsupported_encoding",
+        )  # fmt: skip

@@ -1,0 +1,100 @@
+"""Server-sent events as a client reads them (WHATWG HTML, "Interpreting an event stream").
+
+Lines end with CR LF, LF or CR, also when a CR LF pair is split across two writes; a blank line
+dispatches the event; a line starting with ``:`` is a comment; ``data`` values (one leading
+space removed) are joined with LF; other fields (``event``, ``id``, ``retry``, unknown names)
+carry no output; a leading byte order mark is skipped. Each event keeps its raw bytes, so the
+middleware releases exactly the bytes whose data it has recorded. Bytes of an event whose blank
+line has not arrived stay buffered: a client discards an unterminated last event, so the
+middleware never releases one.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+__all__ = ["DONE", "SseEvent", "SseReader", "media_type"]
+
+DONE = "[DONE]"
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+_BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(frozen=True, slots=True)
+class SseEvent:
+    """One dispatched event: its raw bytes (line ends included) and its data, ``None`` when it
+    has no ``data`` field (a comment or an event a client does not dispatch)."""
+
+    raw: bytes
+    data: str | None
+
+
+@dataclass(slots=True)
+class SseReader:
+    """Splits a byte stream into events (module docstring). ``data`` that is not UTF-8 raises
+    :class:`UnicodeDecodeError`: a client would read something else than what was recorded."""
+
+    _pending: bytes = b""  # an unterminated line
+    _raw: bytearray = field(default_factory=bytearray)  # the current event's complete lines
+    _data: list[bytes] | None = None
+    _after_cr: bool = False
+    _started: bool = False
+
+    def feed(self, data: bytes) -> list[SseEvent]:
+        """Add bytes; return the events they complete, in order."""
+        if self._after_cr and data:
+            self._after_cr = False
+            if data.startswith(b"\n"):
+                self._raw += b"\n"  # the second half of a CR LF split across writes
+                data = data[1:]
+        buf = self._pending + data
+        if not self._started and buf:
+            self._started = True
+            if buf.startswith(_BOM):
+                self._raw += _BOM
+                buf = buf[len(_BOM) :]
+        events: list[SseEvent] = []
+        start = 0
+        for match in _LINE_END.finditer(buf):
+            line = buf[start : match.start()]
+            self._raw += buf[start : match.end()]
+            start = match.end()
+            if match.group() == b"\r" and start == len(buf):
+                self._after_cr = True
+            event = self._line(line)
+            if event is not None:
+                events.append(event)
+        self._pending = buf[start:]
+        return events
+
+    def _line(self, line: bytes) -> SseEvent | None:
+        if not line:
+            raw, data = bytes(self._raw), self._data
+            self._raw.clear()
+            self._data = None
+            text = None if data is None else b"\n".join(data).decode("utf-8")
+            return SseEvent(raw, text)
+        if line.startswith(b":"):
+            return None
+        name, colon, value = line.partition(b":")
+        if colon and value.startswith(b" "):
+            value = value[1:]
+        if name == b"data":
+            self._data = [*(self._data or []), value]
+        return None
+
+    def unterminated(self) -> bytes:
+        """Bytes of an event whose blank line never came (never released)."""
+        return bytes(self._raw) + self._pending
+
+
+def media_type(content_type: str) -> tuple[str, dict[str, str]]:
+    """``("text/event-stream", {"charset": "utf-8"})`` for ``Text/Event-Stream; charset=UTF-8``:
+    type and parameter names and values lowercased (media types are case-insensitive)."""
+    kind, *params = content_type.split(";")
+    out: dict[str, str] = {}
+    for param in params:
+        name, _, value = param.partition("=")
+        out[name.strip().lower()] = value.strip().strip('"').lower()
+    return kind.strip().lower(), out
