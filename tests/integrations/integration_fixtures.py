@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,3 +71,36 @@ def trail_text(t: Trail, *, delivered: bool = True) -> str:
     assert t.end is not None
     ids = t.token_ids[: t.end["n_delivered"]] if delivered else t.token_ids
     return bytes(ids).decode("utf-8")
+
+
+@dataclass
+class Audited:
+    """A middleware under uvicorn: its URL, recorder, database and witness."""
+
+    url: str
+    recorder: AuditRecorder
+    signer: Signer
+    db_url: str
+    origin: str
+
+    def closed_trail(self, trail_id: str) -> Trail:
+        self.recorder.wait_closed(trail_id, timeout=30)
+        return trail(self.db_url, self.origin, trail_id)
+
+
+@contextmanager
+def audited_app(
+    app: Any, tmp: Path, origin: str, db_url: str | None = None, **middleware: Any
+) -> Iterator[Audited]:
+    """``AuditMiddleware(app, ...)`` under uvicorn; the log verifies intact afterwards."""
+    from auditlog.integrations.asgi import AuditMiddleware
+    from auditlog.verifier import verify_database
+
+    recorder, signer, db_url, witness = open_recorder(tmp, origin, db_url)
+    try:
+        with serve(AuditMiddleware(app, recorder=recorder, **middleware)) as url:
+            yield Audited(url, recorder, signer, db_url, origin)
+    finally:
+        recorder.close()
+    report = verify_database(db_url, keys=[signer.verifier_key], witness_dir=witness)
+    assert report.ok, report.findings[:3]
