@@ -29,7 +29,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 RAN: list[Any] = []  # every input the app ran, in order
-SLOW_S = 1.0
+SLOW_S = 3.0
 SECRET = "UNRECORDED-SECRET"
 LOGPROBS = {"tokens": ["E"], "token_logprobs": [-0.25], "top_logprobs": None, "text_offset": [0]}
 

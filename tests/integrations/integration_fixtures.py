@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,15 +90,16 @@ class Audited:
 
 @contextmanager
 def audited_app(
-    app: Any, tmp: Path, origin: str, db_url: str | None = None, **middleware: Any
-) -> Iterator[Audited]:
-    """``AuditMiddleware(app, ...)`` under uvicorn; the log verifies intact afterwards."""
+    app: Any, tmp: Path, origin: str, db_url: str | None = None, *,
+    wrap: Callable[[Any], Any] = lambda audited: audited, **middleware: Any,
+) -> Iterator[Audited]:  # fmt: skip
+    """``wrap(AuditMiddleware(app, ...))`` under uvicorn; the log verifies intact afterwards."""
     from auditlog.integrations.asgi import AuditMiddleware
     from auditlog.verifier import verify_database
 
     recorder, signer, db_url, witness = open_recorder(tmp, origin, db_url)
     try:
-        with serve(AuditMiddleware(app, recorder=recorder, **middleware)) as url:
+        with serve(wrap(AuditMiddleware(app, recorder=recorder, **middleware))) as url:
             yield Audited(url, recorder, signer, db_url, origin)
     finally:
         recorder.close()
