@@ -53,7 +53,7 @@ from auditlog.recorder import AuditRecorder, FailMode
 from .asgi_exchange import TRAIL_HEADER, Exchange
 from .asgi_identity import Caller, identify, request_headers
 from .asgi_policy import NOT_AUDITED, input_field, is_guarded, refusal, route_path, send_error
-from .asgi_request import DEFAULT_MAX_BODY_BYTES, Refused, check_encoding, loads_strict, read_body
+from .asgi_request import DEFAULT_MAX_BODY_BYTES, Refused, check_headers, loads_strict, read_body
 from .settings import MiddlewareConfig
 
 __all__ = ["DEFAULT_PATHS", "TRAIL_HEADER", "AuditMiddleware"]
@@ -165,7 +165,7 @@ class AuditMiddleware:
             await send_error(send, err.status, err.message, param=err.param, code=err.code)
             return
         try:
-            check_encoding(headers)
+            check_headers(headers)
             read = await read_body(receive, headers, self.max_body_bytes)
             if read.gone:
                 return  # the client left before its request was complete: nothing ran

@@ -73,9 +73,9 @@ class Exchange:
             self.end()
         if self.closed or (self.ended and self.disconnected):
             return
-        if message["type"] == "http.response.start":
+        if message["type"] == "http.response.start" and not self.status:
             await self._on_start(message)
-        elif message["type"] != "http.response.body":
+        elif message["type"] != "http.response.body" or not self.status:
             await self.cut(f"unsupported ASGI message {message['type']!r}")
         elif self.mode == "sse":
             await self._on_event_bytes(message.get("body", b""), message.get("more_body", False))

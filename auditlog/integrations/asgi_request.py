@@ -15,7 +15,9 @@ the app never sees it:
 - a top level that is not an object.
 
 A compressed request body (any ``Content-Encoding`` but ``identity``) is refused (415): the app
-would read what the middleware cannot. The body size is limited while it is read
+would read what the middleware cannot. So is a ``Content-Type`` other than ``application/json``
+(UTF-8) when one is sent: FastAPI hands such a body to pydantic's own JSON parser instead of
+``json.loads``. The body size is limited while it is read
 (:func:`read_body`, 413), before anything is parsed or written.
 """
 
@@ -31,12 +33,14 @@ from starlette.types import Message, Receive
 
 from auditlog.errors import AuditlogError
 
+from .asgi_sse import media_type
+
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
     "MAX_DEPTH",
     "BodyRead",
     "Refused",
-    "check_encoding",
+    "check_headers",
     "loads_strict",
     "read_body",
 ]
@@ -167,8 +171,14 @@ def _too_large(limit: int) -> Refused:
     return Refused(413, f"request body larger than {limit} bytes", code="request_too_large")
 
 
-def check_encoding(headers: Mapping[str, str]) -> None:
-    """Refuse a compressed request body (module docstring)."""
+def check_headers(headers: Mapping[str, str]) -> None:
+    """Refuse a body the app would not read with ``json.loads`` (module docstring)."""
+    kind, params = media_type(headers.get("content-type", "application/json"))
+    if kind != "application/json" or params.get("charset", "utf-8") != "utf-8":
+        raise Refused(
+            415, "send the body as Content-Type application/json (UTF-8)",
+            param="content-type", code="unsupported_media_type",
+        )  # fmt: skip
     encoding = headers.get("content-encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
         raise Refused(

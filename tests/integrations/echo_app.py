@@ -103,7 +103,10 @@ def _stream(answers: list[str], chat: bool, model: str, index: Any) -> Response:
                 else:
                     yield _event(chunk, end)
         if model == "no-final-blank":
-            yield b"data: " + json.dumps({"choices": [_choice(0, SECRET, chat, None, model)]}).encode()
+            yield (
+                b"data: "
+                + json.dumps({"choices": [_choice(0, SECRET, chat, None, model)]}).encode()
+            )
             return
         yield b"data: [DONE]" + end
         if model == "after-done":

@@ -64,9 +64,10 @@ def test_finding1_decoy_input_field_is_refused(echo: Audited) -> None:
     plain request records exactly what the app ran."""
     ran = len(RAN)
     with pytest.raises(openai.BadRequestError) as err:
-        _client(echo).completions.create(model="plain", prompt="REAL PROMPT",
-                                         extra_body={"messages": [{"role": "user",
-                                                                   "content": "decoy"}]})  # fmt: skip
+        decoy = [{"role": "user", "content": "decoy"}]
+        _client(echo).completions.create(
+            model="plain", prompt="REAL PROMPT", extra_body={"messages": decoy}
+        )
     assert err.value.code == "conflicting_parameter"
     r = _raw(echo, json.dumps({"model": "plain", "prompt": "decoy",
                                "messages": [{"role": "user", "content": "REAL"}]}).encode(),
@@ -197,3 +198,21 @@ def test_finding5_body_limit_is_enforced_while_reading(echo: Audited) -> None:
         _client(echo).completions.create(model="plain", prompt="z" * LIMIT)
     assert err.value.status_code == 413
     assert len(RAN) == ran
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/x-www-form-urlencoded", "application/json; charset=utf-16"],
+)
+def test_finding3_bodies_the_app_would_not_read_with_json_loads_are_refused(
+    echo: Audited, content_type: str
+) -> None:
+    """FastAPI hands a non-JSON Content-Type body to pydantic's own parser, not ``json.loads``:
+    refused (415) so the two parsers cannot disagree."""
+    body = json.dumps({"model": "plain", "prompt": "typed"}).encode()
+    headers = [("authorization", f"Bearer {ACME}"), ("content-type", content_type)]
+    ran = len(RAN)
+    _refusal(echo, _raw(echo, body, headers), 415, "unsupported_media_type")
+    assert len(RAN) == ran
+    ok = [("authorization", f"Bearer {ACME}"), ("content-type", "Application/JSON; Charset=UTF-8")]
+    assert _raw(echo, body, ok).status_code == 200 and RAN[-1] == "typed"

@@ -8,6 +8,7 @@ record is cut with an error and the trail says so.
 
 from __future__ import annotations
 
+import gzip
 import json
 import socket
 from collections.abc import Iterator
@@ -74,7 +75,7 @@ def test_finding6_unattributable_output_is_cut(echo: Audited, model: str) -> Non
     with pytest.raises(openai.APIError):
         for _ in _client(echo).completions.create(model=model, prompt="hi", stream=True):
             pass
-    data, headers = _raw_stream(echo, model, f"cut-{model}")
+    data, _ = _raw_stream(echo, model, f"cut-{model}")
     assert b"ECHO" not in data and b"audit_unrecordable_response" in data, data
     t = echo.closed_trail(f"acme-bank/cut-{model}")
     assert t.reason == "error" and t.token_ids == [] and t.end["n_delivered"] == 0
@@ -121,15 +122,14 @@ def test_finding7_compressed_answer_is_cut(echo: Audited) -> None:
     assert t.reason == "error" and "Content-Encoding gzip" in t.end["error"]
 
 
-def test_finding7_compression_outside_is_the_documented_order(
-    tmp_path: Path, db_url: str
-) -> None:
+def test_finding7_compression_outside_is_the_documented_order(tmp_path: Path, db_url: str) -> None:
     """GZipMiddleware(AuditMiddleware(app)): the client gets gzip, the trail the plain text."""
     table = ApiKeyTable.from_plain_keys(TABLE)
     with audited_app(echo_app(), tmp_path, ORIGIN, db_url, identities=table,
                      wrap=lambda mw: GZipMiddleware(mw, minimum_size=1)) as a:  # fmt: skip
         data, headers = _raw_stream(a, "plain", "gz-outside", stream=False)
         assert headers["content-encoding"] == "gzip"
+        assert json.loads(gzip.decompress(data))["choices"][0]["text"] == "ECHO[0]:hi"
         t = a.closed_trail("acme-bank/gz-outside")
         assert trail_text(t) == "ECHO[0]:hi" and t.reason == "stop"
 
