@@ -3,7 +3,8 @@
 Fail-closed means that a byte leaves only once what it carries is recorded and durable:
 
 - ``text/event-stream`` (media types compared case-insensitively, ``charset`` UTF-8 only): each
-  complete event (``asgi_sse``) is parsed and recorded, and released once its tokens are durable;
+  complete event (``asgi_sse``; comments emptied) is parsed and recorded, and released once its
+  tokens are durable (an ``event`` type other than ``message`` is cut);
   the ``[DONE]`` event once the end record is durable. The response ends there: nothing the app
   sends after ``[DONE]`` is released. An unterminated last event is never released.
 - ``application/json``: the whole answer is parsed, recorded, and released (with its
@@ -120,6 +121,10 @@ class Exchange:
                 await self.close_trail()
                 await self._forward(_body(event.raw, more=False))
                 self.closed = True
+                return
+            if event.event_type not in (None, "", "message"):
+                await self._release(bytes(out), more=True)
+                await self.cut(f"event type {event.event_type!r} cannot be recorded")
                 return
             if event.data is not None:
                 try:

@@ -2,9 +2,11 @@
 
 Lines end with CR LF, LF or CR, also when a CR LF pair is split across two writes; a blank line
 dispatches the event; a line starting with ``:`` is a comment; ``data`` values (one leading
-space removed) are joined with LF; other fields (``event``, ``id``, ``retry``, unknown names)
-carry no output; a leading byte order mark is skipped. Each event keeps its raw bytes, so the
-middleware releases exactly the bytes whose data it has recorded. Bytes of an event whose blank
+space removed) are joined with LF; ``event`` names the event type; other fields (``id``,
+``retry``, unknown names) carry no output; a leading byte order mark is skipped. Each event keeps
+its raw bytes, so the middleware releases exactly the bytes whose data it has recorded; a
+comment line is released as a bare ``:`` (a client ignores comments, so no event changes, the
+line structure stays, and no unrecorded text reaches a raw client). Bytes of an event whose blank
 line has not arrived stay buffered: a client discards an unterminated last event, so the
 middleware never releases one.
 """
@@ -23,11 +25,13 @@ _BOM = b"\xef\xbb\xbf"
 
 @dataclass(frozen=True, slots=True)
 class SseEvent:
-    """One dispatched event: its raw bytes (line ends included) and its data, ``None`` when it
-    has no ``data`` field (a comment or an event a client does not dispatch)."""
+    """One dispatched event: its raw bytes (line ends included, comments emptied), its data
+    (``None`` when it has no ``data`` field: a client does not dispatch it) and its ``event``
+    type (``None`` when absent)."""
 
     raw: bytes
     data: str | None
+    event_type: str | None = None
 
 
 @dataclass(slots=True)
@@ -38,6 +42,7 @@ class SseReader:
     _pending: bytes = b""  # an unterminated line
     _raw: bytearray = field(default_factory=bytearray)  # the current event's complete lines
     _data: list[bytes] | None = None
+    _type: bytes | None = None
     _after_cr: bool = False
     _started: bool = False
 
@@ -58,7 +63,8 @@ class SseReader:
         start = 0
         for match in _LINE_END.finditer(buf):
             line = buf[start : match.start()]
-            self._raw += buf[start : match.end()]
+            kept = buf[start : match.start()] if not line.startswith(b":") else b":"
+            self._raw += kept + match.group()
             start = match.end()
             if match.group() == b"\r" and start == len(buf):
                 self._after_cr = True
@@ -70,11 +76,11 @@ class SseReader:
 
     def _line(self, line: bytes) -> SseEvent | None:
         if not line:
-            raw, data = bytes(self._raw), self._data
+            raw, data, kind = bytes(self._raw), self._data, self._type
             self._raw.clear()
-            self._data = None
+            self._data = self._type = None
             text = None if data is None else b"\n".join(data).decode("utf-8")
-            return SseEvent(raw, text)
+            return SseEvent(raw, text, None if kind is None else kind.decode("utf-8"))
         if line.startswith(b":"):
             return None
         name, colon, value = line.partition(b":")
@@ -82,6 +88,8 @@ class SseReader:
             value = value[1:]
         if name == b"data":
             self._data = [*(self._data or []), value]
+        elif name == b"event":
+            self._type = value
         return None
 
     def unterminated(self) -> bytes:

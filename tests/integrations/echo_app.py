@@ -9,7 +9,8 @@ across writes), ``upper-ct`` (``Text/Event-Stream; charset=UTF-8``), ``index-nul
 ``index-str`` (a choice index of ``null`` / ``"0"``), ``ndjson`` (NDJSON stream), ``after-done``
 (an event after ``[DONE]``), ``no-final-blank`` (a last event without its blank line),
 ``trail-header`` (the app sets its own ``x-auditlog-request-id``), ``logprobs`` (choices carry
-logprobs), ``always-gzip`` (a gzip answer whatever the client accepts), ``slow`` (answers after
+logprobs), ``comment`` (SSE comments carrying text),
+``always-gzip`` (a gzip answer whatever the client accepts), ``slow`` (answers after
 :data:`SLOW_S`), ``text-plain`` (a 200 answer as ``text/plain``).
 """
 
@@ -102,6 +103,8 @@ def _stream(answers: list[str], chat: bool, model: str, index: Any) -> Response:
                     yield b"\r\n"
                 else:
                     yield _event(chunk, end)
+                if model == "comment":
+                    yield f": {SECRET}\r\nevent: message\r\n: {SECRET}\n".encode()
         if model == "no-final-blank":
             yield (
                 b"data: "

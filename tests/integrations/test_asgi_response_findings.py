@@ -173,6 +173,16 @@ def test_finding9_nothing_after_done_or_unterminated_is_released(echo: Audited) 
     assert trail_text(t) == "ECHO[0]:hi"
 
 
+def test_finding6_comment_text_never_reaches_a_raw_client(echo: Audited) -> None:
+    """A comment carries text a raw client reads: it is released as a bare ``:``."""
+    data, _ = _raw_stream(echo, "comment", "comment-1")
+    assert SECRET.encode() not in data and b"\n:\r\nevent: message\r\n:\n" in data
+    assert trail_text(echo.closed_trail("acme-bank/comment-1")) == "ECHO[0]:hi"
+    chunks = _client(echo).completions.create(model="comment", prompt="hi", stream=True)
+    text = "".join(c.choices[0].text for c in chunks)
+    assert text == "ECHO[0]:hi"
+
+
 @pytest.mark.parametrize("stream", [False, True])
 def test_finding9_the_app_cannot_set_the_trail_header(echo: Audited, stream: bool) -> None:
     rid = f"hdr-{stream}"
