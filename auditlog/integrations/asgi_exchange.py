@@ -9,8 +9,8 @@ Fail-closed means that a byte leaves only once what it carries is recorded and d
   sends after ``[DONE]`` is released. An unterminated last event is never released.
 - ``application/json``: the whole answer is parsed, recorded, and released (with its
   ``http.response.start``) once the end record is durable. An error status (400 and above) is
-  recorded as ``error`` with the body's error message or text (at most
-  :data:`MAX_ERROR_BODY_BYTES`).
+  recorded as ``error`` with the whole body as text (at most :data:`MAX_ERROR_BODY_BYTES`, else
+  cut: a validation error can echo the request).
 - Anything else is cut: another media type (NDJSON, plain text with status 200), a
   ``Content-Encoding`` (a compressing middleware inside this one: it MUST wrap the audit
   middleware instead), an event or answer that is not strict JSON (``asgi_request.loads_strict``)
@@ -41,7 +41,7 @@ from .asgi_sse import DONE, SseReader, media_type
 __all__ = ["MAX_ERROR_BODY_BYTES", "TRAIL_HEADER", "Exchange"]
 
 TRAIL_HEADER = TRAIL_ID_HEADER.encode("ascii")
-MAX_ERROR_BODY_BYTES = 4096
+MAX_ERROR_BODY_BYTES = 64 * 1024
 _CUT_CODE = "audit_unrecordable_response"
 _DROPPED_HEADERS = frozenset({TRAIL_HEADER, b"content-length"})
 
@@ -273,7 +273,5 @@ def _reason(exc: Exception) -> str:
 
 
 def _error_text(raw: bytes) -> str:
-    try:
-        return str(response_delta(loads_strict(raw)).error or raw.decode("utf-8"))
-    except (Refused, WireFormatError, UnicodeDecodeError):
-        return raw.decode("utf-8", errors="backslashreplace")
+    """An error body as recorded: its text exactly (bytes that are not UTF-8 escaped)."""
+    return raw.decode("utf-8", errors="backslashreplace")
