@@ -13,7 +13,7 @@ Fail-closed means that a byte leaves only once what it carries is recorded and d
   cut: a validation error can echo the request).
 - Anything else is cut: another media type (NDJSON, plain text with status 200), a
   ``Content-Encoding`` (a compressing middleware inside this one: it MUST wrap the audit
-  middleware instead), an event or answer that is not strict JSON (``asgi_request.loads_strict``)
+  middleware instead), an event or answer that is not strict JSON (``asgi_request.loads_answer``)
   or whose choice cannot be attributed (``openai_wire``). A cut before the response started is a
   502 OpenAI-shaped error; during a stream, an SSE ``error`` event that ends it. Either way the
   trail ends ``error`` with the reason, and nothing else the app sends is released.
@@ -35,13 +35,15 @@ from auditlog.gateway.request_ids import TRAIL_ID_HEADER
 from auditlog.recorder import AuditRecorder
 
 from .asgi_policy import error_body
-from .asgi_request import Refused, loads_strict
+from .asgi_request import Refused, loads_answer
 from .asgi_sse import DONE, SseReader, media_type
 
 __all__ = ["MAX_ERROR_BODY_BYTES", "TRAIL_HEADER", "Exchange"]
 
 TRAIL_HEADER = TRAIL_ID_HEADER.encode("ascii")
 MAX_ERROR_BODY_BYTES = 64 * 1024
+MAX_BUFFERED_BYTES = 64 * 1024 * 1024  # an answer or one event, held until it is recorded
+_SINGLE = (b"content-type", b"content-encoding")
 _CUT_CODE = "audit_unrecordable_response"
 _DROPPED_HEADERS = frozenset({TRAIL_HEADER, b"content-length"})
 
@@ -82,13 +84,18 @@ class Exchange:
             await self._on_event_bytes(message.get("body", b""), message.get("more_body", False))
         else:
             self.body.append(message.get("body", b""))
-            if not message.get("more_body", False):
+            if sum(map(len, self.body)) > MAX_BUFFERED_BYTES:
+                await self.cut(f"answer over {MAX_BUFFERED_BYTES} bytes")
+            elif not message.get("more_body", False):
                 await self._on_answer(b"".join(self.body))
 
     async def _on_start(self, message: Message) -> None:
         self.status = int(message["status"])
         headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != TRAIL_HEADER]
         names = {k.lower(): v.decode("latin-1") for k, v in headers}
+        if any(sum(k.lower() == name for k, _ in headers) > 1 for name in _SINGLE):
+            await self.cut("response sends Content-Type or Content-Encoding more than once")
+            return
         kind, params = media_type(names.get(b"content-type", ""))
         encoding = names.get(b"content-encoding", "identity").strip().lower()
         if encoding not in ("", "identity"):
@@ -114,6 +121,9 @@ class Exchange:
         except UnicodeDecodeError:
             await self.cut("event data is not UTF-8")
             return
+        if self.sse.num_buffered_bytes() > MAX_BUFFERED_BYTES:
+            await self.cut(f"event over {MAX_BUFFERED_BYTES} bytes")
+            return
         out = bytearray()
         for event in events:
             if event.data == DONE:
@@ -128,7 +138,7 @@ class Exchange:
                 return
             if event.data is not None:
                 try:
-                    self._absorb(response_delta(loads_strict(event.data.encode("utf-8"))))
+                    self._absorb(response_delta(loads_answer(event.data.encode("utf-8"))))
                 except (Refused, WireFormatError) as exc:
                     await self._release(bytes(out), more=True)
                     await self.cut(f"event cannot be recorded: {_reason(exc)}")
@@ -154,14 +164,13 @@ class Exchange:
             self.error = f"HTTP {self.status}: {_error_text(raw)}"
         else:
             try:
-                self._absorb(response_delta(loads_strict(raw)))
+                self._absorb(response_delta(loads_answer(raw)))
             except (Refused, WireFormatError) as exc:
                 await self.cut(f"answer cannot be recorded: {_reason(exc)}")
                 return
         await self.close_trail(n_delivered=self.n_generated)
         self.closed = True
-        assert self.start is not None
-        if await self._forward(self.start):
+        if self.start is not None and await self._forward(self.start):
             await self._forward(_body(raw, more=False))
 
     async def cut(self, reason: str) -> None:

@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from starlette.types import Message, Receive
 
 from auditlog.errors import AuditlogError
@@ -41,6 +43,7 @@ __all__ = [
     "BodyRead",
     "Refused",
     "check_headers",
+    "loads_answer",
     "loads_strict",
     "read_body",
 ]
@@ -76,11 +79,11 @@ def _finite_float(text: str) -> float:
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out = dict(pairs)
-    if len(out) != len(pairs):
-        seen: set[str] = set()
-        dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
-        raise _invalid_json(f"duplicate key {dup[:40]!r}")
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _invalid_json(f"duplicate key {key[:40]!r}")
+        out[key] = value
     return out
 
 
@@ -107,6 +110,26 @@ def loads_strict(raw: bytes) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise _invalid_json("not a JSON object")
     _check_tree(value)
+    return value
+
+
+_LONG_INTEGER = re.compile(rb"\d{19,}")  # may pass 2^63: orjson would read it as a float
+
+
+def loads_answer(raw: bytes) -> dict[str, Any]:
+    """A JSON object the app answered (a whole answer or one event), read as a client reads it,
+    or :class:`Refused`. Faster than :func:`loads_strict` (orjson; an answer's duplicate keys are
+    read as clients read them, the last one wins) but as strict about encodings, ``NaN`` and
+    surrogates; a body with a long digit run goes through :func:`loads_strict`, so integers stay
+    exact."""
+    if _LONG_INTEGER.search(raw):
+        return loads_strict(raw)
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise _invalid_json(str(exc)[:200]) from None
+    if not isinstance(value, dict):
+        raise _invalid_json("not a JSON object")
     return value
 
 

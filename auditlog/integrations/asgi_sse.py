@@ -92,6 +92,10 @@ class SseReader:
             self._type = value
         return None
 
+    def num_buffered_bytes(self) -> int:
+        """Bytes held for the event not yet complete."""
+        return len(self._raw) + len(self._pending)
+
     def unterminated(self) -> bytes:
         """Bytes of an event whose blank line never came (never released)."""
         return bytes(self._raw) + self._pending

@@ -11,7 +11,8 @@ across writes), ``upper-ct`` (``Text/Event-Stream; charset=UTF-8``), ``index-nul
 ``trail-header`` (the app sets its own ``x-auditlog-request-id``), ``logprobs`` (choices carry
 logprobs), ``comment`` (SSE comments carrying text),
 ``always-gzip`` (a gzip answer whatever the client accepts), ``slow`` (answers after
-:data:`SLOW_S`), ``text-plain`` (a 200 answer as ``text/plain``).
+:data:`SLOW_S`), ``text-plain`` (a 200 answer as ``text/plain``), ``two-ct`` (two Content-Type
+headers).
 """
 
 from __future__ import annotations
@@ -83,7 +84,10 @@ async def _generate(request: Request) -> Response:
     if model == "text-plain":
         return Response(" ".join(answers), media_type="text/plain")
     headers = {"x-auditlog-request-id": "victim/forged"} if model == "trail-header" else None
-    return JSONResponse(obj, headers=headers)
+    response = JSONResponse(obj, headers=headers)
+    if model == "two-ct":
+        response.raw_headers.append((b"content-type", b"text/plain"))
+    return response
 
 
 def _stream(answers: list[str], chat: bool, model: str, index: Any) -> Response:

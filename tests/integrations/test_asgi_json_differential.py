@@ -4,6 +4,7 @@ The same generated bodies go to ``asgi_request.loads_strict`` (what the middlewa
 to stdlib ``json.loads`` on the bytes and Starlette's ``Request.json()`` (what the app runs).
 On every body the middleware accepts, the three MUST agree exactly (types, values, key order);
 on every other body the middleware MUST refuse cleanly (``Refused``, never another exception).
+The response side's faster reader (``loads_answer``) is held to stdlib ``json`` the same way.
 Bodies: JSON of generated values (NaN, infinities, huge integers, any text), re-encoded
 (UTF-8 with and without BOM, UTF-16, UTF-32, Latin-1), with hostile fragments spliced in
 (lone surrogate escapes, duplicate keys, ``1e400``, deep nesting) and raw bytes.
@@ -21,7 +22,7 @@ from starlette.requests import Request
 from starlette.types import Message
 
 from auditlog.gateway.openai_wire import canonical_json
-from auditlog.integrations.asgi_request import MAX_DEPTH, Refused, loads_strict
+from auditlog.integrations.asgi_request import MAX_DEPTH, Refused, loads_answer, loads_strict
 
 _SCALARS = (
     st.none()
@@ -102,6 +103,22 @@ def test_accepted_bodies_parse_as_the_app_parses_them(raw: bytes) -> None:
     assert _same(ours, _starlette_json(raw))
     recorded = json.loads(canonical_json(ours))  # what the trail keeps: integers exact
     assert not _contains_float(recorded), recorded
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=bodies())
+@example(raw=b'{"created": 18446744073709551616, "a": -9223372036854775809}')
+@example(raw=b'{"a": 1, "b": 2, "a": 3}')
+@example(raw=b'{"a": 1e-400, "b": 2.2250738585072011e-308, "c": 0.1e1}')
+def test_answers_are_read_as_a_client_reads_them(raw: bytes) -> None:
+    """The response side (``loads_answer``, orjson) agrees with stdlib ``json.loads`` (the
+    openai client) on every answer it accepts; integers stay exact."""
+    try:
+        ours = loads_answer(raw)
+    except Refused as refused:
+        assert refused.code == "invalid_json"
+        return
+    assert _same(ours, json.loads(raw)), (raw[:200], ours)
 
 
 def _contains_float(value: Any) -> bool:

@@ -87,10 +87,13 @@ def test_finding6_unattributable_output_is_cut(echo: Audited, model: str) -> Non
         assert echo.closed_trail(f"acme-bank/cut-json-{model}").reason == "error"
 
 
-def test_finding6_unknown_media_type_is_cut(echo: Audited) -> None:
+@pytest.mark.parametrize("model", ["text-plain", "two-ct"])
+def test_finding6_unknown_or_ambiguous_media_type_is_cut(echo: Audited, model: str) -> None:
     with pytest.raises(openai.APIStatusError) as err:
-        _client(echo).completions.create(model="text-plain", prompt="hi")
+        _client(echo).completions.create(model=model, prompt="hi")
     assert err.value.status_code == 502 and "ECHO" not in err.value.response.text
+    t = echo.closed_trail(err.value.response.headers["x-auditlog-request-id"])
+    assert t.reason == "error" and t.token_ids == []
 
 
 @pytest.fixture
