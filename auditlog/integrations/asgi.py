@@ -14,8 +14,8 @@ anything:
    400/413/415 and a small refusal record (``params.refused`` = the error code, no content);
 4. ``RequestStarted``: the input the app runs (``prompt`` of a completion, ``messages`` of a
    chat; ``openai_wire.prompt_text``), every other body field as parameters (C5; floats and
-   integers beyond 2^53 as decimal strings), ``tokenization``, ``path`` and the caller's
-   ``x_request_id``.
+   integers beyond 2^53 as decimal strings), ``tokenization``, ``path``, the query string if any
+   (``query_string``) and the caller's ``x_request_id``.
 
 Then the app runs; ``asgi_exchange`` records and releases its answer (fail-closed, C21), one
 ``BatchStep`` per SSE event that carries output (one for a JSON answer), its "tokens" the
@@ -89,7 +89,10 @@ class AuditMiddleware:
         self._owns_recorder = recorder is None
         self._open_lock = threading.Lock()
         cfg = self._config
-        self.identities = identities or (cfg.identities if cfg else None)
+        # an empty table is a table (everyone refused), not "no table": compare with None
+        self.identities = (
+            identities if identities is not None else (cfg.identities if cfg else None)
+        )
         self.default_tenant = default_tenant
         self.paths = frozenset(paths)
         mode = (
@@ -176,17 +179,21 @@ class AuditMiddleware:
         except Refused as refused:
             await self._refuse(caller, name.trail_id, refused, path, send)
             return
-        self.recorder().record(self._started(name.trail_id, caller.identity, headers, path, body))
+        query = bytes(scope.get("query_string", b"")).decode("latin-1")
+        started = self._started(name.trail_id, caller.identity, headers, path, query, body)
+        self.recorder().record(started)
         await self._run(scope, read.messages, receive, send, name.trail_id)
 
     def _started(
         self, request_id: str, identity: Identity, headers: Mapping[str, str], path: str,
-        body: dict[str, Any],
+        query: str, body: dict[str, Any],
     ) -> RequestStarted:  # fmt: skip
         used = input_field(path)
         text = prompt_text(body, used)
         params = {k: json_safe(v) for k, v in body.items() if k != used}
         params |= {"tokenization": TOKENIZATION, "path": path}
+        if query:
+            params["query_string"] = query
         if headers.get(REQUEST_ID_HEADER):
             params["x_request_id"] = headers[REQUEST_ID_HEADER]
         return _start_record(request_id, identity, text, params, self._model(body.get("model")))

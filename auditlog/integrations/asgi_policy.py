@@ -47,7 +47,7 @@ _TOOL_FIELDS = ("tools", "functions", "tool_choice")
 _EMPTY: tuple[Any, ...] = (None, [], {})
 CHAT_PATH = "/v1/chat/completions"
 INPUT_FIELDS = ("prompt", "messages")
-RESERVED_PARAMS = frozenset({"tokenization", "path", "x_request_id", "refused"})
+RESERVED_PARAMS = frozenset({"tokenization", "path", "query_string", "x_request_id", "refused"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -216,3 +216,23 @@ def test_finding3_bodies_the_app_would_not_read_with_json_loads_are_refused(
     assert len(RAN) == ran
     ok = [("authorization", f"Bearer {ACME}"), ("content-type", "Application/JSON; Charset=UTF-8")]
     assert _raw(echo, body, ok).status_code == 200 and RAN[-1] == "typed"
+
+
+def test_finding4_query_string_is_recorded_and_body_cannot_pose_as_it(echo: Audited) -> None:
+    r = httpx.post(f"{echo.url}/v1/completions?x=1", json={"model": "plain", "prompt": "q"},
+                   headers={"authorization": f"Bearer {ACME}"}, timeout=30)  # fmt: skip
+    assert r.status_code == 200, r.text
+    params = echo.closed_trail(r.headers["x-auditlog-request-id"]).start["params"]
+    assert params["query_string"] == "x=1" and params["path"] == "/v1/completions"
+    forged = json.dumps({"model": "plain", "prompt": "q", "query_string": "x=2"}).encode()
+    _refusal(echo, _raw(echo, forged), 400, "reserved_parameter")
+
+
+def test_finding5_an_empty_key_table_refuses_everyone(tmp_path: Path, db_url: str) -> None:
+    """An empty table is a table, not "no authentication"."""
+    empty = ApiKeyTable({})
+    with (
+        audited_app(echo_app(), tmp_path, ORIGIN, db_url, identities=empty) as a,
+        pytest.raises(openai.AuthenticationError),
+    ):
+        _client(a).completions.create(model="plain", prompt="x")
