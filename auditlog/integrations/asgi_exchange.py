@@ -4,7 +4,8 @@ Fail-closed means that a byte leaves only once what it carries is recorded and d
 
 - ``text/event-stream`` (media types compared case-insensitively, ``charset`` UTF-8 only): each
   complete event (``asgi_sse``; comments emptied) is parsed and recorded, and released once its
-  tokens are durable (an ``event`` type other than ``message`` is cut);
+  tokens are durable (an ``event`` type other than ``message``, an ``id``, ``retry`` or unknown
+  field is cut: only recorded data and bare structure leave);
   the ``[DONE]`` event once the end record is durable. The response ends there: nothing the app
   sends after ``[DONE]`` is released. An unterminated last event is never released.
 - ``application/json``: the whole answer is parsed, recorded, and released (with its
@@ -132,9 +133,9 @@ class Exchange:
                 await self._forward(_body(event.raw, more=False))
                 self.closed = True
                 return
-            if event.event_type not in (None, "", "message"):
+            if event.event_type not in (None, "", "message") or event.num_other_fields:
                 await self._release(bytes(out), more=True)
-                await self.cut(f"event type {event.event_type!r} cannot be recorded")
+                await self.cut("event fields other than data cannot be recorded")
                 return
             if event.data is not None:
                 try:

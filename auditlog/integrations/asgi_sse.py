@@ -32,6 +32,7 @@ class SseEvent:
     raw: bytes
     data: str | None
     event_type: str | None = None
+    num_other_fields: int = 0  # ``id``, ``retry``, unknown names: text that is not output
 
 
 @dataclass(slots=True)
@@ -43,6 +44,7 @@ class SseReader:
     _raw: bytearray = field(default_factory=bytearray)  # the current event's complete lines
     _data: list[bytes] | None = None
     _type: bytes | None = None
+    _num_other: int = 0
     _after_cr: bool = False
     _started: bool = False
 
@@ -76,11 +78,12 @@ class SseReader:
 
     def _line(self, line: bytes) -> SseEvent | None:
         if not line:
-            raw, data, kind = bytes(self._raw), self._data, self._type
+            raw, data, kind, num_other = bytes(self._raw), self._data, self._type, self._num_other
             self._raw.clear()
             self._data = self._type = None
+            self._num_other = 0
             text = None if data is None else b"\n".join(data).decode("utf-8")
-            return SseEvent(raw, text, None if kind is None else kind.decode("utf-8"))
+            return SseEvent(raw, text, None if kind is None else kind.decode("utf-8"), num_other)
         if line.startswith(b":"):
             return None
         name, colon, value = line.partition(b":")
@@ -90,6 +93,8 @@ class SseReader:
             self._data = [*(self._data or []), value]
         elif name == b"event":
             self._type = value
+        else:
+            self._num_other += 1
         return None
 
     def num_buffered_bytes(self) -> int:

@@ -9,7 +9,7 @@ across writes), ``upper-ct`` (``Text/Event-Stream; charset=UTF-8``), ``index-nul
 ``index-str`` (a choice index of ``null`` / ``"0"``), ``ndjson`` (NDJSON stream), ``after-done``
 (an event after ``[DONE]``), ``no-final-blank`` (a last event without its blank line),
 ``trail-header`` (the app sets its own ``x-auditlog-request-id``), ``logprobs`` (choices carry
-logprobs), ``comment`` (SSE comments carrying text),
+logprobs), ``comment`` (SSE comments carrying text), ``sse-id`` (an ``id`` field),
 ``always-gzip`` (a gzip answer whatever the client accepts), ``slow`` (answers after
 :data:`SLOW_S`), ``text-plain`` (a 200 answer as ``text/plain``), ``two-ct`` (two Content-Type
 headers).
@@ -94,6 +94,8 @@ def _stream(answers: list[str], chat: bool, model: str, index: Any) -> Response:
     end = {"cr": b"\r\r", "no-final-blank": b"\n\n"}.get(model, b"\n\n")
 
     async def events() -> AsyncIterator[bytes]:
+        if model == "sse-id":
+            yield f"id: {SECRET}\n".encode()
         for i, answer in enumerate(answers):
             for j, part in enumerate((answer[:5], answer[5:])):
                 last = j == 1

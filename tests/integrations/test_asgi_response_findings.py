@@ -68,19 +68,20 @@ def test_finding6_valid_event_streams_are_recorded(echo: Audited, model: str) ->
     assert trail_text(echo.closed_trail(f"acme-bank/raw-{model}")) == "ECHO[0]:hi"
 
 
-@pytest.mark.parametrize("model", ["index-null", "index-str", "ndjson"])
+@pytest.mark.parametrize("model", ["index-null", "index-str", "ndjson", "sse-id"])
 def test_finding6_unattributable_output_is_cut(echo: Audited, model: str) -> None:
-    """A choice index of null or "0", an NDJSON stream: nothing of it leaves; the client gets
-    an error and the trail ends ``error`` with the reason."""
+    """A choice index of null or "0", an NDJSON stream, an SSE ``id`` field (text that is not
+    output): nothing of it leaves; the client gets an error, the trail ends ``error``."""
     with pytest.raises(openai.APIError):
         for _ in _client(echo).completions.create(model=model, prompt="hi", stream=True):
             pass
     data, _ = _raw_stream(echo, model, f"cut-{model}")
-    assert b"ECHO" not in data and b"audit_unrecordable_response" in data, data
+    assert b"ECHO" not in data and SECRET.encode() not in data, data
+    assert b"audit_unrecordable_response" in data, data
     t = echo.closed_trail(f"acme-bank/cut-{model}")
     assert t.reason == "error" and t.token_ids == [] and t.end["n_delivered"] == 0
     assert "cannot be" in t.end["error"], t.end
-    if model != "ndjson":  # the same shapes in a JSON answer: 502
+    if model.startswith("index"):  # the same shapes in a JSON answer: 502
         data, _ = _raw_stream(echo, model, f"cut-json-{model}", stream=False)
         assert b"ECHO" not in data
         assert json.loads(data)["error"]["code"] == "audit_unrecordable_response"
