@@ -259,7 +259,8 @@ class AuditMiddleware:
             raise
         finally:
             watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            # the watch ends cancelled, or with the server's receive() error: neither is the app's
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await watcher
             ex.end()
 
