@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import httpx
 import openai
 import pytest
-from echo_app import LOGPROBS, SECRET, echo_app
+from echo_app import LOGPROBS, SECRET, SLOW_S, echo_app
 from integration_fixtures import Audited, audited_app, trail_text
 from starlette.middleware.gzip import GZipMiddleware
 
@@ -152,6 +152,12 @@ def test_finding8_client_gone_before_a_json_answer_is_an_abort(echo: Audited) ->
         sock.sendall(request)
         echo.recorder.wait_durable("acme-bank/gone-1", 0, timeout=30)  # the app is running
     t = echo.closed_trail("acme-bank/gone-1")
+    assert t.reason == "abort" and t.end["n_delivered"] == 0, t.end
+    impatient = _client(echo).with_options(timeout=SLOW_S / 3,
+                                           default_headers={"x-request-id": "gone-2"})  # fmt: skip
+    with pytest.raises(openai.APITimeoutError):  # the official client gives up and hangs up
+        impatient.completions.create(model="slow", prompt="hi")
+    t = echo.closed_trail("acme-bank/gone-2")
     assert t.reason == "abort" and t.end["n_delivered"] == 0, t.end
 
 
