@@ -14,6 +14,9 @@ the app never sees it:
 - nesting deeper than :data:`MAX_DEPTH`, integers of more than 4300 digits;
 - a top level that is not an object.
 
+The app's answers are read by :func:`loads_answer`, as strict but faster (orjson), and exact
+for integers (a long digit run goes through :func:`loads_strict`).
+
 A compressed request body (any ``Content-Encoding`` but ``identity``) is refused (415): the app
 would read what the middleware cannot. So is a ``Content-Type`` other than ``application/json``
 (UTF-8) when one is sent: FastAPI hands such a body to pydantic's own JSON parser instead of
