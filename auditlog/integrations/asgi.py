@@ -118,6 +118,9 @@ class AuditMiddleware:
         if scope["type"] == "lifespan" and self._owns_recorder:
             await self.app(scope, receive, self._lifespan_send(send))
             return
+        if scope["type"] == "websocket" and is_guarded(route_path(scope)):
+            await _deny_websocket(route_path(scope), receive, send)  # C23: output unrecorded
+            return
         if scope["type"] != "http" or scope.get("method") != "POST":
             await self.app(scope, receive, send)
             return
@@ -287,3 +290,11 @@ def _without_accept_encoding(scope: Scope) -> Scope:
     """The scope the app sees: no ``Accept-Encoding``, so nothing inside compresses."""
     headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"accept-encoding"]
     return {**scope, "headers": headers}
+
+
+async def _deny_websocket(path: str, receive: Receive, send: Send) -> None:
+    """Close a WebSocket under a guarded path before it is accepted (HTTP 403 to the client)."""
+    log.warning("asgi.unaudited_websocket_refused", path=path)
+    message = await receive()
+    if message["type"] == "websocket.connect":
+        await send({"type": "websocket.close", "code": 1008, "reason": NOT_AUDITED})

@@ -7,6 +7,7 @@ output: recorded), C21 (fail-closed: an event leaves only once its bytes are dur
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 from collections.abc import AsyncIterator, Iterator
@@ -19,7 +20,8 @@ from integration_fixtures import open_recorder, serve, trail
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
 
 from auditlog.gateway.openai_wire import ChoiceDelta, response_delta
 from auditlog.integrations.asgi import AuditMiddleware
@@ -261,3 +263,45 @@ def test_unknown_keys_are_refused_before_anything_is_written(
     assert anonymous.status_code == 401
     assert anonymous.headers["x-auditlog-request-id"].startswith("unmapped/anonymous/asgi-")
     assert ChoiceDelta(text="plain").recorded_steps() == ["plain"]
+
+
+def test_websockets_under_guarded_paths_are_closed_before_accept(tmp_path: Path) -> None:
+    """C23: a realtime WebSocket would stream output unrecorded. The uvicorn here has no
+    WebSocket library, so the middleware is driven through its ASGI interface directly."""
+    reached: list[str] = []
+
+    async def realtime(ws: WebSocket) -> None:
+        reached.append(ws.url.path)
+        await ws.accept()
+        await ws.send_text("unaudited secret")
+        await ws.close()
+
+    app = Starlette(routes=[WebSocketRoute("/v1/realtime", realtime),
+                            WebSocketRoute("/ws", realtime)])  # fmt: skip
+    recorder, *_ = open_recorder(tmp_path, ORIGIN)
+    try:
+        middleware = AuditMiddleware(app, recorder=recorder)
+
+        async def connect(path: str) -> list[dict[str, Any]]:
+            sent: list[dict[str, Any]] = []
+            inbox = [{"type": "websocket.connect"}, {"type": "websocket.disconnect", "code": 1000}]
+
+            async def receive() -> dict[str, Any]:
+                return inbox.pop(0)
+
+            async def send(message: dict[str, Any]) -> None:
+                sent.append(message)
+
+            scope = {"type": "websocket", "path": path, "root_path": "", "headers": [],
+                     "query_string": b"", "scheme": "ws", "server": ("127.0.0.1", 80)}  # fmt: skip
+            await middleware(scope, receive, send)
+            return sent
+
+        denied = asyncio.run(connect("/v1/realtime"))
+        assert denied == [{"type": "websocket.close", "code": 1008,
+                           "reason": "endpoint not audited"}]  # fmt: skip
+        assert reached == []
+        allowed = asyncio.run(connect("/ws"))
+        assert allowed[0]["type"] == "websocket.accept" and reached == ["/ws"]
+    finally:
+        recorder.close()
