@@ -62,6 +62,7 @@ log = structlog.get_logger("auditlog.integrations")
 
 DEFAULT_PATHS = frozenset({"/v1/completions", "/v1/chat/completions"})
 ENGINE_LABEL = "auditlog-asgi-middleware/0.3"
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # pass; any other method is a POST here
 
 
 class AuditMiddleware:
@@ -121,7 +122,7 @@ class AuditMiddleware:
         if scope["type"] == "websocket" and is_guarded(route_path(scope)):
             await _deny_websocket(route_path(scope), receive, send)  # C23: output unrecorded
             return
-        if scope["type"] != "http" or scope.get("method") != "POST":
+        if scope["type"] != "http" or scope.get("method") in _READ_METHODS:
             await self.app(scope, receive, send)
             return
         path = route_path(scope)

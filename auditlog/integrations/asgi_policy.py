@@ -4,7 +4,9 @@
   example ``/v1/responses``, served by ``transformers serve`` and vLLM) or to vLLM's
   ``/invocations`` (which dispatches to the completion handlers) MUST be refused with 400
   ``"endpoint not audited"``: an endpoint the middleware does not understand would pass output to
-  the client unrecorded. Other methods (``GET /v1/models``) pass. A WebSocket under those paths
+  the client unrecorded. ``GET``, ``HEAD`` and ``OPTIONS`` pass (``GET /v1/models``); any other
+  method (``PUT``, ``PATCH``, an unknown one) is treated as a ``POST``, since an app may route it
+  to a handler that generates. A WebSocket under those paths
   (a realtime endpoint) is closed before it is accepted, for the same reason.
 - A request body the trail could not hold exactly is refused with 400 (:func:`refusal`): ``n`` or
   ``best_of`` other than the integer 1, several prompts in one completion request (a list of

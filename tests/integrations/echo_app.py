@@ -131,7 +131,7 @@ def echo_app(*, gzip_inside: bool = False) -> Starlette:
     """The app; ``gzip_inside`` adds Starlette's ``GZipMiddleware`` to it, as
     ``app.add_middleware`` would (inside the audit middleware)."""
     routes = [
-        Route("/v1/completions", _generate, methods=["POST"]),
+        Route("/v1/completions", _generate, methods=["POST", "PUT"]),  # PUT: it generates too
         Route("/v1/chat/completions", _generate, methods=["POST"]),
     ]
     middleware = [Middleware(GZipMiddleware, minimum_size=1)] if gzip_inside else []

@@ -236,3 +236,16 @@ def test_finding5_an_empty_key_table_refuses_everyone(tmp_path: Path, db_url: st
         pytest.raises(openai.AuthenticationError),
     ):
         _client(a).completions.create(model="plain", prompt="x")
+
+
+def test_a_generating_put_is_audited_like_a_post(echo: Audited) -> None:
+    """The echo app also generates on PUT: the middleware treats every method but GET, HEAD and
+    OPTIONS as a POST, so the same checks apply and the answer is recorded."""
+    body = json.dumps({"model": "plain", "prompt": "put-real", "messages": []}).encode()
+    headers = [("authorization", f"Bearer {ACME}"), ("content-type", "application/json")]
+    r = httpx.put(f"{echo.url}/v1/completions", content=body, headers=headers, timeout=30)
+    _refusal(echo, r, 400, "conflicting_parameter")
+    body = json.dumps({"model": "plain", "prompt": "put-real"}).encode()
+    r = httpx.put(f"{echo.url}/v1/completions", content=body, headers=headers, timeout=30)
+    t = echo.closed_trail(r.headers["x-auditlog-request-id"])
+    assert bytes(t.token_ids).decode() == r.json()["choices"][0]["text"] == "ECHO[0]:put-real"
