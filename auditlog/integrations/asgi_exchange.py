@@ -37,7 +37,7 @@ from auditlog.recorder import AuditRecorder
 
 from .asgi_policy import error_body
 from .asgi_request import Refused, loads_answer
-from .asgi_sse import DONE, SseReader, media_type
+from .asgi_sse import DONE, UTF8_NAMES, SseReader, media_type
 
 __all__ = ["MAX_ERROR_BODY_BYTES", "TRAIL_HEADER", "Exchange"]
 
@@ -104,7 +104,7 @@ class Exchange:
                 f"compressed response (Content-Encoding {encoding}): compression "
                 "middleware must wrap the audit middleware, not sit inside it"
             )
-        elif params.get("charset", "utf-8") != "utf-8":
+        elif params.get("charset", "utf-8") not in UTF8_NAMES:
             await self.cut(f"response charset {params['charset']!r} is not recorded")
         elif kind == "text/event-stream":
             self.mode = "sse"

@@ -38,7 +38,7 @@ from starlette.types import Message, Receive
 
 from auditlog.errors import AuditlogError
 
-from .asgi_sse import media_type
+from .asgi_sse import UTF8_NAMES, media_type
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
@@ -200,7 +200,7 @@ def _too_large(limit: int) -> Refused:
 def check_headers(headers: Mapping[str, str]) -> None:
     """Refuse a body the app would not read with ``json.loads`` (module docstring)."""
     kind, params = media_type(headers.get("content-type", "application/json"))
-    if kind != "application/json" or params.get("charset", "utf-8") != "utf-8":
+    if kind != "application/json" or params.get("charset", "utf-8") not in UTF8_NAMES:
         raise Refused(
             415, "send the body as Content-Type application/json (UTF-8)",
             param="content-type", code="unsupported_media_type",

@@ -16,9 +16,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["DONE", "SseEvent", "SseReader", "media_type"]
+__all__ = ["DONE", "UTF8_NAMES", "SseEvent", "SseReader", "media_type"]
 
 DONE = "[DONE]"
+UTF8_NAMES = frozenset({"utf-8", "utf8"})  # charset values that mean UTF-8
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 _BOM = b"\xef\xbb\xbf"
 
