@@ -76,6 +76,8 @@ class RequestStarted:
     ts: int
     engine: str = ""
     client: str = ""  # the API key id or service that called (C3)
+    # numerics a replay needs (docs/REPLAY.md); None: the engine records none (not replayable)
+    replay: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from auditlog.engine.numerics import tiled_attention
+
 __all__ = ["AttentionMetadata", "KVCache", "build_metadata", "paged_attention"]
 
 
@@ -113,10 +115,14 @@ def paged_attention(
     v_cache: torch.Tensor,
     meta: AttentionMetadata,
     scale: float,
+    *,
+    batch_invariant: bool = False,
 ) -> torch.Tensor:
     """Write ``k``/``v`` into the cache, then attend ``q`` to each sequence's cached keys.
 
     q: [T, H, D]; k, v: [T, Hkv, D]; k_cache, v_cache: [N, block_size, Hkv, D]. Returns [T, H, D].
+    ``batch_invariant`` uses ``numerics.tiled_attention`` (one summation order per row, whatever
+    the batch) instead of ``scaled_dot_product_attention``.
     """
     num_kv_heads, head_dim = k.shape[1], k.shape[2]
     k_cache.view(-1, num_kv_heads, head_dim)[meta.slot_mapping] = k
@@ -133,6 +139,9 @@ def paged_attention(
     if group > 1:
         keys = keys.repeat_interleave(group, dim=2)
         values = values.repeat_interleave(group, dim=2)
+    if batch_invariant:
+        out_pad = tiled_attention(q_pad, keys, values, meta.mask, scale)  # [B, Lq, H, D]
+        return out_pad[meta.token_batch_idx, meta.token_local_idx]  # [T, H, D]
     # SDPA wants [B, H, L, D]; out: [B, H, Lq, D]
     out = F.scaled_dot_product_attention(
         q_pad.transpose(1, 2),

@@ -104,7 +104,8 @@ class EngineConfig:
     ``num_kv_blocks`` blocks of ``block_size`` tokens are shared by all sequences; the target and
     the draft each keep their own cache tensors addressed by the same block tables. Each step
     schedules at most ``max_num_batched_tokens`` target tokens over at most ``max_num_seqs``
-    sequences.
+    sequences. ``batch_invariant`` (the default) runs the kernels of ``numerics``, so that a
+    request's tokens do not depend on the rest of the batch and it can be replayed alone.
     """
 
     block_size: int = 16
@@ -113,6 +114,7 @@ class EngineConfig:
     max_num_seqs: int = 64
     num_speculative_tokens: int = 4
     max_model_len: int | None = None  # None: the target's max_position_embeddings
+    batch_invariant: bool = True
 
     def validate(self) -> None:
         """Raise ``ConfigurationError`` on values the engine cannot run with."""

@@ -29,6 +29,7 @@ from auditlog.engine.inputs import Tokenizer, read_input
 from auditlog.engine.loader import LoadedModel, load_model
 from auditlog.engine.model import CausalLM
 from auditlog.engine.model_runner import ModelRunner
+from auditlog.engine.numerics import replay_envelope
 from auditlog.engine.outputs import (
     RequestOutput,
     StepOutput,
@@ -51,7 +52,8 @@ from auditlog.events import (
 
 __all__ = ["DEMO_MODELS_DIR", "ENGINE_NAME", "LLMEngine", "Tokenizer"]
 
-ENGINE_NAME = "auditlog-reference-engine/0.1"
+#: Name and version of the engine; the version changes whenever its numerics may (docs/REPLAY.md).
+ENGINE_NAME = "auditlog-reference-engine/0.2"
 DEMO_MODELS_DIR = Path(__file__).parent / "demo_models"
 
 
@@ -124,6 +126,18 @@ class LLMEngine:
             num_speculative_tokens=k,
         )
         self.engine_info = f"{ENGINE_NAME} speculative_tokens={k}"
+        for loaded in (target, draft):
+            if loaded is not None:
+                loaded.model.set_batch_invariant(cfg.batch_invariant)
+        #: recorded in every request.start: what a replay must run with (docs/REPLAY.md)
+        self.replay_envelope = replay_envelope(
+            engine=ENGINE_NAME,
+            dtype=target.model.lm_head.weight.dtype,
+            batch_invariant=cfg.batch_invariant,
+            device=self.device,
+            num_speculative_tokens=k,
+            max_model_len=self.max_model_len,
+        )
         self._sequences: dict[str, Seq] = {}
         self._pending: list[StepOutput] = []
         self._num_added = 0
@@ -230,6 +244,7 @@ class LLMEngine:
                 ts=time.time_ns(),
                 engine=self.engine_info,
                 client=client,
+                replay=self.replay_envelope,
             )
         )
         seq = Seq(

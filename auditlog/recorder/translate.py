@@ -118,9 +118,11 @@ def _check_start(event: RequestStarted) -> None:
             raise RecorderError(f"{where}: model references must be strings")
     try:
         check_canonical_subset(dict(event.params))
+        if event.replay is not None:
+            check_canonical_subset(dict(event.replay))
     except FormatError as exc:
         raise RecorderError(
-            f"{where}: parameters cannot be recorded exactly ({exc}); "
+            f"{where}: parameters or replay envelope cannot be recorded exactly ({exc}); "
             "write non-integers as decimal strings"
         ) from exc
 
@@ -191,15 +193,7 @@ def sequence_events(seq: LogSequencer, events: list[Event]) -> Increments:
                         "prompt_text": event.prompt_text,
                     }
                 ),
-                fields={
-                    "clock": CLOCK,
-                    "principal": event.principal,
-                    "client": event.client,
-                    "engine": event.engine,
-                    "params": dict(event.params),
-                    "target": _model_ref(event.target),
-                    "draft": None if event.draft is None else _model_ref(event.draft),
-                },
+                fields=_start_fields(event),
             )
             inc.started.add(event.request_id)
         else:
@@ -238,6 +232,21 @@ def interrupt_open_chains(seq: LogSequencer, now: int) -> list[str]:
             },
         )
     return closed
+
+
+def _start_fields(event: RequestStarted) -> dict[str, Any]:
+    fields = {
+        "clock": CLOCK,
+        "principal": event.principal,
+        "client": event.client,
+        "engine": event.engine,
+        "params": dict(event.params),
+        "target": _model_ref(event.target),
+        "draft": None if event.draft is None else _model_ref(event.draft),
+    }
+    if event.replay is not None:  # absent: the engine recorded no replay envelope
+        fields["replay"] = dict(event.replay)
+    return fields
 
 
 def _model_ref(ref: ModelRef) -> dict[str, Any]:
