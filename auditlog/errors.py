@@ -15,6 +15,7 @@ __all__ = [
     "InvalidRequestError",
     "NotFoundError",
     "RecorderError",
+    "ReplayRefusedError",
     "StoreError",
     "VerificationError",
 ]
@@ -56,4 +57,10 @@ class InvalidRequestError(EngineError):
     """One request is invalid (prompt too long, unknown token, bad sampling parameters).
 
     The engine rejects that request alone and keeps serving the others.
+    """
+
+
+class ReplayRefusedError(AuditlogError):
+    """A request cannot be replayed: no replay envelope, numerics that are not batch-invariant,
+    no seed, erased content, or no model file with the recorded digest. The message says which.
     """

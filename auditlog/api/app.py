@@ -20,7 +20,7 @@ from .access import AccessLog, AccessLogUnavailable
 from .console import install_console
 from .deps import ApiState
 from .queries import InvalidQueryError
-from .routes import logs, requests, steps, tiles
+from .routes import logs, replay, requests, steps, tiles
 from .settings import ApiSettings
 
 __all__ = ["create_app"]
@@ -88,7 +88,7 @@ def create_app(settings: ApiSettings, *, engine: Engine | None = None) -> FastAP
     )
     app.state.auditlog = state
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    for router in (requests.router, logs.router, steps.router, tiles.router):
+    for router in (requests.router, replay.router, logs.router, steps.router, tiles.router):
         app.include_router(router)
     install_console(app)
 

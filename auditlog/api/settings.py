@@ -39,6 +39,9 @@ class ApiSettings(BaseSettings):
     )
     api_default_page_size: int = Field(default=50, ge=1, le=MAX_PAGE_SIZE)
     api_max_page_size: int = Field(default=200, ge=1, le=MAX_PAGE_SIZE)
+    api_replay_model_dir: Path | None = Field(
+        default=None, description="models for replay, found by digest (default: the demo pair)"
+    )
     api_migrate: bool = Field(
         default=False, description="run the migrations to head when the app starts"
     )

@@ -29,6 +29,7 @@ _COMMAND_MODULES = (
     "api_cmd",
     "keys_cmd",
     "bundle_cmd",
+    "replay_cmd",
 )
 
 app = typer.Typer(

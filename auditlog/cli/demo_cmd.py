@@ -22,7 +22,7 @@ from rich.text import Text
 
 from auditlog.errors import ConfigurationError
 
-__all__ = ["register"]
+__all__ = ["DEMO_ORIGIN", "demo_requests", "register"]
 
 DEMO_ORIGIN = "demo.auditlog.invalid/engine-0"
 
@@ -47,7 +47,7 @@ def _signer(key_file: Path) -> Any:
     return signer
 
 
-def _requests(n: int, seed: int) -> list[tuple[str, str, str, str, Any]]:
+def demo_requests(n: int, seed: int) -> list[tuple[str, str, str, str, Any]]:
     """(request id, tenant, principal, prompt, params): mixed greedy and sampled settings."""
     from auditlog.engine.corpus import prompts
     from auditlog.engine.sampler import SamplingParams
@@ -110,7 +110,7 @@ def demo(
         spool_path=db.with_name(db.name + ".spool"),
     )
     engine = LLMEngine.demo(device=device, event_sink=recorder.record)
-    jobs = _requests(requests, seed)
+    jobs = demo_requests(requests, seed)
     total_tokens = sum(params.max_tokens for *_, params in jobs)
     t0 = time.perf_counter()
     try:

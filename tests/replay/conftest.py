@@ -1,0 +1,11 @@
+"""Fixtures of the replay tests: the demo run, made once per module (it is the slow part)."""
+
+from __future__ import annotations
+
+import pytest
+from replay_helpers import DemoRun, run_demo
+
+
+@pytest.fixture(scope="module")
+def demo_run() -> DemoRun:
+    return run_demo()
