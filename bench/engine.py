@@ -4,7 +4,10 @@ Run ``python bench/engine.py`` (``--help`` for options). Figures:
 
 1. target-only greedy decode tokens/s at batch 1, 8 and 32 (prefill excluded);
 2. speculative decoding, k = 4, greedy: mean tokens per target forward pass (budget: >= 2.5),
-   and wall-clock tokens/s against target-only decoding of the same prompts, outputs asserted equal.
+   and wall-clock tokens/s against target-only decoding of the same prompts, outputs asserted equal;
+3. numerics: speculative decode tokens/s with the batch-invariant kernels (the default, needed for
+   replay: docs/REPLAY.md) and with the library kernels, in float32 and bfloat16, each as a ratio
+   to float32 with library kernels measured in the same run.
 
 On a CPU with a tiny target the draft's k extra forward passes cost about as much as the target's
 one, so the wall-clock gain can vanish even at high acceptance; it appears where the target pass
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -96,6 +99,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--spec-batches", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--numerics-batches", type=int, nargs="*", default=[8, 32])
     parser.add_argument("-k", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     args = parser.parse_args()
@@ -103,22 +107,27 @@ def main() -> None:
     torch.set_grad_enabled(False)
     config = EngineConfig(num_kv_blocks=1024, max_num_seqs=64, num_speculative_tokens=args.k)
 
-    def engine(spec: bool) -> tuple[LLMEngine, list[Event]]:
+    def engine(
+        spec: bool, dtype: torch.dtype = torch.float32, invariant: bool = True
+    ) -> tuple[LLMEngine, list[Event]]:
         events: list[Event] = []
         eng = LLMEngine.from_pretrained(
             args.target,
             args.draft if spec else None,
             device=args.device,
+            dtype=dtype,
             num_speculative_tokens=args.k,
-            config=config,
+            config=replace(config, batch_invariant=invariant),
             event_sink=events.append,
         )
         return eng, events
 
-    def timed(spec: bool, prompts: list[str]) -> Run:
-        warm, _ = engine(spec)
+    def timed(
+        spec: bool, prompts: list[str], dtype: torch.dtype = torch.float32, invariant: bool = True
+    ) -> Run:
+        warm, _ = engine(spec, dtype, invariant)
         run(warm, [], prompts[:1], 4)  # warm-up (allocator, kernels) on a throwaway engine
-        eng, events = engine(spec)
+        eng, events = engine(spec, dtype, invariant)
         return run(eng, events, prompts, args.max_tokens)
 
     print(f"device={args.device} torch={torch.__version__} threads={torch.get_num_threads()}")
@@ -149,6 +158,23 @@ def main() -> None:
             f"{total / base.seconds:8.1f} tok/s, speed-up x{base.seconds / spec.seconds:.2f} "
             "(equal outputs)"
         )
+
+    if args.numerics_batches:
+        print(f"\n== numerics: speculative k={args.k}, greedy, decode tok/s ==")
+    for batch in args.numerics_batches:
+        prompts = bench_prompts(batch)
+        rates = {}
+        for dtype in (torch.float32, torch.bfloat16):
+            for invariant in (False, True):
+                r = timed(True, prompts, dtype, invariant)
+                rates[dtype, invariant] = r.decode_tokens / r.decode_seconds
+        base = rates[torch.float32, False]
+        for (dtype, invariant), rate in rates.items():
+            kernels = "batch-invariant" if invariant else "library"
+            print(
+                f"batch {batch:3d}: {str(dtype):15s} {kernels:15s} {rate:9.1f} tok/s  "
+                f"x{rate / base:.2f} of float32 library kernels"
+            )
 
 
 if __name__ == "__main__":
