@@ -163,17 +163,17 @@ def main() -> None:
         print(f"\n== numerics: speculative k={args.k}, greedy, decode tok/s ==")
     for batch in args.numerics_batches:
         prompts = bench_prompts(batch)
-        rates = {}
+        rates: dict[tuple[torch.dtype, bool], float] = {}
         for dtype in (torch.float32, torch.bfloat16):
             for invariant in (False, True):
-                r = timed(True, prompts, dtype, invariant)
-                rates[dtype, invariant] = r.decode_tokens / r.decode_seconds
-        base = rates[torch.float32, False]
+                timing = timed(True, prompts, dtype, invariant)
+                rates[dtype, invariant] = timing.decode_tokens / timing.decode_seconds
+        reference = rates[torch.float32, False]
         for (dtype, invariant), rate in rates.items():
             kernels = "batch-invariant" if invariant else "library"
             print(
-                f"batch {batch:3d}: {str(dtype):15s} {kernels:15s} {rate:9.1f} tok/s  "
-                f"x{rate / base:.2f} of float32 library kernels"
+                f"batch {batch:3d}: {dtype!s:15s} {kernels:15s} {rate:9.1f} tok/s  "
+                f"x{rate / reference:.2f} of float32 library kernels"
             )
 
 

@@ -5,9 +5,9 @@ read-only); it is verified first (docs/FORMAT.md section 9.3), then replayed alo
 reference engine with model files found by digest under ``--model-dir`` (docs/REPLAY.md).
 
 Exit codes: 0 identical; 1 divergent (the first divergent index with the recorded and replayed
-token and provenance), or the trail fails verification (nothing is replayed); 2 cannot replay (the reason: no replay
-envelope, numerics that are not batch-invariant, no seed, erased content, no model with the
-recorded digest) or a usage error.
+token and provenance), or the trail fails verification (nothing is replayed); 2 cannot replay
+(the reason: no replay envelope, numerics that are not batch-invariant, no seed, erased
+content, no model with the recorded digest) or a usage error.
 """
 
 from __future__ import annotations

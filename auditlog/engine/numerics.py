@@ -55,7 +55,8 @@ def tiled_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     pad = (-num_rows) % ROW_TILE
     if pad:
         x = torch.cat((x, x.new_zeros((pad, x.shape[1]))))  # [T + pad, in]
-    tiles = [F.linear(tile, weight, bias) for tile in x.split(ROW_TILE)]  # each [ROW_TILE, out]
+    # each tile [ROW_TILE, in] -> [ROW_TILE, out]
+    tiles = [F.linear(x[i : i + ROW_TILE], weight, bias) for i in range(0, x.shape[0], ROW_TILE)]
     return torch.cat(tiles)[:num_rows]
 
 
@@ -72,8 +73,13 @@ def tiled_attention(
     group = max(1, _MAX_PRODUCT // max(1, num_heads * num_queries * keys.shape[1] * head_dim))
     if num_seqs > group:  # sequences are independent: split the batch to bound memory
         parts = [
-            tiled_attention(q[i : i + group], keys[i : i + group], values[i : i + group],
-                            mask[i : i + group], scale)
+            tiled_attention(
+                q[i : i + group],
+                keys[i : i + group],
+                values[i : i + group],
+                mask[i : i + group],
+                scale,
+            )
             for i in range(0, num_seqs, group)
         ]
         return torch.cat(parts)

@@ -3,8 +3,8 @@
 ``plan_replay`` reads what a replay needs from a verified evidence bundle (pure); ``replay``
 re-runs the request alone on the reference engine, with model files found by digest, and
 compares every generated token and its provenance with the record; ``replay_bundle`` verifies
-a bundle first and replays only what verifies (the CLI and the API use it). Importing this package does
-not load torch.
+a bundle first and replays only what verifies (the CLI and the API use it). Importing this
+package does not load torch.
 """
 
 from __future__ import annotations

@@ -74,9 +74,7 @@ def _at(values: Sequence[int] | Sequence[str], i: int) -> int | str | None:
     return values[i] if i < len(values) else None
 
 
-def compare(
-    plan: ReplayPlan, token_ids: Sequence[int], provenance: Sequence[str]
-) -> ReplayResult:
+def compare(plan: ReplayPlan, token_ids: Sequence[int], provenance: Sequence[str]) -> ReplayResult:
     """Compare the replayed output with the record.
 
     A request the engine ended itself (stop, length) must be reproduced exactly, its length

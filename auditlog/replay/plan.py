@@ -73,10 +73,10 @@ class ReplayPlan:
 def _identity(ref: object, what: str) -> ModelIdentity:
     if not isinstance(ref, dict):
         raise ReplayRefusedError(f"request.start names no {what} model")
-    values = [ref.get(k) for k in ("name", "weights_sha256", "tokenizer_sha256")]
-    if not all(isinstance(v, str) and v for v in values):
+    name, weights, tokenizer = (ref.get(k) for k in ("name", "weights_sha256", "tokenizer_sha256"))
+    if not (isinstance(name, str) and isinstance(weights, str) and isinstance(tokenizer, str)):
         raise ReplayRefusedError(f"{what} model reference lacks a name or a digest: {ref!r}")
-    return ModelIdentity(name=values[0], weights_sha256=values[1], tokenizer_sha256=values[2])
+    return ModelIdentity(name=name, weights_sha256=weights, tokenizer_sha256=tokenizer)
 
 
 def check_envelope(envelope: object) -> Mapping[str, Any]:

@@ -70,7 +70,9 @@ def _engine(plan: ReplayPlan, model_dir: Path, device: str) -> LLMEngine:
     return engine
 
 
-def replay(plan: ReplayPlan, *, model_dir: Path = DEFAULT_MODEL_DIR, device: str = "cpu") -> ReplayResult:
+def replay(
+    plan: ReplayPlan, *, model_dir: Path = DEFAULT_MODEL_DIR, device: str = "cpu"
+) -> ReplayResult:
     """Replay ``plan`` alone and compare; a refusal is a REFUSED result with its reason."""
     from auditlog.engine import SamplingParams
     from auditlog.events import BatchStep, Event

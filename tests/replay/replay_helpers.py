@@ -87,6 +87,4 @@ def alter_token(events: list[Event], request_id: str, index: int) -> tuple[list[
 
 
 def start_of(events: list[Event], request_id: str) -> RequestStarted:
-    return next(
-        e for e in events if isinstance(e, RequestStarted) and e.request_id == request_id
-    )
+    return next(e for e in events if isinstance(e, RequestStarted) and e.request_id == request_id)

@@ -15,14 +15,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from replay_helpers import ORIGIN, SIGNER, DemoRun, alter_token, record, run_demo, start_of
 
 from auditlog.bundle.export import export_bundle
 from auditlog.bundle.format import Bundle, decode_bundle
 from auditlog.bundle.verify import KeyTrust
 from auditlog.engine import EngineConfig
-from auditlog.events import BatchStep, RequestStarted
+from auditlog.events import BatchStep, Event, RequestStarted
 from auditlog.ledger import Verifier
 from auditlog.replay import DEFAULT_MODEL_DIR, ReplayStatus, replay_bundle
 from auditlog.store.db import create_db_engine
@@ -54,8 +53,11 @@ def test_every_demo_request_replays_identically_alone(
         assert trust is KeyTrust.TRUSTED
         assert result.num_recorded == result.num_replayed > 0
         provenance |= {
-            p for e in demo_run.events if isinstance(e, BatchStep)
-            for p, r in zip(e.provenance, e.request_ids, strict=True) if r == request_id
+            p
+            for e in demo_run.events
+            if isinstance(e, BatchStep)
+            for p, r in zip(e.provenance, e.request_ids, strict=True)
+            if r == request_id
         }
     assert {"target", "draft_accepted"} <= provenance  # speculative decoding was exercised
 
@@ -64,7 +66,11 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run(
         [sys.executable, "-m", "auditlog", "replay", *args],
-        capture_output=True, text=True, env=env, timeout=600, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
     )
 
 
@@ -82,10 +88,7 @@ def test_cli_altered_token_diverges_there_bad_digest_refused(
     key = ("--key", SIGNER.verifier_key)
     altered = _cli("--db", db_url, "--request", victim, *key)
     assert altered.returncode == 1, altered.stderr
-    assert (
-        f"first divergence at generated token 5: recorded token {substitute} "
-        f"(" in altered.stdout
-    )
+    assert f"first divergence at generated token 5: recorded token {substitute} (" in altered.stdout
     assert f"replayed token {original} (" in altered.stdout
 
     intact = _cli("--db", db_url, "--request", other, *key)
@@ -136,8 +139,11 @@ def test_refusals_name_their_reason(demo_run: DemoRun, db_url: str, tmp_path: Pa
     bundle = _bundle(db_url, demo_run.request_ids[2])
     erased = dataclasses.replace(
         bundle,
-        records=(bundle.records[0], dataclasses.replace(bundle.records[1], payload=None),
-                 *bundle.records[2:]),
+        records=(
+            bundle.records[0],
+            dataclasses.replace(bundle.records[1], payload=None),
+            *bundle.records[2:],
+        ),
     )
     assert "erased or unreadable" in _refusal(db_url, "", erased)
     erased_prompt = dataclasses.replace(
@@ -146,7 +152,7 @@ def test_refusals_name_their_reason(demo_run: DemoRun, db_url: str, tmp_path: Pa
     assert "prompt content" in _refusal(db_url, "", erased_prompt)
 
 
-def _renamed(event: object, prefix: str) -> object:
+def _renamed(event: Event, prefix: str) -> Event:
     """The event with every request id prefixed (two runs in one log need distinct ids)."""
     if isinstance(event, BatchStep):
         return dataclasses.replace(
@@ -155,7 +161,7 @@ def _renamed(event: object, prefix: str) -> object:
             request_ids=tuple(prefix + r for r in event.request_ids),
             drafts={prefix + r: d for r, d in event.drafts.items()},
         )
-    return dataclasses.replace(event, request_id=prefix + event.request_id)  # type: ignore[type-var]
+    return dataclasses.replace(event, request_id=prefix + event.request_id)
 
 
 def test_tampered_trail_is_not_replayed(demo_run: DemoRun, db_url: str, tmp_path: Path) -> None:
@@ -167,8 +173,11 @@ def test_tampered_trail_is_not_replayed(demo_run: DemoRun, db_url: str, tmp_path
     forged = payload.replace(b'"token_ids":[', b'"token_ids":[1', 1)
     tampered = dataclasses.replace(
         bundle,
-        records=(bundle.records[0], dataclasses.replace(bundle.records[1], payload=forged),
-                 *bundle.records[2:]),
+        records=(
+            bundle.records[0],
+            dataclasses.replace(bundle.records[1], payload=forged),
+            *bundle.records[2:],
+        ),
     )
     result, trust = replay_bundle(tampered, TRUSTED)
     assert (result.status, trust, result.status.exit_code) == (ReplayStatus.UNVERIFIED, None, 1)

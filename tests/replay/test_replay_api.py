@@ -45,7 +45,9 @@ def test_replay_endpoint_scoped_by_tenant_and_access_logged(
             assert ok.status_code == 200, ok.text
             body = ok.json()
             assert (body["status"], body["trust"], body["divergence"]) == (
-                "identical", "trusted", None
+                "identical",
+                "trusted",
+                None,
             )
             assert body["num_recorded"] == body["num_replayed"] > 0
             hidden = client.post(path, headers={"Authorization": f"Bearer {foreign}"})
