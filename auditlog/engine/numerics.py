@@ -11,11 +11,11 @@ default kernels fix the order of every reduction per row:
 - ``tiled_linear``: rows go through the library GEMM in tiles of exactly ``ROW_TILE`` rows (the
   last tile zero-padded), so every call has one shape and each output element is summed over the
   input features in one order, whatever the batch.
-- ``tiled_attention``: scores are elementwise products summed over ``head_dim`` (a fixed-length
-  reduction); softmax takes the row maximum (exact in any order); the weighted values and the
-  normaliser are summed within key tiles of exactly ``KEY_TILE`` keys, then the tiles are added
-  one after another from key 0. Keys a row may not see are exact zeros; a fully masked trailing
-  tile adds exactly zero, so padding a sequence's keys for the batch changes nothing.
+- ``tiled_attention``: scores and weighted values are GEMMs on tiles of exactly ``QUERY_TILE``
+  queries by ``KEY_TILE`` keys; softmax takes the row maximum (exact in any order); the tiles of a
+  row (weighted values and the normaliser) are added one after another from key 0. Keys a row may
+  not see are exact zeros, and a fully masked trailing tile adds exactly zero, so padding a
+  sequence's keys for the batch, or chunking its prefill, changes nothing.
 
 Element-wise ops, RMSNorm (a per-row mean), RoPE and the sampler are per row already.
 """
@@ -32,6 +32,7 @@ __all__ = [
     "ENVELOPE_VERSION",
     "KERNELS",
     "KEY_TILE",
+    "QUERY_TILE",
     "ROW_TILE",
     "replay_envelope",
     "tiled_attention",
@@ -40,10 +41,11 @@ __all__ = [
 
 #: Rows per GEMM call of ``tiled_linear``.
 ROW_TILE = 16
-#: Keys per partial sum of ``tiled_attention``.
+#: Query rows and keys per GEMM tile of ``tiled_attention``.
+QUERY_TILE = 8
 KEY_TILE = 16
 #: Names the kernels in the replay envelope: a run replays only on the same kernels.
-KERNELS = f"auditlog-tiled/1 linear:rows={ROW_TILE} attention:keys={KEY_TILE}"
+KERNELS = f"auditlog-tiled/1 linear:rows={ROW_TILE} attention:queries={QUERY_TILE},keys={KEY_TILE}"
 # Largest product tensor tiled_attention materialises at once (elements); larger batches are
 # split by sequence, which changes nothing per row.
 _MAX_PRODUCT = 1 << 23
@@ -52,12 +54,23 @@ _MAX_PRODUCT = 1 << 23
 def tiled_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """``F.linear`` with every GEMM call shaped [ROW_TILE, in]: x [T, in] -> [T, out]."""
     num_rows = x.shape[0]
+    if num_rows == 0:
+        return F.linear(x, weight, bias)  # [0, out]
     pad = (-num_rows) % ROW_TILE
     if pad:
         x = torch.cat((x, x.new_zeros((pad, x.shape[1]))))  # [T + pad, in]
     # each tile [ROW_TILE, in] -> [ROW_TILE, out]
     tiles = [F.linear(x[i : i + ROW_TILE], weight, bias) for i in range(0, x.shape[0], ROW_TILE)]
     return torch.cat(tiles)[:num_rows]
+
+
+def _pad_to(x: torch.Tensor, dim: int, tile: int, value: float | bool = 0) -> torch.Tensor:
+    """``x`` zero- (or ``value``-) padded along ``dim`` to a multiple of ``tile``."""
+    pad = (-x.shape[dim]) % tile
+    if not pad:
+        return x
+    widths = [0, 0] * (x.dim() - dim - 1) + [0, pad]
+    return F.pad(x, widths, value=value)
 
 
 def tiled_attention(
@@ -67,47 +80,51 @@ def tiled_attention(
 
     q: [B, Lq, H, D]; keys, values: [B, Lk, H, D] (kv heads already expanded to H); mask:
     [B, 1, Lq, Lk] bool, True where the query may see the key, and every row MUST see key 0.
-    Returns [B, Lq, H, D].
+    Returns [B, Lq, H, D]. Every GEMM is one [QUERY_TILE, D] x [D, KEY_TILE] score tile or one
+    [QUERY_TILE, KEY_TILE] x [KEY_TILE, D + 1] value tile; the tiles of a row are added in key
+    order, one after another.
     """
     num_seqs, num_queries, num_heads, head_dim = q.shape
-    group = max(1, _MAX_PRODUCT // max(1, num_heads * num_queries * keys.shape[1] * head_dim))
+    per_seq = num_heads * (num_queries + QUERY_TILE) * (keys.shape[1] + KEY_TILE) * 4
+    group = max(1, _MAX_PRODUCT // per_seq)
     if num_seqs > group:  # sequences are independent: split the batch to bound memory
-        parts = [
-            tiled_attention(
-                q[i : i + group],
-                keys[i : i + group],
-                values[i : i + group],
-                mask[i : i + group],
-                scale,
-            )
-            for i in range(0, num_seqs, group)
-        ]
-        return torch.cat(parts)
-    pad = (-keys.shape[1]) % KEY_TILE
-    if pad:  # padded keys are masked: they contribute exact zeros
-        keys = F.pad(keys, (0, 0, 0, 0, 0, pad))
-        values = F.pad(values, (0, 0, 0, 0, 0, pad))
-        mask = F.pad(mask, (0, pad), value=False)
-    num_keys = keys.shape[1]
-    num_tiles = num_keys // KEY_TILE
-    qh = q.transpose(1, 2)  # [B, H, Lq, D]
-    kh = keys.transpose(1, 2)  # [B, H, Lk, D]
-    # scores[b, h, i, j] = scale * sum_d q[b, h, i, d] * k[b, h, j, d]: a length-D reduction
-    scores = (qh.unsqueeze(3) * kh.unsqueeze(2)).sum(-1) * scale  # [B, H, Lq, Lk]
-    scores = scores.masked_fill(~mask, -math.inf)
-    weights = torch.exp(scores - scores.amax(-1, keepdim=True))  # [B, H, Lq, Lk]; masked: 0
-    # values extended by a column of ones: the same tiled sum yields the softmax normaliser
-    ones = values.new_ones((num_seqs, num_keys, num_heads, 1))
-    vext = torch.cat((values, ones), dim=-1).transpose(1, 2)  # [B, H, Lk, D + 1]
-    vt = vext.reshape(num_seqs, num_heads, num_tiles, KEY_TILE, head_dim + 1).transpose(3, 4)
-    wt = weights.reshape(num_seqs, num_heads, num_queries, num_tiles, 1, KEY_TILE)
-    # partial[b, h, i, n, :] = sum over the KEY_TILE keys of tile n: [B, H, Lq, N, D + 1]
-    partial = (wt * vt.unsqueeze(2)).sum(-1)
+        return torch.cat(
+            [
+                tiled_attention(
+                    q[i : i + group],
+                    keys[i : i + group],
+                    values[i : i + group],
+                    mask[i : i + group],
+                    scale,
+                )
+                for i in range(0, num_seqs, group)
+            ]
+        )
+    # padded queries are dropped at the end; padded keys are masked, so they add exact zeros
+    q = _pad_to(q, 1, QUERY_TILE)
+    keys, values = _pad_to(keys, 1, KEY_TILE), _pad_to(values, 1, KEY_TILE)
+    mask = _pad_to(_pad_to(mask, 3, KEY_TILE, False), 2, QUERY_TILE, True)
+    nq, nk = q.shape[1] // QUERY_TILE, keys.shape[1] // KEY_TILE
+    # tiles: q [B, H, nq, 1, QT, D]; k [B, H, 1, nk, D, KT]; values + a ones column (the same
+    # tiled sum then yields the softmax normaliser) [B, H, 1, nk, KT, D + 1]
+    qt = q.transpose(1, 2).reshape(num_seqs, num_heads, nq, 1, QUERY_TILE, head_dim)
+    kt = keys.transpose(1, 2).reshape(num_seqs, num_heads, 1, nk, KEY_TILE, head_dim)
+    ones = values.new_ones((*values.shape[:3], 1))
+    vt = torch.cat((values, ones), dim=-1).transpose(1, 2)
+    vt = vt.reshape(num_seqs, num_heads, 1, nk, KEY_TILE, head_dim + 1)
+    # mask tiles [B, 1, nq, nk, QT, KT]
+    mt = mask.reshape(num_seqs, 1, nq, QUERY_TILE, nk, KEY_TILE).transpose(3, 4)
+    scores = torch.matmul(qt, kt.transpose(-1, -2)) * scale  # [B, H, nq, nk, QT, KT]
+    scores = scores.masked_fill(~mt, -math.inf)
+    row_max = scores.amax(dim=(3, 5), keepdim=True)  # exact in any order
+    weights = torch.exp(scores - row_max)  # masked: exactly 0
+    partial = torch.matmul(weights, vt)  # [B, H, nq, nk, QT, D + 1]
     total = partial[:, :, :, 0]
-    for n in range(1, num_tiles):  # tiles in key order, one after another
+    for n in range(1, nk):  # key tiles in order, one after another
         total = total + partial[:, :, :, n]
-    out = total[..., :head_dim] / total[..., head_dim:]  # [B, H, Lq, D]
-    return out.transpose(1, 2)
+    out = total[..., :head_dim] / total[..., head_dim:]  # [B, H, nq, QT, D]
+    out = out.reshape(num_seqs, num_heads, nq * QUERY_TILE, head_dim).transpose(1, 2)
+    return out[:, :num_queries]
 
 
 #: Version of the replay envelope layout (docs/FORMAT.md section 3.3, ``replay``).

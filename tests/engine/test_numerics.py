@@ -26,6 +26,7 @@ def test_tiled_linear_rows_do_not_depend_on_the_batch() -> None:
     for rows in (slice(0, 1), slice(3, 5), slice(7, 24), slice(1, 40)):
         assert torch.equal(tiled_linear(x[rows], weight, bias), full[rows])
     torch.testing.assert_close(full, F.linear(x, weight, bias))
+    assert tiled_linear(x[:0], weight, bias).shape == (0, 70)
 
 
 def _runner(model: LoadedModel) -> ModelRunner:
