@@ -34,6 +34,7 @@ __all__ = [
     "KEY_TILE",
     "QUERY_TILE",
     "ROW_TILE",
+    "kernels_name",
     "replay_envelope",
     "tiled_attention",
     "tiled_linear",
@@ -131,6 +132,13 @@ def tiled_attention(
 ENVELOPE_VERSION = 1
 
 
+def kernels_name(batch_invariant: bool) -> str:
+    """The kernels in the envelope; the torch version names the GEMM library underneath."""
+    if batch_invariant:
+        return f"{KERNELS} torch/{torch.__version__}"
+    return f"torch/{torch.__version__} library kernels"
+
+
 def replay_envelope(
     *,
     engine: str,
@@ -151,7 +159,7 @@ def replay_envelope(
         "engine": engine,
         "dtype": str(dtype).removeprefix("torch."),
         "batch_invariant": batch_invariant,
-        "kernels": KERNELS if batch_invariant else f"torch/{torch.__version__} library kernels",
+        "kernels": kernels_name(batch_invariant),
         "device": device.type,
         "speculative_tokens": num_speculative_tokens,
         "max_model_len": max_model_len,

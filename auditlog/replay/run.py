@@ -32,11 +32,15 @@ def _engine(plan: ReplayPlan, model_dir: Path, device: str) -> LLMEngine:
 
     from auditlog.engine import EngineConfig, LLMEngine, load_model
     from auditlog.engine.llm_engine import ENGINE_NAME
-    from auditlog.engine.numerics import KERNELS
+    from auditlog.engine.numerics import kernels_name
     from auditlog.engine.tokenizer import ByteTokenizer
 
     env = plan.envelope
-    here = {"engine": ENGINE_NAME, "kernels": KERNELS, "device": torch.device(device).type}
+    here = {
+        "engine": ENGINE_NAME,
+        "kernels": kernels_name(True),
+        "device": torch.device(device).type,
+    }
     for name, value in here.items():
         if env[name] != value:
             raise ReplayRefusedError(

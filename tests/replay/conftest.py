@@ -1,4 +1,4 @@
-"""Fixtures of the replay tests: the demo run, made once per module (it is the slow part)."""
+"""Fixtures of the replay tests: the demo run, made once per session (it is the slow part)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,6 @@ import pytest
 from replay_helpers import DemoRun, run_demo
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def demo_run() -> DemoRun:
     return run_demo()

@@ -1,4 +1,4 @@
-"""Helpers of the replay tests: one recorded run of the 24-request demo, made once per module.
+"""Helpers of the replay tests: one recorded run of the 24-request demo, made once per session.
 
 The engine runs the demo's requests (several tenants, greedy and sampled, speculative decoding,
 continuous batching) once; its events are kept and fed, in order, to a real ``AuditRecorder`` on

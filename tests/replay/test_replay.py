@@ -115,16 +115,20 @@ def _refusal(db_url: str, request_id: str, bundle: Bundle | None = None) -> str:
 
 
 def test_refusals_name_their_reason(demo_run: DemoRun, db_url: str, tmp_path: Path) -> None:
-    """Exit 2 with a reason: numerics not batch-invariant, no envelope, no seed, erased content."""
+    """Exit 2 with a reason: numerics not batch-invariant, no envelope, no seed, another engine
+    version, erased content (C16)."""
     loose = run_demo(2, config=EngineConfig(batch_invariant=False))
     rid_loose = loose.request_ids[0]
     assert start_of(loose.events, rid_loose).replay["batch_invariant"] is False  # type: ignore[index]
     # The same demo events, with the envelope or the seed taken out of two start records.
-    rid_bare, rid_seedless = demo_run.request_ids[:2]
+    rid_bare, rid_seedless, rid_old = demo_run.request_ids[:2] + demo_run.request_ids[5:6]
     edited = []
     for event in demo_run.events:
         if isinstance(event, RequestStarted) and event.request_id == rid_bare:
             event = dataclasses.replace(event, replay=None)
+        if isinstance(event, RequestStarted) and event.request_id == rid_old:
+            old = {**(event.replay or {}), "engine": "auditlog-reference-engine/0.1"}
+            event = dataclasses.replace(event, replay=old)
         if isinstance(event, RequestStarted) and event.request_id == rid_seedless:
             params = {k: v for k, v in event.params.items() if k != "seed"}
             event = dataclasses.replace(event, params=params)
@@ -135,6 +139,7 @@ def test_refusals_name_their_reason(demo_run: DemoRun, db_url: str, tmp_path: Pa
     assert "not batch-invariant" in _refusal(db_url, "loose-" + rid_loose)
     assert "no replay envelope" in _refusal(db_url, rid_bare)
     assert "no seed" in _refusal(db_url, rid_seedless)
+    assert "recorded engine 'auditlog-reference-engine/0.1'" in _refusal(db_url, rid_old)
     # Erasure (C16) removes a payload; the trail still verifies, but there is nothing to compare.
     bundle = _bundle(db_url, demo_run.request_ids[2])
     erased = dataclasses.replace(
