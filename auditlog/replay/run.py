@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_MODEL_DIR", "replay"]
 
-#: Where models are looked up by default: the bundled demo pair.
+#: Where models are looked up by default: the bundled demo pair (the engine's ``DEMO_MODELS_DIR``,
+#: named here without importing torch).
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "engine" / "demo_models"
 _DTYPES = ("float32", "bfloat16", "float16")
 

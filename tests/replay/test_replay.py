@@ -21,6 +21,7 @@ from auditlog.bundle.export import export_bundle
 from auditlog.bundle.format import Bundle, decode_bundle
 from auditlog.bundle.verify import KeyTrust
 from auditlog.engine import EngineConfig
+from auditlog.engine.llm_engine import DEMO_MODELS_DIR
 from auditlog.events import BatchStep, Event, RequestStarted
 from auditlog.ledger import Verifier
 from auditlog.replay import DEFAULT_MODEL_DIR, ReplayStatus, replay_bundle
@@ -95,6 +96,7 @@ def test_cli_altered_token_diverges_there_bad_digest_refused(
     assert intact.returncode == 0, intact.stdout + intact.stderr
     assert intact.stdout.startswith(f"identical: request {other}: all ")
 
+    assert DEMO_MODELS_DIR.resolve() == DEFAULT_MODEL_DIR
     bad_dir = tmp_path / "models"
     shutil.copytree(DEFAULT_MODEL_DIR, bad_dir)
     weights = bad_dir / "target" / "model.safetensors"
