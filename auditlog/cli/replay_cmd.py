@@ -57,6 +57,7 @@ def _result_json(result: Any, trust: Any) -> dict[str, object]:
         "trust": None if trust is None else trust.value,
         "num_recorded": result.num_recorded,
         "num_replayed": result.num_replayed,
+        "draft_step": result.draft_step,
         "divergence": None
         if div is None
         else {

@@ -55,7 +55,8 @@ class ReplayResult:
     reason: str
     num_recorded: int = 0
     num_replayed: int = 0
-    divergence: Divergence | None = None
+    divergence: Divergence | None = None  # the first divergent generated token
+    draft_step: int | None = None  # or: the first speculative step whose drafts differ
 
 
 def refused(request_id: str, reason: str) -> ReplayResult:
@@ -74,11 +75,31 @@ def _at(values: Sequence[int] | Sequence[str], i: int) -> int | str | None:
     return values[i] if i < len(values) else None
 
 
-def compare(plan: ReplayPlan, token_ids: Sequence[int], provenance: Sequence[str]) -> ReplayResult:
-    """Compare the replayed output with the record.
+def _first_draft_difference(
+    plan: ReplayPlan, drafts: Sequence[Sequence[int]]
+) -> tuple[int, tuple[int, ...] | None, tuple[int, ...] | None] | None:
+    """(speculative step j of the request, recorded, replayed) of the first differing draft
+    proposals; a request cut short need only be a prefix."""
+    replayed = [tuple(d) for d in drafts]
+    for j, recorded in enumerate(plan.drafts):
+        if j >= len(replayed) or replayed[j] != recorded:
+            return j, recorded, replayed[j] if j < len(replayed) else None
+    if plan.is_self_ended and len(replayed) > len(plan.drafts):
+        return len(plan.drafts), None, replayed[len(plan.drafts)]
+    return None
+
+
+def compare(
+    plan: ReplayPlan,
+    token_ids: Sequence[int],
+    provenance: Sequence[str],
+    drafts: Sequence[Sequence[int]] = (),
+) -> ReplayResult:
+    """Compare the replayed output with the record: tokens and provenance, then the draft
+    proposals of each speculative step (rejected ones included, C6).
 
     A request the engine ended itself (stop, length) must be reproduced exactly, its length
-    included. One cut short (abort, interrupted, or still open) must be a prefix of the replay.
+    included. One cut short (abort, interrupted) must be a prefix of the replay.
     """
     num_rec, num_rep = len(plan.token_ids), len(token_ids)
     common = min(num_rec, num_rep)
@@ -93,11 +114,29 @@ def compare(plan: ReplayPlan, token_ids: Sequence[int], provenance: Sequence[str
     if first is None and (num_rep < num_rec or (plan.is_self_ended and num_rep != num_rec)):
         first = common
     if first is None:
+        draft_diff = _first_draft_difference(plan, drafts)
+        if draft_diff is not None:
+            step, recorded, replayed = draft_diff
+            return ReplayResult(
+                request_id=plan.request_id,
+                status=ReplayStatus.DIVERGENT,
+                reason=(
+                    f"draft proposals of the request's speculative step {step} differ: recorded "
+                    f"{'none' if recorded is None else list(recorded)}, replayed "
+                    f"{'none' if replayed is None else list(replayed)}"
+                ),
+                draft_step=step,
+                num_recorded=num_rec,
+                num_replayed=num_rep,
+            )
         cut = "" if plan.is_self_ended else f" (the record stops early: {plan.finish_reason})"
         return ReplayResult(
             request_id=plan.request_id,
             status=ReplayStatus.IDENTICAL,
-            reason=f"all {num_rec} generated tokens and their provenance reproduced{cut}",
+            reason=(
+                f"all {num_rec} generated tokens, their provenance and "
+                f"{len(plan.drafts)} draft proposals reproduced{cut}"
+            ),
             num_recorded=num_rec,
             num_replayed=num_rep,
         )
@@ -114,7 +153,7 @@ def compare(plan: ReplayPlan, token_ids: Sequence[int], provenance: Sequence[str
         request_id=plan.request_id,
         status=ReplayStatus.DIVERGENT,
         reason=divergence.describe(),
+        divergence=divergence,
         num_recorded=num_rec,
         num_replayed=num_rep,
-        divergence=divergence,
     )

@@ -3,9 +3,10 @@
 :func:`plan_replay` takes an evidence bundle that ``auditlog.bundle.verify`` has verified and its
 report, and returns the :class:`ReplayPlan`: prompt token ids, sampling parameters with the seed,
 target and draft model references, the replay envelope (docs/REPLAY.md), and the recorded tokens
-with their provenance. It raises :class:`~auditlog.errors.ReplayRefusedError`, with the reason,
-when the trail cannot be replayed: no envelope, numerics that are not batch-invariant, no seed,
-erased or unreadable content, or an outcome with nothing to replay.
+with their provenance and the draft proposals of each speculative step. It raises
+:class:`~auditlog.errors.ReplayRefusedError`, with the reason, when the trail cannot be replayed:
+no envelope, numerics that are not batch-invariant, no seed, erased or unreadable content, or an
+outcome with nothing to replay.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class ReplayPlan:
     envelope: Mapping[str, Any]
     token_ids: tuple[int, ...]
     provenance: tuple[str, ...]
+    drafts: tuple[tuple[int, ...], ...]  # draft proposals of each speculative step, in order
     finish_reason: str | None
 
     @property
@@ -143,5 +145,6 @@ def plan_replay(bundle: Bundle, report: BundleReport) -> ReplayPlan:
         envelope=envelope,
         token_ids=tuple(token_ids),
         provenance=tuple(t.provenance for t in transcript.tokens),
+        drafts=tuple(d.token_ids for d in transcript.drafts),
         finish_reason=transcript.finish_reason,
     )

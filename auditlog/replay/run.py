@@ -94,6 +94,7 @@ def replay(
         return refused(plan.request_id, f"model files: {exc}")
     token_ids: list[int] = []
     provenance: list[str] = []
+    drafts: list[tuple[int, ...]] = []
 
     def collect(event: Event) -> None:
         if isinstance(event, BatchStep):
@@ -103,6 +104,8 @@ def replay(
                 if rid == plan.request_id:
                     token_ids.append(token)
                     provenance.append(prov.value)
+            if event.drafts.get(plan.request_id):
+                drafts.append(tuple(event.drafts[plan.request_id]))
 
     engine.event_sink = collect
     engine.add_request(
@@ -114,4 +117,4 @@ def replay(
     )
     while engine.has_unfinished():
         engine.step()
-    return compare(plan, token_ids, provenance)
+    return compare(plan, token_ids, provenance, drafts)

@@ -88,3 +88,23 @@ def alter_token(events: list[Event], request_id: str, index: int) -> tuple[list[
 
 def start_of(events: list[Event], request_id: str) -> RequestStarted:
     return next(e for e in events if isinstance(e, RequestStarted) and e.request_id == request_id)
+
+
+def alter_draft(events: list[Event], request_id: str, step: int) -> list[Event]:
+    """``events`` with the last draft proposal of ``request_id``'s speculative step ``step``
+    (counted among the steps that proposed drafts for it) replaced by another id."""
+    out: list[Event] = []
+    seen = 0
+    for event in events:
+        if isinstance(event, BatchStep) and event.drafts.get(request_id):
+            if seen == step:
+                proposals = list(event.drafts[request_id])
+                proposals[-1] = (proposals[-1] + 1) % 256
+                event = dataclasses.replace(
+                    event, drafts={**event.drafts, request_id: tuple(proposals)}
+                )
+            seen += 1
+        out.append(event)
+    if seen <= step:
+        raise ValueError(f"request {request_id} has no speculative step {step}")
+    return out

@@ -15,7 +15,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from replay_helpers import ORIGIN, SIGNER, DemoRun, alter_token, record, run_demo, start_of
+from replay_helpers import (
+    ORIGIN,
+    SIGNER,
+    DemoRun,
+    alter_draft,
+    alter_token,
+    record,
+    run_demo,
+    start_of,
+)
 
 from auditlog.bundle.export import export_bundle
 from auditlog.bundle.format import Bundle, decode_bundle
@@ -107,6 +116,22 @@ def test_cli_altered_token_diverges_there_bad_digest_refused(
     assert bad.returncode == 2, bad.stdout + bad.stderr
     assert "cannot replay" in bad.stdout and "no target model" in bad.stdout
     assert "has the recorded digests" in bad.stdout
+
+
+def test_altered_draft_proposal_diverges_at_its_step(
+    demo_run: DemoRun, db_url: str, tmp_path: Path
+) -> None:
+    """C6: a recorded draft proposal (rejected or accepted) that the engine did not propose is
+    caught even where the tokens and provenance all match."""
+    victim = demo_run.request_ids[6]
+    record(db_url, alter_draft(demo_run.events, victim, 1), tmp_path / "spool")
+    result, _ = replay_bundle(_bundle(db_url, victim), TRUSTED)
+    assert (result.status, result.draft_step, result.divergence) == (
+        ReplayStatus.DIVERGENT,
+        1,
+        None,
+    )
+    assert result.reason.startswith("draft proposals of the request's speculative step 1 differ")
 
 
 def _refusal(db_url: str, request_id: str, bundle: Bundle | None = None) -> str:

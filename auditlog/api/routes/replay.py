@@ -46,6 +46,9 @@ class ReplayPublic(BaseModel):
     num_recorded: int
     num_replayed: int
     divergence: DivergencePublic | None
+    draft_step: int | None = Field(
+        default=None, description="first speculative step whose draft proposals differ"
+    )
 
 
 def _scope(key: ApiKey) -> tuple[str, ...] | None:
@@ -85,4 +88,5 @@ def replay_request(
             recorded_provenance=div.recorded_provenance,
             replayed_provenance=div.replayed_provenance,
         ),
+        draft_step=result.draft_step,
     )
