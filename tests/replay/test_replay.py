@@ -214,3 +214,10 @@ def test_tampered_trail_is_not_replayed(demo_run: DemoRun, db_url: str, tmp_path
     result, trust = replay_bundle(tampered, TRUSTED)
     assert (result.status, trust, result.status.exit_code) == (ReplayStatus.UNVERIFIED, None, 1)
     assert "payload digest mismatch" in result.reason
+
+
+def test_importing_replay_loads_no_torch() -> None:
+    """STYLE 8: the API imports the replay route at start-up; torch loads on the first replay."""
+    code = "import sys, auditlog.replay, auditlog.api.routes.replay; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
