@@ -13,6 +13,7 @@ composes itself on the ledger's trusted path.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,6 +120,8 @@ def _check_start(event: RequestStarted) -> None:
     try:
         check_canonical_subset(dict(event.params))
         if event.replay is not None:
+            if not isinstance(event.replay, Mapping):
+                raise FormatError(f"replay envelope must be a mapping, got {event.replay!r}")
             check_canonical_subset(dict(event.replay))
     except FormatError as exc:
         raise RecorderError(

@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from replay_helpers import (
     ORIGIN,
     SIGNER,
@@ -221,3 +223,22 @@ def test_importing_replay_loads_no_torch() -> None:
     code = "import sys, auditlog.replay, auditlog.api.routes.replay; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_recorder_refuses_an_envelope_it_cannot_record_exactly(
+    demo_run: DemoRun, db_url: str, tmp_path: Path
+) -> None:
+    """C5/C7: a float in the envelope would not be canonical; the recorder refuses the event at
+    once, with the reason, and keeps recording the others."""
+    from auditlog.errors import RecorderError
+    from auditlog.recorder import AuditRecorder
+
+    start = start_of(demo_run.events, demo_run.request_ids[0])
+    with AuditRecorder.open(
+        db_url, origin=ORIGIN, signers=[SIGNER], spool_path=tmp_path / "spool"
+    ) as recorder:
+        for bad in ({"v": 1, "scale": 0.5}, ["not", "a", "mapping"]):
+            event = dataclasses.replace(start, request_id="bad", replay=bad)  # type: ignore[arg-type]
+            with pytest.raises(RecorderError, match="replay envelope cannot be recorded exactly"):
+                recorder.record(event)
+        recorder.record(start)
