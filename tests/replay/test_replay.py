@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from replay_helpers import (
     ORIGIN,
     SIGNER,
