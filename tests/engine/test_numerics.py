@@ -5,6 +5,9 @@ agree with the library kernels up to rounding. Replay (docs/REPLAY.md, C5) rests
 from __future__ import annotations
 
 import pytest
+
+pytest.importorskip("torch")
+
 import torch
 import torch.nn.functional as F
 
@@ -14,6 +17,8 @@ from auditlog.engine.loader import LoadedModel, load_model
 from auditlog.engine.model_runner import Chunk, ModelRunner
 from auditlog.engine.numerics import tiled_linear
 from auditlog.engine.tokenizer import ByteTokenizer
+
+pytestmark = pytest.mark.engine
 
 BLOCK = 16
 

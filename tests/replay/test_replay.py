@@ -38,6 +38,7 @@ from auditlog.replay import DEFAULT_MODEL_DIR, ReplayStatus, replay_bundle
 from auditlog.store.db import create_db_engine
 from auditlog.verifier import verify_database
 
+pytestmark = pytest.mark.engine
 REPO = Path(__file__).resolve().parents[2]
 TRUSTED = [Verifier.from_key_string(SIGNER.verifier_key)]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from replay_helpers import SIGNER, DemoRun, record
 from sqlalchemy import select
@@ -15,6 +16,7 @@ from auditlog.ledger import Signer, parse_header
 from auditlog.store.db import create_db_engine
 from auditlog.store.schema import records
 
+pytestmark = pytest.mark.engine
 API_ORIGIN = "test.example/replay-api"
 
 
