@@ -174,6 +174,11 @@ def demo(
         f"--key '{signer.verifier_key}'",
         soft_wrap=True,
     )
+    console.print(
+        f"Replay a request alone and compare it token by token: auditlog replay --db "
+        f"sqlite:///{db} --request {jobs[0][0]} --key '{signer.verifier_key}'",
+        soft_wrap=True,
+    )
     if not report.ok:
         raise typer.Exit(1)
 
