@@ -106,23 +106,24 @@ def tiled_attention(
     keys, values = _pad_to(keys, 1, KEY_TILE), _pad_to(values, 1, KEY_TILE)
     mask = _pad_to(_pad_to(mask, 3, KEY_TILE, False), 2, QUERY_TILE, True)
     nq, nk = q.shape[1] // QUERY_TILE, keys.shape[1] // KEY_TILE
-    # tiles: q [B, H, nq, 1, QT, D]; k [B, H, 1, nk, D, KT]; values + a ones column (the same
-    # tiled sum then yields the softmax normaliser) [B, H, 1, nk, KT, D + 1]
+    # tiles: q [B, H, nq, 1, QT, D]; k, transposed, [B, H, 1, nk, D, KT]; values + a ones column
+    # (the same tiled sum then yields the softmax normaliser) [B, H, 1, nk, KT, D + 1]
     qt = q.transpose(1, 2).reshape(num_seqs, num_heads, nq, 1, QUERY_TILE, head_dim)
-    kt = keys.transpose(1, 2).reshape(num_seqs, num_heads, 1, nk, KEY_TILE, head_dim)
+    kt = keys.permute(0, 2, 3, 1).reshape(num_seqs, num_heads, head_dim, nk, KEY_TILE)
+    kt = kt.permute(0, 1, 3, 2, 4).unsqueeze(2)
     ones = values.new_ones((*values.shape[:3], 1))
     vt = torch.cat((values, ones), dim=-1).transpose(1, 2)
     vt = vt.reshape(num_seqs, num_heads, 1, nk, KEY_TILE, head_dim + 1)
     # mask tiles [B, 1, nq, nk, QT, KT]
     mt = mask.reshape(num_seqs, 1, nq, QUERY_TILE, nk, KEY_TILE).transpose(3, 4)
-    scores = torch.matmul(qt, kt.transpose(-1, -2)) * scale  # [B, H, nq, nk, QT, KT]
-    scores = scores.masked_fill(~mt, -math.inf)
+    scores = torch.matmul(qt, kt).mul_(scale)  # [B, H, nq, nk, QT, KT]
+    scores.masked_fill_(~mt, -math.inf)
     row_max = scores.amax(dim=(3, 5), keepdim=True)  # exact in any order
-    weights = torch.exp(scores - row_max)  # masked: exactly 0
+    weights = scores.sub_(row_max).exp_()  # masked: exactly 0
     partial = torch.matmul(weights, vt)  # [B, H, nq, nk, QT, D + 1]
-    total = partial[:, :, :, 0]
+    total = partial[:, :, :, 0].clone()
     for n in range(1, nk):  # key tiles in order, one after another
-        total = total + partial[:, :, :, n]
+        total += partial[:, :, :, n]
     out = total[..., :head_dim] / total[..., head_dim:]  # [B, H, nq, QT, D]
     out = out.reshape(num_seqs, num_heads, nq * QUERY_TILE, head_dim).transpose(1, 2)
     return out[:, :num_queries]
