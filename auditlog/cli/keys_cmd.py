@@ -2,44 +2,54 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
-import orjson
 import typer
 
-from auditlog.api.keys import Role, create_key, list_keys, revoke_key
-from auditlog.errors import AuditlogError
-from auditlog.store.db import create_db_engine
+from auditlog.errors import ConfigurationError
+
+from .options import DbOption, require_auditlog_database
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 __all__ = ["register"]
 
-EXIT_USAGE = 2
 
-DbOption = Annotated[
-    str, typer.Option("--db", envvar="AUDITLOG_DB_URL", help="database URL of the audit store")
-]
+def _open(db: str, *, read_only: bool = False) -> Engine:
+    """The audit store of ``db``, which must exist at this schema (nothing is created)."""
+    from auditlog.store.db import create_db_engine
+
+    require_auditlog_database(db)
+    return create_db_engine(db, read_only=read_only)
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"auditlog keys: {message}", err=True)
-    return typer.Exit(EXIT_USAGE)
+def _role(value: str) -> Any:
+    from auditlog.api.keys import Role
+
+    try:
+        return Role(value)
+    except ValueError:
+        roles = ", ".join(r.value for r in Role)
+        raise ConfigurationError(f"unknown role {value!r}: expected one of {roles}") from None
 
 
 def create(
     db: DbOption,
-    role: Annotated[Role, typer.Option("--role", help="auditor, operator or admin")],
+    role: Annotated[str, typer.Option("--role", help="auditor, operator or admin")],
     tenant: Annotated[
         list[str] | None, typer.Option("--tenant", help="tenant an auditor may read (repeat)")
     ] = None,
     label: Annotated[str, typer.Option("--label", help="free text: who holds the key")] = "",
 ) -> None:
     """Create a key; its bearer token is printed once and never stored."""
-    engine = create_db_engine(db)
+    from auditlog.api.keys import create_key
+
+    chosen = _role(role)
+    engine = _open(db)
     try:
         with engine.begin() as conn:
-            issued = create_key(conn, role=role, tenants=tenant or [], label=label)
-    except AuditlogError as exc:
-        raise _fail(str(exc)) from None
+            issued = create_key(conn, role=chosen, tenants=tenant or [], label=label)
     finally:
         engine.dispose()
     typer.echo(f"key id: {issued.key.id}", err=True)
@@ -52,12 +62,12 @@ def create(
 
 def revoke(db: DbOption, key_id: Annotated[str, typer.Argument(help="the key's id")]) -> None:
     """Revoke a key at once (it stays listed, for the access records that name it)."""
-    engine = create_db_engine(db)
+    from auditlog.api.keys import revoke_key
+
+    engine = _open(db)
     try:
         with engine.begin() as conn:
             key = revoke_key(conn, key_id)
-    except AuditlogError as exc:
-        raise _fail(str(exc)) from None
     finally:
         engine.dispose()
     typer.echo(f"revoked {key.id} at {key.revoked}")
@@ -68,7 +78,11 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json", help="one JSON array")] = False,
 ) -> None:
     """List every key (never secrets)."""
-    engine = create_db_engine(db, read_only=True)
+    import orjson
+
+    from auditlog.api.keys import list_keys
+
+    engine = _open(db, read_only=True)
     try:
         with engine.connect() as conn:
             keys = list_keys(conn)

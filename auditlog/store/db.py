@@ -37,6 +37,7 @@ __all__ = [
     "create_db_engine",
     "current_revision",
     "ensure_schema_current",
+    "existing_tables",
     "head_revision",
     "normalize_url",
     "upgrade",
@@ -201,6 +202,14 @@ def current_revision(url_or_engine: str | URL | Engine) -> str | None:
 
     with _connection(url_or_engine, read_only=True) as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+def existing_tables(url_or_engine: str | URL | Engine) -> list[str]:
+    """Names of the tables the database holds, sorted; a URL is opened read-only."""
+    from sqlalchemy import inspect
+
+    with _connection(url_or_engine, read_only=True) as conn:
+        return sorted(inspect(conn).get_table_names())
 
 
 def head_revision() -> str:
