@@ -15,32 +15,12 @@ from pathlib import Path
 import httpx
 import pytest
 from server_fixtures import ACME_KEY, MODEL, LiveServer, start_live_server
-from sqlalchemy import create_engine
-from sqlalchemy.pool import NullPool
 
 from auditlog.engine import LLMEngine
-from auditlog.store.db import normalize_url
 from auditlog.verifier import verify_database
 
 AUTH = {"authorization": f"Bearer {ACME_KEY}"}
 BODY = {"model": MODEL, "prompt": "Hello", "max_tokens": 4, "temperature": 0}
-
-
-def set_outage(db_url: str, *, down: bool) -> None:
-    """Take the database away for real: refuse new connections and kill the open ones."""
-    url = normalize_url(db_url)
-    admin = create_engine(
-        url.set(database="postgres"), poolclass=NullPool, isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as conn:
-        flag = "false" if down else "true"
-        conn.exec_driver_sql(f'ALTER DATABASE "{url.database}" ALLOW_CONNECTIONS {flag}')
-        if down:
-            conn.exec_driver_sql(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                f"WHERE datname = '{url.database}' AND pid <> pg_backend_pid()"
-            )
-    admin.dispose()
 
 
 @pytest.fixture(scope="module")
@@ -57,16 +37,18 @@ def pg_server(
 
 
 @pytest.mark.postgres
-def test_outage_answers_503_with_retry_after_and_the_id_stays_free(pg_server: LiveServer) -> None:
+def test_outage_answers_503_with_retry_after_and_the_id_stays_free(
+    pg_server: LiveServer, set_pg_outage: Callable[..., None]
+) -> None:
     with httpx.Client(base_url=pg_server.base_url, timeout=60) as http:
-        set_outage(pg_server.db_url, down=True)
+        set_pg_outage(pg_server.db_url, down=True)
         try:
             refused = http.post(
                 "/v1/completions", json=BODY, headers={**AUTH, "x-request-id": "during-outage"}
             )
             generated = http.post("/v1/completions", json=BODY, headers=AUTH)
         finally:
-            set_outage(pg_server.db_url, down=False)
+            set_pg_outage(pg_server.db_url, down=False)
         assert refused.status_code == 503, refused.text
         assert int(refused.headers["retry-after"]) > 0
         error = refused.json()["error"]
