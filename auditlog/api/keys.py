@@ -132,7 +132,9 @@ def key_secret_hash(secret: str) -> str:
     return hashlib.sha256(secret.encode("ascii")).hexdigest()
 
 
-def _check_tenants(role: Role, tenants: Sequence[str]) -> tuple[str, ...]:
+def check_scope(role: Role, tenants: Sequence[str]) -> tuple[str, ...]:
+    """The key's tenants, sorted and unique; InvalidRequestError unless they fit ``role``
+    (auditor: at least one tenant; operator and admin: none) and follow the tenant name rule."""
     for tenant in tenants:
         if not is_tenant_name(tenant):
             raise InvalidRequestError(tenant_name_error(tenant))
@@ -148,7 +150,7 @@ def create_key(
     conn: Connection, *, role: Role, tenants: Sequence[str] = (), label: str = ""
 ) -> IssuedKey:
     """Insert a new key and return it with its one-time bearer token."""
-    scoped = _check_tenants(role, tenants)
+    scoped = check_scope(role, tenants)
     key_id = secrets.token_hex(_ID_HEX_DIGITS // 2)
     secret = base64.urlsafe_b64encode(secrets.token_bytes(_SECRET_BYTES)).rstrip(b"=").decode()
     key = ApiKey(

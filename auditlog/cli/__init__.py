@@ -40,9 +40,20 @@ _COMMAND_MODULES = (
 
 
 def _database_error(exc: BaseException) -> str | None:
-    """A one-line description of a database driver error, or None if ``exc`` is not one."""
-    sa_exc = sys.modules.get("sqlalchemy.exc")  # loaded only if a command opened a database
-    if sa_exc is None or not isinstance(exc, sa_exc.SQLAlchemyError):
+    """A one-line description of a database driver error, or None if ``exc`` is not one.
+
+    Only modules a command already loaded are looked at: SQLAlchemy's errors, and the DB-API
+    errors of sqlite3 and psycopg that reach us unwrapped (raised while a connection is set up).
+    """
+    kinds = []
+    for module, name in (("sqlalchemy.exc", "SQLAlchemyError"), ("sqlite3", "Error")):
+        loaded = sys.modules.get(module)
+        if loaded is not None:
+            kinds.append(getattr(loaded, name))
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is not None:
+        kinds.append(psycopg.Error)
+    if not isinstance(exc, tuple(kinds)):
         return None
     orig = getattr(exc, "orig", None) or exc
     text = str(orig).strip().splitlines()

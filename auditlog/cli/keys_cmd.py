@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -16,12 +18,18 @@ if TYPE_CHECKING:
 __all__ = ["register"]
 
 
-def _open(db: str, *, read_only: bool = False) -> Engine:
-    """The audit store of ``db``, which must exist at this schema (nothing is created)."""
-    from auditlog.store.db import create_db_engine
+@contextmanager
+def _open(db: str, *, read_only: bool = False) -> Iterator[Engine]:
+    """The audit store of ``db``, which must exist at this schema (nothing is created); closed
+    so that a SQLite database is left as it was found (rollback-journal mode)."""
+    from auditlog.store.db import close_engine, create_db_engine
 
     require_auditlog_database(db)
-    return create_db_engine(db, read_only=read_only)
+    engine = create_db_engine(db, read_only=read_only)
+    try:
+        yield engine
+    finally:
+        close_engine(engine)
 
 
 def _role(value: str) -> Any:
@@ -43,15 +51,12 @@ def create(
     label: Annotated[str, typer.Option("--label", help="free text: who holds the key")] = "",
 ) -> None:
     """Create a key; its bearer token is printed once and never stored."""
-    from auditlog.api.keys import create_key
+    from auditlog.api.keys import check_scope, create_key
 
     chosen = _role(role)
-    engine = _open(db)
-    try:
-        with engine.begin() as conn:
-            issued = create_key(conn, role=chosen, tenants=tenant or [], label=label)
-    finally:
-        engine.dispose()
+    check_scope(chosen, tenant or [])  # before the database is opened for writing
+    with _open(db) as engine, engine.begin() as conn:
+        issued = create_key(conn, role=chosen, tenants=tenant or [], label=label)
     typer.echo(f"key id: {issued.key.id}", err=True)
     typer.echo(
         f"role:   {issued.key.role}  tenants: {', '.join(issued.key.tenants) or '-'}", err=True
@@ -64,12 +69,8 @@ def revoke(db: DbOption, key_id: Annotated[str, typer.Argument(help="the key's i
     """Revoke a key at once (it stays listed, for the access records that name it)."""
     from auditlog.api.keys import revoke_key
 
-    engine = _open(db)
-    try:
-        with engine.begin() as conn:
-            key = revoke_key(conn, key_id)
-    finally:
-        engine.dispose()
+    with _open(db) as engine, engine.begin() as conn:
+        key = revoke_key(conn, key_id)
     typer.echo(f"revoked {key.id} at {key.revoked}")
 
 
@@ -82,12 +83,8 @@ def list_(
 
     from auditlog.api.keys import list_keys
 
-    engine = _open(db, read_only=True)
-    try:
-        with engine.connect() as conn:
-            keys = list_keys(conn)
-    finally:
-        engine.dispose()
+    with _open(db, read_only=True) as engine, engine.connect() as conn:
+        keys = list_keys(conn)
     rows = [
         {
             "id": k.id,

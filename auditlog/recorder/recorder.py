@@ -44,6 +44,7 @@ from auditlog.ledger import Checkpoint, Signer
 from auditlog.store import (
     StoredCheckpoint,
     append_batch,
+    close_engine,
     create_db_engine,
     latest_checkpoint,
     register_key,
@@ -276,7 +277,7 @@ class AuditRecorder:
         if self._writer.is_alive():
             raise RecorderError(f"{self._writer.name} did not stop within {timeout} s")
         if self._owns_engine:
-            self.engine.dispose()
+            close_engine(self.engine)
         if self._failure is not None:
             raise RecorderError(f"recorder failed: {self._failure}") from self._failure
 
