@@ -53,6 +53,7 @@ __all__ = [
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 _PG_DRIVER = "postgresql+psycopg"
+_READ_ONLY = "auditlog_read_only"
 _PG_ALIASES = {"postgresql", "postgres", "postgresql+psycopg"}
 
 
@@ -113,11 +114,11 @@ def _sqlite_engine(url: URL, *, read_only: bool, echo: bool) -> Engine:
         )
 
     engine = create_engine(
-        # (the creator opens the file; the URL's query marks a read-only engine for close_engine)
-        URL.create("sqlite+pysqlite", database=str(path), query={"mode": "ro"} if read_only else {}),
+        URL.create("sqlite+pysqlite", database=str(path)),
         creator=connect,
         poolclass=QueuePool,
         echo=echo,
+        execution_options={_READ_ONLY: read_only},  # close_engine leaves a reader's file alone
     )
 
     @event.listens_for(engine, "connect")
@@ -141,11 +142,15 @@ def _sqlite_engine(url: URL, *, read_only: bool, echo: bool) -> Engine:
 
 
 def _on_read_only_storage(path: Path) -> bool:
-    """True when nobody can be writing ``path`` through this directory: it is not writable and no
-    write-ahead log is pending (a non-empty ``-wal`` file must be read, so not immutable)."""
+    """True when nobody can be writing ``path`` through its directory: the directory is not
+    writable to us, or has no write permission for anyone (an evidence copy made read-only, which
+    even root should not change), and no write-ahead log is pending (a non-empty ``-wal`` file
+    must be read, so the file is not immutable then)."""
     wal = path.with_name(path.name + "-wal")
-    pending = wal.exists() and wal.stat().st_size > 0
-    return not pending and not os.access(path.parent, os.W_OK)
+    if wal.exists() and wal.stat().st_size > 0:
+        return False
+    directory = path.parent
+    return not os.access(directory, os.W_OK) or not directory.stat().st_mode & 0o222
 
 
 def close_engine(engine: Engine) -> None:
@@ -155,7 +160,7 @@ def close_engine(engine: Engine) -> None:
     ``-wal`` and ``-shm`` files; in rollback-journal mode a later read-only reader creates none
     either. If another process still has the database open, it stays in WAL mode.
     """
-    if engine.dialect.name == "sqlite" and engine.url.query.get("mode") != "ro":
+    if engine.dialect.name == "sqlite" and not engine.get_execution_options().get(_READ_ONLY):
         raw = engine.raw_connection()  # outside any transaction: the journal mode can change
         try:
             cursor = raw.cursor()
