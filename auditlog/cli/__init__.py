@@ -20,7 +20,7 @@ from typer.core import TyperGroup
 
 from auditlog.errors import AuditlogError, VerificationError
 
-__all__ = ["EXIT_INTEGRITY", "EXIT_OK", "EXIT_USAGE", "app", "main"]
+__all__ = ["EXIT_INTEGRITY", "EXIT_OK", "EXIT_USAGE", "app", "log_to_stderr", "main"]
 
 EXIT_OK = 0
 EXIT_INTEGRITY = 1
@@ -58,6 +58,19 @@ def _database_error(exc: BaseException) -> str | None:
     orig = getattr(exc, "orig", None) or exc
     text = str(orig).strip().splitlines()
     return f"database error: {text[0] if text else type(orig).__name__}"
+
+
+_logging = {"configure": False}  # set by main(): the console script logs to stderr
+
+
+def log_to_stderr() -> None:
+    """Route structured logs to stderr, when run as the console script (under a test runner the
+    test owns logging). Called by the commands that log (demo, serve, api), so that the others
+    do not load structlog."""
+    if _logging["configure"]:
+        from auditlog.logs import configure_logging
+
+        configure_logging()
 
 
 class _AuditlogGroup(TyperGroup):
@@ -120,7 +133,5 @@ for _name in _COMMAND_MODULES:
 
 def main() -> None:
     """Console-script entry point."""
-    from auditlog.logs import configure_logging
-
-    configure_logging()
+    _logging["configure"] = True
     app()

@@ -29,6 +29,9 @@ def api(
 ) -> None:
     """Serve the auditor API and its console at /console (one process: it is the single writer
     of its access log)."""
+    from auditlog.cli import log_to_stderr
+
+    log_to_stderr()
     overrides: dict[str, Any] = {"api_migrate": migrate}
     if db is not None:
         overrides["db_url"] = db

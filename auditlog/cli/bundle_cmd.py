@@ -72,7 +72,7 @@ def export(
 
     check_new_file(out, force=force)
     keys = _keys(key)
-    require_auditlog_database(db)
+    require_auditlog_database(db, writer=False)
     engine = create_db_engine(db, read_only=True)
     try:
         with engine.connect() as conn:

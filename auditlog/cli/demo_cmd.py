@@ -8,9 +8,6 @@ witness directory, verifies the result, and shows trails rebuilt from the databa
 from __future__ import annotations
 
 import os
-import random
-import time
-import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -53,6 +50,9 @@ def _save_key(key_file: Path, signer: Any) -> None:
 
 def _requests(n: int, seed: int) -> list[tuple[str, str, str, str, Any]]:
     """(request id, tenant, principal, prompt, params): mixed greedy and sampled settings."""
+    import random
+    import uuid
+
     from auditlog.engine.corpus import prompts
     from auditlog.engine.sampler import SamplingParams
 
@@ -86,6 +86,9 @@ def demo(
     state_dir: StateDirOption = None,
 ) -> None:
     """Generate, record, verify and show a batch of concurrent requests."""
+    from auditlog.cli import log_to_stderr
+
+    log_to_stderr()
     try:
         from auditlog.engine import LLMEngine
     except ImportError as exc:
@@ -132,6 +135,8 @@ def demo(
         migrate=False,
     )
     engine = LLMEngine.demo(device=device, event_sink=recorder.record)
+    import time
+
     jobs = _requests(requests, seed)
     total_tokens = sum(params.max_tokens for *_, params in jobs)
     t0 = time.perf_counter()

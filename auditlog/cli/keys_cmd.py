@@ -24,7 +24,7 @@ def _open(db: str, *, read_only: bool = False) -> Iterator[Engine]:
     so that a SQLite database is left as it was found (rollback-journal mode)."""
     from auditlog.store.db import close_engine, create_db_engine
 
-    require_auditlog_database(db)
+    require_auditlog_database(db, writer=not read_only)
     engine = create_db_engine(db, read_only=read_only)
     try:
         yield engine

@@ -72,8 +72,9 @@ StateDirOption = Annotated[
 ]
 
 
-def require_auditlog_database(url: str) -> None:
-    """Raise ConfigurationError unless ``url`` is an existing auditlog database at this schema.
+def require_auditlog_database(url: str, *, writer: bool = True) -> None:
+    """Raise ConfigurationError unless ``url`` is an existing auditlog database (for a ``writer``,
+    at this version's schema; readers skip the migration check, which loads Alembic).
 
     Opens the database read-only: a missing SQLite file is never created, and a file that is not
     a SQLite database, a database of another application, or a server that does not answer is
@@ -81,11 +82,11 @@ def require_auditlog_database(url: str) -> None:
     """
     from sqlalchemy.exc import SQLAlchemyError
 
-    from auditlog.store.db import current_revision, ensure_schema_current, existing_tables
+    from auditlog.store.db import ensure_schema_current, existing_tables
 
     try:
-        if current_revision(url) is None:
-            tables = existing_tables(url)
+        tables = existing_tables(url)
+        if not _AUDITLOG_TABLES <= set(tables):
             if tables:
                 raise ConfigurationError(
                     f"{_shown(url)} is not an auditlog database: it holds other tables "
@@ -94,9 +95,13 @@ def require_auditlog_database(url: str) -> None:
             raise ConfigurationError(
                 f"{_shown(url)} holds no auditlog schema: run `auditlog db upgrade --db ...`"
             )
-        ensure_schema_current(url)
+        if writer:
+            ensure_schema_current(url)
     except SQLAlchemyError as exc:
         raise ConfigurationError(f"cannot open {_shown(url)}: {_first_line(exc)}") from None
+
+
+_AUDITLOG_TABLES = {"alembic_version", "logs", "records"}
 
 
 def _shown(url: str) -> str:

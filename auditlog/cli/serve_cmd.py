@@ -48,6 +48,9 @@ def serve(
     The database must answer when the server starts (it exits 2 with a message otherwise); once
     running, an outage is bridged by the spool in the state directory (docs/integrations.md).
     """
+    from auditlog.cli import log_to_stderr
+
+    log_to_stderr()
     try:
         from auditlog.engine import LLMEngine  # noqa: F401  (fail early without the extra)
     except ImportError as exc:

@@ -61,7 +61,7 @@ def verify(
     tsa_certs = None if tsa_cert is None else _tsa_certificates(tsa_cert)
 
     notes = [read_text_file(p, "trusted checkpoint") for p in trusted_checkpoint or []]
-    require_auditlog_database(db)
+    require_auditlog_database(db, writer=False)
     console = Console(stderr=True)
     show_bar = console.is_terminal and not as_json
     with Progress(
