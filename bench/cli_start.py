@@ -72,7 +72,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=15, help="runs of each command")
     args = parser.parse_args()
     root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
+    }
     auditlog = [sys.executable, "-m", "auditlog"]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -86,7 +86,7 @@ def require_auditlog_database(url: str, *, writer: bool = True) -> None:
 
     try:
         tables = existing_tables(url)
-        if not _AUDITLOG_TABLES <= set(tables):
+        if not set(tables) >= _AUDITLOG_TABLES:
             if tables:
                 raise ConfigurationError(
                     f"{_shown(url)} is not an auditlog database: it holds other tables "

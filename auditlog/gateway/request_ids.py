@@ -24,9 +24,8 @@ from dataclasses import dataclass
 import anyio.to_thread
 from sqlalchemy import Engine, select
 
-from auditlog.store.schema import logs, records
-
 from auditlog.recorder.spool import is_outage
+from auditlog.store.schema import logs, records
 
 from .openai_errors import ApiError, database_unavailable
 

@@ -59,7 +59,7 @@ def default_state_dir() -> Path:
 
 
 def spool_file(state_dir: Path, origin: str) -> Path:
-    """The spool of the log ``origin`` in ``state_dir``: ``spool-<origin, made file-safe>.jsonl``."""
+    """The spool of the log ``origin`` in ``state_dir``: ``spool-<safe origin>.jsonl``."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in origin)
     return state_dir / f"spool-{safe}.jsonl"
 

@@ -267,9 +267,7 @@ def test_binary_or_directory_trusted_checkpoint_and_key_files(
         lambda w: ["verify", "--db", str(good.db), "--trusted-checkpoint", given_file(w)],
         {},
     )
-    _assert_refused(
-        good, lambda w: ["verify-bundle", str(good.bundle), "--key", given_file(w)], {}
-    )
+    _assert_refused(good, lambda w: ["verify-bundle", str(good.bundle), "--key", given_file(w)], {})
     if as_directory:  # (a damaged bundle file is an integrity failure, exit 1: test_api_bundle)
         _assert_refused(good, lambda w: ["verify-bundle", given_file(w)], {})
 
