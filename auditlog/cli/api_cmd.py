@@ -44,11 +44,11 @@ def api(
     if not migrate:
         require_auditlog_database(settings.db_url)
 
-    import uvicorn
-
     from auditlog.api import create_app
 
-    uvicorn.run(create_app(settings), host=host, port=port, workers=1)
+    from .serving import run_server
+
+    run_server(create_app(settings), host=host, port=port)
 
 
 def load_api_settings(**overrides: Any) -> Any:

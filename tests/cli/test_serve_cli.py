@@ -113,3 +113,27 @@ def test_sigterm_shuts_down_cleanly_with_exit_0(tmp_path: Path) -> None:
     assert not Path(f"{db}-wal").exists() and not Path(f"{db}-shm").exists()
     verified = CliRunner().invoke(app, ["verify", "--db", str(db), "--json"])
     assert verified.exit_code == 0, verified.output
+
+
+def test_auditor_api_sigterm_exits_0(tmp_path: Path) -> None:
+    runner = CliRunner()
+    db = tmp_path / "audit.db"
+    assert runner.invoke(app, ["db", "upgrade", "--db", str(db)]).exit_code == 0
+    key = tmp_path / "api.key"
+    assert (
+        runner.invoke(app, ["keygen", "api.test.invalid/access", "--out", str(key)]).exit_code == 0
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "auditlog", "api", "--db", str(db), "--signing-key", str(key),
+         "--port", "0"],
+        cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    lines = [proc.stdout.readline()]
+    while lines[-1] and "Application startup complete" not in lines[-1]:
+        lines.append(proc.stdout.readline())
+    assert "Application startup complete" in lines[-1], "".join(lines)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, "".join(lines) + out
+    assert "Traceback" not in out
