@@ -135,6 +135,7 @@ def demo(
         migrate=False,
     )
     engine = LLMEngine.demo(device=device, event_sink=recorder.record)
+    import shlex
     import time
 
     jobs = _requests(requests, seed)
@@ -200,8 +201,8 @@ def demo(
         "[magenta]bonus[/magenta] target"
     )
     console.print(
-        f"Verify again: auditlog verify --db {db} --witness-dir {witness_dir} "
-        f"--key '{signer.verifier_key}'",
+        f"Verify again: auditlog verify --db {shlex.quote(db)} --witness-dir "
+        f"{shlex.quote(str(witness_dir))} --key {shlex.quote(signer.verifier_key)}",
         soft_wrap=True,
     )
     if not report.ok:
