@@ -37,6 +37,7 @@ UNREACHABLE_PG = "postgresql://root@127.0.0.1:1/audit"
 MISSING_PG = "postgresql://root@/auditlog_no_such_database?host=/var/run/postgresql"
 SETTINGS = settings(
     max_examples=15,
+    database=None,  # examples run in throw-away working directories
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
