@@ -14,7 +14,13 @@ import typer
 
 from auditlog.errors import ConfigurationError, VerificationError
 
-from .options import DbOption, check_new_file, read_text_file, require_auditlog_database
+from .options import (
+    DbOption,
+    check_new_file,
+    load_witness_policy,
+    read_text_file,
+    require_auditlog_database,
+)
 
 if TYPE_CHECKING:
     from auditlog.bundle.verify import BundleReport
@@ -125,9 +131,9 @@ def verify_bundle_cmd(
 
     from auditlog.bundle.format import decode_bundle
     from auditlog.bundle.verify import KeyTrust, verify_bundle
-    from auditlog.witnesses.audit import check_note_cosignatures, load_policy
+    from auditlog.witnesses.audit import check_note_cosignatures
 
-    policy = load_policy(witness_key or [], witness_policy)
+    policy = load_witness_policy(witness_key, witness_policy)
     if file.is_dir():
         raise ConfigurationError(f"{file} is a directory, not a bundle file")
     data = file.read_bytes()  # an OSError is a usage error (exit 2, auditlog/cli/__init__.py)

@@ -8,7 +8,7 @@ value is checked when the command line is parsed, before a command creates or op
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -21,6 +21,7 @@ __all__ = [
     "StateDirOption",
     "check_new_file",
     "database_url",
+    "load_witness_policy",
     "parse_db",
     "read_text_file",
     "require_auditlog_database",
@@ -136,3 +137,13 @@ def check_new_file(path: Path, *, force: bool) -> None:
         raise ConfigurationError(f"{path} exists: pass --force to overwrite it")
     if not path.parent.is_dir():
         raise ConfigurationError(f"directory {path.parent} does not exist")
+
+
+def load_witness_policy(witness_key: list[str] | None, witness_policy: Path | None) -> Any:
+    """The witness policy of ``--witness-key``/``--witness-policy``, or None when neither is
+    given (the witness modules, and their HTTP client, load only when one is)."""
+    if not witness_key and witness_policy is None:
+        return None
+    from auditlog.witnesses.audit import load_policy
+
+    return load_policy(witness_key or [], witness_policy)

@@ -10,7 +10,7 @@ import typer
 
 from auditlog.errors import AuditlogError, ConfigurationError, NotFoundError
 
-from .options import DbOption, read_text_file, require_auditlog_database
+from .options import DbOption, load_witness_policy, read_text_file, require_auditlog_database
 
 __all__ = ["register"]
 
@@ -55,9 +55,8 @@ def verify(
     )
 
     from auditlog.verifier import verify_database
-    from auditlog.witnesses.audit import load_policy
 
-    policy = load_policy(witness_key or [], witness_policy)
+    policy = load_witness_policy(witness_key, witness_policy)
     tsa_certs = None if tsa_cert is None else _tsa_certificates(tsa_cert)
 
     notes = [read_text_file(p, "trusted checkpoint") for p in trusted_checkpoint or []]
