@@ -1,7 +1,7 @@
 """Tenant names: one rule for every place that accepts one.
 
 A tenant name is 1-255 characters of ``[A-Za-z0-9._:@-]`` starting with a letter or a digit. It
-has no ``"/"``: a trail's request id is ``<tenant>/<caller id>`` (server/request_ids.py), and an
+has no ``"/"``: a trail's request id is ``<tenant>/<caller id>`` (gateway/request_ids.py), and an
 auditor key scoped to a tenant (api/keys.py) must be able to name every tenant a server accepts.
 """
 
