@@ -160,3 +160,27 @@ def admin_connection(db_url: str) -> Iterator[Callable[[], AbstractContextManage
 
     yield open_admin
     engine.dispose()
+
+
+def _set_pg_outage(db_url: str, *, down: bool) -> None:
+    """Take a PostgreSQL database away for real: refuse new connections and kill the open ones
+    (``down=False`` gives it back)."""
+    url = normalize_url(db_url)
+    admin = create_engine(
+        url.set(database="postgres"), poolclass=NullPool, isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as conn:
+        flag = "false" if down else "true"
+        conn.exec_driver_sql(f'ALTER DATABASE "{url.database}" ALLOW_CONNECTIONS {flag}')
+        if down:
+            conn.exec_driver_sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                f"WHERE datname = '{url.database}' AND pid <> pg_backend_pid()"
+            )
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def set_pg_outage() -> Callable[..., None]:
+    """``set_pg_outage(url, down=True)``: a real outage of that PostgreSQL database."""
+    return _set_pg_outage

@@ -43,6 +43,7 @@ from sqlalchemy import (
 )
 
 from auditlog.errors import AuditlogError, InvalidRequestError, NotFoundError
+from auditlog.tenants import is_tenant_name, tenant_name_error
 
 __all__ = [
     "KEY_PREFIX",
@@ -64,7 +65,6 @@ KEY_PREFIX = "alk_"
 _ID_HEX_DIGITS = 16
 _SECRET_BYTES = 32
 _TOKEN_RE = re.compile(r"\Aalk_([0-9a-f]{16})\.([A-Za-z0-9_-]{43})\Z")
-_TENANT_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._:@-]{0,254}\Z")
 
 
 class AuthenticationError(AuditlogError):
@@ -132,10 +132,12 @@ def key_secret_hash(secret: str) -> str:
     return hashlib.sha256(secret.encode("ascii")).hexdigest()
 
 
-def _check_tenants(role: Role, tenants: Sequence[str]) -> tuple[str, ...]:
+def check_scope(role: Role, tenants: Sequence[str]) -> tuple[str, ...]:
+    """The key's tenants, sorted and unique; InvalidRequestError unless they fit ``role``
+    (auditor: at least one tenant; operator and admin: none) and follow the tenant name rule."""
     for tenant in tenants:
-        if not _TENANT_RE.match(tenant):
-            raise InvalidRequestError(f"not a valid tenant name: {tenant!r}")
+        if not is_tenant_name(tenant):
+            raise InvalidRequestError(tenant_name_error(tenant))
     unique = tuple(sorted(set(tenants)))
     if role is Role.AUDITOR and not unique:
         raise InvalidRequestError("an auditor key needs at least one tenant")
@@ -148,7 +150,7 @@ def create_key(
     conn: Connection, *, role: Role, tenants: Sequence[str] = (), label: str = ""
 ) -> IssuedKey:
     """Insert a new key and return it with its one-time bearer token."""
-    scoped = _check_tenants(role, tenants)
+    scoped = check_scope(role, tenants)
     key_id = secrets.token_hex(_ID_HEX_DIGITS // 2)
     secret = base64.urlsafe_b64encode(secrets.token_bytes(_SECRET_BYTES)).rstrip(b"=").decode()
     key = ApiKey(

@@ -6,19 +6,18 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 
 from auditlog.errors import ConfigurationError
+
+from .options import OptionalDbOption, require_auditlog_database
 
 __all__ = ["register"]
 
 
 def api(
     host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port")] = 8700,
-    db: Annotated[
-        str | None, typer.Option("--db", help="database URL (default: AUDITLOG_DB_URL)")
-    ] = None,
+    port: Annotated[int, typer.Option(help="TCP port", min=0, max=65535)] = 8700,
+    db: OptionalDbOption = None,
     origin: Annotated[
         str | None, typer.Option(help="access log origin (default: AUDITLOG_API_ORIGIN)")
     ] = None,
@@ -30,10 +29,9 @@ def api(
 ) -> None:
     """Serve the auditor API and its console at /console (one process: it is the single writer
     of its access log)."""
-    import uvicorn
+    from auditlog.cli import log_to_stderr
 
-    from auditlog.api import ApiSettings, create_app
-
+    log_to_stderr()
     overrides: dict[str, Any] = {"api_migrate": migrate}
     if db is not None:
         overrides["db_url"] = db
@@ -41,11 +39,44 @@ def api(
         overrides["api_origin"] = origin
     if signing_key is not None:
         overrides["api_signing_key"] = signing_key
+    settings = load_api_settings(**overrides)
+    settings.load_signer()  # a missing or malformed key fails here, before anything is opened
+    if not migrate:
+        require_auditlog_database(settings.db_url)
+
+    from auditlog.api import create_app
+
+    from .serving import run_server
+
+    run_server(create_app(settings), host=host, port=port)
+
+
+def load_api_settings(**overrides: Any) -> Any:
+    """:class:`~auditlog.api.ApiSettings` from the environment and ``overrides``; every bad value
+    (a missing variable, ``AUDITLOG_API_TRUSTED_KEYS`` that is not a JSON list) is one
+    ConfigurationError naming the variable."""
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    from auditlog.api import ApiSettings
+
+    from .options import database_url
+
     try:
         settings = ApiSettings(**overrides)
+    except SettingsError as exc:
+        raise ConfigurationError(
+            f"auditor API settings: {exc} (list settings such as AUDITLOG_API_TRUSTED_KEYS are "
+            'JSON arrays, e.g. ["name+hexid+base64"])'
+        ) from None
     except ValidationError as exc:
-        raise ConfigurationError(f"auditor API settings: {exc}") from None
-    uvicorn.run(create_app(settings), host=host, port=port, workers=1)
+        problems = "; ".join(
+            f"AUDITLOG_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise ConfigurationError(f"auditor API settings: {problems}") from None
+    settings.db_url = database_url(settings.db_url)
+    return settings
 
 
 def register(app: typer.Typer) -> None:

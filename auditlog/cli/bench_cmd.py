@@ -16,7 +16,7 @@ from auditlog.errors import ConfigurationError
 
 __all__ = ["register"]
 
-BENCHMARKS = ("ledger", "recorder", "engine", "api", "server")
+BENCHMARKS = ("ledger", "recorder", "engine", "api", "server", "cli_start")
 
 
 def _bench_dir() -> Path:
@@ -41,4 +41,6 @@ def bench(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("bench", context_settings={"allow_extra_args": True})(bench)
+    app.command(
+        "bench", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+    )(bench)

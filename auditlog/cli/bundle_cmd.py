@@ -8,14 +8,22 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import orjson
 import typer
 
-from auditlog.bundle.format import decode_bundle
-from auditlog.bundle.verify import BundleReport, KeyTrust, verify_bundle
-from auditlog.errors import AuditlogError, FormatError, VerificationError
+from auditlog.errors import ConfigurationError, VerificationError
+
+from .options import (
+    DbOption,
+    check_new_file,
+    load_witness_policy,
+    read_text_file,
+    require_auditlog_database,
+)
+
+if TYPE_CHECKING:
+    from auditlog.bundle.verify import BundleReport
 
 __all__ = ["EXIT_INTACT", "EXIT_INTEGRITY", "EXIT_USAGE", "register"]
 
@@ -34,8 +42,9 @@ def _keys(values: list[str] | None) -> list[str]:
     keys: list[str] = []
     for value in values or []:
         path = Path(value)
-        if "+" not in value and path.is_file():
-            keys.extend(line.strip() for line in path.read_text().splitlines() if line.strip())
+        if "+" not in value and path.exists():
+            text = read_text_file(path, "key file")
+            keys.extend(line.strip() for line in text.splitlines() if line.strip())
         else:
             keys.append(value.strip())
     return keys
@@ -48,7 +57,7 @@ KeyOption = Annotated[
 
 
 def export(
-    db: Annotated[str, typer.Option("--db", envvar="AUDITLOG_DB_URL", help="database URL")],
+    db: DbOption,
     request: Annotated[str, typer.Option("--request", help="request id")],
     out: Annotated[Path, typer.Option("--out", help="file to write")],
     fmt: Annotated[ExportFormat, typer.Option("--format", help="bundle or html")] = (
@@ -58,6 +67,7 @@ def export(
         int | None, typer.Option(help="pin to this checkpoint (default: earliest covering)")
     ] = None,
     key: KeyOption = None,
+    force: Annotated[bool, typer.Option("--force", help="overwrite OUT if it exists")] = False,
 ) -> None:
     """Export a request's trail from the store (read-only) as a bundle or an HTML page."""
     from auditlog.api.html import render_transcript
@@ -66,7 +76,9 @@ def export(
     from auditlog.bundle.verify import parse_verifier_keys
     from auditlog.store.db import create_db_engine
 
+    check_new_file(out, force=force)
     keys = _keys(key)
+    require_auditlog_database(db, writer=False)
     engine = create_db_engine(db, read_only=True)
     try:
         with engine.connect() as conn:
@@ -115,15 +127,17 @@ def verify_bundle_cmd(
 ) -> None:
     """Verify an evidence bundle offline (exit 0 intact, 1 integrity failure, 2 usage error,
     3 unproven: its checkpoint lacks the cosignatures the witness policy asks for)."""
-    from auditlog.witnesses.audit import check_note_cosignatures, load_policy
+    import orjson
 
-    policy = load_policy(witness_key or [], witness_policy)
-    try:
-        data = file.read_bytes()
-        keys = _keys(key)
-    except OSError as exc:
-        typer.echo(f"auditlog verify-bundle: cannot read: {exc}", err=True)
-        raise typer.Exit(EXIT_USAGE) from None
+    from auditlog.bundle.format import decode_bundle
+    from auditlog.bundle.verify import KeyTrust, verify_bundle
+    from auditlog.witnesses.audit import check_note_cosignatures
+
+    policy = load_witness_policy(witness_key, witness_policy)
+    if file.is_dir():
+        raise ConfigurationError(f"{file} is a directory, not a bundle file")
+    data = file.read_bytes()  # an OSError is a usage error (exit 2, auditlog/cli/__init__.py)
+    keys = _keys(key)
     try:
         report = verify_bundle(data, trusted_keys=keys)
     except VerificationError as exc:
@@ -132,9 +146,6 @@ def verify_bundle_cmd(
         else:
             typer.echo(f"FAILED: {exc}", err=True)
         raise typer.Exit(EXIT_INTEGRITY) from None
-    except (FormatError, AuditlogError) as exc:
-        typer.echo(f"auditlog verify-bundle: {exc}", err=True)
-        raise typer.Exit(EXIT_USAGE) from None
     witnessed = []
     if policy is not None:
         witnessed = check_note_cosignatures(report.log, decode_bundle(data).checkpoint, policy)

@@ -6,6 +6,10 @@ from typing import Annotated
 
 import typer
 
+from auditlog.errors import ConfigurationError
+
+from .options import DbOption
+
 __all__ = ["register"]
 
 db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
@@ -13,13 +17,38 @@ db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
 
 @db_app.command("upgrade")
 def upgrade_cmd(
-    db: Annotated[str, typer.Option("--db", envvar="AUDITLOG_DB_URL", help="Database URL")],
+    db: DbOption,
+    yes: Annotated[
+        bool,
+        typer.Option("--yes", help="add the audit schema to a database that holds other tables"),
+    ] = False,
 ) -> None:
     """Create or migrate the audit schema to the current version."""
-    from auditlog.store import current_revision, upgrade
+    from alembic.util.exc import CommandError
+    from sqlalchemy.engine import make_url
 
-    upgrade(db)
+    from auditlog.store.db import current_revision, existing_tables, upgrade
+
+    url = make_url(db)
+    missing_file = url.get_backend_name() == "sqlite" and not _file_exists(url.database)
+    if not missing_file and current_revision(db) is None:
+        tables = existing_tables(db)
+        if tables and not yes:
+            raise ConfigurationError(
+                f"the database holds tables of another application ({', '.join(tables[:5])}) and "
+                "no auditlog schema: pass --yes to add the audit tables to it"
+            )
+    try:
+        upgrade(db)
+    except CommandError as exc:
+        raise ConfigurationError(f"cannot migrate the database: {exc}") from None
     typer.echo(f"schema at revision {current_revision(db)}")
+
+
+def _file_exists(path: str | None) -> bool:
+    from pathlib import Path
+
+    return bool(path) and Path(str(path)).exists()
 
 
 def register(app: typer.Typer) -> None:

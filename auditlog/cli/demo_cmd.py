@@ -8,19 +8,14 @@ witness directory, verifies the result, and shows trails rebuilt from the databa
 from __future__ import annotations
 
 import os
-import random
-import time
-import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from rich.text import Text
 
 from auditlog.errors import ConfigurationError
+
+from .options import DbOption, StateDirOption, read_text_file
 
 __all__ = ["DEMO_ORIGIN", "demo_requests", "register"]
 
@@ -35,20 +30,29 @@ _PROVENANCE_STYLE = {
 }
 
 
-def _signer(key_file: Path) -> Any:
+def _signer(key_file: Path) -> tuple[Any, bool]:
+    """(signer, whether it is new and must still be saved with :func:`_save_key`)."""
     from auditlog.ledger import Signer
 
     if key_file.exists():
-        return Signer.from_key_string(key_file.read_text().strip())
-    signer = Signer.generate(DEMO_ORIGIN)
+        text = read_text_file(key_file, "signing key file").strip()
+        return Signer.from_key_string(text), False
+    if not key_file.parent.is_dir():
+        raise ConfigurationError(f"directory of the key file {key_file} does not exist")
+    return Signer.generate(DEMO_ORIGIN), True
+
+
+def _save_key(key_file: Path, signer: Any) -> None:
     fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(signer.key_string + "\n")
-    return signer
 
 
 def demo_requests(n: int, seed: int) -> list[tuple[str, str, str, str, Any]]:
     """(request id, tenant, principal, prompt, params): mixed greedy and sampled settings."""
+    import random
+    import uuid
+
     from auditlog.engine.corpus import prompts
     from auditlog.engine.sampler import SamplingParams
 
@@ -71,7 +75,7 @@ def demo_requests(n: int, seed: int) -> list[tuple[str, str, str, str, Any]]:
 
 
 def demo(
-    db: Annotated[Path, typer.Option("--db", help="SQLite database file")] = Path("auditlog.db"),
+    db: DbOption = "auditlog.db",
     requests: Annotated[int, typer.Option("--requests", "-n", min=1, max=512)] = 24,
     witness_dir: Annotated[Path, typer.Option("--witness-dir")] = Path("witness"),
     key_file: Annotated[Path, typer.Option("--key-file")] = Path("auditlog-demo.key"),
@@ -79,8 +83,12 @@ def demo(
     seed: Annotated[int, typer.Option("--seed")] = 0,
     device: Annotated[str, typer.Option("--device")] = "cpu",
     threads: Annotated[int, typer.Option("--threads", min=1, help="torch CPU threads")] = 1,
+    state_dir: StateDirOption = None,
 ) -> None:
     """Generate, record, verify and show a batch of concurrent requests."""
+    from auditlog.cli import log_to_stderr
+
+    log_to_stderr()
     try:
         from auditlog.engine import LLMEngine
     except ImportError as exc:
@@ -88,10 +96,20 @@ def demo(
             f"the demo needs the engine extra: pip install 'auditlog[engine]' ({exc})"
         ) from exc
     import torch
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+    from rich.table import Table
 
     from auditlog.ledger import DirectoryWitness
     from auditlog.recorder import AuditRecorder
-    from auditlog.store import create_db_engine
+    from auditlog.recorder.spool import default_state_dir, spool_file
+    from auditlog.store import create_db_engine, upgrade
     from auditlog.trails import read_trail
     from auditlog.verifier import verify_database
 
@@ -99,17 +117,27 @@ def demo(
     # against the recorder's threads (measured: 20x slower steps with 2 threads under load).
     torch.set_num_threads(threads)
     console = Console()
+    db_url = db
+    create_db_engine(db_url).dispose()  # checks the URL and the file's directory; opens nothing
+    if witness_dir.exists() and not witness_dir.is_dir():
+        raise ConfigurationError(f"witness directory {witness_dir} is not a directory")
+    signer, new_key = _signer(key_file)
+    upgrade(db_url)  # the first thing created: the database (nothing else if it cannot be)
+    if new_key:
+        _save_key(key_file, signer)
     witness_dir.mkdir(parents=True, exist_ok=True)
-    signer = _signer(key_file)
-    db_url = f"sqlite:///{db}"
     recorder = AuditRecorder.open(
         db_url,
         origin=DEMO_ORIGIN,
         signers=[signer],
         witnesses=[DirectoryWitness(witness_dir)],
-        spool_path=db.with_name(db.name + ".spool"),
+        spool_path=spool_file(state_dir or default_state_dir(), DEMO_ORIGIN),
+        migrate=False,
     )
     engine = LLMEngine.demo(device=device, event_sink=recorder.record)
+    import shlex
+    import time
+
     jobs = demo_requests(requests, seed)
     total_tokens = sum(params.max_tokens for *_, params in jobs)
     t0 = time.perf_counter()
@@ -136,8 +164,11 @@ def demo(
 
     report = verify_database(db_url, witness_dir=witness_dir, keys=[signer.verifier_key])
     reader = create_db_engine(db_url, read_only=True)
-    with reader.connect() as conn:
-        trails = [read_trail(conn, DEMO_ORIGIN, rid) for rid, *_ in jobs]
+    try:
+        with reader.connect() as conn:
+            trails = [read_trail(conn, DEMO_ORIGIN, rid) for rid, *_ in jobs]
+    finally:
+        reader.dispose()
     for trail in trails[:show]:
         _print_trail(console, trail, engine)
 
@@ -170,20 +201,23 @@ def demo(
         "[magenta]bonus[/magenta] target"
     )
     console.print(
-        f"Verify again: auditlog verify --db sqlite:///{db} --witness-dir {witness_dir} "
-        f"--key '{signer.verifier_key}'",
+        f"Verify again: auditlog verify --db {shlex.quote(db)} --witness-dir "
+        f"{shlex.quote(str(witness_dir))} --key {shlex.quote(signer.verifier_key)}",
         soft_wrap=True,
     )
     console.print(
         f"Replay a request alone and compare it token by token: auditlog replay --db "
-        f"sqlite:///{db} --request {jobs[0][0]} --key '{signer.verifier_key}'",
+        f"{shlex.quote(db)} --request {shlex.quote(jobs[0][0])} "
+        f"--key {shlex.quote(signer.verifier_key)}",
         soft_wrap=True,
     )
     if not report.ok:
         raise typer.Exit(1)
 
 
-def _print_trail(console: Console, trail: Any, engine: Any) -> None:
+def _print_trail(console: Any, trail: Any, engine: Any) -> None:
+    from rich.text import Text
+
     tokenizer = engine.tokenizer
     text = Text()
     text.append(trail.prompt_text or "", style="bold")

@@ -2,46 +2,61 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated, Any
 
-import orjson
 import typer
 
-from auditlog.api.keys import Role, create_key, list_keys, revoke_key
-from auditlog.errors import AuditlogError
-from auditlog.store.db import create_db_engine
+from auditlog.errors import ConfigurationError
+
+from .options import DbOption, require_auditlog_database
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 __all__ = ["register"]
 
-EXIT_USAGE = 2
 
-DbOption = Annotated[
-    str, typer.Option("--db", envvar="AUDITLOG_DB_URL", help="database URL of the audit store")
-]
+@contextmanager
+def _open(db: str, *, read_only: bool = False) -> Iterator[Engine]:
+    """The audit store of ``db``, which must exist at this schema (nothing is created); closed
+    so that a SQLite database is left as it was found (rollback-journal mode)."""
+    from auditlog.store.db import close_engine, create_db_engine
+
+    require_auditlog_database(db, writer=not read_only)
+    engine = create_db_engine(db, read_only=read_only)
+    try:
+        yield engine
+    finally:
+        close_engine(engine)
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"auditlog keys: {message}", err=True)
-    return typer.Exit(EXIT_USAGE)
+def _role(value: str) -> Any:
+    from auditlog.api.keys import Role
+
+    try:
+        return Role(value)
+    except ValueError:
+        roles = ", ".join(r.value for r in Role)
+        raise ConfigurationError(f"unknown role {value!r}: expected one of {roles}") from None
 
 
 def create(
     db: DbOption,
-    role: Annotated[Role, typer.Option("--role", help="auditor, operator or admin")],
+    role: Annotated[str, typer.Option("--role", help="auditor, operator or admin")],
     tenant: Annotated[
         list[str] | None, typer.Option("--tenant", help="tenant an auditor may read (repeat)")
     ] = None,
     label: Annotated[str, typer.Option("--label", help="free text: who holds the key")] = "",
 ) -> None:
     """Create a key; its bearer token is printed once and never stored."""
-    engine = create_db_engine(db)
-    try:
-        with engine.begin() as conn:
-            issued = create_key(conn, role=role, tenants=tenant or [], label=label)
-    except AuditlogError as exc:
-        raise _fail(str(exc)) from None
-    finally:
-        engine.dispose()
+    from auditlog.api.keys import check_scope, create_key
+
+    chosen = _role(role)
+    check_scope(chosen, tenant or [])  # before the database is opened for writing
+    with _open(db) as engine, engine.begin() as conn:
+        issued = create_key(conn, role=chosen, tenants=tenant or [], label=label)
     typer.echo(f"key id: {issued.key.id}", err=True)
     typer.echo(
         f"role:   {issued.key.role}  tenants: {', '.join(issued.key.tenants) or '-'}", err=True
@@ -52,14 +67,10 @@ def create(
 
 def revoke(db: DbOption, key_id: Annotated[str, typer.Argument(help="the key's id")]) -> None:
     """Revoke a key at once (it stays listed, for the access records that name it)."""
-    engine = create_db_engine(db)
-    try:
-        with engine.begin() as conn:
-            key = revoke_key(conn, key_id)
-    except AuditlogError as exc:
-        raise _fail(str(exc)) from None
-    finally:
-        engine.dispose()
+    from auditlog.api.keys import revoke_key
+
+    with _open(db) as engine, engine.begin() as conn:
+        key = revoke_key(conn, key_id)
     typer.echo(f"revoked {key.id} at {key.revoked}")
 
 
@@ -68,12 +79,12 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json", help="one JSON array")] = False,
 ) -> None:
     """List every key (never secrets)."""
-    engine = create_db_engine(db, read_only=True)
-    try:
-        with engine.connect() as conn:
-            keys = list_keys(conn)
-    finally:
-        engine.dispose()
+    import orjson
+
+    from auditlog.api.keys import list_keys
+
+    with _open(db, read_only=True) as engine, engine.connect() as conn:
+        keys = list_keys(conn)
     rows = [
         {
             "id": k.id,

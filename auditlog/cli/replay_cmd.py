@@ -21,6 +21,7 @@ import typer
 from auditlog.errors import AuditlogError
 
 from .bundle_cmd import EXIT_USAGE, KeyOption, _keys
+from .options import OptionalDbOption, require_auditlog_database
 
 __all__ = ["register"]
 
@@ -29,17 +30,18 @@ def _load_bundle(file: Path | None, db: str | None, request: str | None, keys: l
     """The bundle (decoded) from ``file`` or from the store."""
     from auditlog.bundle.format import decode_bundle
 
-    if (file is None) == (db is None):
-        raise typer.BadParameter("give either a bundle file or --db with --request")
+    if file is None and db is None:
+        raise typer.BadParameter("give a bundle file, or --db (or $AUDITLOG_DB_URL) with --request")
     if file is not None:
         data = file.read_bytes()
     else:
         from auditlog.bundle.export import export_bundle
         from auditlog.store.db import create_db_engine
 
-        if request is None:
+        if request is None or db is None:
             raise typer.BadParameter("--db needs --request")
-        engine = create_db_engine(db or "", read_only=True)
+        require_auditlog_database(db, writer=False)
+        engine = create_db_engine(db, read_only=True)
         try:
             with engine.connect() as conn:
                 data = export_bundle(conn, request, extra_keys=keys)
@@ -72,7 +74,7 @@ def _result_json(result: Any, trust: Any) -> dict[str, object]:
 
 def replay_cmd(
     file: Annotated[Path | None, typer.Argument(help="evidence bundle file")] = None,
-    db: Annotated[str | None, typer.Option("--db", help="database URL (instead of a file)")] = None,
+    db: OptionalDbOption = None,
     request: Annotated[str | None, typer.Option("--request", help="request id, with --db")] = None,
     key: KeyOption = None,
     model_dir: Annotated[

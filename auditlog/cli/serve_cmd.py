@@ -8,23 +8,19 @@ body field that turns recording off (C23).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from auditlog.errors import ConfigurationError
 
+from .options import DbOption, StateDirOption, read_text_file
+
 __all__ = ["register"]
 
 
-def _db_url(db: str) -> str:
-    return db if "://" in db else f"sqlite:///{Path(db)}"
-
-
 def serve(
-    db: Annotated[str, typer.Option("--db", help="Database URL, or a SQLite file path")] = (
-        "auditlog.db"
-    ),
+    db: DbOption = "auditlog.db",
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535)] = 8000,
     witness_dir: Annotated[
@@ -45,11 +41,17 @@ def serve(
         bool, typer.Option("--fail-open", help="Stream before records are durable (C21)")
     ] = False,
     threads: Annotated[int, typer.Option("--threads", min=1, help="torch CPU threads")] = 1,
+    state_dir: StateDirOption = None,
 ) -> None:
-    """Serve /v1/completions, /v1/chat/completions and /v1/models, recording every request."""
-    try:
-        import uvicorn
+    """Serve /v1/completions, /v1/chat/completions and /v1/models, recording every request.
 
+    The database must answer when the server starts (it exits 2 with a message otherwise); once
+    running, an outage is bridged by the spool in the state directory (docs/integrations.md).
+    """
+    from auditlog.cli import log_to_stderr
+
+    log_to_stderr()
+    try:
         from auditlog.engine import LLMEngine  # noqa: F401  (fail early without the extra)
     except ImportError as exc:
         raise ConfigurationError(
@@ -59,7 +61,10 @@ def serve(
 
     from auditlog.ledger import Signer
     from auditlog.recorder import FailMode
+    from auditlog.recorder.spool import default_state_dir, spool_file
     from auditlog.server import ApiKeyTable, ServerSettings, create_app
+
+    from .serving import run_server
 
     # One intra-op thread by default: on a small machine more threads spin against the recorder
     # and the event loop (see the demo command).
@@ -69,26 +74,71 @@ def serve(
         raise ConfigurationError(
             f"signing key {key_file} not found: create it with auditlog keygen"
         )
-    signer = Signer.from_key_string(key_file.read_text().strip())
-    witness_dir.mkdir(parents=True, exist_ok=True)
-    db_url = _db_url(db)
+    signer = Signer.from_key_string(read_text_file(key_file, "signing key file").strip())
+    if witness_dir.exists() and not witness_dir.is_dir():
+        raise ConfigurationError(f"witness directory {witness_dir} is not a directory")
+    log_origin = origin or signer.name
     settings = ServerSettings(
-        db_url=db_url,
-        origin=origin or signer.name,
+        db_url=db,
+        origin=log_origin,
         signers=[signer],
         api_keys=ApiKeyTable.from_file(api_keys),
         witness_dir=witness_dir,
-        spool_path=Path(f"{db}.spool") if "://" not in db else None,
+        spool_path=spool_file(state_dir or default_state_dir(), log_origin),
         fail_mode=FailMode.OPEN if fail_open else FailMode.CLOSED,
         model_name=model_name,
         device=device,
     )
-    typer.echo(f"auditlog serve: log {settings.origin} in {db_url} ({settings.fail_mode})")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    settings.validate()
+    _prepare_database(settings)
+    witness_dir.mkdir(parents=True, exist_ok=True)
+    typer.echo(f"auditlog serve: log {settings.origin} in {db} ({settings.fail_mode})")
+    run_server(create_app(settings), host=host, port=port)
+
+
+def _prepare_database(settings: Any) -> None:
+    """Migrate the database and replay a leftover spool now, so that a server that cannot record
+    says why in one line and never starts (the recorder refuses a spool it cannot replay)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from auditlog.recorder import AuditRecorder
+    from auditlog.recorder.spool import is_outage
+    from auditlog.store import upgrade
+
+    try:
+        upgrade(settings.db_url)
+        if settings.spool_path is not None and settings.spool_path.exists():
+            AuditRecorder.open(
+                settings.db_url,
+                origin=settings.origin,
+                signers=settings.signers,
+                spool_path=settings.spool_path,
+                migrate=False,
+            ).close()
+    except SQLAlchemyError as exc:
+        if not is_outage(exc):
+            raise
+        first = str(getattr(exc, "orig", exc)).strip().splitlines()
+        raise ConfigurationError(
+            "the database does not answer, and auditlog serve starts only with its database "
+            f"({first[0] if first else type(exc).__name__}); start it again once the database "
+            "is back"
+        ) from None
+
+
+def _tenant(value: str) -> str:
+    from auditlog.tenants import is_tenant_name, tenant_name_error
+
+    if not is_tenant_name(value):
+        raise typer.BadParameter(tenant_name_error(value))
+    return value
 
 
 def client_key(
-    tenant: Annotated[str, typer.Option("--tenant", help="Tenant the key's requests belong to")],
+    tenant: Annotated[
+        str,
+        typer.Option("--tenant", help="Tenant the key's requests belong to", parser=_tenant),
+    ],
     principal: Annotated[str, typer.Option("--principal", help="Caller identity (C3)")],
     api_keys: Annotated[Path, typer.Option("--api-keys", help="Keys file of auditlog serve")] = (
         Path("api-keys.json")
@@ -99,18 +149,15 @@ def client_key(
     import os
     import secrets
 
-    from auditlog.server import hash_api_key
+    from auditlog.server import ApiKeyTable, hash_api_key
 
     data: dict[str, list[dict[str, str]]] = {"keys": []}
     if api_keys.exists():
-        try:
-            data = json.loads(api_keys.read_text())
-            entries = data["keys"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ConfigurationError(f"{api_keys} is not a keys file: {exc}") from exc
-    else:
-        entries = data["keys"]
+        ApiKeyTable.from_file(api_keys)  # refuses a file that is not a valid keys file
+        data = json.loads(read_text_file(api_keys, "API keys file"))
+    entries = data["keys"]
     key = "sk-audit-" + secrets.token_urlsafe(32)
+    ApiKeyTable.from_plain_keys({key: (tenant, principal)})  # checks the principal, too
     entries.append({"sha256": hash_api_key(key), "tenant": tenant, "principal": principal})
     tmp = api_keys.with_name(api_keys.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

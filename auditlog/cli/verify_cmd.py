@@ -6,19 +6,17 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import orjson
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from auditlog.errors import AuditlogError, ConfigurationError, NotFoundError
+
+from .options import DbOption, load_witness_policy, read_text_file, require_auditlog_database
 
 __all__ = ["register"]
 
 
 def verify(
-    db: Annotated[str, typer.Option("--db", envvar="AUDITLOG_DB_URL", help="Database URL")],
+    db: DbOption,
     key: Annotated[
         list[str] | None, typer.Option("--key", help="Trusted verifier key (repeatable)")
     ] = None,
@@ -47,18 +45,22 @@ def verify(
     ] = None,
 ) -> None:
     """Recompute every hash, chain, checkpoint and proof of the database (read-only)."""
-    from auditlog.verifier import verify_database
-    from auditlog.witnesses.audit import load_policy
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
-    policy = load_policy(witness_key or [], witness_policy)
+    from auditlog.verifier import verify_database
+
+    policy = load_witness_policy(witness_key, witness_policy)
     tsa_certs = None if tsa_cert is None else _tsa_certificates(tsa_cert)
 
-    notes = []
-    for path in trusted_checkpoint or []:
-        try:
-            notes.append(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigurationError(f"cannot read trusted checkpoint {path}: {exc}") from exc
+    notes = [read_text_file(p, "trusted checkpoint") for p in trusted_checkpoint or []]
+    require_auditlog_database(db, writer=False)
     console = Console(stderr=True)
     show_bar = console.is_terminal and not as_json
     with Progress(
@@ -116,6 +118,8 @@ def verify(
             stamped, times = check_database_timestamps(db, tsa_certs, sizes)
             witnessed += stamped
     if as_json:
+        import orjson
+
         out = _as_json(report, request, request_findings)
         if witnessed is not None:
             out["witness_findings"] = [_finding(f) for f in witnessed]
@@ -124,6 +128,8 @@ def verify(
     else:
         _print(report, request, request_findings, witnessed)
         for log_name, when in times.items():
+            from rich.console import Console
+
             Console().print(f"{log_name}: trusted time (RFC 3161) {when.isoformat()}")
     if not report.ok or any(f.failed for f in witnessed or ()):
         raise typer.Exit(1)
@@ -174,6 +180,9 @@ def _finding(f: Any) -> dict[str, Any]:
 def _print(
     report: Any, request: str | None, request_findings: list[Any], witnessed: Any = None
 ) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     console = Console()
     table = Table(title="auditlog verify")
     for column in ("log", "records", "root", "anchored at", "findings", "verdict"):

@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 
 from auditlog.errors import AuditlogError, ConfigurationError
+from auditlog.tenants import is_tenant_name, tenant_name_error
 
 __all__ = [
     "ApiKeyTable",
@@ -67,9 +68,10 @@ class ApiKeyTable:
                 raise ConfigurationError(
                     f"API key hash must be 64 lowercase hex digits, got {digest!r}"
                 )
-            for what, value in (("tenant", tenant), ("principal", principal)):
-                if not isinstance(value, str) or not _NAME_RE.match(value):
-                    raise ConfigurationError(f"bad {what} for API key {digest[:16]}: {value!r}")
+            if not is_tenant_name(tenant):
+                raise ConfigurationError(f"API key {digest[:16]}: {tenant_name_error(tenant)}")
+            if not isinstance(principal, str) or not _NAME_RE.match(principal):
+                raise ConfigurationError(f"bad principal for API key {digest[:16]}: {principal!r}")
             table[digest] = Identity(
                 tenant=tenant, principal=principal, client=f"key:{digest[:_CLIENT_ID_HEX_DIGITS]}"
             )

@@ -7,18 +7,22 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from auditlog.errors import InvalidRequestError, RecorderError
+from auditlog.recorder.spool import is_outage
 
 from .auth import AuthenticationError
 
-__all__ = ["ApiError", "error_body", "install_error_handlers"]
+__all__ = ["ApiError", "database_unavailable", "error_body", "install_error_handlers"]
 
 INVALID_REQUEST = "invalid_request_error"
 AUTHENTICATION = "authentication_error"
 SERVER_ERROR = "server_error"
 UNAVAILABLE = "service_unavailable"
+#: Seconds a caller is asked to wait before retrying while the database does not answer.
+RETRY_AFTER_S = 5
 
 
 class ApiError(Exception):
@@ -32,6 +36,7 @@ class ApiError(Exception):
         type: str = INVALID_REQUEST,
         param: str | None = None,
         code: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -39,6 +44,7 @@ class ApiError(Exception):
         self.type = type
         self.param = param
         self.code = code
+        self.headers = headers or {}
 
     @classmethod
     def bad_request(
@@ -50,6 +56,17 @@ class ApiError(Exception):
         return error_body(self.message, type=self.type, param=self.param, code=self.code)
 
 
+def database_unavailable() -> ApiError:
+    """503 with ``Retry-After``: the audit database does not answer, so nothing was started."""
+    return ApiError(
+        503,
+        "the audit database is unavailable; nothing was recorded for this request, retry later",
+        type=UNAVAILABLE,
+        code="database_unavailable",
+        headers={"retry-after": str(RETRY_AFTER_S)},
+    )
+
+
 def error_body(
     message: str, *, type: str, param: str | None = None, code: str | None = None
 ) -> dict[str, Any]:
@@ -57,10 +74,10 @@ def error_body(
 
 
 def _response(err: ApiError, request: Request | None = None) -> JSONResponse:
-    headers = _id_headers(request)
+    headers = {**(_id_headers(request) or {}), **err.headers}
     if err.status == 401:
-        headers = {**(headers or {}), "www-authenticate": "Bearer"}
-    return JSONResponse(err.body(), status_code=err.status, headers=headers)
+        headers["www-authenticate"] = "Bearer"
+    return JSONResponse(err.body(), status_code=err.status, headers=headers or None)
 
 
 def _id_headers(request: Request | None) -> dict[str, str] | None:
@@ -86,6 +103,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         errors = exc.errors() if isinstance(exc, RequestValidationError) else []
         first = errors[0] if errors else {}
+        if first.get("type") == "json_invalid":
+            return _response(ApiError.bad_request(_json_message(first)), request)
         loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "header")]
         param = ".".join(loc) or None
         message = f"{param}: {first.get('msg', 'invalid request')}" if param else "invalid request"
@@ -97,12 +116,27 @@ def install_error_handlers(app: FastAPI) -> None:
         kind = INVALID_REQUEST if status < 500 else SERVER_ERROR
         return _response(ApiError(status, str(detail), type=kind), request)
 
+    async def database_error(request: Request, exc: Exception) -> JSONResponse:
+        if is_outage(exc):
+            return _response(database_unavailable(), request)
+        return _response(ApiError(500, "internal error", type=SERVER_ERROR), request)
+
     app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(DBAPIError, database_error)
     app.add_exception_handler(AuthenticationError, api_error)
     app.add_exception_handler(InvalidRequestError, api_error)
     app.add_exception_handler(RecorderError, api_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+
+
+def _json_message(error: dict[str, Any]) -> str:
+    """``request body is not valid JSON: <why> at line L column C`` from pydantic's error."""
+    loc = error.get("loc", ())
+    position = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else None
+    why = (error.get("ctx") or {}).get("error") or "JSON decode error"
+    where = f" (at character {position})" if position is not None else ""
+    return f"request body is not valid JSON: {why}{where}"
 
 
 def _as_api_error(exc: Exception) -> ApiError:

@@ -10,7 +10,8 @@ namespace is refused (409), which reveals nothing but the tenant's own ids.
 A trail id MUST be unique within its log: :meth:`RequestIds.reserve` claims it in memory (so two
 concurrent requests cannot both pass) and, for ids a caller chose, looks it up in the log (so a
 restart does not forget). Callers SHOULD reserve only once the request is otherwise valid, so a
-refused request does not burn its id.
+refused request does not burn its id. While the database does not answer, an id the caller chose
+cannot be decided: the request is refused with 503 and ``Retry-After`` and the id stays free.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from dataclasses import dataclass
 import anyio.to_thread
 from sqlalchemy import Engine, select
 
+from auditlog.recorder.spool import is_outage
 from auditlog.store.schema import logs, records
 
-from .openai_errors import ApiError
+from .openai_errors import ApiError, database_unavailable
 
 __all__ = [
     "CALLER_ID_PATTERN",
@@ -102,7 +104,14 @@ class RequestIds:
         self._recent[trail_id] = None
         if len(self._recent) > _RECENT_KEPT:
             self._recent.popitem(last=False)
-        if name.chosen and await anyio.to_thread.run_sync(self._in_log, trail_id):
+        try:
+            used = name.chosen and await anyio.to_thread.run_sync(self._in_log, trail_id)
+        except BaseException as exc:
+            del self._recent[trail_id]  # undecided: the id stays free for a retry
+            if isinstance(exc, Exception) and is_outage(exc):
+                raise database_unavailable() from exc
+            raise
+        if used:
             raise _duplicate(name.caller_id)
 
     def _in_log(self, trail_id: str) -> bool:

@@ -29,6 +29,7 @@ __all__ = ["DirectoryWitness"]
 
 _SUFFIX = ".checkpoint"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_KEPT_NAME = re.compile(r"\A[A-Za-z0-9._-]{0,64}\.[0-9a-f]{8}\.[0-9]{20}\.checkpoint\Z")
 
 
 def _origin_prefix(origin: str) -> str:
@@ -106,21 +107,46 @@ class DirectoryWitness:
             if entry.startswith(prefix) and entry.endswith(_SUFFIX):
                 digits = entry[len(prefix) : -len(_SUFFIX)]
                 if len(digits) == 20 and digits.isdigit():
+                    if not (self.path / entry).is_file():
+                        raise FormatError(f"witness entry {self.path / entry} is not a file")
                     sizes.append(int(digits))
         return sorted(sizes)
 
     def origins(self) -> set[str]:
-        """Every log origin the witness holds a checkpoint of (read from the notes themselves)."""
+        """Every log origin the witness holds a checkpoint of (read from the notes themselves).
+
+        Raises FormatError for an entry named ``*.checkpoint`` that is not a checkpoint note kept
+        under its own name (a directory, a garbage file, a note filed under another name): the
+        witness would otherwise vouch for a log that never existed. A file under a kept name whose
+        content is damaged is left to the verification of its log (``witness.invalid``).
+        """
         if not self.path.is_dir():
             return set()
         found = set()
-        for entry in self.path.iterdir():
+        for entry in sorted(self.path.iterdir()):
             if entry.name.endswith(_SUFFIX) and not entry.name.startswith("."):
-                text = entry.read_bytes().decode("utf-8", errors="replace")
-                first_line = text.split("\n", 1)[0]
-                if first_line:
-                    found.add(first_line)
+                try:
+                    cp = parse_checkpoint(split_note(self._read(entry))[0])
+                except FormatError as exc:
+                    if entry.is_file() and _KEPT_NAME.match(entry.name):
+                        continue  # reported when its log is verified
+                    raise FormatError(f"witness file {entry} is not a checkpoint: {exc}") from None
+                if self._file(cp.origin, cp.size).name != entry.name:
+                    raise FormatError(
+                        f"witness file {entry} holds the checkpoint of {cp.origin!r} at size "
+                        f"{cp.size}, which this witness keeps as {self._file(cp.origin, cp.size)}"
+                    )
+                found.add(cp.origin)
         return found
+
+    def _read(self, path: Path) -> str:
+        """The note kept in ``path``; FormatError if it is not a readable text file."""
+        if not path.is_file():
+            raise FormatError(f"witness entry {path} is not a file")
+        try:
+            return path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            raise FormatError(f"witness file {path} is not a checkpoint note (not UTF-8)") from None
 
     def path_of(self, origin: str, size: int) -> Path:
         """The file that keeps (or would keep) the note of ``origin`` at ``size``."""
@@ -129,7 +155,7 @@ class DirectoryWitness:
     def get(self, origin: str, size: int) -> str | None:
         """The note kept for ``origin`` at ``size``, or None."""
         path = self._file(origin, size)
-        return path.read_text(encoding="utf-8") if path.exists() else None
+        return self._read(path) if path.exists() else None
 
     def latest(self, origin: str) -> str | None:
         """The kept note of ``origin`` with the largest tree size, or None."""

@@ -35,7 +35,7 @@ from typing import Any, Protocol
 import structlog
 from sqlalchemy import Connection, Engine
 
-from auditlog.errors import RecorderError
+from auditlog.errors import AuditlogError, RecorderError
 from auditlog.events import (
     BatchStep,
     Event,
@@ -44,6 +44,7 @@ from auditlog.ledger import Checkpoint, Signer
 from auditlog.store import (
     StoredCheckpoint,
     append_batch,
+    close_engine,
     create_db_engine,
     latest_checkpoint,
     register_key,
@@ -54,7 +55,7 @@ from .durability import UNTIL_END, DurabilityTracker
 from .gate import EventGate
 from .recovery import check_against_witnesses
 from .sequencer import LogSequencer, PendingBatch
-from .spool import Spool, is_outage
+from .spool import Spool, default_state_dir, is_outage, spool_file
 from .translate import interrupt_open_chains, sequence_events
 
 __all__ = ["AuditRecorder", "FailMode", "RecorderStats", "Witness"]
@@ -139,8 +140,8 @@ class AuditRecorder:
         self._checkpoint_every = checkpoint_every
         self._checkpoint_interval_s = checkpoint_interval_ms / 1000
         self._retry_interval_s = retry_interval_ms / 1000
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in origin)
-        self._spool = Spool(Path(spool_path or f"auditlog-spool-{safe}.jsonl"))
+        self._spool = Spool(Path(spool_path or spool_file(default_state_dir(), origin)))
+        self._owns_engine = False
         self._durable = DurabilityTracker()
         self._gate = EventGate()  # what record() refuses at once, in the caller's thread
         self._put_lock = threading.Lock()
@@ -153,11 +154,7 @@ class AuditRecorder:
         self.last_checkpoint_note: str | None = None
         self._verifiers = [signer.verifier for signer in self.signers]
         if self._spool.exists():  # a crash during an outage: replay (checked) before anything
-            with engine.begin() as conn:
-                self.stats.replayed_records += self._spool.replay(
-                    conn, origin=origin, verifiers=self._verifiers
-                )
-            self._spool.clear()
+            self._replay_spool()
         with engine.begin() as conn:
             self._seq = LogSequencer.resume(conn, origin)
             check_against_witnesses(conn, self._seq, self.witnesses)
@@ -178,6 +175,22 @@ class AuditRecorder:
         )
         self._writer.start()
 
+    def _replay_spool(self) -> None:
+        """Write a leftover spool to the database, or refuse to start: it holds acknowledged
+        records the database lacks, and a writer that went on without them would fork the log."""
+        try:
+            with self.engine.begin() as conn:
+                self.stats.replayed_records += self._spool.replay(
+                    conn, origin=self.origin, verifiers=self._verifiers
+                )
+        except AuditlogError as exc:
+            raise RecorderError(
+                f"the spool {self._spool.path} of log {self.origin!r} exists but cannot be "
+                f"replayed ({exc}); it holds acknowledged records the database lacks, so no "
+                "writer starts for this log until it replays (right database, right signing key)"
+            ) from exc
+        self._spool.clear()
+
     @classmethod
     def open(
         cls,
@@ -191,7 +204,14 @@ class AuditRecorder:
         """Connect to ``db_url`` (migrating it to the current schema) and start recording."""
         if migrate:
             upgrade(db_url)
-        return cls(engine=create_db_engine(db_url), origin=origin, signers=signers, **options)
+        engine = create_db_engine(db_url)
+        try:
+            recorder = cls(engine=engine, origin=origin, signers=signers, **options)
+        except BaseException:
+            engine.dispose()
+            raise
+        recorder._owns_engine = True  # closed with the recorder: no -wal/-shm files left behind
+        return recorder
 
     # -- the engine side -------------------------------------------------------------------
 
@@ -256,6 +276,8 @@ class AuditRecorder:
         self._writer.join(timeout)
         if self._writer.is_alive():
             raise RecorderError(f"{self._writer.name} did not stop within {timeout} s")
+        if self._owns_engine:
+            close_engine(self.engine)
         if self._failure is not None:
             raise RecorderError(f"recorder failed: {self._failure}") from self._failure
 

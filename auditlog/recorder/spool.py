@@ -40,7 +40,28 @@ from auditlog.store.schema import records as records_table
 
 from .sequencer import ChainHead, LogSequencer, PendingBatch
 
-__all__ = ["Spool", "is_outage"]
+__all__ = ["STATE_DIR_ENVVAR", "Spool", "default_state_dir", "is_outage", "spool_file"]
+
+#: Environment variable naming the state directory (where outage spools live).
+STATE_DIR_ENVVAR = "AUDITLOG_STATE_DIR"
+
+
+def default_state_dir() -> Path:
+    """``$AUDITLOG_STATE_DIR``, else ``$XDG_STATE_HOME/auditlog``, else ``~/.local/state/auditlog``.
+
+    Never the working directory: a writer restarted from another directory finds its spool.
+    """
+    configured = os.environ.get(STATE_DIR_ENVVAR)
+    if configured:
+        return Path(configured).expanduser()
+    base = os.environ.get("XDG_STATE_HOME") or "~/.local/state"
+    return Path(base).expanduser() / "auditlog"
+
+
+def spool_file(state_dir: Path, origin: str) -> Path:
+    """The spool of the log ``origin`` in ``state_dir``: ``spool-<safe origin>.jsonl``."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in origin)
+    return state_dir / f"spool-{safe}.jsonl"
 
 
 _DB_UNAVAILABLE = (OperationalError, InterfaceError)
@@ -96,6 +117,8 @@ class Spool:
             }
         )
         new = not self.path.exists()
+        if new:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             os.write(fd, line + b"\n")

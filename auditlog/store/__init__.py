@@ -14,6 +14,7 @@ from auditlog.store.checkpoints import (
     list_checkpoints,
 )
 from auditlog.store.db import (
+    close_engine,
     create_db_engine,
     current_revision,
     ensure_schema_current,
@@ -47,6 +48,7 @@ __all__ = [
     "StoredNodeSource",
     "StoredRecord",
     "append_batch",
+    "close_engine",
     "create_db_engine",
     "current_revision",
     "ensure_log",

@@ -6,7 +6,11 @@
   returns), ``foreign_keys=ON``, ``recursive_triggers=ON`` (so that ``INSERT OR REPLACE`` cannot
   delete a ledger row behind the append-only triggers) and a busy timeout. Transactions start with
   an explicit ``BEGIN`` when SQLAlchemy begins one, so reads inside a transaction see one snapshot.
-  A read-only engine opens the file with ``mode=ro`` and MUST NOT create a missing database.
+  A read-only engine opens the file with ``mode=ro`` and MUST NOT create a missing database; on
+  read-only storage (the directory cannot be written and no write-ahead log is pending) it adds
+  ``immutable=1``, so that SQLite needs no ``-shm`` file. :func:`close_engine` leaves a SQLite
+  database in rollback-journal mode, so a finished writer leaves only the database file and
+  readers create no ``-wal``/``-shm`` files (the next writer switches back to WAL).
 - PostgreSQL through psycopg 3 (``postgresql+psycopg://``; ``postgresql://`` is rewritten to it).
   A read-only engine sets ``default_transaction_read_only`` for its sessions; that guards against
   mistakes, the grants of ``store/roles.py`` are what an attacker meets.
@@ -17,6 +21,7 @@ in ``auditlog/_migrations`` of an installed wheel.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import urllib.parse
 from collections.abc import Iterator
@@ -34,9 +39,11 @@ from auditlog.errors import ConfigurationError
 __all__ = [
     "SQLITE_BUSY_TIMEOUT_MS",
     "alembic_config",
+    "close_engine",
     "create_db_engine",
     "current_revision",
     "ensure_schema_current",
+    "existing_tables",
     "head_revision",
     "normalize_url",
     "upgrade",
@@ -46,6 +53,7 @@ __all__ = [
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 _PG_DRIVER = "postgresql+psycopg"
+_READ_ONLY = "auditlog_read_only"
 _PG_ALIASES = {"postgresql", "postgres", "postgresql+psycopg"}
 
 
@@ -93,6 +101,8 @@ def _sqlite_engine(url: URL, *, read_only: bool, echo: bool) -> Engine:
         raise ConfigurationError(f"directory of the database file does not exist: {path.parent}")
     # mode=ro: the file is never created nor written; mode=rwc: created on first use.
     uri = f"file:{urllib.parse.quote(str(path))}?mode={'ro' if read_only else 'rwc'}"
+    if read_only and _on_read_only_storage(path):
+        uri += "&immutable=1"
 
     def connect() -> sqlite3.Connection:
         return sqlite3.connect(
@@ -108,6 +118,7 @@ def _sqlite_engine(url: URL, *, read_only: bool, echo: bool) -> Engine:
         creator=connect,
         poolclass=QueuePool,
         echo=echo,
+        execution_options={_READ_ONLY: read_only},  # close_engine leaves a reader's file alone
     )
 
     @event.listens_for(engine, "connect")
@@ -128,6 +139,39 @@ def _sqlite_engine(url: URL, *, read_only: bool, echo: bool) -> Engine:
         conn.exec_driver_sql("BEGIN")
 
     return engine
+
+
+def _on_read_only_storage(path: Path) -> bool:
+    """True when nobody can be writing ``path`` through its directory: the directory is not
+    writable to us, or has no write permission for anyone (an evidence copy made read-only, which
+    even root should not change), and no write-ahead log is pending (a non-empty ``-wal`` file
+    must be read, so the file is not immutable then)."""
+    wal = path.with_name(path.name + "-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        return False
+    directory = path.parent
+    return not os.access(directory, os.W_OK) or not directory.stat().st_mode & 0o222
+
+
+def close_engine(engine: Engine) -> None:
+    """Dispose of a writer's engine; a SQLite database is left in rollback-journal mode.
+
+    With no connection left, SQLite folds the write-ahead log into the database and removes the
+    ``-wal`` and ``-shm`` files; in rollback-journal mode a later read-only reader creates none
+    either. If another process still has the database open, it stays in WAL mode.
+    """
+    if engine.dialect.name == "sqlite" and not engine.get_execution_options().get(_READ_ONLY):
+        raw = engine.raw_connection()  # outside any transaction: the journal mode can change
+        try:
+            cursor = raw.cursor()
+            cursor.execute("PRAGMA busy_timeout=0")
+            cursor.execute("PRAGMA journal_mode=DELETE")
+            cursor.close()
+        except sqlite3.Error:
+            pass  # another connection is open: it keeps WAL mode, and its files
+        finally:
+            raw.close()
+    engine.dispose()
 
 
 def _postgres_engine(url: URL, *, read_only: bool, echo: bool) -> Engine:
@@ -178,7 +222,7 @@ def _connection(url_or_engine: str | URL | Engine, *, read_only: bool) -> Iterat
             yield conn
     finally:
         if owned:
-            engine.dispose()
+            close_engine(engine)
 
 
 def upgrade(url_or_engine: str | URL | Engine, revision: str = "head") -> None:
@@ -201,6 +245,14 @@ def current_revision(url_or_engine: str | URL | Engine) -> str | None:
 
     with _connection(url_or_engine, read_only=True) as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+def existing_tables(url_or_engine: str | URL | Engine) -> list[str]:
+    """Names of the tables the database holds, sorted; a URL is opened read-only."""
+    from sqlalchemy import inspect
+
+    with _connection(url_or_engine, read_only=True) as conn:
+        return sorted(inspect(conn).get_table_names())
 
 
 def head_revision() -> str:

@@ -16,7 +16,7 @@ from api_helpers import ENGINE_ORIGIN, HOSTILE_PROMPT, World, fixed_signer
 from typer.testing import CliRunner
 
 from auditlog.bundle import KeyTrust, verify_bundle
-from auditlog.cli import bundle_cmd
+from auditlog.cli import app
 from auditlog.errors import FormatError, VerificationError
 from auditlog.events import BatchStep, FinishReason, Provenance, RequestFinished, RequestStarted
 from auditlog.ledger import canonical_json, parse_checkpoint, sign_checkpoint
@@ -216,8 +216,7 @@ def test_malformed_trusted_key_is_a_usage_error(world: World) -> None:
 
 
 def _cli() -> typer.Typer:
-    app = typer.Typer()
-    bundle_cmd.register(app)
+    """The real command: errors become exit codes in its root group, in one place."""
     return app
 
 

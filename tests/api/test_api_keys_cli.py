@@ -9,14 +9,12 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from auditlog.api.keys import AuthenticationError, api_keys, authenticate, key_secret_hash
-from auditlog.cli import api_cmd, keys_cmd
+from auditlog.cli import app
 from auditlog.store.db import create_db_engine
 
 
 def _cli() -> typer.Typer:
-    app = typer.Typer()
-    keys_cmd.register(app)
-    api_cmd.register(app)
+    """The real command: errors become exit codes in its root group, in one place."""
     return app
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import schemathesis
 from api_helpers import World, build_world
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 
 from auditlog.store.db import upgrade
 
@@ -29,14 +29,6 @@ def sqlite_world(tmp_path: Path) -> Iterator[World]:
     built.engine.dispose()
 
 
-@pytest.fixture
-def api_schema(sqlite_world: World) -> schemathesis.BaseSchema:
-    return schemathesis.openapi.from_asgi("/openapi.json", sqlite_world.app)
-
-
-schema = schemathesis.pytest.from_fixture("api_schema")
-
-
 def _as_int(value: object) -> int:
     try:
         return int(value)  # type: ignore[call-overload,no-any-return]
@@ -44,16 +36,7 @@ def _as_int(value: object) -> int:
         return 0
 
 
-@schema.parametrize()
-@settings(
-    max_examples=MAX_EXAMPLES,
-    deadline=None,
-    derandomize=True,  # the same examples on every run: CI must not depend on luck
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-def test_no_server_error_and_responses_match_the_schema(
-    case: schemathesis.Case, sqlite_world: World
-) -> None:
+def _check(case: schemathesis.Case, world: World) -> None:
     # Unknown query parameters are ignored, as HTTP APIs commonly do (FastAPI's default), not
     # refused: schemathesis's negative-data check would call that an acceptance of bad input.
     excluded = [schemathesis.checks.negative_data_rejection]
@@ -62,7 +45,33 @@ def test_no_server_error_and_responses_match_the_schema(
         # An opaque cursor the server did not issue, or first > second, is schema-valid yet
         # meaningless: the API answers a documented 400, which this check would call a rejection.
         excluded.append(schemathesis.checks.positive_data_acceptance)
-    case.call_and_validate(headers=sqlite_world.headers("admin"), excluded_checks=excluded)
+    case.call_and_validate(headers=world.headers("admin"), excluded_checks=excluded)
+
+
+def test_no_server_error_and_responses_match_the_schema(sqlite_world: World) -> None:
+    """Every operation of the schema, each through its own Hypothesis strategy (schemathesis's
+    Python API: ``operation.as_strategy()``, no pytest plugin), with derandomized examples."""
+    schema = schemathesis.openapi.from_asgi("/openapi.json", sqlite_world.app)
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) >= 5, [op.label for op in operations]
+    for operation in operations:
+
+        @given(case=operation.as_strategy())
+        @settings(
+            max_examples=MAX_EXAMPLES,
+            deadline=None,
+            derandomize=True,  # the same examples on every run: CI must not depend on luck
+            database=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        )
+        def fuzz(case: schemathesis.Case) -> None:
+            _check(case, sqlite_world)
+
+        try:
+            fuzz()
+        except Exception as exc:
+            exc.add_note(f"operation: {operation.label}")
+            raise
 
 
 #: Routes anyone may read: the tlog-tiles checkpoint and hash tiles reveal no content (C10).

@@ -1,0 +1,34 @@
+"""``auditlog demo``: ``--db`` takes a URL or a path, and a finished run leaves only its files
+(the database without ``-wal``/``-shm``, the witness directory, the key file)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from auditlog.cli import app
+
+pytest.importorskip("torch")
+
+
+@pytest.mark.parametrize("db", ["sqlite:///evidence.db", "evidence.db"])
+def test_demo_takes_a_url_or_a_path_and_leaves_only_its_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    state = tmp_path / "state"
+    result = CliRunner().invoke(
+        app,
+        ["demo", "--db", db, "--requests", "2", "--show", "0", "--state-dir", str(state)],
+    )
+    assert result.exit_code == 0, result.output
+    assert "intact" in result.output
+    assert sorted(os.listdir(tmp_path)) == ["auditlog-demo.key", "evidence.db", "witness"]
+    again = CliRunner().invoke(
+        app, ["verify", "--db", "evidence.db", "--witness-dir", "witness", "--json"]
+    )
+    assert again.exit_code == 0, again.output
+    assert sorted(os.listdir(tmp_path)) == ["auditlog-demo.key", "evidence.db", "witness"]
