@@ -1,0 +1,76 @@
+"""Run vLLM's offline ``LLM`` with the auditlog plugin installed; print what the caller received.
+
+Run as a script (vLLM may start worker processes with spawn: hence the main guard). Arguments:
+``TARGET DB_URL KEY_FILE SPOOL [--draft DIR] [--k N]``. Prints one JSON object on the last line:
+``{"outputs": [{"request_id", "prompt_token_ids", "token_ids", "finish_reason",
+"per_step_accepted", "per_step_drafted"}, ...]}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+
+PROMPTS = ["Hello world", "The quick brown fox", "Audit every token", "a", "Zebra crossing at"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("target")
+    parser.add_argument("db_url")
+    parser.add_argument("key_file")
+    parser.add_argument("spool")
+    parser.add_argument("--draft")
+    parser.add_argument("--k", type=int, default=2)
+    args = parser.parse_args()
+
+    from vllm import LLM, SamplingParams
+
+    from auditlog.integrations.vllm import install
+    from auditlog.ledger import Signer
+    from auditlog.recorder import AuditRecorder
+
+    signer = Signer.from_key_string(Path(args.key_file).read_text().strip())
+    recorder = AuditRecorder.open(
+        args.db_url, origin=signer.name, signers=[signer], spool_path=args.spool
+    )
+    install(recorder=recorder)
+    kwargs: dict[str, object] = {}
+    if args.draft:
+        kwargs["speculative_config"] = {
+            "method": "draft_model", "model": args.draft, "num_speculative_tokens": args.k,
+        }  # fmt: skip
+        kwargs["per_request_spec_decode_metrics"] = "detailed"
+    llm = LLM(model=args.target, dtype="float32", max_model_len=256, seed=0,
+              enforce_eager=True, **kwargs)  # fmt: skip
+    params = [
+        SamplingParams(temperature=0.0, max_tokens=24, ignore_eos=True),
+        SamplingParams(temperature=0.8, top_p=0.9, seed=7, max_tokens=17),
+        SamplingParams(temperature=0.0, max_tokens=9, stop_token_ids=[65]),
+        SamplingParams(temperature=1.0, top_k=20, seed=11, max_tokens=30, ignore_eos=True),
+        SamplingParams(temperature=0.0, max_tokens=12, stop=["e"]),
+    ]
+    results = llm.generate(PROMPTS, params)
+    recorder.close()
+    outputs = []
+    for res in results:
+        comp = res.outputs[0]
+        metrics = comp.spec_decode_metrics
+        outputs.append({
+            "request_id": res.request_id,
+            "prompt_token_ids": list(res.prompt_token_ids or []),
+            "token_ids": list(comp.token_ids),
+            "finish_reason": comp.finish_reason,
+            "per_step_accepted": list(metrics.per_step_accepted) if metrics else None,
+            "per_step_drafted": list(metrics.per_step_drafted) if metrics else None,
+        })  # fmt: skip
+    print(json.dumps({"outputs": outputs}))
+
+
+if __name__ == "__main__":
+    main()
