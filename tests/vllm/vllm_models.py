@@ -47,15 +47,18 @@ def make_model(path: Path, *, layers: int, seed: int) -> Path:
     return path
 
 
-def make_draft_from(target: Path, path: Path) -> Path:
-    """A draft that is the target's first layer (same embeddings and head): it agrees with the
-    target often but not always, so steps show accepted, recovered and bonus tokens."""
+def make_draft_from(target: Path, path: Path, *, noise: float = 0.5, seed: int = 1) -> Path:
+    """A draft that is the target with noise on its last layer's MLP (same embeddings and head):
+    it agrees with the target often but not always, so steps show accepted, recovered and bonus
+    tokens."""
     import torch
     from transformers import LlamaForCausalLM
 
-    model = LlamaForCausalLM.from_pretrained(target, torch_dtype=torch.float32)
-    model.model.layers = model.model.layers[:1]
-    model.config.num_hidden_layers = 1
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM.from_pretrained(target, dtype=torch.float32)
+    weight = model.model.layers[-1].mlp.down_proj.weight
+    with torch.no_grad():
+        weight.add_(torch.randn_like(weight) * weight.std() * noise)
     model.save_pretrained(path)
     save_tokenizer(path)
     return path
