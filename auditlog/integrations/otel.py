@@ -66,7 +66,7 @@ class GenAiSpanExporter:
         operation: str = "text_completion",
         provider: str = "vllm",
         capture_content: bool = False,
-        verdict_url: str | None = None,  # e.g. "https://audit.example/v1/logs/{origin}/requests/{request_id}"
+        verdict_url: str | None = None,  # "https://audit.example/{origin}/{request_id}"
     ) -> None:
         from opentelemetry import trace
 

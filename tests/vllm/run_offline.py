@@ -1,7 +1,8 @@
 """Run vLLM's offline ``LLM`` with the auditlog plugin installed; print what the caller received.
 
 Run as a script (vLLM may start worker processes with spawn: hence the main guard). Arguments:
-``TARGET DB_URL KEY_FILE SPOOL [--draft DIR] [--k N] [--witness DIR]``. Prints one JSON object on the last line:
+``TARGET DB_URL KEY_FILE SPOOL [--draft DIR] [--k N] [--witness DIR]``. Prints one JSON object on
+the last line:
 ``{"outputs": [{"request_id", "prompt_token_ids", "token_ids", "finish_reason",
 "per_step_accepted", "per_step_drafted"}, ...]}``.
 """
@@ -55,8 +56,9 @@ def main() -> None:
         SamplingParams(temperature=0.8, top_p=0.9, seed=7, max_tokens=17),
         SamplingParams(temperature=0.0, max_tokens=9, stop_token_ids=[65]),
         # top_k only without drafts: vLLM 0.32's CPU rejection sampler fails on it (index error)
-        SamplingParams(temperature=1.0, top_k=0 if args.draft else 20, seed=11,
-                       max_tokens=30, ignore_eos=True),
+        SamplingParams(
+            temperature=1.0, top_k=0 if args.draft else 20, seed=11, max_tokens=30, ignore_eos=True
+        ),
         SamplingParams(temperature=0.0, max_tokens=12, stop=["e"]),
     ]
     results = llm.generate(PROMPTS, params)

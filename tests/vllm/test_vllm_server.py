@@ -5,7 +5,8 @@ environment (``AUDITLOG_VLLM=1``).
 Concurrent completions, streamed and not, with ``return_token_ids`` so the client sees the token
 ids: each vLLM trail MUST equal, token for token, what the client received (C2, C6), carry the
 caller's tenant, principal and ``x-request-id`` (C3, C19), and the middleware's request-level
-trail ``<tenant>/<x-request-id>`` MUST hold the same text; step manifests reconcile (C11);
+trail ``<tenant>/<x-request-id>`` (log ``<origin>/http``) MUST hold the same text; step
+manifests reconcile (C11);
 ``auditlog verify`` exits 0 (C8). Fail-closed (C21) with a draft model, fail-open without.
 """
 
@@ -60,7 +61,8 @@ def _start(tmp: Path, target: Path, draft: Path | None, fail_open: bool) -> tupl
     env = os.environ | {
         "AUDITLOG_VLLM": "1", "AUDITLOG_DB_URL": db_url, "AUDITLOG_KEY_FILE": str(tmp / "key"),
         "AUDITLOG_WITNESS_DIR": str(tmp / "witness"), "AUDITLOG_SPOOL": str(tmp / "spool"),
-        "AUDITLOG_API_KEYS": str(tmp / "keys.json"), "AUDITLOG_FAIL_OPEN": "1" if fail_open else "0",
+        "AUDITLOG_API_KEYS": str(tmp / "keys.json"),
+        "AUDITLOG_FAIL_OPEN": "1" if fail_open else "0",
         "VLLM_CPU_KVCACHE_SPACE": "1",
     }  # fmt: skip
     port = _free_port()
@@ -134,13 +136,13 @@ REQUESTS = {
 }  # fmt: skip
 
 
-def _trails(db_url: str) -> list[Trail]:
+def _trails(db_url: str, origin: str) -> list[Trail]:
     engine = create_db_engine(db_url, read_only=True)
     try:
         with engine.connect() as conn:
-            ids = [r.request_id for r in iter_records(conn, get_log_id(conn, ORIGIN))
+            ids = [r.request_id for r in iter_records(conn, get_log_id(conn, origin))
                    if r.kind == "request.start"]  # fmt: skip
-            return [read_trail(conn, ORIGIN, str(i)) for i in ids]
+            return [read_trail(conn, origin, str(i)) for i in ids]
     finally:
         engine.dispose()
 
@@ -160,10 +162,8 @@ def test_openai_server_with_middleware(
     finally:
         _stop(proc)
     db_url = f"sqlite:///{tmp_path / 'audit.db'}"
-    trails = _trails(db_url)
-    engine_trails = {t.start["params"].get("x_request_id"): t for t in trails
-                     if str(t.start.get("engine", "")).startswith("vllm/")}  # fmt: skip
-    http_trails = {t.request_id: t for t in trails if t not in engine_trails.values()}
+    engine_trails = {t.start["params"].get("x_request_id"): t for t in _trails(db_url, ORIGIN)}
+    http_trails = {t.request_id: t for t in _trails(db_url, f"{ORIGIN}/http")}
     assert sorted(engine_trails) == sorted(REQUESTS)
     for rid, client in got.items():
         t = engine_trails[rid]
@@ -178,5 +178,6 @@ def test_openai_server_with_middleware(
         assert http.start["params"]["x_request_id"] == rid
     if speculative:
         assert any(str(p) == "draft_accepted" for t in engine_trails.values() for p in t.provenance)
-    check_step_manifests(db_url, ORIGIN)
+    assert check_step_manifests(db_url, ORIGIN) > 0, "no step carried several requests"
+    check_step_manifests(db_url, f"{ORIGIN}/http")
     auditlog_verify(db_url, verifier_key, tmp_path / "witness")

@@ -17,10 +17,10 @@ One :class:`VllmAuditAdapter` per process turns what ``OutputProcessor`` sees in
 from __future__ import annotations
 
 import contextvars
-from collections import deque
 import itertools
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -120,13 +120,17 @@ class VllmAuditAdapter:
         if sp is None:
             return  # pooling request: no generated tokens to record
         if request.prompt_token_ids is None:
-            raise EngineError("auditlog: a vLLM request without prompt token ids cannot be recorded")
+            raise EngineError(
+                "auditlog: a vLLM request without prompt token ids cannot be recorded"
+            )
         binding = _binding.get()
         params: dict[str, Any] = {name: json_safe(_plain(getattr(sp, name, None)))
                                   for name in SAMPLING_FIELDS}  # fmt: skip
-        params |= {"rng": "vllm-seeded" if sp.seed is not None else "vllm-global",
-                   "num_speculative_tokens": self.num_spec_tokens,
-                   "external_request_id": request.external_req_id or request.request_id}  # fmt: skip
+        params |= {
+            "rng": "vllm-seeded" if sp.seed is not None else "vllm-global",
+            "num_speculative_tokens": self.num_spec_tokens,
+            "external_request_id": request.external_req_id or request.request_id,
+        }
         if binding is not None:
             binding.request_ids.append(request.request_id)
             if binding.x_request_id:
@@ -188,6 +192,7 @@ class VllmAuditAdapter:
                 n_delivered=live.num_tokens, ts=time.time_ns(), error=error,
             )
         )  # fmt: skip
+
 
 def finish_reason(value: Any) -> FinishReason:
     """auditlog's reason for a vLLM ``FinishReason`` (``repetition`` counts as ``stop``)."""

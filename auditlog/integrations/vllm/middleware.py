@@ -13,11 +13,15 @@ Two layers around the app vLLM built:
   their end records are. The plugin records a step's tokens before vLLM hands them to any
   handler (``plugin`` module), so a chunk never carries a token not yet recorded.
 
-Both trails are in the plugin's log; they join on ``params.x_request_id`` (and the tenant).
+The request-level trails go to their own log, ``<origin>/http`` (same database, key and
+witnesses; its own spool): the two writers number their steps independently, and one log has one
+writer. The trails join on the tenant and ``params.x_request_id``; the middleware's trail id is
+``<tenant>/<x-request-id>``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from typing import Any
 
@@ -43,11 +47,13 @@ class VllmAuditMiddleware:
         app: ASGIApp,
         *,
         recorder: AuditRecorder | None = None,
+        http_recorder: AuditRecorder | None = None,
         identities: ApiKeyTable | None = None,
         default_tenant: str = "unmapped",
     ) -> None:
         self.app = app
         self._recorder, self._identities = recorder, identities
+        self._http_recorder = http_recorder
         self.default_tenant = default_tenant
         self._outer: ASGIApp | None = None
         self._lock = threading.Lock()
@@ -57,24 +63,29 @@ class VllmAuditMiddleware:
             if self._outer is None:
                 from auditlog.integrations.asgi import AuditMiddleware
 
-                if self._recorder is None:
+                http_cfg = None
+                if self._recorder is None or self._http_recorder is None:
                     from auditlog.integrations.settings import MiddlewareConfig
 
                     cfg = MiddlewareConfig.from_env()
                     self._identities = self._identities or cfg.identities
+                    spool = cfg.spool_path
+                    http_cfg = dataclasses.replace(
+                        cfg, origin=f"{cfg.origin}/http",
+                        spool_path=spool.with_name(spool.name + ".http") if spool else None,
+                    )  # fmt: skip
+                if self._recorder is None:
                     plugin.install()
                     self._recorder = plugin.recorder()
                 gate = _BindingGate(self.app, self)
                 self._outer = AuditMiddleware(
-                    gate, recorder=self._recorder, identities=self._identities,
-                    default_tenant=self.default_tenant, fail_mode=self._recorder.mode,
+                    gate, recorder=self._http_recorder, config=http_cfg,
+                    identities=self._identities, default_tenant=self.default_tenant,
+                    fail_mode=self._recorder.mode,
                 )  # fmt: skip
             return self._outer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await self.app(scope, receive, send)
-            return
         await (self._outer or self._build())(scope, receive, send)
 
     def identity(self, authorization: str | None) -> Identity:

@@ -13,7 +13,8 @@ internals) and wraps, on the classes:
 
 The recorder is opened in the frontend at the first request, from the environment
 (``MiddlewareConfig.from_env``), unless :func:`install` was given one. Tests and embedders call
-``install(recorder=...)`` directly.
+``install(recorder=...)`` directly. ``AUDITLOG_OTEL=1`` also exports one OpenTelemetry GenAI span
+per request (``auditlog.integrations.otel``) through the global tracer provider.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from .adapter import VllmAuditAdapter, finish_reason
 __all__ = ["ENABLE_ENV", "SUPPORTED", "adapter", "install", "recorder", "register"]
 
 ENABLE_ENV = "AUDITLOG_VLLM"
+OTEL_ENV = "AUDITLOG_OTEL"
 SUPPORTED = ("0.32.0", "0.33.0")  # [low, high): the versions whose internals were checked
 
 
@@ -129,12 +131,25 @@ def _build_adapter(rec: AuditRecorder, config: Any) -> VllmAuditAdapter:
     name = model.served_model_name
     name = name[0] if isinstance(name, list) else name
     return VllmAuditAdapter(
-        rec.record,
+        _sink(rec),
         target=_model_ref(model.model, model.tokenizer, str(name or model.model)),
         draft=draft,
         num_spec_tokens=k,
         engine=f"vllm/{vllm.__version__}",
     )
+
+
+def _sink(rec: AuditRecorder) -> Any:
+    """``rec.record``, or with ``AUDITLOG_OTEL=1`` a sink that also exports one GenAI span per
+    request through the global tracer provider (``AUDITLOG_OTEL_CONTENT=1`` adds content)."""
+    if os.environ.get(OTEL_ENV) != "1":
+        return rec.record
+    from auditlog.integrations.otel import GenAiSpanExporter, SpanSink
+
+    exporter = GenAiSpanExporter(capture_content=os.environ.get(f"{OTEL_ENV}_CONTENT") == "1")
+    sink = SpanSink(rec, exporter)
+    atexit.register(sink.close)  # registered after the recorder's close: runs before it
+    return sink.record
 
 
 def _model_ref(model_dir: str, tokenizer_dir: str, name: str | None = None) -> ModelRef:
@@ -167,8 +182,8 @@ def _patch() -> None:
     from .acceptance import attach_step_acceptance
 
     attach_step_acceptance(Scheduler)
-    init, add, process, abort = (InputProcessor.__init__, OutputProcessor.add_request,
-                                 OutputProcessor.process_outputs, OutputProcessor.abort_requests)  # fmt: skip
+    init, add = InputProcessor.__init__, OutputProcessor.add_request
+    process, abort = OutputProcessor.process_outputs, OutputProcessor.abort_requests
 
     def input_init(self: Any, vllm_config: Any, *args: Any, **kwargs: Any) -> None:
         init(self, vllm_config, *args, **kwargs)
@@ -203,7 +218,7 @@ def _patch() -> None:
                 _state.adapter.finished(request_id, FinishReason.ABORT)
         return aborted
 
-    InputProcessor.__init__ = input_init  # type: ignore[method-assign]
-    OutputProcessor.add_request = add_request  # type: ignore[method-assign]
-    OutputProcessor.process_outputs = process_outputs  # type: ignore[method-assign]
-    OutputProcessor.abort_requests = abort_requests  # type: ignore[method-assign]
+    InputProcessor.__init__ = input_init
+    OutputProcessor.add_request = add_request
+    OutputProcessor.process_outputs = process_outputs
+    OutputProcessor.abort_requests = abort_requests
