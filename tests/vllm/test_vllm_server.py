@@ -103,14 +103,17 @@ def _stop(proc: Any) -> None:
 
 
 def _complete(base: str, rid: str, body: dict[str, Any]) -> dict[str, Any]:
-    headers = {"Authorization": f"Bearer {API_KEY}", "X-Request-Id": rid}
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    if not rid.startswith(NO_ID):
+        headers["X-Request-Id"] = rid
     body = {"model": "tiny", "return_token_ids": True, **body}
     if not body.get("stream"):
         r = httpx.post(f"{base}/v1/completions", json=body, headers=headers, timeout=300)
         assert r.status_code == 200, r.text
         choice = r.json()["choices"][0]
         return {"token_ids": choice["token_ids"], "text": choice["text"],
-                "finish_reason": choice["finish_reason"]}  # fmt: skip
+                "finish_reason": choice["finish_reason"],
+                "trail_id": r.headers["x-auditlog-request-id"]}  # fmt: skip
     ids: list[int] = []
     text, finish = "", None
     with httpx.stream("POST", f"{base}/v1/completions", json=body, headers=headers,
@@ -133,7 +136,9 @@ REQUESTS = {
     "stream-greedy": {"prompt": "a", "max_tokens": 16, "temperature": 0, "stream": True},
     "plain-seeded": {"prompt": "Zebra crossing", "max_tokens": 18, "temperature": 1.0,
                      "seed": 9, "top_p": 0.9},
+    "no-id": {"prompt": "No request id", "max_tokens": 10, "temperature": 0},
 }  # fmt: skip
+NO_ID = "no-id"  # sent without X-Request-Id: the middleware names it auto-<uuid>
 
 
 def _trails(db_url: str, origin: str) -> list[Trail]:
@@ -164,13 +169,16 @@ def test_openai_server_with_middleware(
     db_url = f"sqlite:///{tmp_path / 'audit.db'}"
     engine_trails = {t.start["params"].get("x_request_id"): t for t in _trails(db_url, ORIGIN)}
     http_trails = {t.request_id: t for t in _trails(db_url, f"{ORIGIN}/http")}
-    assert sorted(engine_trails) == sorted(REQUESTS)
+    auto_id = got[NO_ID]["trail_id"].split("/", 1)[1]
+    assert auto_id.startswith("auto-")
+    assert sorted(engine_trails) == sorted([*(r for r in REQUESTS if r != NO_ID), auto_id])
     for rid, client in got.items():
+        rid = auto_id if rid == NO_ID else rid
         t = engine_trails[rid]
         assert t.token_ids == client["token_ids"], rid
         assert t.end is not None and t.end["reason"] == client["finish_reason"]
         assert t.tenant == "acme-bank" and t.start["principal"] == "svc-chat@acme"
-        assert t.start["params"]["seed"] == REQUESTS[rid].get("seed")
+        assert t.start["params"]["seed"] == REQUESTS.get(rid, {}).get("seed")
         if speculative:
             assert t.start["draft"] is not None
         http = http_trails[f"acme-bank/{rid}"]  # the middleware's trail of the same exchange

@@ -16,13 +16,15 @@ Two layers around the app vLLM built:
 The request-level trails go to their own log, ``<origin>/http`` (same database, key and
 witnesses; its own spool): the two writers number their steps independently, and one log has one
 writer. The trails join on the tenant and ``params.x_request_id``; the middleware's trail id is
-``<tenant>/<x-request-id>``.
+``<tenant>/<x-request-id>``; a request without ``x-request-id`` is given ``auto-<uuid4 hex>``
+before either layer sees it, so the join holds for every request.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import threading
+import uuid
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -35,6 +37,8 @@ from . import plugin
 from .adapter import HttpBinding, VllmAuditAdapter, bind_http
 
 __all__ = ["VllmAuditMiddleware"]
+
+_REQUEST_ID_BYTES = REQUEST_ID_HEADER.encode("ascii")
 
 
 class VllmAuditMiddleware:
@@ -86,6 +90,13 @@ class VllmAuditMiddleware:
             return self._outer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not any(
+            k.lower() == _REQUEST_ID_BYTES for k, _ in scope.get("headers", ())
+        ):
+            # No caller id: name the exchange here, so that the request-level trail, vLLM's
+            # request id (cmpl-<id>-...) and the token-level trail all carry the same id.
+            generated = f"auto-{uuid.uuid4().hex}".encode("ascii")
+            scope = {**scope, "headers": [*scope["headers"], (_REQUEST_ID_BYTES, generated)]}
         await (self._outer or self._build())(scope, receive, send)
 
     def identity(self, authorization: str | None) -> Identity:
