@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# This file is named vllm.py: its directory must not shadow the vllm package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 MODES = ("off", "fail-open", "fail-closed")
 
 

@@ -7,7 +7,8 @@ ids: each vLLM trail MUST equal, token for token, what the client received (C2, 
 caller's tenant, principal and ``x-request-id`` (C3, C19), and the middleware's request-level
 trail ``<tenant>/<x-request-id>`` (log ``<origin>/http``) MUST hold the same text; step
 manifests reconcile (C11);
-``auditlog verify`` exits 0 (C8). Fail-closed (C21) with a draft model, fail-open without.
+``auditlog verify`` exits 0 (C8). Fail-closed (C21) with a draft model: each streamed chunk's
+tokens MUST already be committed when the client reads the chunk; fail-open without a draft.
 """
 
 from __future__ import annotations
@@ -102,7 +103,17 @@ def _stop(proc: Any) -> None:
         raise
 
 
-def _complete(base: str, rid: str, body: dict[str, Any]) -> dict[str, Any]:
+def _durable_prefix(db_url: str, x_request_id: str) -> list[int | None]:
+    """What the token-level trail of ``x_request_id`` holds in the database right now."""
+    for t in _trails(db_url, ORIGIN):
+        if t.start["params"].get("x_request_id") == x_request_id:
+            return t.token_ids
+    return []
+
+
+def _complete(
+    base: str, rid: str, body: dict[str, Any], durable_db: str | None = None
+) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {API_KEY}"}
     if not rid.startswith(NO_ID):
         headers["X-Request-Id"] = rid
@@ -124,6 +135,9 @@ def _complete(base: str, rid: str, body: dict[str, Any]) -> dict[str, Any]:
                 continue
             choice = json.loads(line[6:])["choices"][0]
             ids += choice.get("token_ids") or []
+            if durable_db is not None and ids:  # C21: what the client holds is committed
+                held = _durable_prefix(durable_db, rid)
+                assert held[: len(ids)] == ids, (rid, len(held), len(ids))
             text += choice.get("text") or ""
             finish = choice.get("finish_reason") or finish
     return {"token_ids": ids, "text": text, "finish_reason": finish}
@@ -161,7 +175,8 @@ def test_openai_server_with_middleware(
     proc, base, verifier_key = _start(tmp_path, target, draft if speculative else None, fail_open)
     try:
         with ThreadPoolExecutor(len(REQUESTS)) as pool:
-            futures = {rid: pool.submit(_complete, base, rid, body)
+            durable_db = None if fail_open else f"sqlite:///{tmp_path / 'audit.db'}"
+            futures = {rid: pool.submit(_complete, base, rid, body, durable_db)
                        for rid, body in REQUESTS.items()}  # fmt: skip
             got = {rid: f.result() for rid, f in futures.items()}
     finally:
