@@ -29,11 +29,12 @@ def main() -> None:
     parser.add_argument("--draft")
     parser.add_argument("--k", type=int, default=2)
     parser.add_argument("--witness")
+    parser.add_argument("--otel", action="store_true", help="export spans to memory, print them")
     args = parser.parse_args()
 
     from vllm import LLM, SamplingParams
 
-    from auditlog.integrations.vllm import install
+    from auditlog.integrations.vllm import close, install
     from auditlog.ledger import DirectoryWitness, Signer
     from auditlog.recorder import AuditRecorder
 
@@ -42,7 +43,18 @@ def main() -> None:
         args.db_url, origin=signer.name, signers=[signer], spool_path=args.spool,
         witnesses=[DirectoryWitness(Path(args.witness))] if args.witness else [],
     )  # fmt: skip
-    install(recorder=recorder)
+    memory = exporter = None
+    if args.otel:
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        from auditlog.integrations.otel import GenAiSpanExporter
+
+        memory, provider = InMemorySpanExporter(), TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(memory))
+        exporter = GenAiSpanExporter(provider, operation="text_completion")
+    install(recorder=recorder, exporter=exporter)
     kwargs: dict[str, object] = {}
     if args.draft:
         kwargs["speculative_config"] = {
@@ -62,6 +74,7 @@ def main() -> None:
         SamplingParams(temperature=0.0, max_tokens=12, stop=["e"]),
     ]
     results = llm.generate(PROMPTS, params)
+    close()  # exports the spans still queued
     recorder.close()
     outputs = []
     for res in results:
@@ -75,7 +88,8 @@ def main() -> None:
             "per_step_accepted": list(metrics.per_step_accepted) if metrics else None,
             "per_step_drafted": list(metrics.per_step_drafted) if metrics else None,
         })  # fmt: skip
-    print(json.dumps({"outputs": outputs}))
+    spans = [dict(s.attributes or {}) for s in memory.get_finished_spans()] if memory else []
+    print(json.dumps({"outputs": outputs, "spans": spans}, default=list))
 
 
 if __name__ == "__main__":

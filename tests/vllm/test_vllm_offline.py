@@ -5,8 +5,8 @@ with different sampling parameters (greedy, seeded, top-p, max_tokens cuts) shar
 Each trail MUST hold exactly the prompt and tokens the caller got (C2, C6), provenance MUST match
 vLLM's own per-step acceptance counts (C6), every step manifest MUST equal its tokens records and
 some step MUST hold tokens of several requests (C11), the model identities MUST be the weights'
-digests (C4), the seed and sampling parameters MUST be recorded (C5), and ``auditlog verify``
-MUST exit 0 (C8).
+digests (C4), the seed and sampling parameters MUST be recorded (C5), ``auditlog verify``
+MUST exit 0 (C8), and one OpenTelemetry GenAI span per request MUST name its end record.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import hashlib
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from vllm_checks import (
@@ -27,6 +28,7 @@ from vllm_checks import (
 from vllm_models import make_draft_from, make_model
 
 from auditlog.ledger import Signer
+from auditlog.trails import Trail
 
 HERE = Path(__file__).parent
 ORIGIN = "vllm.test.invalid/offline"
@@ -49,6 +51,24 @@ def _manifest_digest(model_dir: Path) -> str:
     return hashlib.sha256(lines.encode()).hexdigest()
 
 
+def _check_spans(spans: list[dict[str, Any]], trails: dict[str, Trail]) -> None:
+    """One OpenTelemetry GenAI span per request, naming its end record, without content."""
+    by_id = {t.request_id: t for t in trails.values()}
+    assert sorted(s["gen_ai.response.id"] for s in spans) == sorted(by_id)
+    for span in spans:
+        t = by_id[span["gen_ai.response.id"]]
+        assert t.end is not None
+        assert span["gen_ai.operation.name"] == "text_completion"
+        assert span["gen_ai.request.model"] == t.start["target"]["name"]
+        assert span["gen_ai.usage.input_tokens"] == len(t.prompt_token_ids)
+        assert span["gen_ai.usage.output_tokens"] == len(t.token_ids)
+        assert span["gen_ai.response.finish_reasons"] == [t.end["reason"]]
+        assert span.get("gen_ai.request.seed") == t.start["params"]["seed"]
+        assert span["auditlog.log.origin"] == ORIGIN
+        assert span["auditlog.record.leaf_index"] == t.records[-1].seq
+        assert not {"gen_ai.input.messages", "gen_ai.output.messages"} & span.keys()
+
+
 @pytest.mark.parametrize("speculative", [False, True], ids=["plain", "draft-k3"])
 def test_offline_llm_trails_equal_outputs(
     tmp_path: Path, models: tuple[Path, Path], speculative: bool
@@ -60,7 +80,7 @@ def test_offline_llm_trails_equal_outputs(
     witness.mkdir()
     db_url = f"sqlite:///{tmp_path / 'audit.db'}"
     cmd = [sys.executable, str(HERE / "run_offline.py"), str(target), db_url, str(key_file),
-           str(tmp_path / "spool"), "--witness", str(witness)]  # fmt: skip
+           str(tmp_path / "spool"), "--witness", str(witness), "--otel"]  # fmt: skip
     if speculative:
         cmd += ["--draft", str(draft), "--k", str(K)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
@@ -89,5 +109,6 @@ def test_offline_llm_trails_equal_outputs(
     if speculative:  # the draft agrees often enough to show every label
         labels = {str(p) for t in trails.values() for p in t.provenance}
         assert labels >= {"target", "draft_accepted", "target_recovered"}, labels
+    _check_spans(outputs_of(done.stdout, "spans"), trails)
     assert check_step_manifests(db_url, ORIGIN) > 0, "no step carried several requests"
     auditlog_verify(db_url, signer.verifier_key, witness)

@@ -92,8 +92,8 @@ def auditlog_verify(db_url: str, verifier_key: str, witness: Path | None) -> Non
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def outputs_of(stdout: str) -> list[dict[str, Any]]:
+def outputs_of(stdout: str, key: str = "outputs") -> list[dict[str, Any]]:
     import json
 
-    result: list[dict[str, Any]] = json.loads(stdout.strip().splitlines()[-1])["outputs"]
+    result: list[dict[str, Any]] = json.loads(stdout.strip().splitlines()[-1])[key]
     return result

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .adapter import HttpBinding, VllmAuditAdapter, bind_http
-from .plugin import ENABLE_ENV, SUPPORTED, install, register
+from .plugin import ENABLE_ENV, SUPPORTED, close, install, register
 
 if TYPE_CHECKING:
     from .middleware import VllmAuditMiddleware
@@ -26,6 +26,7 @@ __all__ = [
     "VllmAuditAdapter",
     "VllmAuditMiddleware",
     "bind_http",
+    "close",
     "install",
     "register",
 ]

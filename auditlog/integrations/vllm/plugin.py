@@ -31,7 +31,7 @@ from auditlog.recorder import AuditRecorder
 
 from .adapter import VllmAuditAdapter, finish_reason
 
-__all__ = ["ENABLE_ENV", "SUPPORTED", "adapter", "install", "recorder", "register"]
+__all__ = ["ENABLE_ENV", "SUPPORTED", "adapter", "close", "install", "recorder", "register"]
 
 ENABLE_ENV = "AUDITLOG_VLLM"
 OTEL_ENV = "AUDITLOG_OTEL"
@@ -46,6 +46,8 @@ class _State:
         self.owns_recorder = False
         self.vllm_config: Any = None
         self.adapter: VllmAuditAdapter | None = None
+        self.exporter: Any = None  # GenAiSpanExporter given to install()
+        self.span_sink: Any = None  # SpanSink, when spans are exported
 
 
 _state = _State()
@@ -68,12 +70,15 @@ def check_version(version: str) -> None:
         )
 
 
-def install(recorder: AuditRecorder | None = None) -> None:
-    """Hook into vLLM (idempotent); ``recorder`` replaces the one from the environment."""
+def install(recorder: AuditRecorder | None = None, *, exporter: Any = None) -> None:
+    """Hook into vLLM (idempotent); ``recorder`` replaces the one from the environment and
+    ``exporter`` (a ``GenAiSpanExporter``) exports one span per request."""
     import vllm
 
     check_version(vllm.__version__)
     with _state.lock:
+        if exporter is not None:
+            _state.exporter, _state.adapter = exporter, None
         if recorder is not None:
             _state.recorder, _state.owns_recorder, _state.adapter = recorder, False, None
         if _state.installed:
@@ -90,7 +95,7 @@ def recorder() -> AuditRecorder:
 
             _state.recorder = MiddlewareConfig.from_env().open_recorder()
             _state.owns_recorder = True
-            atexit.register(_close_owned)
+            atexit.register(close)
         return _state.recorder
 
 
@@ -104,7 +109,10 @@ def adapter() -> VllmAuditAdapter:
     return _state.adapter
 
 
-def _close_owned() -> None:
+def close() -> None:
+    """Export the spans still queued, then close the recorder if the plugin opened it."""
+    if _state.span_sink is not None:
+        _state.span_sink.close()
     if _state.owns_recorder and _state.recorder is not None:
         _state.recorder.close()
 
@@ -140,16 +148,18 @@ def _build_adapter(rec: AuditRecorder, config: Any) -> VllmAuditAdapter:
 
 
 def _sink(rec: AuditRecorder) -> Any:
-    """``rec.record``, or with ``AUDITLOG_OTEL=1`` a sink that also exports one GenAI span per
-    request through the global tracer provider (``AUDITLOG_OTEL_CONTENT=1`` adds content)."""
-    if os.environ.get(OTEL_ENV) != "1":
+    """``rec.record``, or a sink that also exports one GenAI span per request: through the
+    exporter given to :func:`install`, or with ``AUDITLOG_OTEL=1`` through the global tracer
+    provider (``AUDITLOG_OTEL_CONTENT=1`` adds content)."""
+    exporter = _state.exporter
+    if exporter is None and os.environ.get(OTEL_ENV) != "1":
         return rec.record
     from auditlog.integrations.otel import GenAiSpanExporter, SpanSink
 
-    exporter = GenAiSpanExporter(capture_content=os.environ.get(f"{OTEL_ENV}_CONTENT") == "1")
-    sink = SpanSink(rec, exporter)
-    atexit.register(sink.close)  # registered after the recorder's close: runs before it
-    return sink.record
+    if exporter is None:
+        exporter = GenAiSpanExporter(capture_content=os.environ.get(f"{OTEL_ENV}_CONTENT") == "1")
+    _state.span_sink = SpanSink(rec, exporter)
+    return _state.span_sink.record
 
 
 def _model_ref(model_dir: str, tokenizer_dir: str, name: str | None = None) -> ModelRef:
