@@ -8,7 +8,9 @@ prompts with ``max_tokens=tokens`` (``ignore_eos``), after one warm-up batch. Fa
 a step's outputs only once everything recorded so far is durable (``recorder.flush()`` after each
 step, as the server's gate waits before each chunk); fail-open releases at once.
 
-Reported: generated tokens per second (median over rounds) and the ratio to "off" from this run.
+Reported, median over rounds, each with its ratio to "off" from this run: generated tokens per
+second (wall clock), and process CPU milliseconds per generated token (all threads, the recorder's
+writer included), which other load on a shared machine disturbs far less.
 """
 
 from __future__ import annotations
@@ -51,22 +53,22 @@ def worker(mode: str, target: str, tmp: str, num_requests: int, num_tokens: int)
     engine = llm.llm_engine
     params = SamplingParams(temperature=0.0, max_tokens=num_tokens, ignore_eos=True)
 
-    def run(tag: str, n: int) -> tuple[int, float]:
+    def run(tag: str, n: int) -> tuple[int, float, float]:
         for i in range(n):
             engine.add_request(f"{tag}-{i}", f"prompt number {i} of the benchmark", params)
-        generated, t0 = 0, time.perf_counter()
+        generated, t0, c0 = 0, time.perf_counter(), time.process_time()
         while engine.has_unfinished_requests():
             outputs = engine.step()
             if recorder is not None and recorder.mode.value == "fail-closed":
                 recorder.flush()
             generated += sum(len(o.outputs[0].token_ids) for o in outputs if o.finished)
-        return generated, time.perf_counter() - t0
+        return generated, time.perf_counter() - t0, time.process_time() - c0
 
     run("warm", 2)
-    generated, seconds = run("bench", num_requests)
+    generated, seconds, cpu = run("bench", num_requests)
     if recorder is not None:
         recorder.close()
-    print(json.dumps({"mode": mode, "tokens": generated, "seconds": seconds}))
+    print(json.dumps({"mode": mode, "tokens": generated, "seconds": seconds, "cpu": cpu}))
 
 
 def main() -> None:
@@ -85,6 +87,7 @@ def main() -> None:
     from vllm_models import make_model  # the tests' tiny model maker: one home
 
     rates: dict[str, list[float]] = {m: [] for m in MODES}
+    cpu_ms: dict[str, list[float]] = {m: [] for m in MODES}
     with tempfile.TemporaryDirectory() as tmp:
         target = make_model(Path(tmp) / "target", layers=2, seed=0)
         for r in range(args.rounds):
@@ -101,11 +104,13 @@ def main() -> None:
                     raise SystemExit(done.stderr[-3000:])
                 result = json.loads(done.stdout.strip().splitlines()[-1])
                 rates[mode].append(result["tokens"] / result["seconds"])
-    base = statistics.median(rates["off"])
+                cpu_ms[mode].append(1000 * result["cpu"] / result["tokens"])
+    base, base_cpu = statistics.median(rates["off"]), statistics.median(cpu_ms["off"])
     print(f"vLLM {args.requests} requests x {args.tokens} tokens, median of {args.rounds} rounds")
     for mode in MODES:
-        rate = statistics.median(rates[mode])
-        print(f"  {mode:12s} {rate:9.1f} tokens/s   ratio to off {rate / base:.3f}")
+        rate, cpu = statistics.median(rates[mode]), statistics.median(cpu_ms[mode])
+        print(f"  {mode:12s} {rate:8.1f} tokens/s (x{rate / base:.3f})   "
+              f"{cpu:6.2f} CPU ms/token (x{cpu / base_cpu:.3f})")  # fmt: skip
 
 
 if __name__ == "__main__":
