@@ -29,6 +29,7 @@ def main() -> None:
     parser.add_argument("--draft")
     parser.add_argument("--k", type=int, default=2)
     parser.add_argument("--witness")
+    parser.add_argument("--summary-metrics", action="store_true", help="not 'detailed'")
     parser.add_argument("--otel", action="store_true", help="export spans to memory, print them")
     args = parser.parse_args()
 
@@ -60,7 +61,9 @@ def main() -> None:
         kwargs["speculative_config"] = {
             "method": "draft_model", "model": args.draft, "num_speculative_tokens": args.k,
         }  # fmt: skip
-        kwargs["per_request_spec_decode_metrics"] = "detailed"
+        kwargs["per_request_spec_decode_metrics"] = (
+            "summary" if args.summary_metrics else "detailed"
+        )
     llm = LLM(model=args.target, dtype="float32", max_model_len=256, seed=0,
               enforce_eager=True, **kwargs)  # fmt: skip
     params = [

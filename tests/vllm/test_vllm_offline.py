@@ -112,3 +112,20 @@ def test_offline_llm_trails_equal_outputs(
     _check_spans(outputs_of(done.stdout, "spans"), trails)
     assert check_step_manifests(db_url, ORIGIN) > 0, "no step carried several requests"
     auditlog_verify(db_url, signer.verifier_key, witness)
+
+
+def test_drafts_without_per_step_counts_are_refused(
+    tmp_path: Path, models: tuple[Path, Path]
+) -> None:
+    """Without ``detailed`` acceptance counts the plugin cannot label drafted tokens: it refuses
+    the first request loudly rather than record guessed provenance (C6)."""
+    target, draft = models
+    signer = Signer.generate(ORIGIN)
+    (tmp_path / "key").write_text(signer.key_string)
+    db_url = f"sqlite:///{tmp_path / 'audit.db'}"
+    cmd = [sys.executable, str(HERE / "run_offline.py"), str(target), db_url,
+           str(tmp_path / "key"), str(tmp_path / "spool"), "--draft", str(draft),
+           "--summary-metrics"]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0
+    assert "per_request_spec_decode_metrics='detailed'" in done.stderr
