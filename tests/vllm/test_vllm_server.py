@@ -5,7 +5,8 @@ environment (``AUDITLOG_VLLM=1``).
 Concurrent completions, streamed and not, with ``return_token_ids`` so the client sees the token
 ids: each vLLM trail MUST equal, token for token, what the client received (C2, C6), carry the
 caller's tenant, principal and ``x-request-id`` (C3, C19), and the middleware's request-level
-trail ``<tenant>/<x-request-id>`` (log ``<origin>/http``) MUST hold the same text; step
+trail ``<tenant>/<x-request-id>`` (log ``<origin>/http``) MUST hold the same text and the same
+token ids (as marked ``token_ids`` fields); step
 manifests reconcile (C11);
 ``auditlog verify`` exits 0 (C8). Fail-closed (C21) with a draft model: each streamed chunk's
 tokens MUST already be committed when the client reads the chunk; fail-open without a draft.
@@ -166,6 +167,23 @@ def _trails(db_url: str, origin: str) -> list[Trail]:
         engine.dispose()
 
 
+def _http_content(t: Trail) -> tuple[str, list[int]]:
+    """The middleware trail's content text, and the token ids it recorded as marked
+    ``token_ids`` fields (``openai_wire``: one step per chunk; marked steps begin with U+001E)."""
+    steps: dict[int, bytearray] = {}
+    for token, step in zip(t.token_ids, t.steps, strict=True):
+        assert token is not None
+        steps.setdefault(step, bytearray()).append(token)
+    text, ids = "", []
+    for raw in steps.values():
+        chunk = raw.decode("utf-8")
+        if not chunk.startswith("\x1e"):
+            text += chunk
+        elif chunk.startswith("\x1etoken_ids\x1f"):
+            ids += json.loads(chunk.split("\x1f", 1)[1])
+    return text, ids
+
+
 @pytest.mark.parametrize(("speculative", "fail_open"), [(False, True), (True, False)],
                          ids=["plain-fail-open", "draft-fail-closed"])  # fmt: skip
 def test_openai_server_with_middleware(
@@ -197,7 +215,9 @@ def test_openai_server_with_middleware(
         if speculative:
             assert t.start["draft"] is not None
         http = http_trails[f"acme-bank/{rid}"]  # the middleware's trail of the same exchange
-        assert bytes(http.token_ids).decode("utf-8") == client["text"]
+        text, marked_ids = _http_content(http)
+        assert text == client["text"]
+        assert marked_ids == client["token_ids"]  # both logs hold the same token ids
         assert http.start["params"]["x_request_id"] == rid
     if speculative:
         assert any(str(p) == "draft_accepted" for t in engine_trails.values() for p in t.provenance)

@@ -35,7 +35,7 @@ from auditlog.events import (
     RequestFinished,
     RequestStarted,
 )
-from auditlog.integrations.openai_wire import json_safe
+from auditlog.gateway.openai_wire import json_safe
 
 from .acceptance import StepAcceptance, step_provenance
 

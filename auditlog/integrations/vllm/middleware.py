@@ -29,9 +29,10 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from auditlog.gateway.auth import ApiKeyTable, Identity
+from auditlog.gateway.request_ids import REQUEST_ID_HEADER
+from auditlog.integrations.asgi_identity import identify
 from auditlog.recorder import AuditRecorder, FailMode
-from auditlog.server.auth import ApiKeyTable, Identity
-from auditlog.server.request_ids import REQUEST_ID_HEADER
 
 from . import plugin
 from .adapter import HttpBinding, VllmAuditAdapter, bind_http
@@ -100,13 +101,10 @@ class VllmAuditMiddleware:
         await (self._outer or self._build())(scope, receive, send)
 
     def identity(self, authorization: str | None) -> Identity:
-        """The caller (C3), by the same key table and rules as the outer middleware."""
-        table = self._identities if self._identities is not None else ApiKeyTable({})
-        digest, identity = table.lookup(authorization)
-        if identity is not None:
-            return identity
-        client = f"key:{digest[:16]}" if digest else ""
-        return Identity(tenant=self.default_tenant, principal=client or "anonymous", client=client)
+        """The caller (C3), by the outer middleware's own rule (``asgi_identity.identify``); a
+        caller it refuses never reaches the gate."""
+        caller, _ = identify(self._identities, self.default_tenant, authorization)
+        return caller.identity
 
     @property
     def fail_closed(self) -> bool:
