@@ -1,4 +1,12 @@
-"""Values the verifier consumes and produces: stored records in, findings and reports out."""
+"""Values the verifier consumes and produces: stored records in, findings, verdicts and reports out.
+
+A :class:`Report` is the outcome of one log; its :attr:`Report.verdict` is one of three
+(docs/TRUST.md): ``intact`` (every record is covered by a checkpoint signed by a key the caller
+trusts, and nothing failed), ``failed`` (an integrity failure: some finding of severity error),
+``unproven`` (nothing failed, but nothing was proven either: no trusted anchor, records not yet
+covered by a trusted checkpoint, an empty log). Each reason it is not intact is kept in
+:attr:`Report.unproven`.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +15,14 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "MAX_FINDINGS_PER_CODE",
+    "CheckpointRow",
     "Finding",
     "FindingCode",
     "FindingCollector",
     "Report",
     "Severity",
     "StoredRecord",
+    "Verdict",
 ]
 
 #: Findings kept per code; further ones are only counted (``Report.suppressed``).
@@ -34,9 +44,40 @@ class StoredRecord:
     ts: int
 
 
+@dataclass(frozen=True, slots=True)
+class CheckpointRow:
+    """One stored checkpoint: the signed note and the ``size``/``root`` columns copied from it
+    (the verifier checks that the columns equal the note, FORMAT.md section 7)."""
+
+    size: int
+    root: bytes
+    note: str
+
+
 class Severity(enum.StrEnum):
     ERROR = "error"  # integrity failure: the log cannot be trusted as stored
-    WARNING = "warning"  # worth a look, not an integrity failure (open chains, erased payloads)
+    WARNING = "warning"  # nothing failed, but it keeps the verdict from "intact" (see Report)
+
+
+class Verdict(enum.StrEnum):
+    """What a verification proved; the CLI's exit codes are 0, 1 and 3 in this order."""
+
+    INTACT = "intact"
+    FAILED = "failed"
+    UNPROVEN = "unproven"
+
+    @property
+    def exit_code(self) -> int:
+        return {Verdict.INTACT: 0, Verdict.FAILED: 1, Verdict.UNPROVEN: 3}[self]
+
+    @staticmethod
+    def worst(verdicts: list[Verdict]) -> Verdict:
+        """FAILED over UNPROVEN over INTACT; no verdict at all is UNPROVEN."""
+        if Verdict.FAILED in verdicts:
+            return Verdict.FAILED
+        if not verdicts or Verdict.UNPROVEN in verdicts:
+            return Verdict.UNPROVEN
+        return Verdict.INTACT
 
 
 class FindingCode(enum.StrEnum):
@@ -48,22 +89,37 @@ class FindingCode(enum.StrEnum):
     PAYLOAD_MISMATCH = "payload.mismatch"
     PAYLOAD_UNEXPECTED = "payload.unexpected"
     PAYLOAD_ABSENT = "payload.absent"
+    PAYLOAD_ORPHAN = "payload.orphan"
     CHAIN_REQ_SEQ = "chain.req_seq"
     CHAIN_PREV = "chain.prev"
     CHAIN_NOT_OPEN = "chain.not_open"
     CHAIN_RESTARTED = "chain.restarted"
+    CHAIN_TENANT = "chain.tenant"
     CHAIN_OPEN = "chain.open"
+    TOKENS_PROV = "tokens.prov"
+    TOKENS_PAYLOAD = "tokens.payload"
+    END_COUNTS = "end.counts"
     STEP_MISMATCH = "step.mismatch"
     STEP_UNRECONCILED = "step.unreconciled"
+    NODE_MISMATCH = "node.mismatch"
+    NODE_MISSING = "node.missing"
+    NODE_EXTRA = "node.extra"
     CHECKPOINT_INVALID = "checkpoint.invalid"
     CHECKPOINT_ROOT = "checkpoint.root"
     CHECKPOINT_TRUNCATED = "checkpoint.truncated"
+    CHECKPOINT_COLUMN = "checkpoint.column"
+    KEY_ROW = "key.row"
+    ROW_ORPHAN = "row.orphan"
     WITNESS_INVALID = "witness.invalid"
     WITNESS_ROLLBACK = "witness.rollback"
     WITNESS_REWRITE = "witness.rewrite"
+    TAIL_UNSIGNED = "tail.unsigned"
 
 
-_WARNINGS = frozenset({FindingCode.PAYLOAD_ABSENT, FindingCode.CHAIN_OPEN})
+#: Findings that are not integrity failures: an open chain is a request in flight (or a crash
+#: that recovery will close). They do not fail a log, nor do they keep it from "intact" when its
+#: records are covered by a trusted checkpoint.
+_WARNINGS = frozenset({FindingCode.CHAIN_OPEN})
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +140,13 @@ class Finding:
 
 @dataclass(slots=True)
 class Report:
-    """Outcome of verifying one log."""
+    """Outcome of verifying one log.
+
+    ``anchored_size`` is the size of the largest checkpoint that verified under a trusted key
+    and matched the records (None: no such checkpoint); records ``[anchored_size, size)`` are
+    pending (not yet covered). ``unproven`` lists why the log is not proven intact even when no
+    finding is an error.
+    """
 
     log: str
     size: int = 0
@@ -92,13 +154,22 @@ class Report:
     findings: list[Finding] = field(default_factory=list)
     suppressed: dict[FindingCode, int] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
+    anchored_size: int | None = None
+    unproven: list[str] = field(default_factory=list)
+    request_seqs: list[int] = field(default_factory=list)  # seqs of the request asked about
 
     @property
     def ok(self) -> bool:
-        """True when no integrity failure was found (warnings allowed)."""
+        """True when no integrity failure was found (this alone proves nothing: see verdict)."""
         return not any(f.severity is Severity.ERROR for f in self.findings) and not any(
             code not in _WARNINGS for code in self.suppressed
         )
+
+    @property
+    def verdict(self) -> Verdict:
+        if not self.ok:
+            return Verdict.FAILED
+        return Verdict.UNPROVEN if self.unproven else Verdict.INTACT
 
     def first(self, code: FindingCode) -> Finding | None:
         """The first finding with ``code``, or None."""

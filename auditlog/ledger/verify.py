@@ -1,69 +1,128 @@
-"""Pure streaming verifier of one log (C8, C10, C11; docs/FORMAT.md section 6).
+"""Pure streaming verifier of one log (C8, C10, C11; docs/FORMAT.md section 7).
 
 Input is values, never a database: the records as stored (header bytes, leaf column, payload and
-the indexed column copies), the stored checkpoint notes, the trusted public keys and optionally
-the newest checkpoint kept by a witness. Output is a :class:`Report`. Checks, in order, per record
-at position i (records MUST be given in ``seq`` order):
+the indexed column copies) in ``seq`` order, the stored checkpoints (notes, or rows with their
+size/root columns), the stored Merkle nodes, the trusted public keys and the checkpoints kept
+outside the database (witness, caller). Output is a :class:`Report`. Checks, in order, per record
+at position i:
 
-1. leaf column = SHA-256(0x00 || body) (RFC 9162 2.1.1);
+1. leaf column = SHA-256(0x00 || body) (RFC 9162 2.1.1); the tree uses the recomputed leaf;
 2. the body is a canonical, well-typed header (:func:`~auditlog.ledger.records.parse_header`);
 3. ``log`` = the origin; header ``seq`` = i (else a record was deleted, inserted or reordered);
 4. every indexed column equals its header field (an edited index column hides nothing);
-5. SHA-256(stored payload) = header ``payload`` (a payload absent under a digest is a warning:
-   erasure may delete ciphertext);
-6. request chains: ``req_seq`` gap-free from 0, ``prev`` = leaf of the request's previous record,
-   ``request.start`` first, nothing after ``request.end``, a request id never used by two
-   chains; chains left open are warnings;
-7. step manifests: the ``tokens`` records of step s (which MUST precede the manifest of s) name
-   each request once, with the manifest's counts (C11);
+5. SHA-256(stored payload) = header ``payload``; a payload absent under a digest is a failure
+   (no signed erasure record kind exists yet);
+6. and 7. the chain, count and step rules of :mod:`auditlog.ledger.chain`;
 
-and per log: every stored checkpoint is signed by a trusted key and its root equals the root
-recomputed at its size; every witnessed checkpoint's tree is contained in the log (else the
-database was rolled back or rewritten, C10). Memory is O(requests + open steps + log n).
+and per log: every stored checkpoint is signed by a trusted key, its root equals the root
+recomputed at its size and its size/root columns equal its note; every kept checkpoint's tree is
+contained in the log (else the database was rolled back or rewritten, C10); every stored node
+equals the recomputed subtree and none lies outside the tree. The report's ``anchored_size`` is
+the largest trusted checkpoint that matched; records after it are pending (``Report.unproven``),
+or a failure (``tail.unsigned``) once older than ``max_pending_ns``.
+Memory is O(requests + open steps + log n).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from auditlog.errors import AuditlogError
-from auditlog.ledger.checkpoint import Checkpoint, open_checkpoint
-from auditlog.ledger.hashes import LEAF_HASH_PREFIX
+from auditlog.ledger.chain import ChainChecker
+from auditlog.ledger.checkpoint import Checkpoint, open_checkpoint, parse_checkpoint
+from auditlog.ledger.hashes import EMPTY_ROOT, LEAF_HASH_PREFIX
 from auditlog.ledger.merkle import MerkleFrontier
-from auditlog.ledger.note import Verifier
+from auditlog.ledger.note import Verifier, split_note
 from auditlog.ledger.records import parse_header
 from auditlog.ledger.report import (
     MAX_FINDINGS_PER_CODE,
+    CheckpointRow,
     Finding,
     FindingCode,
     FindingCollector,
     Report,
     Severity,
     StoredRecord,
+    Verdict,
 )
 
 __all__ = [
     "MAX_FINDINGS_PER_CODE",
+    "CheckpointRow",
     "Finding",
     "FindingCode",
     "Report",
     "Severity",
     "StoredRecord",
+    "Verdict",
     "verify_log",
 ]
 
 #: ``progress`` is called after every this many records.
 PROGRESS_EVERY = 10_000
 
+#: Stored nodes per level, ``{level: iterator of (idx, hash) by increasing idx}``.
+NodeLevels = Mapping[int, Iterable[tuple[int, bytes]]]
+
+
+def verify_log(
+    *,
+    origin: str,
+    records: Iterable[StoredRecord],
+    checkpoints: Iterable[str | CheckpointRow] = (),
+    verifiers: Iterable[Verifier],
+    witnessed: str | Sequence[str] | None = None,
+    nodes: NodeLevels | None = None,
+    request_id: str | None = None,
+    max_pending_ns: int | None = None,
+    now_ns: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Report:
+    """Verify one log; see the module docstring for the checks. Never raises on bad data.
+
+    ``witnessed``: checkpoint notes kept outside the database (every one a witness kept, and the
+    caller's): the log must contain each of their trees. ``nodes``: the stored Merkle nodes (None
+    skips that check). ``request_id``: collect the seqs of that request (``request_seqs``).
+    ``max_pending_ns``/``now_ns``: records not covered by a trusted checkpoint whose ``ts`` is
+    older than ``now_ns - max_pending_ns`` are a failure (``tail.unsigned``).
+    """
+    trusted = list(verifiers)
+    report = Report(log=origin)
+    out = FindingCollector(report)
+    stored_roots = _open_checkpoints(origin, checkpoints, trusted, out)
+    kept = _open_kept(origin, witnessed, trusted, out)
+    scan = _Scan(origin, out, set(stored_roots) | {cp.size for cp in kept}, nodes, request_id)
+    scan.run(records, progress)
+    scan.chains.finish()
+    if scan.node_check is not None:
+        scan.node_check.finish(scan.size)
+    matched = _check_anchors(stored_roots, kept, scan.roots, scan.size, out)
+    report.size, report.root, report.request_seqs = scan.size, scan.frontier.root(), scan.seqs
+    report.anchored_size = max(matched, default=None)
+    _check_pending(report, scan.first_ts, max_pending_ns, now_ns, out)
+    report.counts = scan.counts(sum(len(v) for v in stored_roots.values()))
+    if progress is not None:
+        progress(scan.size)
+    return report
+
+
+# -- checkpoints --------------------------------------------------------------------------------
+
 
 def _open_checkpoints(
-    origin: str, notes: Iterable[str], verifiers: list[Verifier], out: FindingCollector
+    origin: str,
+    rows: Iterable[str | CheckpointRow],
+    verifiers: list[Verifier],
+    out: FindingCollector,
 ) -> dict[int, list[tuple[int, bytes]]]:
-    """Signature-checked stored checkpoints: size -> [(note number, root)]."""
+    """Signature-checked stored checkpoints: size -> [(row number, root)]."""
     by_size: dict[int, list[tuple[int, bytes]]] = {}
-    for number, note in enumerate(notes):
+    for number, row in enumerate(rows):
+        note = row if isinstance(row, str) else row.note
+        if isinstance(row, CheckpointRow):
+            _check_columns_of(number, row, out)
         try:
             cp = open_checkpoint(note, verifiers, origin=origin)
         except AuditlogError as exc:
@@ -79,292 +138,59 @@ def _open_checkpoints(
     return by_size
 
 
-def _check_manifest(
-    index: int, step: int, batch: list[list[Any]], seen: dict[str, int], out: FindingCollector
-) -> None:
-    """C11: the step's tokens records are exactly the manifest's batch entries."""
-    expected: dict[str, int] = {rid: n for rid, n in batch}  # pairs checked by parse_header
-    if seen == expected:
-        return
-    missing = sorted(set(expected) - set(seen))
-    extra = sorted(set(seen) - set(expected))
-    wrong = sorted(r for r in set(seen) & set(expected) if seen[r] != expected[r])
-    out.add(
-        index,
-        FindingCode.STEP_MISMATCH,
-        expected,
-        seen,
-        f"record {index}: step {step} manifest does not match its tokens records: "
-        f"missing {missing}, not in manifest {extra}, different counts {wrong}",
-    )
+def _check_columns_of(number: int, row: CheckpointRow, out: FindingCollector) -> None:
+    """The ``size``/``root`` columns of a stored checkpoint are copies of its signed note."""
+    try:
+        cp = parse_checkpoint(split_note(row.note)[0])
+    except AuditlogError:
+        return  # reported as checkpoint.invalid
+    if (cp.size, cp.root) != (row.size, row.root):
+        out.add(
+            None,
+            FindingCode.CHECKPOINT_COLUMN,
+            f"size {cp.size} root {cp.root.hex()}",
+            f"size {row.size} root {row.root.hex()}",
+            f"stored checkpoint #{number}: its size/root columns ({row.size}, "
+            f"{row.root.hex()}) differ from its signed note ({cp.size}, {cp.root.hex()})",
+        )
 
 
-def verify_log(
-    *,
+def _open_kept(
     origin: str,
-    records: Iterable[StoredRecord],
-    checkpoints: Iterable[str] = (),
-    verifiers: Iterable[Verifier],
-    witnessed: str | Sequence[str] | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> Report:
-    """Verify one log; see the module docstring for the checks. Never raises on bad data.
-
-    ``witnessed`` is one checkpoint note kept outside the database, or several (every note a
-    witness kept: the log must contain each of their trees, not only the newest).
-    """
-    trusted = list(verifiers)
-    report = Report(log=origin)
-    out = FindingCollector(report)
-    add = out.add
-    expected_roots = _open_checkpoints(origin, checkpoints, trusted, out)
+    witnessed: str | Sequence[str] | None,
+    verifiers: list[Verifier],
+    out: FindingCollector,
+) -> list[Checkpoint]:
+    """Checkpoints kept outside the database, each signed by a trusted key."""
     notes = [witnessed] if isinstance(witnessed, str) else list(witnessed or ())
-    witness_cps: list[Checkpoint] = []
+    kept: list[Checkpoint] = []
     for note in notes:
         try:
-            witness_cps.append(open_checkpoint(note, trusted, origin=origin))
+            kept.append(open_checkpoint(note, verifiers, origin=origin))
         except AuditlogError as exc:
-            add(
+            out.add(
                 None,
                 FindingCode.WITNESS_INVALID,
                 "a witnessed checkpoint signed by a trusted key",
                 "unverifiable note",
                 f"witnessed checkpoint: {exc}",
             )
-    check_sizes = set(expected_roots) | {cp.size for cp in witness_cps}
-    witness_roots: dict[int, bytes] = {}
+    return kept
 
-    frontier = MerkleFrontier()
-    append_leaf = frontier.append
-    sha256 = hashlib.sha256
-    chains: dict[str, list[object]] = {}  # request_id -> [next req_seq, leaf hex of last record]
-    open_steps: dict[int, tuple[int, dict[str, int]]] = {}  # step -> (first index, {rid: n})
-    ended_ids: set[str] = set()  # a request id is used once per log (O(requests) memory)
-    num_started = num_ended = num_steps = num_absent = num_tokens = 0
-    expected_seq = 0
-    index = -1
-    for index, rec in enumerate(records):
-        body = rec.body
-        # 1. leaf = SHA-256(0x00 || record bytes), RFC 9162 2.1.1; the tree uses the recomputed one
-        leaf = sha256(LEAF_HASH_PREFIX + body).digest()
-        append_leaf(leaf)
-        if frontier.size in check_sizes:
-            root = frontier.root()
-            for number, cp_root in expected_roots.get(frontier.size, ()):
-                if cp_root != root:
-                    add(
-                        index,
-                        FindingCode.CHECKPOINT_ROOT,
-                        cp_root.hex(),
-                        root.hex(),
-                        f"stored checkpoint #{number} at size {frontier.size} does not match the "
-                        f"records: expected root {cp_root.hex()}, computed {root.hex()}",
-                    )
-            witness_roots[frontier.size] = root
-        if progress is not None and frontier.size % PROGRESS_EVERY == 0:
-            progress(frontier.size)
-        if rec.leaf != leaf:
-            add(
-                index,
-                FindingCode.LEAF_MISMATCH,
-                leaf.hex(),
-                rec.leaf.hex(),
-                f"record {index}: stored leaf hash differs from SHA-256(0x00 || body)",
-            )
-        # 2. canonical, well-typed header
-        try:
-            h = parse_header(body)
-        except AuditlogError as exc:
-            add(
-                index,
-                FindingCode.HEADER_INVALID,
-                "a valid header",
-                body[:80],
-                f"record {index}: {exc}",
-            )
-            expected_seq += 1
-            continue
-        # 3. log and position
-        if h["log"] != origin:
-            add(
-                index,
-                FindingCode.LOG_MISMATCH,
-                origin,
-                h["log"],
-                f"record {index}: belongs to log {h['log']!r}, expected {origin!r}",
-            )
-        seq = h["seq"]
-        if seq != expected_seq:
-            why = (
-                "a record is missing before it (deleted)"
-                if seq > expected_seq
-                else ("a record was inserted or reordered")
-            )
-            add(
-                index,
-                FindingCode.SEQ_MISMATCH,
-                expected_seq,
-                seq,
-                f"record {index}: expected seq {expected_seq}, got {seq}: {why}",
-            )
-        if seq >= expected_seq:  # resynchronise after a gap; a late seq changes nothing
-            expected_seq = seq + 1
-        # 4. indexed columns are copies of header fields
-        kind, rid, req_seq = h["kind"], h["request_id"], h["req_seq"]
-        if (
-            rec.seq != seq
-            or rec.kind != kind
-            or rec.request_id != rid
-            or rec.req_seq != req_seq
-            or rec.ts != h["ts"]
-            or rec.tenant != h.get("tenant")
-        ):
-            for name, column, value in (
-                ("seq", rec.seq, seq),
-                ("kind", rec.kind, kind),
-                ("request_id", rec.request_id, rid),
-                ("req_seq", rec.req_seq, req_seq),
-                ("ts", rec.ts, h["ts"]),
-                ("tenant", rec.tenant, h.get("tenant")),
-            ):
-                if column != value:
-                    add(
-                        index,
-                        FindingCode.COLUMN_MISMATCH,
-                        value,
-                        column,
-                        f"record {index}: index column {name} is {column!r}, header says {value!r}",
-                    )
-        # 5. payload digest
-        digest, payload = h["payload"], rec.payload
-        if digest is None:
-            if payload is not None:
-                add(
-                    index,
-                    FindingCode.PAYLOAD_UNEXPECTED,
-                    None,
-                    len(payload),
-                    f"record {index}: payload stored but the header commits to none",
-                )
-        elif payload is None:
-            num_absent += 1
-            add(
-                index,
-                FindingCode.PAYLOAD_ABSENT,
-                digest,
-                None,
-                f"record {index}: payload absent (erased or deleted); header digest {digest}",
-            )
-        elif sha256(payload).hexdigest() != digest:
-            add(
-                index,
-                FindingCode.PAYLOAD_MISMATCH,
-                digest,
-                sha256(payload).hexdigest(),
-                f"record {index}: payload digest mismatch: header {digest}, stored bytes "
-                f"{sha256(payload).hexdigest()}",
-            )
-        # 6. request chains
-        if rid is not None:
-            chain = chains.get(rid)
-            if kind == "request.start":
-                num_started += 1
-                if rid in ended_ids:
-                    add(
-                        index,
-                        FindingCode.CHAIN_RESTARTED,
-                        "a new request id",
-                        rid,
-                        f"record {index}: request id {rid!r} is used again after its chain "
-                        f"ended: two requests would share one trail",
-                    )
-                if chain is not None:
-                    add(
-                        index,
-                        FindingCode.CHAIN_RESTARTED,
-                        "a new request id",
-                        rid,
-                        f"record {index}: request {rid!r} started again while its chain is open",
-                    )
-                chains[rid] = [1, leaf.hex()]
-            elif chain is None:
-                add(
-                    index,
-                    FindingCode.CHAIN_NOT_OPEN,
-                    "an open request",
-                    rid,
-                    f"record {index}: {kind} for request {rid!r}, which is not open (its start "
-                    f"is missing, or it already ended)",
-                )
-            else:
-                if req_seq != chain[0]:
-                    add(
-                        index,
-                        FindingCode.CHAIN_REQ_SEQ,
-                        chain[0],
-                        req_seq,
-                        f"record {index}: request {rid!r} expected req_seq {chain[0]}, got "
-                        f"{req_seq}: its chain is cut",
-                    )
-                if h["prev"] != chain[1]:
-                    add(
-                        index,
-                        FindingCode.CHAIN_PREV,
-                        chain[1],
-                        h["prev"],
-                        f"record {index}: request {rid!r} prev does not match the leaf of its "
-                        f"previous record: expected {chain[1]}, got {h['prev']}",
-                    )
-                if kind == "request.end":
-                    num_ended += 1
-                    del chains[rid]
-                    ended_ids.add(rid)
-                else:
-                    chain[0] = req_seq + 1
-                    chain[1] = leaf.hex()
-            # 7a. tokens records accumulate per step until its manifest
-            if kind == "tokens":
-                pending = open_steps.get(h["step"])
-                if pending is None:
-                    pending = open_steps[h["step"]] = (index, {})
-                seen = pending[1]
-                if rid in seen:
-                    add(
-                        index,
-                        FindingCode.STEP_MISMATCH,
-                        "one tokens record per request",
-                        rid,
-                        f"record {index}: second tokens record of {rid!r} in step {h['step']}",
-                    )
-                seen[rid] = h["n"]
-                num_tokens += h["n"]
-        elif kind == "step":
-            # 7b. the manifest closes its step
-            num_steps += 1
-            _, seen = open_steps.pop(h["step"], (index, {}))
-            _check_manifest(index, h["step"], h["batch"], seen, out)
 
-    size = index + 1
-    for rid, (next_req_seq, _) in chains.items():
-        add(
-            None,
-            FindingCode.CHAIN_OPEN,
-            "request.end",
-            f"{next_req_seq} records",
-            f"request {rid!r} has no request.end (open chain of {next_req_seq} records)",
-        )
-    for step, (first, _) in open_steps.items():
-        add(
-            first,
-            FindingCode.STEP_UNRECONCILED,
-            f"a manifest of step {step}",
-            "none",
-            f"record {first}: tokens records of step {step} have no step manifest after them",
-        )
-    for cp_size, entries in sorted(expected_roots.items()):
-        if cp_size > size:
-            for number, _ in entries:
-                add(
+def _check_anchors(
+    stored: dict[int, list[tuple[int, bytes]]],
+    kept: list[Checkpoint],
+    roots: dict[int, bytes],
+    size: int,
+    out: FindingCollector,
+) -> list[int]:
+    """Compare every trusted checkpoint with the recomputed roots; the sizes that matched."""
+    matched = []
+    for cp_size, entries in sorted(stored.items()):
+        for number, cp_root in entries:
+            if cp_size > size:
+                out.add(
                     size,
                     FindingCode.CHECKPOINT_TRUNCATED,
                     cp_size,
@@ -372,39 +198,320 @@ def verify_log(
                     f"stored checkpoint #{number} commits to {cp_size} records, the log has "
                     f"{size}: records {size}..{cp_size - 1} are missing (log truncated)",
                 )
-    for witness_cp in witness_cps:
-        if witness_cp.size > size:
-            add(
+            elif roots.get(cp_size) != cp_root:
+                got = roots.get(cp_size, b"").hex()
+                out.add(
+                    max(cp_size - 1, 0),
+                    FindingCode.CHECKPOINT_ROOT,
+                    cp_root.hex(),
+                    got,
+                    f"stored checkpoint #{number} at size {cp_size} does not match the "
+                    f"records: expected root {cp_root.hex()}, computed {got}",
+                )
+            else:
+                matched.append(cp_size)
+    for cp in kept:
+        if cp.size > size:
+            out.add(
                 size,
                 FindingCode.WITNESS_ROLLBACK,
-                witness_cp.size,
+                cp.size,
                 size,
-                f"witnessed checkpoint commits to {witness_cp.size} records, the log has {size}: "
+                f"witnessed checkpoint commits to {cp.size} records, the log has {size}: "
                 f"the database was rolled back or truncated",
             )
-        elif witness_cp.size == 0:
-            pass  # the empty tree is contained in every log
-        elif witness_roots.get(witness_cp.size) != witness_cp.root:
-            add(
-                witness_cp.size - 1,
+        elif roots.get(cp.size) != cp.root:
+            out.add(
+                max(cp.size - 1, 0),
                 FindingCode.WITNESS_REWRITE,
-                witness_cp.root.hex(),
-                witness_roots.get(witness_cp.size, b"").hex(),
-                f"witnessed checkpoint at size {witness_cp.size} does not match the records: "
+                cp.root.hex(),
+                roots.get(cp.size, b"").hex(),
+                f"witnessed checkpoint at size {cp.size} does not match the records: "
                 f"the database was rolled back or rewritten",
             )
-    if progress is not None:
-        progress(size)
-    report.size = size
-    report.root = frontier.root()
-    report.counts = {
-        "records": size,
-        "requests_started": num_started,
-        "requests_ended": num_ended,
-        "open_chains": len(chains),
-        "steps": num_steps,
-        "tokens": num_tokens,
-        "checkpoints": sum(len(v) for v in expected_roots.values()),
-        "payloads_absent": num_absent,
-    }
-    return report
+        else:
+            matched.append(cp.size)
+    return matched
+
+
+def _check_pending(
+    report: Report,
+    first_ts: dict[int, int],
+    max_pending_ns: int | None,
+    now_ns: int | None,
+    out: FindingCollector,
+) -> None:
+    """Records after the largest trusted checkpoint are pending, or a failure when too old."""
+    anchored = report.anchored_size
+    covered = 0 if anchored is None else anchored
+    if anchored is None and report.size == 0:
+        report.unproven.append("the log is empty and no trusted checkpoint vouches for it")
+        return
+    if covered >= report.size:
+        return
+    oldest = first_ts.get(covered)
+    too_old = (
+        max_pending_ns is not None
+        and now_ns is not None
+        and oldest is not None
+        and oldest < now_ns - max_pending_ns
+    )
+    what = f"records {covered}..{report.size - 1} are not covered by a trusted checkpoint"
+    if too_old:
+        out.add(
+            covered,
+            FindingCode.TAIL_UNSIGNED,
+            f"a trusted checkpoint within {max_pending_ns} ns",
+            f"unsigned since ts {oldest}",
+            f"{what}, and the first of them is older than the maximum pending age: the writer "
+            f"never signed them (forged, or the writer failed)",
+        )
+    else:
+        report.unproven.append(what + " (pending)")
+
+
+# -- records ------------------------------------------------------------------------------------
+
+
+class _NodeCheck:
+    """Stored Merkle nodes against the subtrees the frontier completes, level by level."""
+
+    def __init__(self, levels: NodeLevels, out: FindingCollector) -> None:
+        self.iters: dict[int, Iterator[tuple[int, bytes]]] = {
+            level: iter(rows) for level, rows in levels.items()
+        }
+        self.heads: dict[int, tuple[int, bytes] | None] = {}
+        self.out = out
+
+    def _peek(self, level: int) -> tuple[int, bytes] | None:
+        if level not in self.heads:
+            rows = self.iters.get(level)
+            self.heads[level] = None if rows is None else next(rows, None)
+        return self.heads[level]
+
+    def _pop(self, level: int) -> None:
+        del self.heads[level]
+
+    def check(self, index: int, new_nodes: list[tuple[int, int, bytes]]) -> None:
+        for level, idx, digest in new_nodes:
+            head = self._peek(level)
+            while head is not None and head[0] < idx:
+                self._extra(level, head[0], "duplicate or out of order")
+                self._pop(level)
+                head = self._peek(level)
+            if head is None or head[0] > idx:
+                self.out.add(
+                    index,
+                    FindingCode.NODE_MISSING,
+                    digest.hex(),
+                    None,
+                    f"node ({level}, {idx}) of the tree is not stored: proofs cannot be served",
+                )
+                continue
+            self._pop(level)
+            if head[1] != digest:
+                self.out.add(
+                    index,
+                    FindingCode.NODE_MISMATCH,
+                    digest.hex(),
+                    head[1].hex(),
+                    f"node ({level}, {idx}) differs from the subtree recomputed from the "
+                    f"records: expected {digest.hex()}, stored {head[1].hex()}",
+                )
+
+    def finish(self, size: int) -> None:
+        for level in self.iters:
+            while (head := self._peek(level)) is not None:
+                self._extra(level, head[0], f"outside the tree of {size} records")
+                self._pop(level)
+
+    def _extra(self, level: int, idx: int, why: str) -> None:
+        self.out.add(
+            None,
+            FindingCode.NODE_EXTRA,
+            "no node",
+            f"({level}, {idx})",
+            f"stored node ({level}, {idx}) is {why}: no record accounts for it",
+        )
+
+
+class _Scan:
+    """One pass over the records: per-record checks, the tree, the chains."""
+
+    def __init__(
+        self,
+        origin: str,
+        out: FindingCollector,
+        check_sizes: set[int],
+        nodes: NodeLevels | None,
+        request_id: str | None,
+    ) -> None:
+        self.origin, self.out, self.check_sizes = origin, out, check_sizes
+        self.request_id = request_id
+        self.frontier = MerkleFrontier()
+        self.chains = ChainChecker(out.add)
+        self.node_check = None if nodes is None else _NodeCheck(nodes, out)
+        self.roots: dict[int, bytes] = {0: EMPTY_ROOT}  # size -> root, at the check_sizes
+        self.first_ts: dict[int, int] = {}  # index -> ts, at 0 and the sizes of check_sizes
+        self.seqs: list[int] = []
+        self.size = self.num_absent = 0
+
+    def run(self, records: Iterable[StoredRecord], progress: Callable[[int], None] | None) -> None:
+        out, add, chains = self.out, self.out.add, self.chains
+        append_leaf, check_sizes, frontier = self.frontier.append, self.check_sizes, self.frontier
+        node_check, sha256, wanted = self.node_check, hashlib.sha256, self.request_id
+        expected_seq = index = 0
+        for index, rec in enumerate(records):
+            body = rec.body
+            # 1. leaf = SHA-256(0x00 || record bytes), RFC 9162 2.1.1; the tree uses this one
+            leaf = sha256(LEAF_HASH_PREFIX + body).digest()
+            new_nodes = append_leaf(leaf)
+            if new_nodes and node_check is not None:
+                node_check.check(index, new_nodes)
+            if index in check_sizes or index == 0:
+                self.first_ts[index] = rec.ts
+            if frontier.size in check_sizes:
+                self.roots[frontier.size] = frontier.root()
+            if progress is not None and frontier.size % PROGRESS_EVERY == 0:
+                progress(frontier.size)
+            if rec.leaf != leaf:
+                add(
+                    index,
+                    FindingCode.LEAF_MISMATCH,
+                    leaf.hex(),
+                    rec.leaf.hex(),
+                    f"record {index}: stored leaf hash differs from SHA-256(0x00 || body)",
+                )
+            # 2. canonical, well-typed header
+            try:
+                h = parse_header(body)
+            except AuditlogError as exc:
+                add(
+                    index,
+                    FindingCode.HEADER_INVALID,
+                    "a valid header",
+                    body[:80],
+                    f"record {index}: {exc}",
+                )
+                expected_seq += 1
+                continue
+            # 3. log and position; 4. indexed columns; 5. payload digest
+            expected_seq = _check_position(index, h, self.origin, expected_seq, out)
+            if (
+                rec.seq != h["seq"]
+                or rec.kind != h["kind"]
+                or rec.request_id != h["request_id"]
+                or rec.req_seq != h["req_seq"]
+                or rec.ts != h["ts"]
+                or rec.tenant != h.get("tenant")
+            ):
+                _column_findings(index, rec, h, out)
+            digest, payload = h["payload"], rec.payload
+            if digest is None and payload is None:
+                pass
+            elif payload is None or digest is None or sha256(payload).hexdigest() != digest:
+                self.num_absent += _payload_finding(index, digest, payload, out)
+            # 6., 7. chains, counts, steps
+            chains.check(index, h, leaf, payload)
+            if wanted is not None and h["request_id"] == wanted:
+                self.seqs.append(h["seq"])
+        self.size = frontier.size
+
+    def counts(self, num_checkpoints: int) -> dict[str, int]:
+        c = self.chains
+        return {
+            "records": self.size,
+            "requests_started": c.num_started,
+            "requests_ended": c.num_ended,
+            "open_chains": len(c.chains),
+            "steps": c.num_steps,
+            "tokens": c.num_tokens,
+            "checkpoints": num_checkpoints,
+            "payloads_absent": self.num_absent,
+        }
+
+
+def _check_position(
+    index: int, h: dict[str, Any], origin: str, expected_seq: int, out: FindingCollector
+) -> int:
+    """Check ``log`` and ``seq``; returns the seq expected next (resynchronised after a gap)."""
+    if h["log"] != origin:
+        out.add(
+            index,
+            FindingCode.LOG_MISMATCH,
+            origin,
+            h["log"],
+            f"record {index}: belongs to log {h['log']!r}, expected {origin!r}",
+        )
+    seq: int = h["seq"]
+    if seq != expected_seq:
+        why = (
+            "a record is missing before it (deleted)"
+            if seq > expected_seq
+            else "a record was inserted or reordered"
+        )
+        out.add(
+            index,
+            FindingCode.SEQ_MISMATCH,
+            expected_seq,
+            seq,
+            f"record {index}: expected seq {expected_seq}, got {seq}: {why}",
+        )
+    # resynchronise after a gap; a late (inserted or reordered) seq changes nothing
+    return seq + 1 if seq >= expected_seq else expected_seq
+
+
+def _column_findings(
+    index: int, rec: StoredRecord, h: dict[str, Any], out: FindingCollector
+) -> None:
+    for name, column, value in (
+        ("seq", rec.seq, h["seq"]),
+        ("kind", rec.kind, h["kind"]),
+        ("request_id", rec.request_id, h["request_id"]),
+        ("req_seq", rec.req_seq, h["req_seq"]),
+        ("ts", rec.ts, h["ts"]),
+        ("tenant", rec.tenant, h.get("tenant")),
+    ):
+        if column != value:
+            out.add(
+                index,
+                FindingCode.COLUMN_MISMATCH,
+                value,
+                column,
+                f"record {index}: index column {name} is {column!r}, header says {value!r}",
+            )
+
+
+def _payload_finding(
+    index: int, digest: str | None, payload: bytes | None, out: FindingCollector
+) -> int:
+    """Report a payload that does not match its header's digest; 1 if it is absent."""
+    if digest is None:
+        size = 0 if payload is None else len(payload)
+        out.add(
+            index,
+            FindingCode.PAYLOAD_UNEXPECTED,
+            None,
+            size,
+            f"record {index}: payload stored but the header commits to none",
+        )
+        return 0
+    if payload is None:
+        out.add(
+            index,
+            FindingCode.PAYLOAD_ABSENT,
+            digest,
+            None,
+            f"record {index}: payload absent; header digest {digest} (deleted: no signed "
+            f"erasure record accounts for it)",
+        )
+        return 1
+    actual = hashlib.sha256(payload).hexdigest()
+    out.add(
+        index,
+        FindingCode.PAYLOAD_MISMATCH,
+        digest,
+        actual,
+        f"record {index}: payload digest mismatch: header {digest}, stored bytes {actual}",
+    )
+    return 0

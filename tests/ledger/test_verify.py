@@ -142,13 +142,15 @@ def test_every_index_column_is_checked(column: str) -> None:
     assert _codes(_verify(rs)) == [("column.mismatch", 2)]
 
 
-def test_payload_edited_or_erased() -> None:
+def test_payload_edited_or_deleted() -> None:
+    """An absent payload is a failure: no signed erasure record kind exists yet (FORMAT.md 3.4)."""
     rs = list(RECORDS)
     rs[0] = dataclasses.replace(rs[0], payload=b'{"prompt_text":"other"}')
     assert _codes(_verify(rs)) == [("payload.mismatch", 0)]
     rs[0] = dataclasses.replace(rs[0], payload=None)
     report = _verify(rs)
-    assert report.ok and _codes(report) == [("payload.absent", 0)]  # erasure keeps the chain
+    assert not report.ok and _codes(report) == [("payload.absent", 0)]
+    assert report.first(FindingCode.PAYLOAD_ABSENT).severity is Severity.ERROR  # type: ignore[union-attr]
     rs[4] = dataclasses.replace(rs[4], payload=b"{}")
     assert ("payload.unexpected", 4) in _codes(_verify(rs))
 
@@ -201,7 +203,7 @@ def _builder_with_step(
             RecordKind.TOKENS,
             G.T0 + 1,
             rid=rid,
-            payload={"token_ids": tokens},
+            payload={"token_ids": tokens, "drafts": []},
             step=0,
             n=len(tokens),
             prov=["target"] * len(tokens),

@@ -1,0 +1,324 @@
+"""The per-request chain and count rules: the one checker used by ``auditlog verify``
+(:mod:`auditlog.ledger.verify`), ``auditlog verify-bundle`` (:mod:`auditlog.bundle.verify`) and
+spool replay (:mod:`auditlog.recorder.spool`), so the three cannot disagree about "intact".
+
+Pure: parsed headers (:func:`~auditlog.ledger.records.parse_header`), leaf hashes and payload bytes
+in, findings out through a callback ``report(index, code, expected, actual, message)``. The rules
+(docs/FORMAT.md sections 3.2, 3.3 and 7, steps 6 and 7):
+
+- chains: ``request.start`` opens a request (a request id opens at most once per log); every
+  other record of it extends its open chain with ``req_seq`` = previous + 1, ``prev`` = leaf of
+  the previous record and the chain's ``tenant``; ``request.end`` closes it;
+- ``tokens``: a readable payload holds ``n`` token ids and a list of draft proposals; ``prov`` is
+  either all ``target`` (plain decoding: then no draft was proposed) or ``draft_accepted`` k times
+  followed by at most one ``target_recovered`` or ``bonus``, with k <= proposals, the k accepted
+  tokens equal to the first k proposals, and ``target_recovered`` only after a rejected proposal
+  (k < proposals);
+- ``request.end``: ``n_generated`` (when not null) equals the tokens the chain recorded, and
+  ``n_delivered`` <= ``n_generated``;
+- steps (logs only): the ``tokens`` records of step s since its previous manifest are exactly the
+  manifest's ``batch``, in the same order; ``passes``, when present, is a non-negative integer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from auditlog.ledger.report import FindingCode
+
+__all__ = ["ChainChecker", "OpenChain", "ReportFn"]
+
+#: ``report(index, code, expected, actual, message)``: where a finding goes.
+ReportFn = Callable[[int | None, FindingCode, object, object, str], None]
+
+_TARGET = "target"
+_ACCEPTED = "draft_accepted"
+_RECOVERED = "target_recovered"
+
+
+@dataclass(slots=True)
+class OpenChain:
+    """An open request chain: what its next record must carry."""
+
+    next_req_seq: int
+    prev: str  # hex leaf hash of the chain's last record
+    tenant: str | None
+    num_tokens: int | None  # tokens recorded so far; None when resumed without its history
+
+
+def _int_list(value: Any) -> list[int] | None:
+    if type(value) is not list or not all(type(v) is int for v in value):
+        return None
+    return value
+
+
+class ChainChecker:
+    """Feed records in log order with :meth:`check`, then call :meth:`finish` once.
+
+    ``check_steps`` is False where step manifests are not part of the input (a bundle holds one
+    request's chain only).
+    """
+
+    def __init__(self, report: ReportFn, *, check_steps: bool = True) -> None:
+        self.report = report
+        self.check_steps = check_steps
+        self.chains: dict[str, OpenChain] = {}
+        self.ended: set[str] = set()  # a request id is used once per log (O(requests) memory)
+        self.open_steps: dict[int, tuple[int, list[list[Any]], set[str]]] = {}
+        self.num_started = self.num_ended = self.num_steps = self.num_tokens = 0
+
+    def resume(self, request_id: str, *, req_seq: int, prev: str, tenant: str | None) -> None:
+        """Continue a chain whose earlier records were checked before (spool replay)."""
+        self.chains[request_id] = OpenChain(req_seq + 1, prev, tenant, None)
+
+    def is_open(self, request_id: str) -> bool:
+        return request_id in self.chains
+
+    def check(self, index: int, h: dict[str, Any], leaf: bytes, payload: bytes | None) -> None:
+        """Check one record; ``h`` is its parsed header, ``leaf`` its (recomputed) leaf hash."""
+        kind, rid = h["kind"], h["request_id"]
+        if rid is None:
+            if kind == "step" and self.check_steps:
+                self._manifest(index, h)
+            return
+        if kind == "tokens":
+            self.num_tokens += h["n"]
+            if self.check_steps:
+                self._step_entry(index, h["step"], rid, h["n"])
+        if kind == "request.start":
+            self._start(index, rid, h, leaf)
+            return
+        chain = self.chains.get(rid)
+        if chain is None:
+            self.report(
+                index,
+                FindingCode.CHAIN_NOT_OPEN,
+                "an open request",
+                rid,
+                f"record {index}: {kind} for request {rid!r}, which is not open (its start "
+                f"is missing, or it already ended)",
+            )
+            return
+        self._link(index, rid, chain, h)
+        if kind == "tokens":
+            self._tokens(index, rid, chain, h, payload)
+            chain.next_req_seq, chain.prev = h["req_seq"] + 1, leaf.hex()
+        else:
+            self._end(index, rid, chain, h)
+
+    def finish(self) -> None:
+        """Report chains left open (warnings) and tokens records with no manifest."""
+        for rid, chain in self.chains.items():
+            self.report(
+                None,
+                FindingCode.CHAIN_OPEN,
+                "request.end",
+                f"{chain.next_req_seq} records",
+                f"request {rid!r} has no request.end (open chain of {chain.next_req_seq} records)",
+            )
+        for step, (first, _, _) in self.open_steps.items():
+            self.report(
+                first,
+                FindingCode.STEP_UNRECONCILED,
+                f"a manifest of step {step}",
+                "none",
+                f"record {first}: tokens records of step {step} have no step manifest after them",
+            )
+
+    # -- chains ---------------------------------------------------------------------------------
+
+    def _start(self, index: int, rid: str, h: dict[str, Any], leaf: bytes) -> None:
+        self.num_started += 1
+        if rid in self.ended or rid in self.chains:
+            state = "after its chain ended" if rid in self.ended else "while its chain is open"
+            self.report(
+                index,
+                FindingCode.CHAIN_RESTARTED,
+                "a new request id",
+                rid,
+                f"record {index}: request id {rid!r} started again {state}: two requests would "
+                f"share one trail",
+            )
+        clock = h.get("clock")
+        if clock is not None and type(clock) is not str:
+            self.report(index, FindingCode.HEADER_INVALID, "a string", clock, "clock: not a string")
+        self.chains[rid] = OpenChain(1, leaf.hex(), h.get("tenant"), 0)
+
+    def _link(self, index: int, rid: str, chain: OpenChain, h: dict[str, Any]) -> None:
+        req_seq, prev, tenant = h["req_seq"], h["prev"], h.get("tenant")
+        if req_seq != chain.next_req_seq:
+            self.report(
+                index,
+                FindingCode.CHAIN_REQ_SEQ,
+                chain.next_req_seq,
+                req_seq,
+                f"record {index}: request {rid!r}: req_seq mismatch: expected "
+                f"{chain.next_req_seq}, got {req_seq}: its chain is cut",
+            )
+        if prev != chain.prev:
+            self.report(
+                index,
+                FindingCode.CHAIN_PREV,
+                chain.prev,
+                prev,
+                f"record {index}: request {rid!r}: prev does not match the leaf of its previous "
+                f"record: expected {chain.prev}, got {prev}",
+            )
+        if tenant != chain.tenant:
+            self.report(
+                index,
+                FindingCode.CHAIN_TENANT,
+                chain.tenant,
+                tenant,
+                f"record {index}: request {rid!r}: tenant mismatch: expected {chain.tenant!r}, "
+                f"got {tenant!r}",
+            )
+
+    def _end(self, index: int, rid: str, chain: OpenChain, h: dict[str, Any]) -> None:
+        self.num_ended += 1
+        del self.chains[rid]
+        self.ended.add(rid)
+        generated, delivered = h["n_generated"], h["n_delivered"]
+        if generated is not None and chain.num_tokens is not None and generated != chain.num_tokens:
+            self.report(
+                index,
+                FindingCode.END_COUNTS,
+                chain.num_tokens,
+                generated,
+                f"record {index}: request {rid!r}: n_generated is {generated}, its tokens "
+                f"records hold {chain.num_tokens} tokens",
+            )
+        if generated is not None and delivered is not None and delivered > generated:
+            self.report(
+                index,
+                FindingCode.END_COUNTS,
+                f"n_delivered <= {generated}",
+                delivered,
+                f"record {index}: request {rid!r}: n_delivered {delivered} exceeds n_generated "
+                f"{generated}",
+            )
+
+    # -- tokens ---------------------------------------------------------------------------------
+
+    def _tokens(
+        self, index: int, rid: str, chain: OpenChain, h: dict[str, Any], payload: bytes | None
+    ) -> None:
+        n, prov = h["n"], h["prov"]
+        if chain.num_tokens is not None:
+            chain.num_tokens += n
+        token_ids, drafts = self._tokens_payload(index, rid, n, payload)
+        problem = _prov_problem(prov, token_ids, drafts)
+        if problem is not None:
+            self.report(
+                index,
+                FindingCode.TOKENS_PROV,
+                "provenance consistent with the draft proposals",
+                prov,
+                f"record {index}: request {rid!r}: {problem}",
+            )
+
+    def _tokens_payload(
+        self, index: int, rid: str, n: int, payload: bytes | None
+    ) -> tuple[list[int] | None, list[int] | None]:
+        """(token ids, drafts) of a readable payload; (None, None) when absent or ciphertext."""
+        if payload is None:
+            return None, None
+        try:
+            body = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return None, None  # not plaintext JSON: an encrypted payload (digest checked)
+        if type(body) is dict:
+            token_ids, drafts = _int_list(body.get("token_ids")), _int_list(body.get("drafts"))
+            if token_ids is not None and drafts is not None and len(token_ids) == n:
+                return token_ids, drafts
+        self.report(
+            index,
+            FindingCode.TOKENS_PAYLOAD,
+            f'{{"token_ids": [{n} integers], "drafts": [integers]}}',
+            payload[:80],
+            f"record {index}: request {rid!r}: the tokens payload does not hold {n} token ids "
+            f"and a list of draft proposals",
+        )
+        return None, None
+
+    # -- steps ----------------------------------------------------------------------------------
+
+    def _step_entry(self, index: int, step: int, rid: str, n: int) -> None:
+        pending = self.open_steps.get(step)
+        if pending is None:
+            pending = self.open_steps[step] = (index, [], set())
+        _, entries, rids = pending
+        if rid in rids:
+            self.report(
+                index,
+                FindingCode.STEP_MISMATCH,
+                "one tokens record per request",
+                rid,
+                f"record {index}: second tokens record of {rid!r} in step {step}",
+            )
+        rids.add(rid)
+        entries.append([rid, n])
+
+    def _manifest(self, index: int, h: dict[str, Any]) -> None:
+        """C11: the step's tokens records are exactly the manifest's batch, in its order."""
+        self.num_steps += 1
+        step, batch, passes = h["step"], h["batch"], h.get("passes", 0)
+        _, seen, _ = self.open_steps.pop(step, (index, [], set()))
+        if type(passes) is not int or passes < 0:
+            self.report(
+                index,
+                FindingCode.HEADER_INVALID,
+                "a non-negative integer",
+                passes,
+                f"record {index}: step {step}: passes must be a non-negative integer",
+            )
+        if seen == batch:
+            return
+        expected = {rid: n for rid, n in batch}
+        got = {rid: n for rid, n in seen}
+        missing = sorted(set(expected) - set(got))
+        extra = sorted(set(got) - set(expected))
+        wrong = sorted(r for r in set(got) & set(expected) if got[r] != expected[r])
+        what = (
+            f"missing {missing}, not in manifest {extra}, different counts {wrong}"
+            if missing or extra or wrong
+            else "the batch lists them in another order than the log"
+        )
+        self.report(
+            index,
+            FindingCode.STEP_MISMATCH,
+            batch,
+            seen,
+            f"record {index}: step {step} manifest does not match its tokens records: {what}",
+        )
+
+
+def _prov_problem(
+    prov: list[str], token_ids: list[int] | None, drafts: list[int] | None
+) -> str | None:
+    """Why ``prov`` cannot describe this step (None when it can); see the module docstring."""
+    if _TARGET in prov:
+        if any(code != _TARGET for code in prov):
+            return f"prov mixes target with speculative codes: {prov}"
+        if drafts:
+            return f"prov is all target while {len(drafts)} draft tokens were proposed"
+        return None
+    accepted = 0
+    while accepted < len(prov) and prov[accepted] == _ACCEPTED:
+        accepted += 1
+    rest = prov[accepted:]
+    if len(rest) > 1 or _ACCEPTED in rest:
+        return f"prov must be draft_accepted tokens then at most one final token: {prov}"
+    if drafts is None or token_ids is None:
+        return None  # payload unreadable: only the shape of prov is checked
+    if accepted > len(drafts):
+        return f"{accepted} draft tokens accepted, {len(drafts)} proposed"
+    if token_ids[:accepted] != drafts[:accepted]:
+        return "accepted tokens differ from the draft proposals"
+    if rest == [_RECOVERED] and accepted >= len(drafts):
+        return "target_recovered but no proposal was rejected"
+    return None
