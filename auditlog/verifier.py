@@ -1,39 +1,67 @@
 """Verify a whole database: read each log from the store, check it with the pure ledger verifier.
 
-This is the I/O edge of ``auditlog verify``: it opens the database read-only (a missing SQLite file
-is a configuration error, never a new empty database reported as intact), streams every log's
-records in ``seq`` order into :func:`auditlog.ledger.verify_log`, and anchors each log to the
-newest checkpoint a witness holds (``--witness-dir``) or one the caller trusts
-(``--trusted-checkpoint``), so that a database rolled back or rewritten by its own administrator
-fails (C10).
+This is the I/O edge of ``auditlog verify`` (docs/TRUST.md). It opens the database read-only (a
+missing SQLite file is a configuration error, never a new empty database reported as intact),
+streams every row of every log into :func:`auditlog.ledger.verify_log` and decides the verdict:
 
-Trust: signatures are checked against the verifier keys the caller passes. With no key given, the
-keys the database itself lists are used, and the report says so (``keys_from_database``): that
-catches accidents, not an administrator who can also rewrite the key table.
+- ``intact`` only when every log is anchored: its checkpoints verify under a key the caller gave
+  out of band (``keys``; a key is bound to the log whose origin is its name), and every record is
+  covered by such a checkpoint (or by a witnessed or caller-held one, signed by such a key);
+- ``failed`` on any integrity finding, including rows of any table that no hashed record
+  accounts for;
+- ``unproven`` when nothing failed but something was not proven: no key for a log (its own
+  stored keys are then used, to find damage, never to vouch), records not yet covered, an empty
+  database or log, a witness that holds nothing of a log, a request that does not exist.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection
 
-from auditlog.errors import ConfigurationError, FormatError, NotFoundError
+from auditlog.errors import AuditlogError, ConfigurationError, FormatError
 from auditlog.ledger import (
     DirectoryWitness,
+    Finding,
     FindingCode,
     Report,
     Verifier,
     parse_checkpoint,
     verify_log,
 )
+from auditlog.ledger.note import split_note
+from auditlog.ledger.report import PENDING_SUFFIX, FindingCollector, Verdict
 from auditlog.store import create_db_engine
-from auditlog.store.ledger_store import iter_records, list_checkpoints, list_keys, list_logs
-from auditlog.store.schema import records
+from auditlog.store.audit_reads import (
+    TABLES_BY_LOG,
+    checkpoint_rows,
+    iter_all_records,
+    iter_node_levels,
+    rows_per_log,
+)
+from auditlog.store.keys import list_keys, parse_verifier_key_name
+from auditlog.store.ledger_store import LogInfo, list_logs
 
-__all__ = ["DatabaseReport", "verify_database"]
+__all__ = ["DatabaseReport", "RequestVerdict", "verify_database"]
+
+#: The pseudo-log that carries findings about rows of no listed log.
+NO_LOG = "(rows of no log)"
+
+
+@dataclass(slots=True)
+class RequestVerdict:
+    """The verdict ``verify --request`` gives for one request id."""
+
+    request_id: str
+    verdict: Verdict
+    reason: str
+    log: str | None = None
+    seqs: list[int] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -42,14 +70,30 @@ class DatabaseReport:
 
     logs: list[Report] = field(default_factory=list)
     keys_from_database: bool = False
-    anchored: dict[str, int] = field(default_factory=dict)  # origin -> witnessed tree size
+    unproven: list[str] = field(default_factory=list)  # reasons not about one log
+    request: RequestVerdict | None = None
 
     @property
     def ok(self) -> bool:
+        """No integrity failure (this alone proves nothing: see ``verdict``)."""
         return all(r.ok for r in self.logs)
 
     @property
-    def findings(self) -> list[object]:
+    def verdict(self) -> Verdict:
+        verdicts = [r.verdict for r in self.logs]
+        if self.unproven:
+            verdicts.append(Verdict.UNPROVEN)
+        if self.request is not None:
+            verdicts.append(self.request.verdict)
+        return Verdict.worst(verdicts)
+
+    @property
+    def anchored(self) -> dict[str, int]:
+        """origin -> size of its largest trusted checkpoint that matched the records."""
+        return {r.log: r.anchored_size for r in self.logs if r.anchored_size is not None}
+
+    @property
+    def findings(self) -> list[Finding]:
         return [f for r in self.logs for f in r.findings]
 
     @property
@@ -61,8 +105,56 @@ class DatabaseReport:
         return sum(r.counts.get("tokens", 0) for r in self.logs)
 
     @property
-    def open_chains(self) -> list[object]:
+    def open_chains(self) -> list[Finding]:
         return [f for r in self.logs for f in r.findings if f.code is FindingCode.CHAIN_OPEN]
+
+
+@dataclass(slots=True)
+class _Anchors:
+    """What the caller trusts, from outside the database."""
+
+    keys: dict[str, list[Verifier]]  # origin -> keys bound to it
+    witness: DirectoryWitness | None
+    trusted: dict[str, list[str]]  # origin -> checkpoint notes the caller holds
+
+    def kept_notes(self, origin: str) -> list[str]:
+        """Every checkpoint note of ``origin`` kept outside the database. A file that is not
+        text is passed on as it is, so that the verifier reports it (``witness.invalid``)."""
+        notes = list(self.trusted.get(origin, []))
+        if self.witness is not None:
+            for size in self.witness.sizes(origin):
+                data = self.witness.path_of(origin, size).read_bytes()
+                notes.append(data.decode("utf-8", errors="replace"))
+        return notes
+
+    def vouched(self) -> set[str]:
+        found = set(self.trusted)
+        return found | (self.witness.origins() if self.witness is not None else set())
+
+
+def _anchors(
+    keys: Sequence[str], witness_dir: str | Path | None, trusted_checkpoints: Sequence[str]
+) -> _Anchors:
+    bound: dict[str, list[Verifier]] = {}
+    for key in keys:
+        try:
+            verifier = Verifier.from_key_string(key.strip())
+        except FormatError as exc:
+            raise ConfigurationError(f"bad verifier key: {exc}") from exc
+        bound.setdefault(verifier.name, []).append(verifier)
+    witness = None
+    if witness_dir is not None:
+        if not Path(witness_dir).is_dir():
+            raise ConfigurationError(f"witness directory {witness_dir} does not exist")
+        witness = DirectoryWitness(witness_dir)
+    trusted: dict[str, list[str]] = {}
+    for note in trusted_checkpoints:
+        try:
+            cp = parse_checkpoint(split_note(note)[0])
+        except FormatError as exc:
+            raise ConfigurationError(f"trusted checkpoint is not a checkpoint note: {exc}") from exc
+        trusted.setdefault(cp.origin, []).append(note)
+    return _Anchors(bound, witness, trusted)
 
 
 def verify_database(
@@ -72,114 +164,205 @@ def verify_database(
     witness_dir: str | Path | None = None,
     trusted_checkpoints: Sequence[str] = (),
     origin: str | None = None,
+    request_id: str | None = None,
+    max_pending_s: float | None = None,
     progress: Callable[[int], None] | None = None,
     on_log: Callable[[str, int], None] | None = None,
 ) -> DatabaseReport:
-    """Verify the logs of ``db_url`` (all, or the one named ``origin``).
+    """Verify the logs of ``db_url`` (all, or the one named ``origin``); see the module docstring.
 
-    ``keys`` are verifier-key strings (``name+hexid+base64``); ``trusted_checkpoints`` are signed
-    checkpoint notes the caller holds; ``witness_dir`` is a directory witness. ``progress`` gets the
-    number of records verified since its last call; ``on_log`` gets (origin, size) before each log.
+    ``keys``: verifier-key strings (``name+hexid+base64``), each bound to the log whose origin is
+    its name. ``trusted_checkpoints``: signed checkpoint notes the caller holds. ``witness_dir``:
+    a directory witness. ``max_pending_s``: records not covered by a trusted checkpoint whose
+    ``ts`` is older are a failure. ``progress`` gets the number of records verified so far in
+    the current log; ``on_log`` gets (origin, number of rows) before each log.
+    Raises ConfigurationError for bad keys, a missing witness directory or database.
     """
-    try:
-        verifiers = [Verifier.from_key_string(k) for k in keys]
-    except FormatError as exc:
-        raise ConfigurationError(f"bad verifier key: {exc}") from exc
-    witness = None
-    if witness_dir is not None:
-        if not Path(witness_dir).is_dir():
-            raise ConfigurationError(f"witness directory {witness_dir} does not exist")
-        witness = DirectoryWitness(witness_dir)
-    trusted: dict[str, str] = {}
-    for note in trusted_checkpoints:
-        body = note.split("\n\n", 1)[0] + "\n"
-        try:
-            cp = parse_checkpoint(body)
-        except FormatError as exc:
-            raise ConfigurationError(f"trusted checkpoint is not a checkpoint note: {exc}") from exc
-        trusted[cp.origin] = note
+    anchors = _anchors(keys, witness_dir, trusted_checkpoints)
+    max_pending_ns = None if max_pending_s is None else int(max_pending_s * 1e9)
+    report = DatabaseReport(keys_from_database=not anchors.keys)
     engine = create_db_engine(db_url, read_only=True)
-    report = DatabaseReport()
     try:
         with engine.connect() as conn:
             all_logs = list_logs(conn)
-            logs = all_logs
-            if origin is not None:
-                logs = [log for log in logs if log.origin == origin]
-                if (
-                    not logs
-                    and origin not in trusted
-                    and (witness is None or origin not in witness.origins())
-                ):
-                    raise NotFoundError(f"no log {origin!r} in the database")
+            counts = rows_per_log(conn)
+            logs = [log for log in all_logs if origin is None or log.origin == origin]
             for log in logs:
-                log_verifiers = verifiers
-                if not log_verifiers:
-                    report.keys_from_database = True
-                    log_verifiers = [
-                        Verifier.from_key_string(k.verifier_key) for k in list_keys(conn, log.id)
-                    ]
-                witnessed = _kept_notes(log.origin, trusted, witness)
-                anchored = _largest_size(witnessed)
-                if anchored is not None:
-                    report.anchored[log.origin] = anchored
                 if on_log is not None:
-                    on_log(log.origin, _size(conn, log.id))
-                report.logs.append(
-                    verify_log(
-                        origin=log.origin,
-                        records=iter_records(conn, log.id),
-                        checkpoints=[c.note for c in list_checkpoints(conn, log.id)],
-                        verifiers=log_verifiers,
-                        witnessed=witnessed,
-                        progress=progress,
-                    )
-                )
-            # A log the witness (or the caller) vouches for but the database no longer has was
-            # deleted whole: verify it as the empty log it now is (C10: caught as a rollback).
-            present = {log.origin for log in all_logs}
-            vouched = set(trusted)
-            if witness is not None:
-                vouched |= witness.origins()
-            if origin is not None:
-                vouched &= {origin}
-            for missing in sorted(vouched - present):
-                report.logs.append(
-                    verify_log(
-                        origin=missing,
-                        records=(),
-                        verifiers=verifiers,
-                        witnessed=_kept_notes(missing, trusted, witness),
-                    )
-                )
+                    on_log(log.origin, counts["records"].get(log.id, 0))
+                log_report = _verify_one(conn, log, anchors, request_id, max_pending_ns, progress)
+                _check_row_counts(log_report, log.id, counts)
+                report.logs.append(log_report)
+            _add_vanished(report, all_logs, anchors, origin)
+            if origin is None:
+                _add_orphans(report, all_logs, counts)
     finally:
         engine.dispose()
+    if not report.logs:
+        what = "the database holds no log" if origin is None else f"no log {origin!r}"
+        report.unproven.append(what)
+    if request_id is not None:
+        report.request = _request_verdict(report, request_id)
     return report
 
 
-def _kept_notes(
-    origin: str, trusted: dict[str, str], witness: DirectoryWitness | None
-) -> list[str]:
-    """Every checkpoint note of ``origin`` kept outside the database: the caller's trusted one
-    and all the witness holds. A file that cannot be read as text is passed on as it is, so that
-    the verifier reports it (``witness.invalid``) instead of crashing."""
-    notes = [trusted[origin]] if origin in trusted else []
-    if witness is not None:
-        for size in witness.sizes(origin):
-            path = witness.path_of(origin, size)
-            notes.append(path.read_bytes().decode("utf-8", errors="replace"))
-    return notes
+def _verify_one(
+    conn: Connection,
+    log: LogInfo,
+    anchors: _Anchors,
+    request_id: str | None,
+    max_pending_ns: int | None,
+    progress: Callable[[int], None] | None,
+) -> Report:
+    rows = checkpoint_rows(conn, log.id)
+    stored_keys = list_keys(conn, log.id)
+    verifiers = anchors.keys.get(log.origin, [])
+    if not verifiers:  # find damage with the database's own keys; they vouch for nothing
+        verifiers = [v for k in stored_keys if (v := _parse_stored_key(k.verifier_key)) is not None]
+    report = verify_log(
+        origin=log.origin,
+        records=iter_all_records(conn, log.id),
+        checkpoints=rows,
+        verifiers=verifiers,
+        witnessed=anchors.kept_notes(log.origin),
+        nodes=iter_node_levels(conn, log.id),
+        request_id=request_id,
+        max_pending_ns=max_pending_ns,
+        now_ns=time.time_ns(),
+        progress=progress,
+    )
+    _check_keys(report, stored_keys, anchors.keys.get(log.origin, []))
+    _trust_reasons(report, anchors, [r.note for r in rows])
+    return report
 
 
-def _largest_size(notes: list[str]) -> int | None:
-    sizes = []
-    for note in notes:
+def _parse_stored_key(text: str) -> Verifier | None:
+    try:
+        return Verifier.from_key_string(text)
+    except AuditlogError:
+        return None  # reported by _check_keys
+
+
+def _trust_reasons(report: Report, anchors: _Anchors, notes: list[str]) -> None:
+    """Why a log is not proven by an outside anchor, in front of the other reasons."""
+    reasons = []
+    if not anchors.keys.get(report.log):
+        signers = sorted({f"{n}+{kid.hex()}" for note in notes for n, kid in _signers(note)})
+        given = sorted(f"{v.name}+{v.key_id.hex()}" for vs in anchors.keys.values() for v in vs)
+        reasons.append(
+            f"no trusted key for origin {report.log!r}: its checkpoints are signed by "
+            f"{', '.join(signers) or 'nobody'}; trusted {', '.join(given) or 'none (no --key)'}"
+        )
+    if anchors.witness is not None and not anchors.witness.sizes(report.log):
+        reasons.append(f"the witness directory holds no checkpoint of {report.log!r}")
+    report.unproven[:0] = reasons
+
+
+def _signers(note: str) -> list[tuple[str, bytes]]:
+    try:
+        return [(name, kid) for name, kid, _ in split_note(note)[1]]
+    except AuditlogError:
+        return []
+
+
+def _check_keys(report: Report, stored: list, trusted: list[Verifier]) -> None:  # type: ignore[type-arg]
+    """``signing_keys`` rows: columns agree with the key string, trusted ids carry trusted keys."""
+    out = FindingCollector(report)
+    by_id = {(v.name, v.key_id.hex()): v.key_string for v in trusted}
+    for row in stored:
         try:
-            sizes.append(parse_checkpoint(note.split("\n\n", 1)[0] + "\n").size)
-        except FormatError:
-            continue  # reported by the verifier as witness.invalid
-    return max(sizes, default=None)
+            name, kid = parse_verifier_key_name(row.verifier_key)
+            Verifier.from_key_string(row.verifier_key)
+        except AuditlogError as exc:
+            problem = f"its key string is malformed: {exc}"
+        else:
+            problem = ""
+            if (name, kid) != (row.key_name, row.key_id):
+                problem = f"its columns name {row.key_name}+{row.key_id}, its key {name}+{kid}"
+            elif by_id.get((name, kid), row.verifier_key) != row.verifier_key:
+                problem = "it lists another public key under the id of a trusted key"
+        if problem:
+            out.add(
+                None,
+                FindingCode.KEY_ROW,
+                "a consistent signing_keys row",
+                row.verifier_key[:80],
+                f"signing key {row.key_name}+{row.key_id}: {problem}",
+            )
 
 
-def _size(conn: Connection, log_id: int) -> int:
-    return int(conn.execute(select(func.count()).where(records.c.log_id == log_id)).scalar_one())
+def _check_row_counts(report: Report, log_id: int, counts: dict[str, dict[int, int]]) -> None:
+    """Rows the verifier did not read through the records are rows no record accounts for."""
+    stored = counts["payloads"].get(log_id, 0)
+    read = report.counts.get("payloads", 0)
+    if stored != read:
+        FindingCollector(report).add(
+            None,
+            FindingCode.PAYLOAD_ORPHAN,
+            read,
+            stored,
+            f"the log stores {stored} payload rows, {stored - read} of them without a record",
+        )
+
+
+def _add_vanished(
+    report: DatabaseReport, present: list[LogInfo], anchors: _Anchors, origin: str | None
+) -> None:
+    """A log the witness (or the caller) vouches for but the database no longer has was deleted
+    whole: verify it as the empty log it now is (C10: caught as a rollback)."""
+    vouched = anchors.vouched() - {log.origin for log in present}
+    for missing in sorted(vouched if origin is None else vouched & {origin}):
+        report.logs.append(
+            verify_log(
+                origin=missing,
+                records=(),
+                verifiers=anchors.keys.get(missing, []),
+                witnessed=anchors.kept_notes(missing),
+            )
+        )
+
+
+def _add_orphans(
+    report: DatabaseReport, logs: list[LogInfo], counts: dict[str, dict[int, int]]
+) -> None:
+    """Rows of a log id that ``logs`` does not list: no verified log accounts for them."""
+    known = {log.id for log in logs}
+    orphans = Report(log=NO_LOG)
+    out = FindingCollector(orphans)
+    for table in TABLES_BY_LOG:
+        for log_id, n in sorted(counts[table].items()):
+            if log_id not in known:
+                out.add(
+                    None,
+                    FindingCode.ROW_ORPHAN,
+                    0,
+                    n,
+                    f"table {table} holds {n} rows of log id {log_id}, which no log lists",
+                )
+    if orphans.findings:
+        report.logs.append(orphans)
+
+
+def _request_verdict(report: DatabaseReport, request_id: str) -> RequestVerdict:
+    claims = [r for r in report.logs if r.request_seqs]
+    if not claims:
+        return RequestVerdict(request_id, Verdict.UNPROVEN, f"no request {request_id!r}")
+    if len(claims) > 1:
+        names = ", ".join(r.log for r in claims)
+        return RequestVerdict(
+            request_id, Verdict.UNPROVEN, f"request {request_id!r} is claimed by logs {names}"
+        )
+    log = claims[0]
+    seqs = set(log.request_seqs)
+    findings = [f for f in log.findings if f.index in seqs]
+    covered = log.anchored_size is not None and max(seqs) < log.anchored_size
+    trust = [r for r in log.unproven if not r.endswith(PENDING_SUFFIX)]
+    if findings or not log.ok:
+        verdict, reason = Verdict.FAILED, "its log failed verification"
+    elif trust:
+        verdict, reason = Verdict.UNPROVEN, trust[0]
+    elif not covered:
+        verdict, reason = Verdict.UNPROVEN, "not yet covered by a trusted checkpoint (pending)"
+    else:
+        verdict, reason = Verdict.INTACT, "covered by a trusted checkpoint"
+    return RequestVerdict(request_id, verdict, reason, log.log, sorted(seqs), findings)

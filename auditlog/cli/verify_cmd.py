@@ -1,35 +1,67 @@
-"""``auditlog verify``: prove a database intact (exit 0), or name the first bad index (exit 1)."""
+"""``auditlog verify``: prove a database intact (exit 0), or say why not (exit 1, 2 or 3)."""
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from auditlog.errors import AuditlogError, ConfigurationError, NotFoundError
+from auditlog.errors import AuditlogError, ConfigurationError
 
 from .options import DbOption, load_witness_policy, read_text_file, require_auditlog_database
 
-__all__ = ["register"]
+__all__ = ["EXIT_CODES_HELP", "parse_duration", "register"]
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 intact (every log anchored by a --key given out of band, every record "
+    "covered by a checkpoint signed by it); 1 integrity failure; 2 usage or configuration "
+    "error; 3 nothing failed but nothing was proven (no --key for a log, records not yet "
+    "covered by a trusted checkpoint, an empty database, a --request that does not exist)."
+)
+
+_DURATION = re.compile(r"([0-9]+)([smhd]?)")
+_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in ``text`` (``90``, ``90s``, ``15m``, ``2h``, ``1d``); raises ConfigurationError."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise ConfigurationError(f"--max-pending must read like 90s, 15m, 2h or 1d, got {text!r}")
+    return int(match.group(1)) * _UNIT_S[match.group(2)]
 
 
 def verify(
     db: DbOption,
     key: Annotated[
-        list[str] | None, typer.Option("--key", help="Trusted verifier key (repeatable)")
+        list[str] | None,
+        typer.Option(
+            "--key",
+            help="Verifier key obtained out of band (repeatable); it vouches for the log whose "
+            "origin is its name",
+        ),
     ] = None,
     witness_dir: Annotated[
         Path | None, typer.Option("--witness-dir", help="Directory witness holding checkpoints")
     ] = None,
     trusted_checkpoint: Annotated[
         list[Path] | None,
-        typer.Option("--trusted-checkpoint", help="Signed checkpoint note you trust (repeatable)"),
+        typer.Option("--trusted-checkpoint", help="Signed checkpoint note you hold (repeatable)"),
     ] = None,
     log: Annotated[str | None, typer.Option("--log", help="Verify only this log origin")] = None,
     request: Annotated[
-        str | None, typer.Option("--request", help="Also show the verdict for this request")
+        str | None, typer.Option("--request", help="Also give the verdict for this request")
+    ] = None,
+    max_pending: Annotated[
+        str | None,
+        typer.Option(
+            "--max-pending",
+            help="Records not covered by a trusted checkpoint and older than this (90s, 15m, "
+            "2h, 1d) are a failure (exit 1); younger ones are pending (exit 3)",
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable report")] = False,
     witness_key: Annotated[
@@ -44,183 +76,59 @@ def verify(
         typer.Option("--tsa-cert", help="PEM: the RFC 3161 TSA's certificate and its root"),
     ] = None,
 ) -> None:
-    """Recompute every hash, chain, checkpoint and proof of the database (read-only)."""
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    from auditlog.verifier import verify_database
-
-    policy = load_witness_policy(witness_key, witness_policy)
-    tsa_certs = None if tsa_cert is None else _tsa_certificates(tsa_cert)
-
-    notes = [read_text_file(p, "trusted checkpoint") for p in trusted_checkpoint or []]
-    require_auditlog_database(db, writer=False)
-    console = Console(stderr=True)
-    show_bar = console.is_terminal and not as_json
-    with Progress(
-        TextColumn("[bold]verifying[/bold] {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not show_bar,
-    ) as progress:
-        task: list[Any] = []
-
-        def on_log(origin: str, size: int) -> None:
-            task.append(progress.add_task(origin, total=size))
-
-        def advance(n: int) -> None:
-            if task:
-                progress.update(task[-1], completed=n)
-
-        report = verify_database(
-            db,
-            keys=key or [],
-            witness_dir=witness_dir,
-            trusted_checkpoints=notes,
-            origin=log,
-            progress=advance,
-            on_log=on_log,
-        )
-    request_findings: list[Any] = []
-    if request is not None:
-        from auditlog.store import create_db_engine
-        from auditlog.trails import read_trail
-
-        engine = create_db_engine(db, read_only=True)
-        with engine.connect() as conn:
-            for log_report in report.logs:
-                try:
-                    trail = read_trail(conn, log_report.log, request)
-                except NotFoundError:
-                    continue
-                except AuditlogError as exc:  # a body so damaged it does not decode
-                    request_findings.append(_Unreadable(log_report.log, str(exc)))
-                    continue
-                seqs = {r.seq for r in trail.records}
-                request_findings += [f for f in log_report.findings if f.index in seqs]
-        engine.dispose()
-    witnessed = None  # anchors outside the operator: a bad one fails (1), a missing one is 3
-    sizes = {r.log: r.size for r in report.logs}
-    times: dict[str, Any] = {}
-    if policy is not None or tsa_certs is not None:
-        from auditlog.witnesses.audit import check_database_cosignatures, check_database_timestamps
-
-        witnessed = [] if policy is None else check_database_cosignatures(db, policy, sizes)
-        if tsa_certs is not None:
-            stamped, times = check_database_timestamps(db, tsa_certs, sizes)
-            witnessed += stamped
+    """Recompute every hash, chain, checkpoint and node of the database (read-only)."""
+    try:
+        # configuration first: a bad policy or certificate is refused before the database opens
+        policy = load_witness_policy(witness_key, witness_policy)
+        tsa_certs = None if tsa_cert is None else _tsa_certificates(tsa_cert)
+        notes = [read_text_file(p, "trusted checkpoint") for p in trusted_checkpoint or []]
+        max_pending_s = None if max_pending is None else parse_duration(max_pending)
+        require_auditlog_database(db, writer=False)
+        report = _run(db, key, witness_dir, notes, log, request, max_pending_s, as_json)
+        witnessed, times = _outside_anchors(db, report, policy, tsa_certs)
+    except AuditlogError as exc:
+        typer.echo(f"auditlog verify: error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    code = _exit_code(report, witnessed)
     if as_json:
         import orjson
 
-        out = _as_json(report, request, request_findings)
+        out = _as_json(report)
+        out["exit_code"] = code
+        out["verdict"] = {0: "intact", 1: "failed", 3: "unproven"}[code]
         if witnessed is not None:
-            out["witness_findings"] = [_finding(f) for f in witnessed]
-            out["trusted_time"] = {log: when.isoformat() for log, when in times.items()}
+            out["witness_findings"] = [_witness_finding(f) for f in witnessed]
+            out["trusted_time"] = {name: when.isoformat() for name, when in times.items()}
         sys.stdout.write(orjson.dumps(out).decode() + "\n")
     else:
-        _print(report, request, request_findings, witnessed)
-        for log_name, when in times.items():
-            from rich.console import Console
-
-            Console().print(f"{log_name}: trusted time (RFC 3161) {when.isoformat()}")
-    if not report.ok or any(f.failed for f in witnessed or ()):
-        raise typer.Exit(1)
-    if witnessed:
-        raise typer.Exit(3)
+        _print(report, witnessed, times)
+    raise typer.Exit(code)
 
 
-def _as_json(report: Any, request: str | None, request_findings: list[Any]) -> dict[str, Any]:
-    return {
-        "ok": report.ok,
-        "keys_from_database": report.keys_from_database,
-        "logs": [
-            {
-                "log": r.log,
-                "ok": r.ok,
-                "size": r.size,
-                "root": r.root.hex(),
-                "anchored_at": report.anchored.get(r.log),
-                "counts": r.counts,
-                "suppressed": {str(k): v for k, v in r.suppressed.items()},
-                "findings": [_finding(f) for f in r.findings],
-            }
-            for r in report.logs
-        ],
-        **(
-            {"request": request, "request_findings": [_finding(f) for f in request_findings]}
-            if request
-            else {}
-        ),
-    }
+def _exit_code(report: Any, witnessed: list[Any] | None) -> int:
+    """The worse of the database's verdict and the witness/timestamp checks: a bad cosignature
+    or token fails (1), a missing one leaves the database unproven (3)."""
+    code = int(report.verdict.exit_code)
+    if any(w.failed for w in witnessed or ()):
+        return 1
+    return 3 if witnessed and code == 0 else code
 
 
-def _finding(f: Any) -> dict[str, Any]:
-    if not hasattr(f, "index"):  # a witness finding: failed, or unproven
-        return {"log": f.log, "size": f.size, "code": str(f.code), "failed": f.failed,
-                "message": f.message}  # fmt: skip
-    return {
-        "log": f.log,
-        "index": f.index,
-        "code": str(f.code),
-        "severity": str(f.severity),
-        "expected": str(f.expected),
-        "actual": str(f.actual),
-        "message": f.message,
-    }
+def _outside_anchors(
+    db: str, report: Any, policy: Any, tsa_certs: Any
+) -> tuple[list[Any] | None, dict[str, Any]]:
+    """Cosignatures against the witness policy, and RFC 3161 tokens against the TSA."""
+    if policy is None and tsa_certs is None:
+        return None, {}
+    from auditlog.witnesses.audit import check_database_cosignatures, check_database_timestamps
 
-
-def _print(
-    report: Any, request: str | None, request_findings: list[Any], witnessed: Any = None
-) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    table = Table(title="auditlog verify")
-    for column in ("log", "records", "root", "anchored at", "findings", "verdict"):
-        table.add_column(column)
-    for r in report.logs:
-        anchored = report.anchored.get(r.log)
-        table.add_row(
-            r.log,
-            str(r.size),
-            r.root.hex()[:16] + "…",
-            "-" if anchored is None else str(anchored),
-            str(len(r.findings) + sum(r.suppressed.values())),
-            "[green]intact[/green]" if r.ok else "[red]FAILED[/red]",
-        )
-    console.print(table)
-    for f in report.findings:
-        style = "yellow" if str(f.severity) == "warning" else "red"
-        where = "" if f.index is None else f" at index {f.index}"
-        console.print(f"[{style}]{f.severity}[/{style}] {f.log}{where}: {f.code}: {f.message}")
-    if report.keys_from_database:
-        console.print(
-            "[yellow]warning[/yellow] no --key given: signatures were checked against keys read "
-            "from the database itself"
-        )
-    if not report.anchored:
-        console.print(
-            "[yellow]warning[/yellow] no witness or trusted checkpoint: a database rewritten "
-            "consistently by its administrator cannot be detected (use --witness-dir)"
-        )
-    if request is not None:
-        verdict = "intact" if not request_findings else f"{len(request_findings)} findings"
-        console.print(f"request {request}: {verdict}")
-    for w in witnessed or ():
-        kind = "[red]error[/red]" if w.failed else "[yellow]unproven[/yellow]"
-        console.print(f"{kind} {w.log}: {w.code}: {w.message}")
-    failed = not report.ok or any(w.failed for w in witnessed or ())
-    verdict = "[yellow]unproven[/yellow]" if witnessed else "[green]intact[/green]"
-    console.print("[red]integrity failure[/red]" if failed else verdict)
+    sizes = {r.log: r.size for r in report.logs}
+    witnessed = [] if policy is None else check_database_cosignatures(db, policy, sizes)
+    times: dict[str, Any] = {}
+    if tsa_certs is not None:
+        stamped, times = check_database_timestamps(db, tsa_certs, sizes)
+        witnessed += stamped
+    return witnessed, times
 
 
 def _tsa_certificates(path: Path) -> Any:
@@ -232,13 +140,163 @@ def _tsa_certificates(path: Path) -> Any:
         raise ConfigurationError(f"cannot read TSA certificate {path}: {exc}") from exc
 
 
-class _Unreadable:
-    """A request-level finding for a trail that cannot even be decoded."""
+def _witness_finding(f: Any) -> dict[str, Any]:
+    return {"log": f.log, "size": f.size, "code": str(f.code), "failed": f.failed,
+            "message": f.message}  # fmt: skip
 
-    def __init__(self, log: str, message: str) -> None:
-        self.log, self.index, self.message = log, None, message
-        self.code, self.severity, self.expected, self.actual = "trail.unreadable", "error", "", ""
+
+verify.__doc__ = f"{verify.__doc__}\n\n{EXIT_CODES_HELP}"
+
+
+def _run(
+    db: str,
+    key: list[str] | None,
+    witness_dir: Path | None,
+    notes: list[str],
+    log: str | None,
+    request: str | None,
+    max_pending_s: int | None,
+    as_json: bool,
+) -> Any:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from auditlog.verifier import verify_database
+
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("[bold]verifying[/bold] {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not console.is_terminal or as_json,
+    ) as progress:
+        task: list[Any] = []
+
+        def on_log(origin: str, size: int) -> None:
+            task.append(progress.add_task(escape(origin), total=size))
+
+        def advance(n: int) -> None:
+            if task:
+                progress.update(task[-1], completed=n)
+
+        return verify_database(
+            db,
+            keys=key or [],
+            witness_dir=witness_dir,
+            trusted_checkpoints=notes,
+            origin=log,
+            request_id=request,
+            max_pending_s=max_pending_s,
+            progress=advance,
+            on_log=on_log,
+        )
+
+
+def _as_json(report: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "verdict": str(report.verdict),
+        "exit_code": report.verdict.exit_code,
+        "ok": report.ok,
+        "keys_from_database": report.keys_from_database,
+        "unproven": report.unproven,
+        "logs": [
+            {
+                "log": r.log,
+                "verdict": str(r.verdict),
+                "ok": r.ok,
+                "size": r.size,
+                "root": r.root.hex(),
+                "anchored_at": r.anchored_size,
+                "unproven": r.unproven,
+                "counts": r.counts,
+                "suppressed": {str(k): v for k, v in r.suppressed.items()},
+                "findings": [_finding(f) for f in r.findings],
+            }
+            for r in report.logs
+        ],
+    }
+    if report.request is not None:
+        rq = report.request
+        out["request"] = {
+            "request_id": rq.request_id,
+            "verdict": str(rq.verdict),
+            "reason": rq.reason,
+            "log": rq.log,
+            "seqs": rq.seqs,
+            "findings": [_finding(f) for f in rq.findings],
+        }
+    return out
+
+
+def _finding(f: Any) -> dict[str, Any]:
+    return {
+        "log": f.log,
+        "index": f.index,
+        "code": str(f.code),
+        "severity": str(f.severity),
+        "expected": str(f.expected),
+        "actual": str(f.actual),
+        "message": f.message,
+    }
+
+
+_STYLE = {"intact": "green", "failed": "red", "unproven": "yellow"}
+
+
+def _print(report: Any, witnessed: list[Any] | None, times: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title="auditlog verify")
+    for column in ("log", "records", "root", "anchored at", "findings", "verdict"):
+        table.add_column(column)
+    for r in report.logs:
+        style = _STYLE[str(r.verdict)]
+        table.add_row(
+            escape(r.log),
+            str(r.size),
+            r.root.hex()[:16] + "…",
+            "-" if r.anchored_size is None else str(r.anchored_size),
+            str(len(r.findings) + sum(r.suppressed.values())),
+            f"[{style}]{r.verdict}[/{style}]",
+        )
+    console.print(table)
+    for f in report.findings:
+        style = "yellow" if str(f.severity) == "warning" else "red"
+        where = "" if f.index is None else f" at index {f.index}"
+        console.print(
+            f"[{style}]{f.severity}[/{style}] {escape(f.log)}{where}: {f.code}: {escape(f.message)}"
+        )
+    for r in report.logs:
+        for reason in r.unproven:
+            console.print(f"[yellow]unproven[/yellow] {escape(r.log)}: {escape(reason)}")
+    for reason in report.unproven:
+        console.print(f"[yellow]unproven[/yellow] {escape(reason)}")
+    if report.request is not None:
+        rq = report.request
+        style = _STYLE[str(rq.verdict)]
+        verdict_text = f"[{style}]{rq.verdict}[/{style}]"
+        console.print(f"request {escape(rq.request_id)}: {verdict_text} ({escape(rq.reason)})")
+    for w in witnessed or ():
+        kind = "[red]error[/red]" if w.failed else "[yellow]unproven[/yellow]"
+        console.print(f"{kind} {escape(w.log)}: {w.code}: {escape(w.message)}")
+    for name, when in times.items():
+        console.print(f"{escape(name)}: trusted time (RFC 3161) {when.isoformat()}")
+    verdict = {0: "intact", 1: "failed", 3: "unproven"}[_exit_code(report, witnessed)]
+    words = {"intact": "intact", "failed": "integrity failure", "unproven": "not proven"}
+    console.print(f"[{_STYLE[verdict]}]{words[verdict]}[/{_STYLE[verdict]}]")
 
 
 def register(app: typer.Typer) -> None:
-    app.command("verify")(verify)
+    app.command("verify", help=f"{verify.__doc__}")(verify)

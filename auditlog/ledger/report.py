@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "MAX_FINDINGS_PER_CODE",
+    "PENDING_SUFFIX",
     "CheckpointRow",
     "Finding",
     "FindingCode",
@@ -24,6 +25,9 @@ __all__ = [
     "StoredRecord",
     "Verdict",
 ]
+
+#: The end of every ``Report.unproven`` reason that is only "records not yet covered".
+PENDING_SUFFIX = "(pending)"
 
 #: Findings kept per code; further ones are only counted (``Report.suppressed``).
 MAX_FINDINGS_PER_CODE = 100

@@ -38,6 +38,7 @@ from auditlog.ledger.note import Verifier, split_note
 from auditlog.ledger.records import parse_header
 from auditlog.ledger.report import (
     MAX_FINDINGS_PER_CODE,
+    PENDING_SUFFIX,
     CheckpointRow,
     Finding,
     FindingCode,
@@ -267,7 +268,7 @@ def _check_pending(
             f"never signed them (forged, or the writer failed)",
         )
     else:
-        report.unproven.append(what + " (pending)")
+        report.unproven.append(f"{what} {PENDING_SUFFIX}")
 
 
 # -- records ------------------------------------------------------------------------------------
@@ -354,7 +355,7 @@ class _Scan:
         self.roots: dict[int, bytes] = {0: EMPTY_ROOT}  # size -> root, at the check_sizes
         self.first_ts: dict[int, int] = {}  # index -> ts, at 0 and the sizes of check_sizes
         self.seqs: list[int] = []
-        self.size = self.num_absent = 0
+        self.size = self.num_absent = self.num_payloads = 0
 
     def run(self, records: Iterable[StoredRecord], progress: Callable[[int], None] | None) -> None:
         out, add, chains = self.out, self.out.add, self.chains
@@ -407,6 +408,8 @@ class _Scan:
             ):
                 _column_findings(index, rec, h, out)
             digest, payload = h["payload"], rec.payload
+            if payload is not None:
+                self.num_payloads += 1
             if digest is None and payload is None:
                 pass
             elif payload is None or digest is None or sha256(payload).hexdigest() != digest:
@@ -427,6 +430,7 @@ class _Scan:
             "steps": c.num_steps,
             "tokens": c.num_tokens,
             "checkpoints": num_checkpoints,
+            "payloads": self.num_payloads,
             "payloads_absent": self.num_absent,
         }
 

@@ -19,7 +19,7 @@ from auditlog.ledger import (
     sign_checkpoint,
     verify_log,
 )
-from auditlog.ledger.verify import MAX_FINDINGS_PER_CODE, Severity
+from auditlog.ledger.verify import MAX_FINDINGS_PER_CODE, Severity, Verdict
 
 G = load_make_golden()
 SIGNER: Signer = G.golden_signer()
@@ -54,6 +54,7 @@ def _first_error(report: Report) -> tuple[str, int | None]:
 def test_valid_log() -> None:
     report = _verify(RECORDS)
     assert report.ok and report.findings == []
+    assert report.verdict is Verdict.INTACT and report.anchored_size == 11
     assert report.counts == {
         "records": 11,
         "requests_started": 2,
@@ -62,6 +63,7 @@ def test_valid_log() -> None:
         "steps": 2,
         "tokens": 7,
         "checkpoints": 2,
+        "payloads": 6,
         "payloads_absent": 0,
     }
 
