@@ -217,14 +217,17 @@ def _verify_one(
     rows = checkpoint_rows(conn, log.id)
     stored_keys = list_keys(conn, log.id)
     verifiers = anchors.keys.get(log.origin, [])
-    if not verifiers:  # find damage with the database's own keys; they vouch for nothing
+    # Kept checkpoints can only be checked against a trusted key; without one the database's
+    # own keys are used to find damage inside it, and vouch for nothing.
+    kept = anchors.kept_notes(log.origin) if verifiers else []
+    if not verifiers:
         verifiers = [v for k in stored_keys if (v := _parse_stored_key(k.verifier_key)) is not None]
     report = verify_log(
         origin=log.origin,
         records=iter_all_records(conn, log.id),
         checkpoints=rows,
         verifiers=verifiers,
-        witnessed=anchors.kept_notes(log.origin),
+        witnessed=kept,
         nodes=iter_node_levels(conn, log.id),
         request_id=request_id,
         max_pending_ns=max_pending_ns,
@@ -232,8 +235,25 @@ def _verify_one(
         progress=progress,
     )
     _check_keys(report, stored_keys, anchors.keys.get(log.origin, []))
+    _check_witnessed_stored(report, anchors, {r.size for r in rows})
     _trust_reasons(report, anchors, [r.note for r in rows])
     return report
+
+
+def _check_witnessed_stored(report: Report, anchors: _Anchors, stored_sizes: set[int]) -> None:
+    """The writer stores every checkpoint before a witness gets it: one the witness holds and
+    the database lacks was deleted (and readers can no longer prove against it)."""
+    if anchors.witness is None:
+        return
+    for size in anchors.witness.sizes(report.log):
+        if size not in stored_sizes:
+            FindingCollector(report).add(
+                None,
+                FindingCode.CHECKPOINT_MISSING,
+                size,
+                None,
+                f"the witness holds a checkpoint of size {size} that the database does not",
+            )
 
 
 def _parse_stored_key(text: str) -> Verifier | None:

@@ -6,15 +6,16 @@ with a message that names the record (``req_seq`` and ``seq``), what was expecte
 found. Steps, in order (docs/FORMAT.md section 9.3):
 
 1. The bytes decode as a bundle of this format version, in canonical form.
-2. The checkpoint note carries a valid Ed25519 signature by a trusted key (``trusted_keys``);
-   with no trusted keys given, by a key embedded in the bundle, and the report says "untrusted".
+2. The checkpoint note carries a valid Ed25519 signature by a trusted key (``trusted_keys``,
+   each vouching only for the log whose origin is its name); with no trusted keys given, by a
+   key embedded in the bundle, and the report says "untrusted" (proven nothing: exit 3).
 3. The checkpoint's origin is the bundle's log.
 4. Per record, in chain order: the header parses (docs/FORMAT.md), names this log, request and
-   ``seq``; ``req_seq`` counts 0, 1, 2, ...; ``prev`` is the previous record's leaf hash
-   (64 zeros first); kinds run ``request.start``, ``tokens``..., ``request.end``; the tenant
-   never changes; the payload's SHA-256 equals the header's ``payload`` (an absent payload is
-   reported as erased); ``seq`` lies in the checkpoint's tree and the RFC 9162 inclusion proof of
-   the leaf SHA-256(0x00 || header bytes) at ``seq`` leads to the checkpoint's root.
+   ``seq``; ``req_seq`` counts 0, 1, 2, ...; ``seq`` increases; the payload's SHA-256 equals the
+   header's ``payload`` (an absent payload is a failure); the chain, count and provenance rules
+   of :mod:`auditlog.ledger.chain` (the same checker ``auditlog verify`` runs); ``seq`` lies in
+   the checkpoint's tree and the RFC 9162 inclusion proof of the leaf SHA-256(0x00 || header
+   bytes) at ``seq`` leads to the checkpoint's root.
 5. The chain ends with ``request.end`` (a bundle MUST hold a complete trail).
 6. The transcript rebuilt from the payloads agrees with the headers' token counts.
 """
@@ -28,15 +29,18 @@ from typing import Any
 
 from auditlog.errors import FormatError, VerificationError
 from auditlog.ledger import (
-    ZERO_HASH,
     Checkpoint,
+    FindingCode,
     Verifier,
     leaf_hash,
     open_checkpoint,
+    parse_checkpoint,
     parse_header,
     sha256_hex,
     verify_inclusion,
 )
+from auditlog.ledger.chain import ChainChecker
+from auditlog.ledger.note import split_note
 
 from .format import Bundle, decode_bundle
 from .transcript import Transcript, build_transcript
@@ -80,8 +84,9 @@ def parse_verifier_keys(keys: Sequence[str]) -> list[Verifier]:
 
 def _open(bundle: Bundle, trusted: Sequence[Verifier]) -> tuple[Checkpoint, KeyTrust]:
     if trusted:
+        bound = [v for v in trusted if v.name == bundle.log]  # a key vouches for its origin only
         try:
-            return open_checkpoint(bundle.checkpoint, list(trusted)), KeyTrust.TRUSTED
+            return open_checkpoint(bundle.checkpoint, bound), KeyTrust.TRUSTED
         except (FormatError, VerificationError) as exc:
             raise VerificationError(f"checkpoint is not signed by a trusted key: {exc}") from None
     try:
@@ -119,55 +124,31 @@ def verify_decoded(
     """
     if not bundle.records:
         raise VerificationError("bundle holds no record")
-    checkpoint, trust = _open(bundle, trusted)
-    if checkpoint.origin != bundle.log:
+    try:
+        claimed = parse_checkpoint(split_note(bundle.checkpoint)[0]).origin
+    except FormatError as exc:
+        raise VerificationError(f"checkpoint is malformed: {exc}") from None
+    if claimed != bundle.log:  # step 3 first: a key vouches only for the log named like it
         raise VerificationError(
-            f"checkpoint origin mismatch: expected {bundle.log!r}, got {checkpoint.origin!r}"
+            f"checkpoint origin mismatch: expected {bundle.log!r}, got {claimed!r}"
         )
+    checkpoint, trust = _open(bundle, trusted)
     chain: list[tuple[dict[str, Any], bytes | None]] = []
-    erased: list[int] = []
-    prev, last_seq, tenant = ZERO_HASH, -1, ""
+    where = ""
+
+    def fail(index: int | None, code: FindingCode, expected: object, got: object, msg: str) -> None:
+        if code is not FindingCode.CHAIN_OPEN:
+            raise VerificationError(f"{where}: {msg}")
+
+    rules = ChainChecker(fail, check_steps=False)  # the log verifier's own chain rules
+    last_seq = -1
     for i, record in enumerate(bundle.records):
         where = f"record req_seq {i} (seq {record.seq})"
-        try:
-            header = parse_header(record.body)
-        except FormatError as exc:
-            raise VerificationError(f"{where}: header is malformed: {exc}") from None
-        expected: tuple[tuple[str, Any, Any], ...] = (
-            ("seq", record.seq, header["seq"]),
-            ("log", bundle.log, header["log"]),
-            ("request_id", bundle.request_id, header["request_id"]),
-            ("req_seq", i, header["req_seq"]),
-            ("prev", prev, header["prev"]),
-        )
-        for name, want, got in expected:
-            if want != got:
-                raise VerificationError(f"{where}: {name} mismatch: expected {want!r}, got {got!r}")
-        kind = header["kind"]
-        if i == 0:
-            tenant = header["tenant"]
-            if kind != "request.start":
-                raise VerificationError(f"{where}: chain must open with request.start, got {kind}")
-        elif kind not in ("tokens", "request.end") or chain[-1][0]["kind"] == "request.end":
-            raise VerificationError(f"{where}: unexpected {kind} after {chain[-1][0]['kind']}")
-        if header["tenant"] != tenant:
-            raise VerificationError(
-                f"{where}: tenant mismatch: expected {tenant!r}, got {header['tenant']!r}"
-            )
-        if record.seq <= last_seq:
-            raise VerificationError(f"{where}: seq must exceed the previous record's {last_seq}")
-        digest = header["payload"]
-        if record.payload is not None and digest is None:
-            raise VerificationError(f"{where}: payload present but the header commits to none")
-        if record.payload is None and digest is not None:
-            erased.append(record.seq)
-        elif record.payload is not None and sha256_hex(record.payload) != digest:
-            raise VerificationError(
-                f"{where}: payload digest mismatch: expected {digest}, "
-                f"got {sha256_hex(record.payload)}"
-            )
+        header = _check_layout(bundle, i, record, last_seq, where)
+        _check_payload(header, record.payload, where)
         # leaf = SHA-256(0x00 || header bytes), RFC 9162 2.1.1; also the next record's prev.
         leaf = leaf_hash(record.body)
+        rules.check(record.seq, header, leaf, record.payload)
         if record.seq >= checkpoint.size:
             raise VerificationError(
                 f"{where}: not covered by the checkpoint of size {checkpoint.size}"
@@ -177,7 +158,7 @@ def verify_decoded(
         except VerificationError as exc:
             raise VerificationError(f"{where}: inclusion proof failed: {exc}") from None
         chain.append((header, record.payload))
-        prev, last_seq = leaf.hex(), record.seq
+        last_seq = record.seq
     if require_complete and chain[-1][0]["kind"] != "request.end":
         raise VerificationError(
             f"trail is incomplete: last record (req_seq {len(chain) - 1}) is "
@@ -187,16 +168,50 @@ def verify_decoded(
         transcript = build_transcript(bundle.request_id, chain)
     except FormatError as exc:
         raise VerificationError(f"transcript: {exc}") from None
-    notes = tuple(f"payload of seq {seq} is absent (erased)" for seq in erased)
     return BundleReport(
         log=bundle.log,
         request_id=bundle.request_id,
-        tenant=tenant,
+        tenant=chain[0][0]["tenant"],
         checkpoint_size=checkpoint.size,
         checkpoint_root=checkpoint.root,
         num_records=len(chain),
         trust=trust,
-        erased_payloads=tuple(erased),
+        erased_payloads=(),
         transcript=transcript,
-        notes=notes,
+        notes=(),
     )
+
+
+def _check_layout(bundle: Bundle, i: int, record: Any, last_seq: int, where: str) -> dict[str, Any]:
+    """Step 4, bundle layout: the header parses, names this log, request and ``seq``; record i
+    has ``req_seq`` i; ``seq`` increases."""
+    try:
+        header = parse_header(record.body)
+    except FormatError as exc:
+        raise VerificationError(f"{where}: header is malformed: {exc}") from None
+    expected: tuple[tuple[str, Any, Any], ...] = (
+        ("seq", record.seq, header["seq"]),
+        ("log", bundle.log, header["log"]),
+        ("request_id", bundle.request_id, header["request_id"]),
+        ("req_seq", i, header["req_seq"]),
+    )
+    for name, want, got in expected:
+        if want != got:
+            raise VerificationError(f"{where}: {name} mismatch: expected {want!r}, got {got!r}")
+    if record.seq <= last_seq:
+        raise VerificationError(f"{where}: seq must exceed the previous record's {last_seq}")
+    return header
+
+
+def _check_payload(header: dict[str, Any], payload: bytes | None, where: str) -> None:
+    """Step 4, payload: its SHA-256 is the header's digest; absent under a digest is a failure
+    (no signed erasure record kind exists yet, FORMAT.md 3.4)."""
+    digest = header["payload"]
+    if payload is not None and digest is None:
+        raise VerificationError(f"{where}: payload present but the header commits to none")
+    if payload is None and digest is not None:
+        raise VerificationError(f"{where}: payload absent: the header commits to {digest}")
+    if payload is not None and sha256_hex(payload) != digest:
+        raise VerificationError(
+            f"{where}: payload digest mismatch: expected {digest}, got {sha256_hex(payload)}"
+        )

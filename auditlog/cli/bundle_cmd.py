@@ -1,7 +1,9 @@
 """``auditlog export`` (evidence bundle or HTML transcript) and ``auditlog verify-bundle``.
 
-``verify-bundle`` exits 0 when the bundle is intact, 1 on an integrity failure, 2 on a usage
-error (unreadable file, malformed ``--key``).
+``verify-bundle`` exits 0 when the bundle is intact under a ``--key`` given out of band, 1 on an
+integrity failure (a ``--key`` that did not sign it included), 2 on a usage error (unreadable
+file, malformed ``--key``), 3 when nothing failed but nothing was proven (no ``--key``: the
+bundle's own embedded keys vouch only for themselves; or a witness policy not met).
 """
 
 from __future__ import annotations
@@ -25,11 +27,20 @@ from .options import (
 if TYPE_CHECKING:
     from auditlog.bundle.verify import BundleReport
 
-__all__ = ["EXIT_INTACT", "EXIT_INTEGRITY", "EXIT_USAGE", "register"]
+__all__ = ["EXIT_INTACT", "EXIT_INTEGRITY", "EXIT_UNPROVEN", "EXIT_USAGE", "register"]
 
 EXIT_INTACT = 0
 EXIT_INTEGRITY = 1
 EXIT_USAGE = 2
+EXIT_UNPROVEN = 3
+
+VERIFY_BUNDLE_HELP = (
+    "Verify an evidence bundle offline.\n\nExit codes: 0 intact under a --key given out of band "
+    "(a key vouches for the log whose origin is its name; with --witness-key/--witness-policy, "
+    "the policy met); 1 integrity failure (a --key that did not sign it, or a bad cosignature, "
+    "included); 2 usage error; 3 nothing failed but nothing was proven (no --key: the bundle's "
+    "embedded keys vouch only for themselves; or the witness policy not met)."
+)
 
 
 class ExportFormat(enum.StrEnum):
@@ -97,8 +108,10 @@ def export(
 
 def _report_json(report: BundleReport) -> dict[str, object]:
     t = report.transcript
+    from auditlog.bundle.verify import KeyTrust
+
     return {
-        "status": "intact",
+        "status": "intact" if report.trust is KeyTrust.TRUSTED else "unproven",
         "log": report.log,
         "request_id": report.request_id,
         "tenant": report.tenant,
@@ -125,8 +138,7 @@ def verify_bundle_cmd(
         Path | None, typer.Option("--witness-policy", help="Witness policy file (N-of-M groups)")
     ] = None,
 ) -> None:
-    """Verify an evidence bundle offline (exit 0 intact, 1 integrity failure, 2 usage error,
-    3 unproven: its checkpoint lacks the cosignatures the witness policy asks for)."""
+    """Verify an evidence bundle offline (exit codes: ``VERIFY_BUNDLE_HELP``)."""
     import orjson
 
     from auditlog.bundle.format import decode_bundle
@@ -149,11 +161,14 @@ def verify_bundle_cmd(
     witnessed = []
     if policy is not None:
         witnessed = check_note_cosignatures(report.log, decode_bundle(data).checkpoint, policy)
-    code = EXIT_INTEGRITY if any(w.failed for w in witnessed) else 3 if witnessed else 0
+    proven = report.trust is KeyTrust.TRUSTED
+    code = EXIT_INTEGRITY if any(w.failed for w in witnessed) else 0
+    if not code and (witnessed or not proven):
+        code = EXIT_UNPROVEN
     if as_json:
         out = _report_json(report)
+        out["status"] = {0: "intact", 1: "failed", 3: "unproven"}[code]
         if policy is not None:
-            out["status"] = {0: out["status"], 1: "failed", 3: "unproven"}[code]
             out["witness_findings"] = [
                 {"code": str(w.code), "message": w.message} for w in witnessed
             ]
@@ -161,23 +176,21 @@ def verify_bundle_cmd(
         raise typer.Exit(code)
     for w in witnessed:
         typer.echo(f"{'FAILED' if w.failed else 'unproven'}: {w.code}: {w.message}", err=True)
-    if code:
-        raise typer.Exit(code)
     typer.echo(
-        f"intact: request {report.request_id} ({report.num_records} records, tenant "
-        f"{report.tenant}) in log {report.log}, checkpoint size {report.checkpoint_size}"
+        f"{'intact' if code == 0 else 'not proven' if code == 3 else 'FAILED'}: request "
+        f"{report.request_id} ({report.num_records} records, tenant {report.tenant}) in log "
+        f"{report.log}, checkpoint size {report.checkpoint_size}"
     )
-    if report.trust is KeyTrust.UNTRUSTED:
+    if not proven:
         typer.echo(
-            "warning: signature checked only against keys embedded in the bundle (untrusted); "
-            "pass --key with the log's verifier key obtained out of band",
+            "unproven: the signature was checked only against keys embedded in the bundle, "
+            "which anyone can make; pass --key with the log's verifier key obtained out of band",
             err=True,
         )
-    for note in report.notes:
-        typer.echo(f"note: {note}", err=True)
+    raise typer.Exit(code)
 
 
 def register(app: typer.Typer) -> None:
     """Add ``export`` and ``verify-bundle`` to ``app``."""
     app.command("export")(export)
-    app.command("verify-bundle")(verify_bundle_cmd)
+    app.command("verify-bundle", help=VERIFY_BUNDLE_HELP)(verify_bundle_cmd)

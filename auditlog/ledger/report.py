@@ -112,6 +112,7 @@ class FindingCode(enum.StrEnum):
     CHECKPOINT_ROOT = "checkpoint.root"
     CHECKPOINT_TRUNCATED = "checkpoint.truncated"
     CHECKPOINT_COLUMN = "checkpoint.column"
+    CHECKPOINT_MISSING = "checkpoint.missing"
     KEY_ROW = "key.row"
     ROW_ORPHAN = "row.orphan"
     WITNESS_INVALID = "witness.invalid"

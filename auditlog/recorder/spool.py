@@ -28,6 +28,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from auditlog.errors import AuditlogError, FormatError, RecorderError, VerificationError
 from auditlog.ledger import (
+    FindingCode,
     Record,
     RecordKind,
     Verifier,
@@ -35,6 +36,7 @@ from auditlog.ledger import (
     open_checkpoint,
     parse_header,
 )
+from auditlog.ledger.chain import ChainChecker
 from auditlog.store import StoredCheckpoint, StoredNodeSource, append_batch
 from auditlog.store.schema import records as records_table
 
@@ -159,7 +161,8 @@ class Spool:
         """
         state = LogSequencer.resume(conn, origin)
         log_id, size = state.log_id, state.size
-        frontier, heads = state.frontier, state.heads
+        frontier = state.frontier
+        chains = _SpoolChains(state.heads)
         written = 0
         for number, batch, note in self.batches():
             where = f"spool {self.path} line {number}"
@@ -181,7 +184,7 @@ class Spool:
                     f"{missing[0].seq}"
                 )
             for record in missing:
-                _check_spooled(record, origin, heads, where)
+                _check_spooled(record, origin, chains, where)
                 frontier.append(record.leaf)
             try:
                 cp = open_checkpoint(note, verifiers, origin=origin)
@@ -207,7 +210,25 @@ class Spool:
             _fsync_dir(self.path.parent)
 
 
-def _check_spooled(record: Record, origin: str, heads: dict[str, ChainHead], where: str) -> None:
+class _SpoolChains:
+    """The log verifier's chain rules (:mod:`auditlog.ledger.chain`), continuing the chains the
+    database left open; a finding is raised as :class:`RecorderError` naming the spool line.
+    Step manifests are left to ``auditlog verify``: a spooled batch may resume mid-step."""
+
+    def __init__(self, heads: dict[str, ChainHead]) -> None:
+        self.where = ""
+        self.rules = ChainChecker(self._refuse, check_steps=False)
+        for rid, head in heads.items():
+            self.rules.resume(rid, req_seq=head.req_seq, prev=head.leaf_hex, tenant=head.tenant)
+
+    def _refuse(
+        self, index: int | None, code: FindingCode, expected: object, got: object, msg: str
+    ) -> None:
+        if code is not FindingCode.CHAIN_OPEN:
+            raise RecorderError(f"{self.where}: record {index} does not extend its request: {msg}")
+
+
+def _check_spooled(record: Record, origin: str, chains: _SpoolChains, where: str) -> None:
     """A spooled record must be a valid header of ``origin`` that extends its request chain."""
     try:
         h = parse_header(record.body)
@@ -221,22 +242,8 @@ def _check_spooled(record: Record, origin: str, heads: dict[str, ChainHead], whe
     actual = None if record.payload is None else hashlib.sha256(record.payload).hexdigest()
     if digest != actual:
         raise RecorderError(f"{where}: record {record.seq}: payload digest mismatch")
-    rid = record.request_id
-    if rid is None:
-        return
-    head = heads.get(rid)
-    if record.kind is RecordKind.REQUEST_START:
-        if head is not None:
-            raise RecorderError(f"{where}: record {record.seq}: request {rid!r} already open")
-        heads[rid] = ChainHead(0, record.leaf.hex(), record.tenant)
-        return
-    if head is None or h["req_seq"] != head.req_seq + 1 or h["prev"] != head.leaf_hex:
-        raise RecorderError(f"{where}: record {record.seq} does not extend request {rid!r}")
-    if record.kind is RecordKind.REQUEST_END:
-        del heads[rid]
-    else:
-        head.req_seq += 1
-        head.leaf_hex = record.leaf.hex()
+    chains.where = where
+    chains.rules.check(record.seq, h, record.leaf, record.payload)
 
 
 def log_size(conn: Connection, log_id: int) -> int:
