@@ -201,13 +201,13 @@ def test_untrusted_keys_are_only_self_consistent(world: World) -> None:
         verify_bundle(forged, trusted_keys=[world.engine_signer.verifier_key])
 
 
-def test_erased_payload_is_reported_not_failed(world: World) -> None:
-    """C16: an absent payload under a digest is erasure; the chain still verifies."""
+def test_absent_payload_fails(world: World) -> None:
+    """An absent payload under a digest is a failure until a signed erasure record kind exists
+    (docs/FORMAT.md 3.4, docs/TRUST.md): deleting content must not verify."""
     bundle = orjson.loads(_export(world, world.request_of("tenant-0")))
     bundle["records"][0]["payload"] = None
-    report = verify_bundle(canonical_json(bundle), trusted_keys=[world.engine_signer.verifier_key])
-    assert report.erased_payloads == (bundle["records"][0]["seq"],)
-    assert report.transcript.prompt_text is None
+    with pytest.raises(VerificationError, match="req_seq 0 .*payload absent"):
+        verify_bundle(canonical_json(bundle), trusted_keys=[world.engine_signer.verifier_key])
 
 
 def test_malformed_trusted_key_is_a_usage_error(world: World) -> None:
