@@ -43,7 +43,7 @@ from auditlog.store.audit_reads import (
     iter_node_levels,
     rows_per_log,
 )
-from auditlog.store.keys import list_keys, parse_verifier_key_name
+from auditlog.store.keys import SigningKey, list_keys, parse_verifier_key_name
 from auditlog.store.ledger_store import LogInfo, list_logs
 
 __all__ = ["DatabaseReport", "RequestVerdict", "verify_database"]
@@ -234,7 +234,7 @@ def _verify_one(
         now_ns=time.time_ns(),
         progress=progress,
     )
-    _check_keys(report, stored_keys, anchors.keys.get(log.origin, []))
+    _check_keys(report, stored_keys, anchors.keys.get(log.origin, []), [r.note for r in rows])
     _check_witnessed_stored(report, anchors, {r.size for r in rows})
     _trust_reasons(report, anchors, [r.note for r in rows])
     return report
@@ -285,22 +285,16 @@ def _signers(note: str) -> list[tuple[str, bytes]]:
         return []
 
 
-def _check_keys(report: Report, stored: list, trusted: list[Verifier]) -> None:  # type: ignore[type-arg]
-    """``signing_keys`` rows: columns agree with the key string, trusted ids carry trusted keys."""
+def _check_keys(
+    report: Report, stored: list[SigningKey], trusted: list[Verifier], notes: list[str]
+) -> None:
+    """``signing_keys`` rows: columns agree with the key string, trusted ids carry trusted keys,
+    every trusted key that signed a stored checkpoint is listed (exports embed these keys), and
+    a listed key that no --key vouches for keeps the log from "intact"."""
     out = FindingCollector(report)
     by_id = {(v.name, v.key_id.hex()): v.key_string for v in trusted}
     for row in stored:
-        try:
-            name, kid = parse_verifier_key_name(row.verifier_key)
-            Verifier.from_key_string(row.verifier_key)
-        except AuditlogError as exc:
-            problem = f"its key string is malformed: {exc}"
-        else:
-            problem = ""
-            if (name, kid) != (row.key_name, row.key_id):
-                problem = f"its columns name {row.key_name}+{row.key_id}, its key {name}+{kid}"
-            elif by_id.get((name, kid), row.verifier_key) != row.verifier_key:
-                problem = "it lists another public key under the id of a trusted key"
+        problem = _key_row_problem(row, by_id)
         if problem:
             out.add(
                 None,
@@ -309,6 +303,33 @@ def _check_keys(report: Report, stored: list, trusted: list[Verifier]) -> None: 
                 row.verifier_key[:80],
                 f"signing key {row.key_name}+{row.key_id}: {problem}",
             )
+        elif trusted and (row.key_name, row.key_id) not in by_id:
+            report.unproven.append(
+                f"signing_keys lists {row.key_name}+{row.key_id}, which no --key vouches for"
+            )
+    listed = {(row.key_name, row.key_id) for row in stored}
+    signed = {(n, kid.hex()) for note in notes for n, kid in _signers(note)}
+    for name, kid in sorted((signed & set(by_id)) - listed):
+        out.add(
+            None,
+            FindingCode.KEY_ROW,
+            f"{name}+{kid} listed",
+            "absent",
+            f"signing key {name}+{kid} signed stored checkpoints but signing_keys does not list it",
+        )
+
+
+def _key_row_problem(row: SigningKey, by_id: dict[tuple[str, str], str]) -> str:
+    try:
+        name, kid = parse_verifier_key_name(row.verifier_key)
+        Verifier.from_key_string(row.verifier_key)
+    except AuditlogError as exc:
+        return f"its key string is malformed: {exc}"
+    if (name, kid) != (row.key_name, row.key_id):
+        return f"its columns name {row.key_name}+{row.key_id}, its key {name}+{kid}"
+    if by_id.get((name, kid), row.verifier_key) != row.verifier_key:
+        return "it lists another public key under the id of a trusted key"
+    return ""
 
 
 def _check_row_counts(report: Report, log_id: int, counts: dict[str, dict[int, int]]) -> None:
