@@ -50,10 +50,7 @@ class OpenChain:
     num_tokens: int | None  # tokens recorded so far; None when resumed without its history
 
 
-def _int_list(value: Any) -> list[int] | None:
-    if type(value) is not list or not all(type(v) is int for v in value):
-        return None
-    return value
+_INT_TYPE = frozenset({int})
 
 
 class ChainChecker:
@@ -81,17 +78,22 @@ class ChainChecker:
     def check(self, index: int, h: dict[str, Any], leaf: bytes, payload: bytes | None) -> None:
         """Check one record; ``h`` is its parsed header, ``leaf`` its (recomputed) leaf hash."""
         kind, rid = h["kind"], h["request_id"]
+        if kind == "tokens":  # the hot path: most records are tokens records
+            self._tokens(index, rid, h, leaf, payload)
+            return
         if rid is None:
             if kind == "step" and self.check_steps:
                 self._manifest(index, h)
             return
-        if kind == "tokens":
-            self.num_tokens += h["n"]
-            if self.check_steps:
-                self._step_entry(index, h["step"], rid, h["n"])
         if kind == "request.start":
             self._start(index, rid, h, leaf)
             return
+        chain = self._open_chain(index, rid, kind)
+        if chain is not None:
+            self._link(index, rid, chain, h)
+            self._end(index, rid, chain, h)
+
+    def _open_chain(self, index: int, rid: str, kind: str) -> OpenChain | None:
         chain = self.chains.get(rid)
         if chain is None:
             self.report(
@@ -102,13 +104,7 @@ class ChainChecker:
                 f"record {index}: {kind} for request {rid!r}, which is not open (its start "
                 f"is missing, or it already ended)",
             )
-            return
-        self._link(index, rid, chain, h)
-        if kind == "tokens":
-            self._tokens(index, rid, chain, h, payload)
-            chain.next_req_seq, chain.prev = h["req_seq"] + 1, leaf.hex()
-        else:
-            self._end(index, rid, chain, h)
+        return chain
 
     def finish(self) -> None:
         """Report chains left open (warnings) and tokens records with no manifest."""
@@ -205,12 +201,33 @@ class ChainChecker:
     # -- tokens ---------------------------------------------------------------------------------
 
     def _tokens(
-        self, index: int, rid: str, chain: OpenChain, h: dict[str, Any], payload: bytes | None
+        self, index: int, rid: str, h: dict[str, Any], leaf: bytes, payload: bytes | None
     ) -> None:
-        n, prov = h["n"], h["prov"]
+        n = h["n"]
+        self.num_tokens += n
+        if self.check_steps:  # inlined _step_entry: this runs for most records
+            step = h["step"]
+            pending = self.open_steps.get(step)
+            if pending is None:
+                pending = self.open_steps[step] = (index, [], set())
+            if rid in pending[2]:
+                self._second_entry(index, step, rid)
+            pending[2].add(rid)
+            pending[1].append([rid, n])
+        chain = self.chains.get(rid)
+        if chain is None:
+            self._open_chain(index, rid, "tokens")
+            return
+        if (
+            h["req_seq"] != chain.next_req_seq
+            or h["prev"] != chain.prev
+            or h.get("tenant") != chain.tenant
+        ):
+            self._link(index, rid, chain, h)
         if chain.num_tokens is not None:
             chain.num_tokens += n
         token_ids, drafts = self._tokens_payload(index, rid, n, payload)
+        prov = h["prov"]
         problem = _prov_problem(prov, token_ids, drafts)
         if problem is not None:
             self.report(
@@ -220,6 +237,7 @@ class ChainChecker:
                 prov,
                 f"record {index}: request {rid!r}: {problem}",
             )
+        chain.next_req_seq, chain.prev = h["req_seq"] + 1, leaf.hex()
 
     def _tokens_payload(
         self, index: int, rid: str, n: int, payload: bytes | None
@@ -232,8 +250,13 @@ class ChainChecker:
         except orjson.JSONDecodeError:
             return None, None  # not plaintext JSON: an encrypted payload (digest checked)
         if type(body) is dict:
-            token_ids, drafts = _int_list(body.get("token_ids")), _int_list(body.get("drafts"))
-            if token_ids is not None and drafts is not None and len(token_ids) == n:
+            token_ids, drafts = body.get("token_ids"), body.get("drafts")
+            if (
+                type(token_ids) is list
+                and type(drafts) is list
+                and len(token_ids) == n
+                and set(map(type, token_ids + drafts)) <= _INT_TYPE  # in C; bool is refused
+            ):
                 return token_ids, drafts
         self.report(
             index,
@@ -247,21 +270,14 @@ class ChainChecker:
 
     # -- steps ----------------------------------------------------------------------------------
 
-    def _step_entry(self, index: int, step: int, rid: str, n: int) -> None:
-        pending = self.open_steps.get(step)
-        if pending is None:
-            pending = self.open_steps[step] = (index, [], set())
-        _, entries, rids = pending
-        if rid in rids:
-            self.report(
-                index,
-                FindingCode.STEP_MISMATCH,
-                "one tokens record per request",
-                rid,
-                f"record {index}: second tokens record of {rid!r} in step {step}",
-            )
-        rids.add(rid)
-        entries.append([rid, n])
+    def _second_entry(self, index: int, step: int, rid: str) -> None:
+        self.report(
+            index,
+            FindingCode.STEP_MISMATCH,
+            "one tokens record per request",
+            rid,
+            f"record {index}: second tokens record of {rid!r} in step {step}",
+        )
 
     def _manifest(self, index: int, h: dict[str, Any]) -> None:
         """C11: the step's tokens records are exactly the manifest's batch, in its order."""
@@ -301,8 +317,9 @@ def _prov_problem(
     prov: list[str], token_ids: list[int] | None, drafts: list[int] | None
 ) -> str | None:
     """Why ``prov`` cannot describe this step (None when it can); see the module docstring."""
-    if _TARGET in prov:
-        if any(code != _TARGET for code in prov):
+    num_target = prov.count(_TARGET)
+    if num_target:
+        if num_target != len(prov):
             return f"prov mixes target with speculative codes: {prov}"
         if drafts:
             return f"prov is all target while {len(drafts)} draft tokens were proposed"

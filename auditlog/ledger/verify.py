@@ -361,7 +361,7 @@ class _Scan:
         out, add, chains = self.out, self.out.add, self.chains
         append_leaf, check_sizes, frontier = self.frontier.append, self.check_sizes, self.frontier
         node_check, sha256, wanted = self.node_check, hashlib.sha256, self.request_id
-        expected_seq = index = 0
+        origin, expected_seq, num_payloads, num_absent = self.origin, 0, 0, 0
         for index, rec in enumerate(records):
             body = rec.body
             # 1. leaf = SHA-256(0x00 || record bytes), RFC 9162 2.1.1; the tree uses this one
@@ -397,7 +397,10 @@ class _Scan:
                 expected_seq += 1
                 continue
             # 3. log and position; 4. indexed columns; 5. payload digest
-            expected_seq = _check_position(index, h, self.origin, expected_seq, out)
+            if h["seq"] == expected_seq and h["log"] == origin:
+                expected_seq += 1
+            else:
+                expected_seq = _check_position(index, h, origin, expected_seq, out)
             if (
                 rec.seq != h["seq"]
                 or rec.kind != h["kind"]
@@ -409,16 +412,17 @@ class _Scan:
                 _column_findings(index, rec, h, out)
             digest, payload = h["payload"], rec.payload
             if payload is not None:
-                self.num_payloads += 1
-            if digest is None and payload is None:
-                pass
-            elif payload is None or digest is None or sha256(payload).hexdigest() != digest:
-                self.num_absent += _payload_finding(index, digest, payload, out)
+                num_payloads += 1
+                if digest is None or sha256(payload).hexdigest() != digest:
+                    _payload_finding(index, digest, payload, out)
+            elif digest is not None:
+                num_absent += _payload_finding(index, digest, payload, out)
             # 6., 7. chains, counts, steps
             chains.check(index, h, leaf, payload)
             if wanted is not None and h["request_id"] == wanted:
                 self.seqs.append(h["seq"])
         self.size = frontier.size
+        self.num_payloads, self.num_absent = num_payloads, num_absent
 
     def counts(self, num_checkpoints: int) -> dict[str, int]:
         c = self.chains
