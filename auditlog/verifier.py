@@ -34,16 +34,22 @@ from auditlog.ledger import (
     verify_log,
 )
 from auditlog.ledger.note import split_note
-from auditlog.ledger.report import PENDING_SUFFIX, FindingCollector, Verdict
+from auditlog.ledger.report import PENDING_SUFFIX, Verdict
+from auditlog.ledger.tables import (
+    check_key_rows,
+    check_payload_rows,
+    check_witnessed_stored,
+    orphan_rows,
+    signers_of,
+)
 from auditlog.store import create_db_engine
 from auditlog.store.audit_reads import (
-    TABLES_BY_LOG,
     checkpoint_rows,
     iter_all_records,
     iter_node_levels,
     rows_per_log,
 )
-from auditlog.store.keys import SigningKey, list_keys, parse_verifier_key_name
+from auditlog.store.keys import list_keys
 from auditlog.store.ledger_store import LogInfo, list_logs
 
 __all__ = ["DatabaseReport", "RequestVerdict", "verify_database"]
@@ -191,11 +197,12 @@ def verify_database(
                 if on_log is not None:
                     on_log(log.origin, counts["records"].get(log.id, 0))
                 log_report = _verify_one(conn, log, anchors, request_id, max_pending_ns, progress)
-                _check_row_counts(log_report, log.id, counts)
+                check_payload_rows(log_report, counts["payloads"].get(log.id, 0))
                 report.logs.append(log_report)
             _add_vanished(report, all_logs, anchors, origin)
-            if origin is None:
-                _add_orphans(report, all_logs, counts)
+            orphans = orphan_rows(NO_LOG, counts, {log.id for log in all_logs})
+            if origin is None and orphans is not None:
+                report.logs.append(orphans)
     finally:
         engine.dispose()
     if not report.logs:
@@ -234,40 +241,25 @@ def _verify_one(
         now_ns=time.time_ns(),
         progress=progress,
     )
-    _check_keys(report, stored_keys, anchors.keys.get(log.origin, []), [r.note for r in rows])
-    _check_witnessed_stored(report, anchors, {r.size for r in rows})
+    check_key_rows(report, stored_keys, anchors.keys.get(log.origin, []), [r.note for r in rows])
+    if anchors.witness is not None:
+        check_witnessed_stored(report, anchors.witness.sizes(log.origin), {r.size for r in rows})
     _trust_reasons(report, anchors, [r.note for r in rows])
     return report
-
-
-def _check_witnessed_stored(report: Report, anchors: _Anchors, stored_sizes: set[int]) -> None:
-    """The writer stores every checkpoint before a witness gets it: one the witness holds and
-    the database lacks was deleted (and readers can no longer prove against it)."""
-    if anchors.witness is None:
-        return
-    for size in anchors.witness.sizes(report.log):
-        if size not in stored_sizes:
-            FindingCollector(report).add(
-                None,
-                FindingCode.CHECKPOINT_MISSING,
-                size,
-                None,
-                f"the witness holds a checkpoint of size {size} that the database does not",
-            )
 
 
 def _parse_stored_key(text: str) -> Verifier | None:
     try:
         return Verifier.from_key_string(text)
     except AuditlogError:
-        return None  # reported by _check_keys
+        return None  # reported by check_key_rows
 
 
 def _trust_reasons(report: Report, anchors: _Anchors, notes: list[str]) -> None:
     """Why a log is not proven by an outside anchor, in front of the other reasons."""
     reasons = []
     if not anchors.keys.get(report.log):
-        signers = sorted({f"{n}+{kid.hex()}" for note in notes for n, kid in _signers(note)})
+        signers = sorted({f"{n}+{kid.hex()}" for note in notes for n, kid in signers_of(note)})
         given = sorted(f"{v.name}+{v.key_id.hex()}" for vs in anchors.keys.values() for v in vs)
         reasons.append(
             f"no trusted key for origin {report.log!r}: its checkpoints are signed by "
@@ -276,74 +268,6 @@ def _trust_reasons(report: Report, anchors: _Anchors, notes: list[str]) -> None:
     if anchors.witness is not None and not anchors.witness.sizes(report.log):
         reasons.append(f"the witness directory holds no checkpoint of {report.log!r}")
     report.unproven[:0] = reasons
-
-
-def _signers(note: str) -> list[tuple[str, bytes]]:
-    try:
-        return [(name, kid) for name, kid, _ in split_note(note)[1]]
-    except AuditlogError:
-        return []
-
-
-def _check_keys(
-    report: Report, stored: list[SigningKey], trusted: list[Verifier], notes: list[str]
-) -> None:
-    """``signing_keys`` rows: columns agree with the key string, trusted ids carry trusted keys,
-    every trusted key that signed a stored checkpoint is listed (exports embed these keys), and
-    a listed key that no --key vouches for keeps the log from "intact"."""
-    out = FindingCollector(report)
-    by_id = {(v.name, v.key_id.hex()): v.key_string for v in trusted}
-    for row in stored:
-        problem = _key_row_problem(row, by_id)
-        if problem:
-            out.add(
-                None,
-                FindingCode.KEY_ROW,
-                "a consistent signing_keys row",
-                row.verifier_key[:80],
-                f"signing key {row.key_name}+{row.key_id}: {problem}",
-            )
-        elif trusted and (row.key_name, row.key_id) not in by_id:
-            report.unproven.append(
-                f"signing_keys lists {row.key_name}+{row.key_id}, which no --key vouches for"
-            )
-    listed = {(row.key_name, row.key_id) for row in stored}
-    signed = {(n, kid.hex()) for note in notes for n, kid in _signers(note)}
-    for name, kid in sorted((signed & set(by_id)) - listed):
-        out.add(
-            None,
-            FindingCode.KEY_ROW,
-            f"{name}+{kid} listed",
-            "absent",
-            f"signing key {name}+{kid} signed stored checkpoints but signing_keys does not list it",
-        )
-
-
-def _key_row_problem(row: SigningKey, by_id: dict[tuple[str, str], str]) -> str:
-    try:
-        name, kid = parse_verifier_key_name(row.verifier_key)
-        Verifier.from_key_string(row.verifier_key)
-    except AuditlogError as exc:
-        return f"its key string is malformed: {exc}"
-    if (name, kid) != (row.key_name, row.key_id):
-        return f"its columns name {row.key_name}+{row.key_id}, its key {name}+{kid}"
-    if by_id.get((name, kid), row.verifier_key) != row.verifier_key:
-        return "it lists another public key under the id of a trusted key"
-    return ""
-
-
-def _check_row_counts(report: Report, log_id: int, counts: dict[str, dict[int, int]]) -> None:
-    """Rows the verifier did not read through the records are rows no record accounts for."""
-    stored = counts["payloads"].get(log_id, 0)
-    read = report.counts.get("payloads", 0)
-    if stored != read:
-        FindingCollector(report).add(
-            None,
-            FindingCode.PAYLOAD_ORPHAN,
-            read,
-            stored,
-            f"the log stores {stored} payload rows, {stored - read} of them without a record",
-        )
 
 
 def _add_vanished(
@@ -361,27 +285,6 @@ def _add_vanished(
                 witnessed=anchors.kept_notes(missing),
             )
         )
-
-
-def _add_orphans(
-    report: DatabaseReport, logs: list[LogInfo], counts: dict[str, dict[int, int]]
-) -> None:
-    """Rows of a log id that ``logs`` does not list: no verified log accounts for them."""
-    known = {log.id for log in logs}
-    orphans = Report(log=NO_LOG)
-    out = FindingCollector(orphans)
-    for table in TABLES_BY_LOG:
-        for log_id, n in sorted(counts[table].items()):
-            if log_id not in known:
-                out.add(
-                    None,
-                    FindingCode.ROW_ORPHAN,
-                    0,
-                    n,
-                    f"table {table} holds {n} rows of log id {log_id}, which no log lists",
-                )
-    if orphans.findings:
-        report.logs.append(orphans)
 
 
 def _request_verdict(report: DatabaseReport, request_id: str) -> RequestVerdict:

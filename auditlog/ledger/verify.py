@@ -26,19 +26,19 @@ Memory is O(requests + open steps + log n).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from auditlog.errors import AuditlogError
+from auditlog.ledger.anchors import check_anchors, check_pending, open_checkpoints, open_kept
 from auditlog.ledger.chain import ChainChecker
-from auditlog.ledger.checkpoint import Checkpoint, open_checkpoint, parse_checkpoint
 from auditlog.ledger.hashes import EMPTY_ROOT, LEAF_HASH_PREFIX
 from auditlog.ledger.merkle import MerkleFrontier
-from auditlog.ledger.note import Verifier, split_note
+from auditlog.ledger.node_check import NodeCheck, NodeLevels
+from auditlog.ledger.note import Verifier
 from auditlog.ledger.records import parse_header
 from auditlog.ledger.report import (
     MAX_FINDINGS_PER_CODE,
-    PENDING_SUFFIX,
     CheckpointRow,
     Finding,
     FindingCode,
@@ -63,9 +63,6 @@ __all__ = [
 
 #: ``progress`` is called after every this many records.
 PROGRESS_EVERY = 10_000
-
-#: Stored nodes per level, ``{level: iterator of (idx, hash) by increasing idx}``.
-NodeLevels = Mapping[int, Iterable[tuple[int, bytes]]]
 
 
 def verify_log(
@@ -92,248 +89,24 @@ def verify_log(
     trusted = list(verifiers)
     report = Report(log=origin)
     out = FindingCollector(report)
-    stored_roots = _open_checkpoints(origin, checkpoints, trusted, out)
-    kept = _open_kept(origin, witnessed, trusted, out)
+    stored_roots = open_checkpoints(origin, checkpoints, trusted, out)
+    kept = open_kept(origin, witnessed, trusted, out)
     scan = _Scan(origin, out, set(stored_roots) | {cp.size for cp in kept}, nodes, request_id)
     scan.run(records, progress)
     scan.chains.finish()
     if scan.node_check is not None:
         scan.node_check.finish(scan.size)
-    matched = _check_anchors(stored_roots, kept, scan.roots, scan.size, out)
+    matched = check_anchors(stored_roots, kept, scan.roots, scan.size, out)
     report.size, report.root, report.request_seqs = scan.size, scan.frontier.root(), scan.seqs
     report.anchored_size = max(matched, default=None)
-    _check_pending(report, scan.first_ts, max_pending_ns, now_ns, out)
+    check_pending(report, scan.first_ts, max_pending_ns, now_ns, out)
     report.counts = scan.counts(sum(len(v) for v in stored_roots.values()))
     if progress is not None:
         progress(scan.size)
     return report
 
 
-# -- checkpoints --------------------------------------------------------------------------------
-
-
-def _open_checkpoints(
-    origin: str,
-    rows: Iterable[str | CheckpointRow],
-    verifiers: list[Verifier],
-    out: FindingCollector,
-) -> dict[int, list[tuple[int, bytes]]]:
-    """Signature-checked stored checkpoints: size -> [(row number, root)]."""
-    by_size: dict[int, list[tuple[int, bytes]]] = {}
-    for number, row in enumerate(rows):
-        note = row if isinstance(row, str) else row.note
-        if isinstance(row, CheckpointRow):
-            _check_columns_of(number, row, out)
-        try:
-            cp = open_checkpoint(note, verifiers, origin=origin)
-        except AuditlogError as exc:
-            out.add(
-                None,
-                FindingCode.CHECKPOINT_INVALID,
-                "a checkpoint signed by a trusted key",
-                f"stored checkpoint #{number}",
-                f"stored checkpoint #{number}: {exc}",
-            )
-            continue
-        by_size.setdefault(cp.size, []).append((number, cp.root))
-    return by_size
-
-
-def _check_columns_of(number: int, row: CheckpointRow, out: FindingCollector) -> None:
-    """The ``size``/``root`` columns of a stored checkpoint are copies of its signed note."""
-    try:
-        cp = parse_checkpoint(split_note(row.note)[0])
-    except AuditlogError:
-        return  # reported as checkpoint.invalid
-    if (cp.size, cp.root) != (row.size, row.root):
-        out.add(
-            None,
-            FindingCode.CHECKPOINT_COLUMN,
-            f"size {cp.size} root {cp.root.hex()}",
-            f"size {row.size} root {row.root.hex()}",
-            f"stored checkpoint #{number}: its size/root columns ({row.size}, "
-            f"{row.root.hex()}) differ from its signed note ({cp.size}, {cp.root.hex()})",
-        )
-
-
-def _open_kept(
-    origin: str,
-    witnessed: str | Sequence[str] | None,
-    verifiers: list[Verifier],
-    out: FindingCollector,
-) -> list[Checkpoint]:
-    """Checkpoints kept outside the database, each signed by a trusted key."""
-    notes = [witnessed] if isinstance(witnessed, str) else list(witnessed or ())
-    kept: list[Checkpoint] = []
-    for note in notes:
-        try:
-            kept.append(open_checkpoint(note, verifiers, origin=origin))
-        except AuditlogError as exc:
-            out.add(
-                None,
-                FindingCode.WITNESS_INVALID,
-                "a witnessed checkpoint signed by a trusted key",
-                "unverifiable note",
-                f"witnessed checkpoint: {exc}",
-            )
-    return kept
-
-
-def _check_anchors(
-    stored: dict[int, list[tuple[int, bytes]]],
-    kept: list[Checkpoint],
-    roots: dict[int, bytes],
-    size: int,
-    out: FindingCollector,
-) -> list[int]:
-    """Compare every trusted checkpoint with the recomputed roots; the sizes that matched."""
-    matched = []
-    for cp_size, entries in sorted(stored.items()):
-        for number, cp_root in entries:
-            if cp_size > size:
-                out.add(
-                    size,
-                    FindingCode.CHECKPOINT_TRUNCATED,
-                    cp_size,
-                    size,
-                    f"stored checkpoint #{number} commits to {cp_size} records, the log has "
-                    f"{size}: records {size}..{cp_size - 1} are missing (log truncated)",
-                )
-            elif roots.get(cp_size) != cp_root:
-                got = roots.get(cp_size, b"").hex()
-                out.add(
-                    max(cp_size - 1, 0),
-                    FindingCode.CHECKPOINT_ROOT,
-                    cp_root.hex(),
-                    got,
-                    f"stored checkpoint #{number} at size {cp_size} does not match the "
-                    f"records: expected root {cp_root.hex()}, computed {got}",
-                )
-            else:
-                matched.append(cp_size)
-    for cp in kept:
-        if cp.size > size:
-            out.add(
-                size,
-                FindingCode.WITNESS_ROLLBACK,
-                cp.size,
-                size,
-                f"witnessed checkpoint commits to {cp.size} records, the log has {size}: "
-                f"the database was rolled back or truncated",
-            )
-        elif roots.get(cp.size) != cp.root:
-            out.add(
-                max(cp.size - 1, 0),
-                FindingCode.WITNESS_REWRITE,
-                cp.root.hex(),
-                roots.get(cp.size, b"").hex(),
-                f"witnessed checkpoint at size {cp.size} does not match the records: "
-                f"the database was rolled back or rewritten",
-            )
-        else:
-            matched.append(cp.size)
-    return matched
-
-
-def _check_pending(
-    report: Report,
-    first_ts: dict[int, int],
-    max_pending_ns: int | None,
-    now_ns: int | None,
-    out: FindingCollector,
-) -> None:
-    """Records after the largest trusted checkpoint are pending, or a failure when too old."""
-    anchored = report.anchored_size
-    covered = 0 if anchored is None else anchored
-    if anchored is None and report.size == 0:
-        report.unproven.append("the log is empty and no trusted checkpoint vouches for it")
-        return
-    if covered >= report.size:
-        return
-    oldest = first_ts.get(covered)
-    too_old = (
-        max_pending_ns is not None
-        and now_ns is not None
-        and oldest is not None
-        and oldest < now_ns - max_pending_ns
-    )
-    what = f"records {covered}..{report.size - 1} are not covered by a trusted checkpoint"
-    if too_old:
-        out.add(
-            covered,
-            FindingCode.TAIL_UNSIGNED,
-            f"a trusted checkpoint within {max_pending_ns} ns",
-            f"unsigned since ts {oldest}",
-            f"{what}, and the first of them is older than the maximum pending age: the writer "
-            f"never signed them (forged, or the writer failed)",
-        )
-    else:
-        report.unproven.append(f"{what} {PENDING_SUFFIX}")
-
-
 # -- records ------------------------------------------------------------------------------------
-
-
-class _NodeCheck:
-    """Stored Merkle nodes against the subtrees the frontier completes, level by level."""
-
-    def __init__(self, levels: NodeLevels, out: FindingCollector) -> None:
-        self.iters: dict[int, Iterator[tuple[int, bytes]]] = {
-            level: iter(rows) for level, rows in levels.items()
-        }
-        self.heads: dict[int, tuple[int, bytes] | None] = {}
-        self.out = out
-
-    def _peek(self, level: int) -> tuple[int, bytes] | None:
-        if level not in self.heads:
-            rows = self.iters.get(level)
-            self.heads[level] = None if rows is None else next(rows, None)
-        return self.heads[level]
-
-    def _pop(self, level: int) -> None:
-        del self.heads[level]
-
-    def check(self, index: int, new_nodes: list[tuple[int, int, bytes]]) -> None:
-        for level, idx, digest in new_nodes:
-            head = self._peek(level)
-            while head is not None and head[0] < idx:
-                self._extra(level, head[0], "duplicate or out of order")
-                self._pop(level)
-                head = self._peek(level)
-            if head is None or head[0] > idx:
-                self.out.add(
-                    index,
-                    FindingCode.NODE_MISSING,
-                    digest.hex(),
-                    None,
-                    f"node ({level}, {idx}) of the tree is not stored: proofs cannot be served",
-                )
-                continue
-            self._pop(level)
-            if head[1] != digest:
-                self.out.add(
-                    index,
-                    FindingCode.NODE_MISMATCH,
-                    digest.hex(),
-                    head[1].hex(),
-                    f"node ({level}, {idx}) differs from the subtree recomputed from the "
-                    f"records: expected {digest.hex()}, stored {head[1].hex()}",
-                )
-
-    def finish(self, size: int) -> None:
-        for level in self.iters:
-            while (head := self._peek(level)) is not None:
-                self._extra(level, head[0], f"outside the tree of {size} records")
-                self._pop(level)
-
-    def _extra(self, level: int, idx: int, why: str) -> None:
-        self.out.add(
-            None,
-            FindingCode.NODE_EXTRA,
-            "no node",
-            f"({level}, {idx})",
-            f"stored node ({level}, {idx}) is {why}: no record accounts for it",
-        )
 
 
 class _Scan:
@@ -351,7 +124,7 @@ class _Scan:
         self.request_id = request_id
         self.frontier = MerkleFrontier()
         self.chains = ChainChecker(out.add)
-        self.node_check = None if nodes is None else _NodeCheck(nodes, out)
+        self.node_check = None if nodes is None else NodeCheck(nodes, out)
         self.roots: dict[int, bytes] = {0: EMPTY_ROOT}  # size -> root, at the check_sizes
         self.first_ts: dict[int, int] = {}  # index -> ts, at 0 and the sizes of check_sizes
         self.seqs: list[int] = []
