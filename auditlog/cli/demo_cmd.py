@@ -192,7 +192,9 @@ def demo(
     summary.add_row("witness", str(witness_dir))
     summary.add_row(
         "verification",
-        "[green]intact[/green]" if report.ok else f"[red]FAILED[/red]: {report.findings[:3]}",
+        "[green]intact[/green]"
+        if report.verdict.exit_code == 0
+        else f"[red]{report.verdict}[/red]: {report.findings[:3] or report.logs[0].unproven[:1]}",
     )
     summary.add_row("throughput", f"{tokens / elapsed:.0f} tokens/s, {elapsed:.1f} s")
     console.print(summary)
@@ -211,8 +213,8 @@ def demo(
         f"--key {shlex.quote(signer.verifier_key)}",
         soft_wrap=True,
     )
-    if not report.ok:
-        raise typer.Exit(1)
+    if report.verdict.exit_code != 0:
+        raise typer.Exit(report.verdict.exit_code)
 
 
 def _print_trail(console: Any, trail: Any, engine: Any) -> None:
