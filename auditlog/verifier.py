@@ -277,12 +277,18 @@ def _add_vanished(
     whole: verify it as the empty log it now is (C10: caught as a rollback)."""
     vouched = anchors.vouched() - {log.origin for log in present}
     for missing in sorted(vouched if origin is None else vouched & {origin}):
+        keys = anchors.keys.get(missing, [])
+        if not keys:  # nothing to check the kept notes with: not proven either way
+            gone = Report(log=missing)
+            gone.unproven.append(
+                f"checkpoints of {missing!r} are kept outside the database, which has no such "
+                f"log, and no --key for it checks them"
+            )
+            report.logs.append(gone)
+            continue
         report.logs.append(
             verify_log(
-                origin=missing,
-                records=(),
-                verifiers=anchors.keys.get(missing, []),
-                witnessed=anchors.kept_notes(missing),
+                origin=missing, records=(), verifiers=keys, witnessed=anchors.kept_notes(missing)
             )
         )
 

@@ -249,3 +249,15 @@ def test_freshly_migrated_database_with_key_is_unproven(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
     upgrade(url)
     assert verify("--db", url, "--key", Signer.generate(ORIGIN).verifier_key)[0] == 3
+
+
+def test_witness_of_a_log_the_database_lacks(rec: dict[str, Any], admin_connection: Admin) -> None:
+    """A log deleted whole: with its key, a rollback (1); without, nothing proven (3)."""
+    with admin_connection() as conn:
+        for table in ("checkpoints", "nodes", "payloads", "records", "signing_keys", "logs"):
+            conn.exec_driver_sql(f"DELETE FROM {table}")
+    code, report = anchored(rec)
+    assert code == 1 and "witness.rollback" in codes(report)
+    other = Signer.generate("other.example/log").verifier_key
+    code, report = verify("--db", rec["db"], "--key", other, "--witness-dir", str(rec["witness"]))
+    assert code == 3 and "no --key for it" in report["logs"][0]["unproven"][0]
