@@ -6,138 +6,195 @@ payloads, nodes, checkpoints, signing keys, logs), an extra log with records, a 
 unsigned tail. The attacker is the database administrator (triggers off); nobody holds the
 trusted key or writes the witness. Columns that no signature or hash covers are named in
 docs/TRUST.md and left out: ``checkpoints.ts``, ``signing_keys.created``/``retired``,
-``logs.created``.
+``logs.created``. Each example gets its own copy of the recorded database (a file copy on
+SQLite, ``CREATE DATABASE ... TEMPLATE`` on PostgreSQL).
 """
 
 from __future__ import annotations
 
 import shutil
 import sqlite3
-from pathlib import Path
+import uuid
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import create_engine
+from sqlalchemy import Connection, create_engine, insert, select
+from sqlalchemy.exc import DBAPIError, StatementError
+from sqlalchemy.pool import NullPool
 from trust_helpers import forge_tail, record_db
 
 from auditlog.ledger import Signer
 from auditlog.ledger.report import Verdict
+from auditlog.store.db import normalize_url
+from auditlog.store.schema import metadata
 from auditlog.verifier import verify_database
 
-# table -> the columns the verifier covers (every one, but the unsigned metadata above)
-COLUMNS = {
-    "records": ("log_id", "seq", "kind", "request_id", "req_seq", "tenant", "ts", "leaf", "body"),
-    "payloads": ("log_id", "seq", "data"),
-    "nodes": ("log_id", "level", "idx", "hash"),
-    "checkpoints": ("log_id", "size", "root", "note"),
-    "signing_keys": ("log_id", "key_name", "key_id", "verifier_key"),
-    "logs": ("id", "origin"),
+# table -> (primary key, the columns the verifier covers: all but the unsigned metadata above)
+TABLES = {
+    "records": (
+        ("log_id", "seq"),
+        ("log_id", "seq", "kind", "request_id", "req_seq", "tenant", "ts", "leaf", "body"),
+    ),
+    "payloads": (("log_id", "seq"), ("log_id", "seq", "data")),
+    "nodes": (("log_id", "level", "idx"), ("log_id", "level", "idx", "hash")),
+    "checkpoints": (("log_id", "size"), ("log_id", "size", "root", "note")),
+    "signing_keys": (
+        ("log_id", "key_name", "key_id"),
+        ("log_id", "key_name", "key_id", "verifier_key"),
+    ),
+    "logs": (("id",), ("id", "origin")),
 }
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def copies(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[dict[str, Any], Callable[[], str]]]:
+    """(the recorded template, a factory of fresh copies of it)."""
     base = tmp_path_factory.mktemp("template")
-    rec = record_db(f"sqlite:///{base / 'audit.db'}", base, n_requests=3)
-    rec["path"] = base / "audit.db"
+    if request.param == "sqlite":
+        rec = record_db(f"sqlite:///{base / 'audit.db'}", base, n_requests=3)
+        with sqlite3.connect(base / "audit.db") as db:  # fold the WAL into the file we copy
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+        def sqlite_copy() -> str:
+            path = base / f"case-{uuid.uuid4().hex}.db"
+            shutil.copyfile(base / "audit.db", path)
+            return f"sqlite:///{path}"
+
+        _check_template(rec)
+        yield rec, sqlite_copy
+        return
+    make_pg = request.getfixturevalue("make_pg_database")
+    with make_pg() as url:
+        from auditlog.store.db import upgrade
+
+        upgrade(url)
+        rec = record_db(url, base, n_requests=3)
+        _check_template(rec)
+        template = url.rsplit("/", 1)[1].split("?")[0]
+        server = normalize_url(url).set(database="postgres")
+        admin = create_engine(server, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:  # a template must have no session open on it
+            conn.exec_driver_sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                f"WHERE datname = '{template}' AND pid <> pg_backend_pid()"
+            )
+        made: list[str] = []
+
+        def pg_copy() -> str:
+            name = f"auditlog_case_{uuid.uuid4().hex}"
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+            made.append(name)
+            return str(admin.url.set(database=name).render_as_string(hide_password=False))
+
+        try:
+            yield rec, pg_copy
+        finally:
+            with admin.connect() as conn:
+                for name in made:
+                    conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin.dispose()
+
+
+def _check_template(rec: dict[str, Any]) -> None:
     found = verify_database(rec["db"], keys=[rec["key"]], witness_dir=rec["witness"])
     assert found.verdict is Verdict.INTACT, found.findings
-    return rec
 
 
 def _changed(value: Any, draw: Any) -> Any:
     if value is None:
         return draw(st.sampled_from([0, "x", b"\x00" * 32]))
     if isinstance(value, bytes):
-        if not value:
-            return b"\x01"
-        where = draw(st.integers(0, len(value) - 1))
+        where = draw(st.integers(0, max(len(value) - 1, 0)))
         how = draw(st.sampled_from(["flip", "cut", "null"]))
-        if how == "cut":
+        if how == "cut" or not value:
             return value[:where]
         if how == "null":
             return None
-        return (
-            value[:where]
-            + bytes([value[where] ^ (1 << draw(st.integers(0, 7)))])
-            + value[where + 1 :]
-        )
+        bit = 1 << draw(st.integers(0, 7))
+        return value[:where] + bytes([value[where] ^ bit]) + value[where + 1 :]
     if isinstance(value, int):
         return draw(st.sampled_from([value + 1, value - 1, 2**63 - 1, -1, 0, value + 16]))
     text = str(value)
     where = draw(st.integers(0, max(len(text) - 1, 0)))
-    return draw(
-        st.sampled_from([text + "x", text[:where], text[:where] + "Z" + text[where + 1 :], None])
-    )
+    changes = [text + "x", text[:where], text[:where] + "Z" + text[where + 1 :], None]
+    return draw(st.sampled_from(changes))
 
 
-def _rows(db: sqlite3.Connection, table: str) -> list[tuple[Any, ...]]:
-    return db.execute(f"SELECT rowid, * FROM {table}").fetchall()
+def _disable_guards(conn: Connection) -> None:
+    if conn.dialect.name == "sqlite":
+        names = conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+        for name in names.scalars().all():
+            conn.exec_driver_sql(f'DROP TRIGGER "{name}"')
+        conn.exec_driver_sql("PRAGMA foreign_keys = OFF")
+    else:
+        for name in TABLES:
+            conn.exec_driver_sql(f"ALTER TABLE {name} DISABLE TRIGGER ALL")
 
 
-def _mutate(db: sqlite3.Connection, url: str, draw: Any) -> None:
+def _mutate(conn: Connection, draw: Any) -> None:
     action = draw(st.sampled_from(["cell", "delete", "add", "extra_log", "tail"]))
     if action == "tail":
-        engine = create_engine(url)
-        with engine.begin() as conn:
-            forge_tail(conn)
-        engine.dispose()
+        forge_tail(conn)
         return
     if action == "extra_log":
-        db.execute("INSERT INTO logs (id, origin, created) VALUES (0, 'aaa.example/extra', 0)")
-        db.execute(
-            "INSERT INTO records SELECT 0, seq, kind, request_id, req_seq, tenant, ts, leaf, body"
-            " FROM records WHERE seq < 3"
+        conn.exec_driver_sql(
+            "INSERT INTO logs (id, origin, created) VALUES (1000, 'aaa.example/extra', 0)"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO records SELECT 1000, seq, kind, request_id, req_seq, tenant, ts, leaf,"
+            " body FROM records WHERE seq < 3"
         )
         return
-    table = draw(st.sampled_from(sorted(COLUMNS)))
-    rows = _rows(db, table)
+    name = draw(st.sampled_from(sorted(TABLES)))
+    table, (pk, covered) = metadata.tables[name], TABLES[name]
+    rows = [dict(r) for r in conn.execute(select(table)).mappings()]
     assume(rows)
     row = draw(st.sampled_from(rows))
-    names = [d[0] for d in db.execute(f"SELECT * FROM {table} LIMIT 0").description]
+    where = [table.c[k] == row[k] for k in pk]
     if action == "delete":
-        db.execute(f"DELETE FROM {table} WHERE rowid = ?", (row[0],))
+        conn.execute(table.delete().where(*where))
         return
-    values = dict(zip(names, row[1:], strict=True))
-    column = draw(st.sampled_from(COLUMNS[table]))
-    new = _changed(values[column], draw)
-    assume(new != values[column])
+    column = draw(st.sampled_from(covered))
+    new = _changed(row[column], draw)
+    assume(new != row[column])
     if action == "cell":
-        db.execute(f"UPDATE {table} SET {column} = ? WHERE rowid = ?", (new, row[0]))
+        conn.execute(table.update().where(*where).values({column: new}))
         return
-    if table == "signing_keys":  # a new, well-formed key row for the log
-        rogue = Signer.generate(values["key_name"])
-        values.update(key_id=rogue.key_id.hex(), verifier_key=rogue.verifier_key)
+    if name == "signing_keys":  # a new, well-formed key row for the log
+        rogue = Signer.generate(row["key_name"])
+        row.update(key_id=rogue.key_id.hex(), verifier_key=rogue.verifier_key)
     else:
-        values[column] = new
-    marks = ", ".join("?" * len(names))
-    db.execute(
-        f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks})",
-        tuple(values[n] for n in names),
-    )
+        row[column] = new
+    conn.execute(insert(table).values(row))
 
 
 @settings(
-    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(data=st.data())
-def test_no_mutation_verifies_intact(template: dict[str, Any], tmp_path: Path, data: Any) -> None:
-    path = tmp_path / f"case-{data.draw(st.integers(0, 10**9))}.db"
-    shutil.copyfile(template["path"], path)
-    url = f"sqlite:///{path}"
-    db = sqlite3.connect(path, isolation_level=None)
+def test_no_mutation_verifies_intact(
+    copies: tuple[dict[str, Any], Callable[[], str]], data: Any
+) -> None:
+    rec, fresh_copy = copies
+    url = fresh_copy()
+    engine = create_engine(normalize_url(url), poolclass=NullPool)
     try:
-        for (name,) in db.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'trigger'"
-        ).fetchall():
-            db.execute(f'DROP TRIGGER "{name}"')
+        with engine.begin() as conn:
+            _disable_guards(conn)
         try:
-            _mutate(db, url, data.draw)
-        except sqlite3.IntegrityError:
+            with engine.begin() as conn:
+                _mutate(conn, data.draw)
+        except (DBAPIError, StatementError):
             assume(False)  # the schema refused the change: nothing to verify
     finally:
-        db.close()
-    report = verify_database(url, keys=[template["key"]], witness_dir=template["witness"])
+        engine.dispose()
+    report = verify_database(url, keys=[rec["key"]], witness_dir=rec["witness"])
     assert report.verdict is not Verdict.INTACT, "a mutated database verified intact"
