@@ -66,7 +66,7 @@ class BundleReport:
     checkpoint_root: bytes
     num_records: int
     trust: KeyTrust
-    erased_payloads: tuple[int, ...]  # seqs whose payload is absent (erasure, C16)
+    erased_payloads: tuple[int, ...]  # always empty: an absent payload fails (no erasure kind yet)
     transcript: Transcript
     notes: tuple[str, ...] = field(default=())
 
