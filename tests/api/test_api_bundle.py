@@ -206,7 +206,7 @@ def test_absent_payload_fails(world: World) -> None:
     (docs/FORMAT.md 3.4, docs/TRUST.md): deleting content must not verify."""
     bundle = orjson.loads(_export(world, world.request_of("tenant-0")))
     bundle["records"][0]["payload"] = None
-    with pytest.raises(VerificationError, match="req_seq 0 .*payload absent"):
+    with pytest.raises(VerificationError, match=r"req_seq 0 .*payload absent"):
         verify_bundle(canonical_json(bundle), trusted_keys=[world.engine_signer.verifier_key])
 
 
