@@ -138,6 +138,18 @@ def test_orphan_payload_and_node_rows_fail(rec: dict[str, Any]) -> None:
     assert code == 1 and "node.extra" in codes(report)
 
 
+def test_payload_row_at_a_negative_seq_fails_or_is_refused(rec: dict[str, Any]) -> None:
+    """A payload no record accounts for (its foreign key refuses it where it is enforced)."""
+    try:
+        with writer(rec["db"]) as conn:
+            conn.execute(insert(payloads).values(log_id=1, seq=-1, data=b'{"forged":1}'))
+    except Exception as exc:
+        assert "foreign key" in str(exc).lower(), exc
+        return
+    code, report = anchored(rec)
+    assert code == 1 and "payload.orphan" in codes(report)
+
+
 def test_rows_of_an_unlisted_log_fail(rec: dict[str, Any], admin_connection: Admin) -> None:
     with admin_connection() as conn:
         conn.execute(insert(payloads).values(log_id=77, seq=0, data=b"{}"))
