@@ -15,7 +15,15 @@ from sqlalchemy import Connection, func, select
 from auditlog.ledger.report import CheckpointRow, StoredRecord
 from auditlog.store.bulk import fetch_rows
 from auditlog.store.checkpoints import list_checkpoints
-from auditlog.store.schema import checkpoints, nodes, payloads, records, signing_keys
+from auditlog.store.schema import (
+    checkpoints,
+    cosignatures,
+    nodes,
+    payloads,
+    records,
+    signing_keys,
+    timestamps,
+)
 
 __all__ = [
     "TABLES_BY_LOG",
@@ -26,7 +34,15 @@ __all__ = [
 ]
 
 #: Tables whose rows belong to a log (``log_id``), in the order findings name them.
-TABLES_BY_LOG = ("records", "payloads", "nodes", "checkpoints", "signing_keys")
+TABLES_BY_LOG = (
+    "records",
+    "payloads",
+    "nodes",
+    "checkpoints",
+    "signing_keys",
+    "cosignatures",
+    "timestamps",
+)
 
 _COLUMNS = "r.seq, r.kind, r.request_id, r.req_seq, r.ts, r.tenant, r.body, r.leaf, p.data"
 _FROM = " FROM records r LEFT OUTER JOIN payloads p ON p.log_id = r.log_id AND p.seq = r.seq"
@@ -92,9 +108,8 @@ def checkpoint_rows(conn: Connection, log_id: int) -> list[CheckpointRow]:
 def rows_per_log(conn: Connection) -> dict[str, dict[int, int]]:
     """``{table: {log_id: number of rows}}`` for every table of :data:`TABLES_BY_LOG`."""
     counts: dict[str, dict[int, int]] = {}
-    for name, table in zip(
-        TABLES_BY_LOG, (records, payloads, nodes, checkpoints, signing_keys), strict=True
-    ):
+    tables = (records, payloads, nodes, checkpoints, signing_keys, cosignatures, timestamps)
+    for name, table in zip(TABLES_BY_LOG, tables, strict=True):
         rows = conn.execute(select(table.c.log_id, func.count()).group_by(table.c.log_id))
         counts[name] = {int(log_id): int(n) for log_id, n in rows}
     return counts
