@@ -11,9 +11,9 @@ in, findings out through a callback ``report(index, code, expected, actual, mess
   the previous record and the chain's ``tenant``; ``request.end`` closes it;
 - ``tokens``: a readable payload holds ``n`` token ids and a list of draft proposals; ``prov`` is
   either all ``target`` (plain decoding: then no draft was proposed) or ``draft_accepted`` k times
-  followed by at most one ``target_recovered`` or ``bonus``, with k <= proposals, the k accepted
-  tokens equal to the first k proposals, and ``target_recovered`` only after a rejected proposal
-  (k < proposals);
+  followed by at most one ``target_recovered`` or ``bonus``; when proposals are recorded, with
+  k <= proposals, the k accepted tokens equal to the first k proposals, and ``target_recovered``
+  only after a rejected proposal (k < proposals);
 - ``request.end``: ``n_generated`` (when not null) equals the tokens the chain recorded, and
   ``n_delivered`` <= ``n_generated``;
 - steps (logs only): the ``tokens`` records of step s since its previous manifest are exactly the
@@ -330,8 +330,10 @@ def _prov_problem(
     rest = prov[accepted:]
     if len(rest) > 1 or _ACCEPTED in rest:
         return f"prov must be draft_accepted tokens then at most one final token: {prov}"
-    if drafts is None or token_ids is None:
-        return None  # payload unreadable: only the shape of prov is checked
+    if not drafts or token_ids is None:
+        # payload unreadable, or no proposals recorded (an engine that reports acceptance
+        # counts but not the draft tokens, e.g. vLLM): only the shape of prov is checked
+        return None
     if accepted > len(drafts):
         return f"{accepted} draft tokens accepted, {len(drafts)} proposed"
     if token_ids[:accepted] != drafts[:accepted]:

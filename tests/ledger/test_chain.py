@@ -31,6 +31,8 @@ SIGNER = G.golden_signer()
         (["bonus", "draft_accepted"], [1, 2], [2], "at most one final"),
         (["target_recovered", "bonus"], [1, 2], [3], "at most one final"),
         (["bonus"], [1], [], None),
+        (["draft_accepted", "draft_accepted", "target_recovered"], [1, 2, 3], [], None),  # vLLM
+        (["draft_accepted", "target"], [1, 2], [], "mixes target"),
         (["draft_accepted", "bonus"], None, None, None),  # payload unreadable: shape only
     ],
 )
