@@ -13,6 +13,7 @@ __all__ = [
     "EngineError",
     "FormatError",
     "InvalidRequestError",
+    "KeyUnavailableError",
     "NotFoundError",
     "RecorderError",
     "ReplayRefusedError",
@@ -35,6 +36,10 @@ class FormatError(AuditlogError):
 
 class VerificationError(AuditlogError):
     """An integrity check failed: a hash, a chain link, a proof or a signature does not match."""
+
+
+class KeyUnavailableError(AuditlogError):
+    """A payload key-encryption key is not held, or a wrapped data key cannot be unwrapped."""
 
 
 class StoreError(AuditlogError):

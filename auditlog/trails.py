@@ -9,19 +9,33 @@ format only; ``auditlog.verifier`` verifies.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import Connection
 
 from auditlog.bundle.transcript import build_transcript
-from auditlog.errors import NotFoundError
+from auditlog.errors import KeyUnavailableError, NotFoundError
 from auditlog.events import FinishReason, Provenance
 from auditlog.ledger import RecordKind, parse_header
-from auditlog.store import get_log_id, read_request
+from auditlog.store import erasure_bodies, get_log_id, read_data_key, read_request
 
-__all__ = ["Trail", "TrailRecord", "read_trail"]
+if TYPE_CHECKING:
+    from auditlog.crypto import KeyProvider
+
+__all__ = ["Content", "Trail", "TrailRecord", "read_trail"]
+
+
+class Content(enum.StrEnum):
+    """Whether a trail's payloads could be read (C14, C16)."""
+
+    PLAIN = "plain"  # recorded unsealed
+    DECRYPTED = "decrypted"  # sealed, opened with the tenant's KEK
+    UNAVAILABLE = "unavailable"  # sealed, and the reader holds no KEK of the tenant
+    ERASED = "erased"  # sealed, and its data key was destroyed by an erasure record
+    MISSING = "missing"  # sealed, and its data key is gone with no erasure record (tampering)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,14 +67,30 @@ class Trail:
     steps: list[int] = field(default_factory=list)
     drafts: list[tuple[int, list[int]]] = field(default_factory=list)  # (step, proposals)
     end: dict[str, Any] | None = None
+    content: Content = Content.PLAIN
+    erasure: tuple[str, int, str] | None = None  # (log, seq, reason) of the erasure record
+
+    @property
+    def content_note(self) -> str:
+        """What a reader shows in place of unreadable content."""
+        if self.erasure is not None:
+            return f"erased (record {self.erasure[1]} of {self.erasure[0]}, {self.erasure[2]})"
+        if self.content is Content.MISSING:
+            return "data key missing with no erasure record: run auditlog verify"
+        if self.content is Content.UNAVAILABLE:
+            return "encrypted: unavailable without the tenant's key"
+        return ""
 
     @property
     def reason(self) -> FinishReason | None:
         return None if self.end is None else FinishReason(self.end["reason"])
 
 
-def read_trail(conn: Connection, origin: str, request_id: str) -> Trail:
-    """Read and decode the trail of ``request_id`` in log ``origin``.
+def read_trail(
+    conn: Connection, origin: str, request_id: str, *, keys: KeyProvider | None = None
+) -> Trail:
+    """Read and decode the trail of ``request_id`` in log ``origin``; sealed payloads are opened
+    with ``keys`` when it holds the tenant's KEK, else shown as unavailable (or erased).
 
     Raises :class:`NotFoundError` if the log or the request does not exist.
     """
@@ -73,8 +103,11 @@ def read_trail(conn: Connection, origin: str, request_id: str) -> Trail:
         TrailRecord(seq=r.seq, body=r.body, header=parse_header(r.body), payload=r.payload)
         for r in stored
     ]
+    content, erasure, payloads = _open_payloads(conn, log_id, origin, trail_records, keys)
     # One decoder of transcripts for the whole project: the bundle's (pure) one.
-    transcript = build_transcript(request_id, [(r.header, r.payload) for r in trail_records])
+    transcript = build_transcript(
+        request_id, [(r.header, p) for r, p in zip(trail_records, payloads, strict=True)]
+    )
     by_kind = {r.header["kind"]: r.header for r in trail_records}
     return Trail(
         origin=origin,
@@ -89,4 +122,39 @@ def read_trail(conn: Connection, origin: str, request_id: str) -> Trail:
         steps=[t.step for t in transcript.tokens],
         drafts=[(d.step, list(d.token_ids)) for d in transcript.drafts],
         end=by_kind.get(RecordKind.REQUEST_END.value),
+        content=content,
+        erasure=erasure,
     )
+
+
+def _open_payloads(
+    conn: Connection,
+    log_id: int,
+    origin: str,
+    trail: list[TrailRecord],
+    keys: KeyProvider | None,
+) -> tuple[Content, tuple[str, int, str] | None, list[bytes | None]]:
+    """The payloads a reader may see: plaintext, opened ones, or None where sealed."""
+    from auditlog.crypto import open_payload
+
+    stored = [r.payload for r in trail]
+    if not trail or "enc" not in trail[0].header:
+        return Content.PLAIN, None, stored
+    request_id = trail[0].header["request_id"]
+    key = read_data_key(conn, log_id, request_id)
+    if key is None:
+        for log, seq, body in erasure_bodies(conn):
+            h = parse_header(body)
+            if {"log": origin, "request_id": request_id} in h["erased"]:
+                return Content.ERASED, (log, seq, h["reason"]), [None] * len(trail)
+        return Content.MISSING, None, [None] * len(trail)
+    if keys is None:
+        return Content.UNAVAILABLE, None, [None] * len(trail)
+    try:
+        opened = [
+            None if p is None else open_payload(keys, key, log=origin, seq=r.seq, data=p)
+            for r, p in zip(trail, stored, strict=True)
+        ]
+    except KeyUnavailableError:
+        return Content.UNAVAILABLE, None, [None] * len(trail)
+    return Content.DECRYPTED, None, opened

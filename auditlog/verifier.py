@@ -42,7 +42,8 @@ from auditlog.ledger.tables import (
     orphan_rows,
     signers_of,
 )
-from auditlog.store import create_db_engine
+from auditlog.ledger.shred import check_data_keys, erasures_by_request
+from auditlog.store import create_db_engine, read_data_keys
 from auditlog.store.audit_reads import (
     checkpoint_rows,
     iter_all_records,
@@ -199,6 +200,7 @@ def verify_database(
                 log_report = _verify_one(conn, log, anchors, request_id, max_pending_ns, progress)
                 check_payload_rows(log_report, counts["payloads"].get(log.id, 0))
                 report.logs.append(log_report)
+            _check_keys(conn, report, logs, whole=origin is None)
             _add_vanished(report, all_logs, anchors, origin)
             orphans = orphan_rows(NO_LOG, counts, {log.id for log in all_logs})
             if origin is None and orphans is not None:
@@ -246,6 +248,17 @@ def _verify_one(
         check_witnessed_stored(report, anchors.witness.sizes(log.origin), {r.size for r in rows})
     _trust_reasons(report, anchors, [r.note for r in rows])
     return report
+
+
+def _check_keys(conn: Connection, report: DatabaseReport, logs: list[LogInfo], whole: bool) -> None:
+    """Wrapped data keys against sealed requests and erasure records (C14, C16). Erasures may
+    sit in any log, so only a whole-database run can account for an absent key."""
+    stored = {
+        log.origin: {rid: key.wrapped for rid, key in read_data_keys(conn, log.id).items()}
+        for log in logs
+    }
+    erasures = erasures_by_request(report.logs) if whole else None
+    check_data_keys(report.logs, stored, erasures=erasures)
 
 
 def _parse_stored_key(text: str) -> Verifier | None:

@@ -37,6 +37,7 @@ _COMMAND_MODULES = (
     "keys_cmd",
     "bundle_cmd",
     "replay_cmd",
+    "protect_cmd",
 )
 
 

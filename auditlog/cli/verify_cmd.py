@@ -220,6 +220,11 @@ def _as_json(report: Any) -> dict[str, Any]:
                 "counts": r.counts,
                 "suppressed": {str(k): v for k, v in r.suppressed.items()},
                 "findings": [_finding(f) for f in r.findings],
+                "sealed": len(r.sealed),
+                "erased": {
+                    rid: {"log": e.log, "record": e.index, "reason": e.reason}
+                    for rid, e in sorted(r.erased.items())
+                },
             }
             for r in report.logs
         ],
@@ -278,6 +283,12 @@ def _print(report: Any, witnessed: list[Any] | None, times: dict[str, Any]) -> N
         console.print(
             f"[{style}]{f.severity}[/{style}] {escape(f.log)}{where}: {f.code}: {escape(f.message)}"
         )
+    for r in report.logs:
+        for rid, e in sorted(r.erased.items()):
+            console.print(
+                f"erased {escape(r.log)} request {escape(rid)}: payloads erased by record "
+                f"{e.index} of {escape(e.log)} ({escape(e.reason)}; {escape(e.legal_basis)})"
+            )
     for r in report.logs:
         for reason in r.unproven:
             console.print(f"[yellow]unproven[/yellow] {escape(r.log)}: {escape(reason)}")

@@ -48,6 +48,7 @@ class RecordKind(enum.StrEnum):
     STEP = "step"
     ACCESS = "access"
     ADMIN = "admin"
+    ERASURE = "erasure"
 
 
 #: Kinds that form per-request chains; the others have request_id, req_seq and prev = null.
@@ -168,6 +169,18 @@ def _check_start(h: Mapping[str, Any]) -> None:
     _check_model_ref("target", h.get("target"))
     if h.get("draft") is not None:
         _check_model_ref("draft", h.get("draft"))
+    if "enc" in h:
+        enc = h["enc"]
+        if (
+            type(enc) is not dict
+            or set(enc) != {"alg", "kek", "dek"}
+            or enc["alg"] != "A256GCM"
+            or type(enc["kek"]) is not str
+            or not enc["kek"]
+            or type(enc["dek"]) is not str
+            or _HEX64.fullmatch(enc["dek"]) is None
+        ):
+            raise _bad("enc", '{"alg": "A256GCM", "kek": key id, "dek": 64 hex}', enc)
 
 
 def _check_end(h: Mapping[str, Any]) -> None:
@@ -184,17 +197,46 @@ def _check_nothing(h: Mapping[str, Any]) -> None:
     return None
 
 
+def _check_erasure(h: Mapping[str, Any]) -> None:
+    """``erasure`` (C16): who, why, on what legal basis, and which requests' data keys went."""
+    for name in ("principal", "reason", "legal_basis"):
+        if type(h.get(name)) is not str or not h[name]:
+            raise _bad(name, "a non-empty string", h.get(name))
+    erased = h.get("erased")
+    if (
+        type(erased) is not list
+        or not erased
+        or not all(
+            type(e) is dict
+            and set(e) == {"log", "request_id"}
+            and type(e["log"]) is str
+            and type(e["request_id"]) is str
+            and e["log"]
+            and e["request_id"]
+            for e in erased
+        )
+    ):
+        raise _bad("erased", 'a non-empty list of {"log", "request_id"} objects', erased)
+
+
 # Per kind: the checker of its required fields, and the fields whose types are fully checked by
 # it or by _check_header (every other field, nested ones included, goes through the generic
 # canonical-subset check).
 _TYPED_BASE = BASE_FIELDS | {"tenant"}
 _KIND_RULES: Final = {
-    RecordKind.REQUEST_START: (_check_start, _TYPED_BASE | {"principal", "client", "engine"}),
+    RecordKind.REQUEST_START: (
+        _check_start,
+        _TYPED_BASE | {"principal", "client", "engine"},
+    ),
     RecordKind.TOKENS: (_check_tokens, _TYPED_BASE | {"step", "n", "prov"}),
     RecordKind.REQUEST_END: (_check_end, _TYPED_BASE | {"reason", "n_generated", "n_delivered"}),
     RecordKind.STEP: (_check_step, _TYPED_BASE | {"step", "batch", "n"}),
     RecordKind.ACCESS: (_check_nothing, _TYPED_BASE),
     RecordKind.ADMIN: (_check_nothing, _TYPED_BASE),
+    RecordKind.ERASURE: (
+        _check_erasure,
+        _TYPED_BASE | {"principal", "reason", "legal_basis", "erased"},
+    ),
 }
 
 

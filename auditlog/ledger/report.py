@@ -11,6 +11,7 @@ covered by a trusted checkpoint, an empty log). Each reason it is not intact is 
 from __future__ import annotations
 
 import enum
+from typing import Any
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -119,6 +120,10 @@ class FindingCode(enum.StrEnum):
     WITNESS_ROLLBACK = "witness.rollback"
     WITNESS_REWRITE = "witness.rewrite"
     TAIL_UNSIGNED = "tail.unsigned"
+    KEY_ABSENT = "key.absent"
+    KEY_MISMATCH = "key.mismatch"
+    KEY_ORPHAN = "key.orphan"
+    ERASURE_INCOMPLETE = "erasure.incomplete"
 
 
 #: Findings that are not integrity failures: an open chain is a request in flight (or a crash
@@ -143,6 +148,18 @@ class Finding:
         return Severity.WARNING if self.code in _WARNINGS else Severity.ERROR
 
 
+@dataclass(frozen=True, slots=True)
+class Erasure:
+    """The signed erasure record that shredded a request's payloads (C16)."""
+
+    log: str  # the log holding the erasure record
+    index: int  # its position (seq) there
+    reason: str
+    legal_basis: str
+    principal: str
+    ts: int
+
+
 @dataclass(slots=True)
 class Report:
     """Outcome of verifying one log.
@@ -162,6 +179,12 @@ class Report:
     anchored_size: int | None = None
     unproven: list[str] = field(default_factory=list)
     request_seqs: list[int] = field(default_factory=list)  # seqs of the request asked about
+    # C14/C16: request id -> (index of its request.start, hex SHA-256 of its wrapped data key)
+    sealed: dict[str, tuple[int, str]] = field(default_factory=dict)
+    # C16: the erasure records of this log: (index, parsed header)
+    erasures: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    # C16: request id -> the erasure that accounts for its shredded data key
+    erased: dict[str, Erasure] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

@@ -11,7 +11,7 @@ at position i:
 3. ``log`` = the origin; header ``seq`` = i (else a record was deleted, inserted or reordered);
 4. every indexed column equals its header field (an edited index column hides nothing);
 5. SHA-256(stored payload) = header ``payload``; a payload absent under a digest is a failure
-   (no signed erasure record kind exists yet);
+   (erasure shreds keys, never payloads: :mod:`auditlog.ledger.shred`);
 6. and 7. the chain, count and step rules of :mod:`auditlog.ledger.chain`;
 
 and per log: every stored checkpoint is signed by a trusted key, its root equals the root
@@ -192,10 +192,20 @@ class _Scan:
                 num_absent += _payload_finding(index, digest, payload, out)
             # 6., 7. chains, counts, steps
             chains.check(index, h, leaf, payload)
+            if "enc" in h or h["kind"] == "erasure":  # sealed payloads, erasures: C14, C16
+                self._note_keys(index, h)
             if wanted is not None and h["request_id"] == wanted:
                 self.seqs.append(h["seq"])
         self.size = frontier.size
         self.num_payloads, self.num_absent = num_payloads, num_absent
+
+    def _note_keys(self, index: int, h: dict[str, Any]) -> None:
+        """Remember what the data-key check (:mod:`auditlog.ledger.shred`) needs."""
+        report = self.out.report
+        if h["kind"] == "erasure":
+            report.erasures.append((index, h))
+        elif h["kind"] == "request.start":
+            report.sealed[h["request_id"]] = (index, h["enc"]["dek"])
 
     def counts(self, num_checkpoints: int) -> dict[str, int]:
         c = self.chains

@@ -35,6 +35,7 @@ from typing import Any, Protocol
 import structlog
 from sqlalchemy import Connection, Engine
 
+from auditlog.crypto import KeyProvider, PayloadSealer
 from auditlog.errors import AuditlogError, RecorderError
 from auditlog.events import (
     BatchStep,
@@ -108,6 +109,9 @@ class AuditRecorder:
     fail-closed token. Measured on the reference engine (bench/recorder.py --engine, 2-core CPU):
     2 ms gave 4.4 % fail-open overhead and 3.7 ms p50 added latency; 10 ms (the default) gave
     2.0 % and 11.7 ms.
+
+    ``key_provider``: seal every payload of every new request (C14) with a fresh data key
+    wrapped by the request tenant's key-encryption key (docs/FORMAT.md section 3.4).
     """
 
     def __init__(
@@ -125,6 +129,7 @@ class AuditRecorder:
         checkpoint_interval_ms: float = 1_000.0,
         spool_path: str | Path | None = None,
         retry_interval_ms: float = 200.0,
+        key_provider: KeyProvider | None = None,
     ) -> None:
         if not signers:
             raise RecorderError("the recorder needs at least one checkpoint signing key")
@@ -156,7 +161,8 @@ class AuditRecorder:
         if self._spool.exists():  # a crash during an outage: replay (checked) before anything
             self._replay_spool()
         with engine.begin() as conn:
-            self._seq = LogSequencer.resume(conn, origin)
+            sealer = None if key_provider is None else PayloadSealer(key_provider)
+            self._seq = LogSequencer.resume(conn, origin, sealer=sealer)
             check_against_witnesses(conn, self._seq, self.witnesses)
             latest = latest_checkpoint(conn, self._seq.log_id)
             if latest is not None:
@@ -422,6 +428,7 @@ class AuditRecorder:
             self._seq.log_id,
             batch.records,
             batch.nodes,
+            data_keys=batch.data_keys,
             checkpoint=None
             if checkpoint is None
             else StoredCheckpoint(

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from auditlog.crypto import ENCRYPTION_ALG, DataKey, PayloadSealer, wrapped_digest
 from auditlog.errors import RecorderError
 from auditlog.ledger import (
     ZERO_HASH,
@@ -44,6 +45,7 @@ class ChainHead:
     req_seq: int
     leaf_hex: str
     tenant: str | None
+    cipher: Any = None  # the request's AESGCM when its payloads are sealed (C14)
 
 
 @dataclass(slots=True)
@@ -52,6 +54,7 @@ class PendingBatch:
 
     records: list[Record] = field(default_factory=list)
     nodes: list[tuple[int, int, bytes]] = field(default_factory=list)
+    data_keys: list[DataKey] = field(default_factory=list)  # wrapped keys of new requests
 
     def __len__(self) -> int:
         return len(self.records)
@@ -67,16 +70,24 @@ class LogSequencer:
         log_id: int,
         frontier: MerkleFrontier,
         heads: dict[str, ChainHead],
+        sealer: PayloadSealer | None = None,
     ) -> None:
         self.origin = origin
+        self.sealer = sealer
         self.log_id = log_id
         self.frontier = frontier
         self.heads = heads
         self.pending = PendingBatch()
 
     @classmethod
-    def resume(cls, conn: Connection, origin: str) -> LogSequencer:
-        """Load the log's size, Merkle frontier and open chain heads from the database."""
+    def resume(
+        cls, conn: Connection, origin: str, *, sealer: PayloadSealer | None = None
+    ) -> LogSequencer:
+        """Load the log's size, Merkle frontier and open chain heads from the database.
+
+        With a ``sealer``, every request started from now on has its payloads sealed (C14);
+        chains left open by a previous process are only closed (no payload), so need no key.
+        """
         log_id = ensure_log(conn, origin)
         state = load_log_state(conn, log_id)
         frontier = MerkleFrontier.restore(state.size, StoredNodeSource(conn, log_id))
@@ -85,7 +96,7 @@ class LogSequencer:
             # Chains left open by a previous process: few, read each one's tenant.
             first = read_request(conn, log_id, request_id)[0]
             heads[request_id] = ChainHead(req_seq=req_seq, leaf_hex=leaf.hex(), tenant=first.tenant)
-        return cls(origin=origin, log_id=log_id, frontier=frontier, heads=heads)
+        return cls(origin=origin, log_id=log_id, frontier=frontier, heads=heads, sealer=sealer)
 
     @property
     def size(self) -> int:
@@ -112,6 +123,8 @@ class LogSequencer:
         req_seq: int | None = None
         prev: str | None = None
         head: ChainHead | None = None
+        cipher: Any = None
+        key: DataKey | None = None
         if kind in _REQUEST_KINDS:
             if request_id is None:
                 raise RecorderError(f"a {kind} record needs a request id")
@@ -120,6 +133,8 @@ class LogSequencer:
                 if head is not None:
                     raise RecorderError(f"request {request_id!r} already started in {self.origin}")
                 req_seq, prev = 0, ZERO_HASH
+                if self.sealer is not None:
+                    cipher, key, fields = self._new_data_key(request_id, tenant, fields)
             else:
                 if head is None:
                     raise RecorderError(
@@ -129,6 +144,9 @@ class LogSequencer:
                 req_seq, prev = head.req_seq + 1, head.leaf_hex
                 if tenant is None:
                     tenant = head.tenant
+                cipher = head.cipher
+            if cipher is not None and payload is not None:
+                payload = PayloadSealer.seal(cipher, self.origin, self.frontier.size, request_id, payload)
         if tenant is not None:
             fields = {**fields, "tenant": tenant} if fields else {"tenant": tenant}
         record = build_record(
@@ -147,15 +165,29 @@ class LogSequencer:
         if nodes:
             self.pending.nodes.extend(nodes)
         self.pending.records.append(record)
+        if key is not None:
+            self.pending.data_keys.append(key)
         if req_seq is not None and request_id is not None:
             if kind is RecordKind.REQUEST_END:
                 del self.heads[request_id]
             elif head is None:
-                self.heads[request_id] = ChainHead(req_seq, record.leaf.hex(), tenant)
+                self.heads[request_id] = ChainHead(req_seq, record.leaf.hex(), tenant, cipher)
             else:
                 head.req_seq = req_seq
                 head.leaf_hex = record.leaf.hex()
         return record
+
+    def _new_data_key(
+        self, request_id: str, tenant: str | None, fields: Mapping[str, Any] | None
+    ) -> tuple[Any, DataKey, dict[str, Any]]:
+        """A fresh data key for a new request: its cipher, its wrapped form, and ``fields`` with
+        ``enc`` added (the commitment to the wrapped key, docs/FORMAT.md 3.4)."""
+        assert self.sealer is not None
+        if tenant is None:
+            raise RecorderError(f"request {request_id!r} has no tenant to wrap its data key for")
+        cipher, key = self.sealer.new_request(request_id, tenant)
+        enc = {"alg": ENCRYPTION_ALG, "kek": key.kek_id, "dek": wrapped_digest(key.wrapped)}
+        return cipher, key, {**(fields or {}), "enc": enc}
 
     def drain(self) -> PendingBatch:
         """Hand over everything sequenced since the last drain (the caller MUST persist it)."""

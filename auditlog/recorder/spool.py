@@ -26,6 +26,7 @@ import orjson
 from sqlalchemy import Connection, func, select
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from auditlog.crypto import DataKey
 from auditlog.errors import AuditlogError, FormatError, RecorderError, VerificationError
 from auditlog.ledger import (
     FindingCode,
@@ -103,6 +104,10 @@ class Spool:
             {
                 "checkpoint": checkpoint_note,
                 "nodes": [[level, index, h.hex()] for level, index, h in batch.nodes],
+                "data_keys": [
+                    [k.request_id, k.tenant, k.kek_id, base64.b64encode(k.wrapped).decode()]
+                    for k in batch.data_keys
+                ],
                 "records": [
                     [
                         r.seq,
@@ -143,6 +148,10 @@ class Spool:
                 batch = PendingBatch(
                     records=[_record(row) for row in raw["records"]],
                     nodes=[(lvl, idx, bytes.fromhex(h)) for lvl, idx, h in raw["nodes"]],
+                    data_keys=[
+                        DataKey(str(r), str(t), str(k), base64.b64decode(str(w), validate=True))
+                        for r, t, k, w in raw.get("data_keys", [])
+                    ],
                 )
                 note = raw["checkpoint"]
                 if type(note) is not str:
@@ -198,7 +207,9 @@ class Spool:
                 )
             nodes = [n for n in batch.nodes if (n[1] + 1) << n[0] > size]
             stored_cp = StoredCheckpoint(size=cp.size, root=cp.root, note=note, ts=time.time_ns())
-            append_batch(conn, log_id, missing, nodes, checkpoint=stored_cp)
+            started = {r.request_id for r in missing if r.kind is RecordKind.REQUEST_START}
+            keys = [k for k in batch.data_keys if k.request_id in started]
+            append_batch(conn, log_id, missing, nodes, checkpoint=stored_cp, data_keys=keys)
             size = missing[-1].seq + 1
             written += len(missing)
         return written

@@ -13,6 +13,15 @@ from auditlog.store.checkpoints import (
     latest_checkpoint,
     list_checkpoints,
 )
+from auditlog.store.data_keys import (
+    delete_data_keys,
+    erasure_bodies,
+    insert_data_keys,
+    keyed_requests,
+    purge_freed_keys,
+    read_data_key,
+    read_data_keys,
+)
 from auditlog.store.db import (
     close_engine,
     create_db_engine,
@@ -50,6 +59,8 @@ __all__ = [
     "append_batch",
     "close_engine",
     "create_db_engine",
+    "delete_data_keys",
+    "erasure_bodies",
     "current_revision",
     "ensure_log",
     "ensure_schema_current",
@@ -58,6 +69,8 @@ __all__ = [
     "grant_writer",
     "head_revision",
     "insert_checkpoint",
+    "insert_data_keys",
+    "keyed_requests",
     "iter_records",
     "latest_checkpoint",
     "list_checkpoints",
@@ -65,6 +78,9 @@ __all__ = [
     "list_logs",
     "load_log_state",
     "normalize_url",
+    "purge_freed_keys",
+    "read_data_key",
+    "read_data_keys",
     "read_record",
     "read_request",
     "register_key",

@@ -14,10 +14,12 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection, and_, func, insert, select
 
+from auditlog.crypto.envelope import DataKey
 from auditlog.errors import NotFoundError, StoreError
 from auditlog.ledger.records import RecordKind
 from auditlog.ledger.verify import StoredRecord
 from auditlog.store.bulk import fetch_rows, insert_rows
+from auditlog.store.data_keys import insert_data_keys
 from auditlog.store.checkpoints import (
     StoredCheckpoint,
     get_checkpoint,
@@ -148,6 +150,7 @@ def append_batch(
     records: Sequence[RecordLike],
     nodes: Sequence[tuple[int, int, bytes]] = (),
     checkpoint: StoredCheckpoint | None = None,
+    data_keys: Sequence[DataKey] = (),
 ) -> None:
     """Insert one flush: ``records`` (with their payloads), new Merkle ``nodes``
     ``(level, index, hash)`` and optionally a signed checkpoint, in the caller's transaction.
@@ -181,6 +184,8 @@ def append_batch(
         [(log_id, r.seq, r.payload) for r in records if r.payload is not None],
     )
     insert_rows(conn, "nodes", _NODE_COLUMNS, [(log_id, lvl, idx, h) for lvl, idx, h in nodes])
+    if data_keys:
+        insert_data_keys(conn, log_id, data_keys)
     if checkpoint is not None:
         insert_checkpoint(conn, log_id, checkpoint)
 

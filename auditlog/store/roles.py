@@ -23,7 +23,7 @@ def grant_writer(conn: Connection, role: str) -> None:
     """Grant ``role`` what a recorder needs, in the caller's transaction (PostgreSQL only).
 
     Ledger tables and ``logs``: INSERT, SELECT. ``signing_keys``: INSERT, SELECT and UPDATE of the
-    ``retired`` column only. ``alembic_version``: SELECT (to check the schema revision).
+    ``retired`` column only. ``data_keys``: INSERT, SELECT. ``alembic_version``: SELECT (to check the schema revision).
     Raises ConfigurationError on another database.
     """
     if conn.dialect.name != "postgresql":
@@ -35,6 +35,8 @@ def grant_writer(conn: Connection, role: str) -> None:
     for table in (*LEDGER_TABLES, "logs"):
         conn.exec_driver_sql(f"GRANT INSERT, SELECT ON {table} TO {grantee}")
     conn.exec_driver_sql(f"GRANT INSERT, SELECT, UPDATE (retired) ON signing_keys TO {grantee}")
+    # Wrapped data keys: the writer adds them; only `auditlog erase` (the owner) deletes (C16).
+    conn.exec_driver_sql(f"GRANT INSERT, SELECT ON data_keys TO {grantee}")
     conn.exec_driver_sql(f"GRANT SELECT ON alembic_version TO {grantee}")
     for sequence in WRITER_SEQUENCES:
         conn.exec_driver_sql(f"GRANT USAGE ON SEQUENCE {sequence} TO {grantee}")

@@ -35,6 +35,7 @@ __all__ = [
     "LEDGER_TABLES",
     "checkpoints",
     "cosignatures",
+    "data_keys",
     "logs",
     "metadata",
     "nodes",
@@ -172,6 +173,20 @@ signing_keys = Table(
     Column("verifier_key", Text, nullable=False),  # <name>+<hex key id>+<base64(0x01 || pub)>
     Column("created", BigInteger, nullable=False),
     Column("retired", BigInteger, nullable=True),
+)
+
+# Wrapped per-request data keys of sealed payloads (C14). Not a ledger table: deleting a row is
+# crypto-shredding (C16), done only by `auditlog erase` after it appends a signed erasure record.
+# `wrapped` is the data key wrapped by the tenant's KEK (which never enters the database);
+# the request's `request.start` header commits to SHA-256(wrapped) (docs/FORMAT.md 3.4).
+data_keys = Table(
+    "data_keys",
+    metadata,
+    Column("log_id", Integer, ForeignKey("logs.id"), primary_key=True),
+    Column("request_id", String(255), primary_key=True),
+    Column("tenant", String(255), nullable=False),
+    Column("kek_id", String(300), nullable=False),
+    Column("wrapped", LargeBinary, nullable=False),
 )
 
 #: The tables the append-only triggers protect (C9).
