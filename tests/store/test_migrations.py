@@ -30,7 +30,8 @@ def test_upgrade_from_empty_to_head(empty_db_url: str) -> None:
             ensure_schema_current(engine)
         upgrade(empty_db_url, "0001")
         assert current_revision(engine) == "0001"
-        later = {"cosignatures", "timestamps"}  # added by revision 0003_external_anchors
+        # added by revisions 0003_external_anchors and 0004_data_keys
+        later = {"cosignatures", "timestamps", "data_keys"}
         assert set(inspect(engine).get_table_names()) == {
             *(set(metadata.tables) - later),
             "alembic_version",
