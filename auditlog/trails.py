@@ -25,7 +25,7 @@ from auditlog.store import erasure_bodies, get_log_id, read_data_key, read_reque
 if TYPE_CHECKING:
     from auditlog.crypto import KeyProvider
 
-__all__ = ["Content", "Trail", "TrailRecord", "read_trail"]
+__all__ = ["Content", "Trail", "TrailRecord", "content_note", "read_trail", "reader_payloads"]
 
 
 class Content(enum.StrEnum):
@@ -73,17 +73,22 @@ class Trail:
     @property
     def content_note(self) -> str:
         """What a reader shows in place of unreadable content."""
-        if self.erasure is not None:
-            return f"erased (record {self.erasure[1]} of {self.erasure[0]}, {self.erasure[2]})"
-        if self.content is Content.MISSING:
-            return "data key missing with no erasure record: run auditlog verify"
-        if self.content is Content.UNAVAILABLE:
-            return "encrypted: unavailable without the tenant's key"
-        return ""
+        return content_note(self.content, self.erasure)
 
     @property
     def reason(self) -> FinishReason | None:
         return None if self.end is None else FinishReason(self.end["reason"])
+
+
+def content_note(content: Content, erasure: tuple[str, int, str] | None) -> str:
+    """What a reader shows in place of content it cannot show ("" when it shows it)."""
+    if erasure is not None:
+        return f"erased (record {erasure[1]} of {erasure[0]}, {erasure[2]})"
+    if content is Content.MISSING:
+        return "data key missing with no erasure record: run auditlog verify"
+    if content is Content.UNAVAILABLE:
+        return "encrypted: unavailable without the tenant's key"
+    return ""
 
 
 def read_trail(
@@ -103,7 +108,9 @@ def read_trail(
         TrailRecord(seq=r.seq, body=r.body, header=parse_header(r.body), payload=r.payload)
         for r in stored
     ]
-    content, erasure, payloads = _open_payloads(conn, log_id, origin, trail_records, keys)
+    content, erasure, payloads = reader_payloads(
+        conn, origin, [(r.header, r.seq, r.payload) for r in trail_records], keys
+    )
     # One decoder of transcripts for the whole project: the bundle's (pure) one.
     transcript = build_transcript(
         request_id, [(r.header, p) for r, p in zip(trail_records, payloads, strict=True)]
@@ -127,34 +134,37 @@ def read_trail(
     )
 
 
-def _open_payloads(
+def reader_payloads(
     conn: Connection,
-    log_id: int,
     origin: str,
-    trail: list[TrailRecord],
+    chain: list[tuple[dict[str, Any] | None, int, bytes | None]],
     keys: KeyProvider | None,
 ) -> tuple[Content, tuple[str, int, str] | None, list[bytes | None]]:
-    """The payloads a reader may see: plaintext, opened ones, or None where sealed."""
+    """What a reader may see of a trail's payloads: ``chain`` is (header or None, seq, stored
+    payload) in chain order. Unsealed payloads come back as stored; sealed ones opened with
+    ``keys`` when it holds the tenant's KEK, else None (unavailable, erased or missing)."""
     from auditlog.crypto import open_payload
 
-    stored = [r.payload for r in trail]
-    if not trail or "enc" not in trail[0].header:
+    stored = [p for _, _, p in chain]
+    first = chain[0][0] if chain else None
+    if first is None or "enc" not in first:
         return Content.PLAIN, None, stored
-    request_id = trail[0].header["request_id"]
-    key = read_data_key(conn, log_id, request_id)
+    request_id = first["request_id"]
+    key = read_data_key(conn, get_log_id(conn, origin), request_id)
+    hidden: list[bytes | None] = [None] * len(chain)
     if key is None:
         for log, seq, body in erasure_bodies(conn):
             h = parse_header(body)
             if {"log": origin, "request_id": request_id} in h["erased"]:
-                return Content.ERASED, (log, seq, h["reason"]), [None] * len(trail)
-        return Content.MISSING, None, [None] * len(trail)
+                return Content.ERASED, (log, seq, h["reason"]), hidden
+        return Content.MISSING, None, hidden
     if keys is None:
-        return Content.UNAVAILABLE, None, [None] * len(trail)
+        return Content.UNAVAILABLE, None, hidden
     try:
         opened = [
-            None if p is None else open_payload(keys, key, log=origin, seq=r.seq, data=p)
-            for r, p in zip(trail, stored, strict=True)
+            None if p is None else open_payload(keys, key, log=origin, seq=seq, data=p)
+            for _, seq, p in chain
         ]
     except KeyUnavailableError:
-        return Content.UNAVAILABLE, None, [None] * len(trail)
+        return Content.UNAVAILABLE, None, hidden
     return Content.DECRYPTED, None, opened

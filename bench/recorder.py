@@ -2,6 +2,9 @@
 
 Run: ``python bench/recorder.py [--records N] [--pg URL]`` (or ``auditlog bench recorder``).
 
+It also records the same traffic with payloads sealed (C14: AES-256-GCM, a data key per request)
+and unsealed, in interleaved runs of the same process, and prints both rates and their ratio.
+
 For each database the same synthetic engine traffic (64 concurrent requests, speculative steps of
 1-5 tokens per request) goes through the full recorder pipeline (queue, de-interleave, canonical
 bytes, SHA-256, Merkle frontier, group commit, checkpoints). The baseline then inserts exactly the
@@ -25,6 +28,7 @@ from typing import Any
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
+from auditlog.crypto import open_keyring
 from auditlog.events import Event
 from auditlog.ledger import Signer
 from auditlog.recorder import AuditRecorder
@@ -62,10 +66,17 @@ def make_events(n_records: int) -> list[Event]:
     return events
 
 
-def run_recorder(db_url: str, events: list[Event], spool: Path) -> tuple[float, int]:
+def run_recorder(
+    db_url: str, events: list[Event], spool: Path, keyring: Path | None = None
+) -> tuple[float, int]:
     upgrade(db_url)
     recorder = AuditRecorder.open(
-        db_url, origin=ORIGIN, signers=[Signer.generate(ORIGIN)], migrate=False, spool_path=spool
+        db_url,
+        origin=ORIGIN,
+        signers=[Signer.generate(ORIGIN)],
+        migrate=False,
+        spool_path=spool,
+        key_provider=None if keyring is None else open_keyring(keyring),
     )
     t = time.perf_counter()
     for event in events:
@@ -161,6 +172,22 @@ def bench_backend(label: str, urls: list[str], events: list[Event], tmp: Path, r
         f"{label:10s} recorder {rec:10,.0f} records/s ({tokens * rec / n:10,.0f} tokens/s)   "
         f"raw executemany {raw:10,.0f} records/s   ratio {rec / raw:.2f}   "
         f"({n:,} records, median of {repeat})"
+    )
+
+
+def bench_encryption(label: str, urls: list[str], events: list[Event], tmp: Path, repeat: int) -> None:
+    """The same traffic recorded with payloads sealed (C14) and unsealed, interleaved runs."""
+    rates: dict[str, list[float]] = {"plain": [], "sealed": []}
+    for i in range(repeat):
+        for j, mode in enumerate(("plain", "sealed") if i % 2 == 0 else ("sealed", "plain")):
+            keyring = tmp / f"keyring-{label}-{i}.json" if mode == "sealed" else None
+            url = urls[2 * i + j]
+            elapsed, n = run_recorder(url, events, tmp / f"spool-enc-{label}-{i}-{j}", keyring)
+            rates[mode].append(n / elapsed)
+    plain, sealed = statistics.median(rates["plain"]), statistics.median(rates["sealed"])
+    print(
+        f"{label:10s} unsealed {plain:10,.0f} records/s   sealed (AES-256-GCM) {sealed:10,.0f} "
+        f"records/s   sealed/unsealed {sealed / plain:.3f}   (median of {repeat})"
     )
 
 
@@ -286,10 +313,14 @@ def main() -> None:
         tmp = Path(d)
         urls = [f"sqlite:///{tmp / f'db{i}.sqlite'}" for i in range(2 * args.repeat)]
         bench_backend("sqlite", urls, events, tmp, args.repeat)
+        enc_urls = [f"sqlite:///{tmp / f'enc{i}.sqlite'}" for i in range(2 * args.repeat)]
+        bench_encryption("sqlite", enc_urls, events, tmp, args.repeat)
         if not args.no_pg:
-            made = [pg_database(args.pg) for _ in range(2 * args.repeat)]
+            made = [pg_database(args.pg) for _ in range(4 * args.repeat)]
             try:
-                bench_backend("postgresql", [u for u, _ in made], events, tmp, args.repeat)
+                urls = [u for u, _ in made]
+                bench_backend("postgresql", urls[: 2 * args.repeat], events, tmp, args.repeat)
+                bench_encryption("postgresql", urls[2 * args.repeat :], events, tmp, args.repeat)
             finally:
                 for _, drop in made:
                     drop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -43,6 +43,15 @@ class ApiState:
     engine: Engine
     access_log: AccessLog
     trusted: list[Verifier]
+    keyring: Any = None  # KeyProvider of the tenants' payload KEKs (C14), loaded on first use
+
+    def key_provider(self) -> Any:
+        """The payload keyring of ``settings.api_keyring`` (None without one)."""
+        if self.keyring is None and self.settings.api_keyring is not None:
+            from auditlog.crypto import LocalKeyring
+
+            self.keyring = LocalKeyring.load(self.settings.api_keyring)
+        return self.keyring
 
 
 def get_state(request: Request) -> ApiState:

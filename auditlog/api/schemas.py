@@ -113,6 +113,11 @@ class TrailPublic(BaseModel):
     unreadable_payloads: list[int]
     records: list[RecordPublic]
     verification: VerdictPublic
+    content: str = Field(
+        default="plain",
+        description="plain, decrypted, unavailable (sealed, no KEK held), erased, missing",
+    )
+    content_note: str = Field(default="", description='e.g. "erased (record N of LOG, reason)"')
 
 
 class CheckpointPublic(BaseModel):

@@ -37,6 +37,11 @@ class ApiSettings(BaseSettings):
     api_trusted_keys: list[str] = Field(
         default_factory=list, description="verifier keys of the served logs (note form)"
     )
+    api_keyring: Path | None = Field(
+        default=None,
+        description="keyring of the tenants' payload KEKs (C14); without it sealed content "
+        "is shown as unavailable",
+    )
     api_default_page_size: int = Field(default=50, ge=1, le=MAX_PAGE_SIZE)
     api_max_page_size: int = Field(default=200, ge=1, le=MAX_PAGE_SIZE)
     api_replay_model_dir: Path | None = Field(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
 
@@ -14,6 +14,10 @@ from auditlog.bundle.verify import verify_decoded
 from auditlog.errors import FormatError, VerificationError
 from auditlog.ledger import Verifier, parse_header
 from auditlog.store.ledger_store import latest_checkpoint
+from auditlog.trails import Content, content_note, reader_payloads
+
+if TYPE_CHECKING:
+    from auditlog.crypto import KeyProvider
 
 from .schemas import DraftPublic, RecordPublic, TokenPublic, TrailPublic, VerdictPublic
 
@@ -68,11 +72,28 @@ def verdict(
 
 
 def trail_public(
-    conn: Connection, trail: StoredTrail, trusted: Sequence[Verifier], extra_keys: Sequence[str]
+    conn: Connection,
+    trail: StoredTrail,
+    trusted: Sequence[Verifier],
+    extra_keys: Sequence[str],
+    keys: KeyProvider | None = None,
 ) -> TrailPublic:
-    """The ``TrailPublic`` of a stored trail (verified transcript when it verifies)."""
+    """The ``TrailPublic`` of a stored trail (verified transcript when it verifies); sealed
+    payloads are shown decrypted when ``keys`` holds the tenant's KEK (C14), else as
+    unavailable or erased (C16)."""
     result, transcript = verdict(conn, trail, trusted, extra_keys)
     headers = [_header(r.body) for r in trail.records]
+    stored = [
+        (h, r.seq, None if r.payload is None else bytes(r.payload))
+        for h, r in zip(headers, trail.records, strict=True)
+    ]
+    content, erasure, opened = reader_payloads(conn, trail.origin, stored, keys)
+    if content is Content.DECRYPTED:  # verified over the ciphertext; shown decrypted
+        chain = [(h, p) for h, p in zip(headers, opened, strict=True) if h]
+        try:
+            transcript = build_transcript(trail.request_id, chain)
+        except FormatError:
+            transcript = Transcript(request_id=trail.request_id)
     if transcript is None:
         # Not verified (pending or failed): rebuild from the headers that parse, for display.
         chain = [(h, r.payload) for h, r in zip(headers, trail.records, strict=True) if h]
@@ -123,4 +144,6 @@ def trail_public(
             for r, h in zip(trail.records, headers, strict=True)
         ],
         verification=result,
+        content=content.value,
+        content_note=content_note(content, erasure),
     )

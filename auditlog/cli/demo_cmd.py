@@ -106,6 +106,7 @@ def demo(
     )
     from rich.table import Table
 
+    from auditlog.crypto import open_keyring
     from auditlog.ledger import DirectoryWitness
     from auditlog.recorder import AuditRecorder
     from auditlog.recorder.spool import default_state_dir, spool_file
@@ -126,6 +127,8 @@ def demo(
     if new_key:
         _save_key(key_file, signer)
     witness_dir.mkdir(parents=True, exist_ok=True)
+    # Payloads sealed by default (C16): a master keyring next to the signing key.
+    keyring = open_keyring(key_file.with_name(key_file.name + ".keyring"))
     recorder = AuditRecorder.open(
         db_url,
         origin=DEMO_ORIGIN,
@@ -133,6 +136,7 @@ def demo(
         witnesses=[DirectoryWitness(witness_dir)],
         spool_path=spool_file(state_dir or default_state_dir(), DEMO_ORIGIN),
         migrate=False,
+        key_provider=keyring,
     )
     engine = LLMEngine.demo(device=device, event_sink=recorder.record)
     import shlex
@@ -166,7 +170,7 @@ def demo(
     reader = create_db_engine(db_url, read_only=True)
     try:
         with reader.connect() as conn:
-            trails = [read_trail(conn, DEMO_ORIGIN, rid) for rid, *_ in jobs]
+            trails = [read_trail(conn, DEMO_ORIGIN, rid, keys=keyring) for rid, *_ in jobs]
     finally:
         reader.dispose()
     for trail in trails[:show]:

@@ -42,6 +42,17 @@ def serve(
     ] = False,
     threads: Annotated[int, typer.Option("--threads", min=1, help="torch CPU threads")] = 1,
     state_dir: StateDirOption = None,
+    keyring: Annotated[
+        Path | None,
+        typer.Option(
+            "--keyring",
+            help="Payload encryption keyring (C16), created if missing "
+            "(default: <key file>.keyring)",
+        ),
+    ] = None,
+    no_encryption: Annotated[
+        bool, typer.Option("--no-encryption", help="Record payloads unsealed (not recommended)")
+    ] = False,
 ) -> None:
     """Serve /v1/completions, /v1/chat/completions and /v1/models, recording every request.
 
@@ -59,6 +70,7 @@ def serve(
         ) from exc
     import torch
 
+    from auditlog.crypto import open_keyring
     from auditlog.ledger import Signer
     from auditlog.recorder import FailMode
     from auditlog.recorder.spool import default_state_dir, spool_file
@@ -88,6 +100,11 @@ def serve(
         fail_mode=FailMode.OPEN if fail_open else FailMode.CLOSED,
         model_name=model_name,
         device=device,
+        recorder_options=None
+        if no_encryption
+        else {
+            "key_provider": open_keyring(keyring or key_file.with_name(key_file.name + ".keyring"))
+        },
     )
     settings.validate()
     _prepare_database(settings)

@@ -17,7 +17,13 @@ from auditlog.crypto.envelope import (
     open_payload,
     wrapped_digest,
 )
-from auditlog.crypto.keyring import KeyProvider, LocalKeyring, create_keyring, export_tenant
+from auditlog.crypto.keyring import (
+    KeyProvider,
+    LocalKeyring,
+    create_keyring,
+    export_tenant,
+    open_keyring,
+)
 
 __all__ = [
     "ENCRYPTION_ALG",
@@ -28,6 +34,7 @@ __all__ = [
     "create_keyring",
     "export_tenant",
     "is_sealed",
+    "open_keyring",
     "open_payload",
     "wrapped_digest",
 ]

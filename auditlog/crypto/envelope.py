@@ -1,14 +1,16 @@
 """Sealed payloads: the byte layout of docs/FORMAT.md section 3.4 and its associated data.
 
-Stored bytes = ``MAGIC`` (4 bytes ``00 41 45 01``) || nonce (12 random bytes) || AES-256-GCM
-ciphertext || tag (16 bytes). Associated data = canonical JSON ``{"log", "request_id", "seq"}``
-of the record, so a ciphertext moved to another record, log or request fails to open.
+Stored bytes = ``MAGIC`` (4 bytes ``00 41 45 01``) || nonce (12 bytes) || AES-256-GCM
+ciphertext || tag (16 bytes). The nonce is the record's ``seq`` as a 96-bit big-endian integer:
+a data key seals the records of one request of one log, whose ``seq`` values are distinct, so a
+(key, nonce) pair is never reused. Associated data = canonical JSON
+``{"log", "request_id", "seq"}`` of the record, so a ciphertext moved to another record, log or
+request fails to open.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
@@ -26,6 +28,7 @@ __all__ = [
     "MAGIC",
     "DataKey",
     "PayloadSealer",
+    "RequestSealer",
     "is_sealed",
     "open_payload",
     "wrapped_digest",
@@ -64,28 +67,34 @@ def is_sealed(data: bytes) -> bool:
     return data[:4] == MAGIC and len(data) >= len(MAGIC) + _NONCE + _TAG
 
 
-class PayloadSealer:
-    """Creates per-request data keys (wrapped by the tenant's KEK) and seals payloads with them.
+class RequestSealer:
+    """Seals the payloads of one request with its data key (held in memory while it runs)."""
 
-    Holds no clear key beyond the request it serves: the caller keeps each request's
-    :class:`~cryptography.hazmat.primitives.ciphers.aead.AESGCM` until the request ends.
-    """
+    __slots__ = ("_encrypt", "_prefix")
+
+    def __init__(self, dek: bytes, log: str, request_id: str) -> None:
+        self._encrypt = AESGCM(dek).encrypt
+        # associated_data(log, seq, request_id) = prefix || decimal seq || "}"
+        self._prefix = associated_data(log, 0, request_id)[:-2]
+
+    def seal(self, seq: int, plaintext: bytes) -> bytes:
+        nonce = seq.to_bytes(_NONCE, "big")
+        aad = self._prefix + str(seq).encode() + b"}"
+        return MAGIC + nonce + self._encrypt(nonce, plaintext, aad)
+
+
+class PayloadSealer:
+    """Creates per-request data keys, wrapped by the tenant's KEK through a key provider."""
 
     def __init__(self, provider: KeyProvider) -> None:
         self.provider = provider
 
-    def new_request(self, request_id: str, tenant: str) -> tuple[AESGCM, DataKey]:
-        """A fresh 256-bit data key for one request: its cipher and its wrapped form."""
+    def new_request(self, log: str, request_id: str, tenant: str) -> tuple[RequestSealer, DataKey]:
+        """A fresh 256-bit data key for one request: its sealer and its wrapped form."""
         dek = AESGCM.generate_key(bit_length=256)
         kek_id = self.provider.kek_id(tenant)
         wrapped = self.provider.wrap(kek_id, dek)
-        return AESGCM(dek), DataKey(request_id, tenant, kek_id, wrapped)
-
-    @staticmethod
-    def seal(cipher: AESGCM, log: str, seq: int, request_id: str, plaintext: bytes) -> bytes:
-        nonce = os.urandom(_NONCE)
-        aad = associated_data(log, seq, request_id)
-        return MAGIC + nonce + cipher.encrypt(nonce, plaintext, aad)
+        return RequestSealer(dek, log, request_id), DataKey(request_id, tenant, kek_id, wrapped)
 
 
 def open_payload(

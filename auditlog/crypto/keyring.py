@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.keywrap import (
 
 from auditlog.errors import ConfigurationError, KeyUnavailableError
 
-__all__ = ["KeyProvider", "LocalKeyring", "create_keyring", "export_tenant"]
+__all__ = ["KeyProvider", "LocalKeyring", "create_keyring", "export_tenant", "open_keyring"]
 
 _FORMAT = "auditlog-keyring"
 _KEY_BYTES = 32
@@ -179,3 +179,12 @@ def export_tenant(source: str | Path, dest: str | Path, tenant: str) -> Path:
     dest = Path(dest)
     _write_new(dest, LocalKeyring.load(source).tenant_document(tenant))
     return dest
+
+
+def open_keyring(path: str | Path, *, create: bool = True) -> LocalKeyring:
+    """Load the keyring at ``path``; with ``create``, make a new master keyring there first if
+    none exists (how ``serve``, ``demo`` and the adapters turn encryption on by default)."""
+    path = Path(path)
+    if create and not path.exists():
+        create_keyring(path)
+    return LocalKeyring.load(path)

@@ -5,7 +5,9 @@ Variables: ``AUDITLOG_DB_URL`` (required), ``AUDITLOG_KEY_FILE`` (required: chec
 ``auditlog keygen``), ``AUDITLOG_ORIGIN`` (default: the key's name), ``AUDITLOG_WITNESS_DIR``,
 ``AUDITLOG_SPOOL``, ``AUDITLOG_API_KEYS`` (keys file of ``auditlog.gateway.auth``),
 ``AUDITLOG_FAIL_OPEN`` (``1`` for fail-open; default fail-closed, C21),
-``AUDITLOG_MAX_BODY_BYTES`` (request body limit, default 4 MiB).
+``AUDITLOG_MAX_BODY_BYTES`` (request body limit, default 4 MiB), ``AUDITLOG_KEYRING``
+(payload encryption keyring, C14; default ``<AUDITLOG_KEY_FILE>.keyring``, created if missing),
+``AUDITLOG_ENCRYPTION`` (``0`` records payloads unsealed).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from auditlog.crypto import open_keyring
 from auditlog.errors import ConfigurationError
 from auditlog.gateway.auth import ApiKeyTable
 from auditlog.ledger import DirectoryWitness, Signer
@@ -33,6 +36,7 @@ class MiddlewareConfig:
     identities: ApiKeyTable | None = None
     fail_mode: FailMode = FailMode.CLOSED
     max_body_bytes: int | None = None
+    keyring: Path | None = None  # payload encryption (C14); None: payloads unsealed
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> MiddlewareConfig:
@@ -59,6 +63,9 @@ class MiddlewareConfig:
             identities=ApiKeyTable.from_file(Path(keys)) if keys else None,
             fail_mode=FailMode.OPEN if env.get("AUDITLOG_FAIL_OPEN") == "1" else FailMode.CLOSED,
             max_body_bytes=int(limit) if limit else None,
+            keyring=None
+            if env.get("AUDITLOG_ENCRYPTION") == "0"
+            else Path(env.get("AUDITLOG_KEYRING") or f"{key_file}.keyring"),
         )
 
     def open_recorder(self) -> AuditRecorder:
@@ -73,4 +80,5 @@ class MiddlewareConfig:
             witnesses=witnesses,
             spool_path=self.spool_path,
             mode=self.fail_mode,
+            key_provider=None if self.keyring is None else open_keyring(self.keyring),
         )

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from auditlog.crypto import ENCRYPTION_ALG, DataKey, PayloadSealer, wrapped_digest
+from auditlog.crypto.envelope import RequestSealer
 from auditlog.errors import RecorderError
 from auditlog.ledger import (
     ZERO_HASH,
@@ -45,7 +46,7 @@ class ChainHead:
     req_seq: int
     leaf_hex: str
     tenant: str | None
-    cipher: Any = None  # the request's AESGCM when its payloads are sealed (C14)
+    cipher: RequestSealer | None = None  # when the request's payloads are sealed (C14)
 
 
 @dataclass(slots=True)
@@ -123,7 +124,7 @@ class LogSequencer:
         req_seq: int | None = None
         prev: str | None = None
         head: ChainHead | None = None
-        cipher: Any = None
+        cipher: RequestSealer | None = None
         key: DataKey | None = None
         if kind in _REQUEST_KINDS:
             if request_id is None:
@@ -146,7 +147,7 @@ class LogSequencer:
                     tenant = head.tenant
                 cipher = head.cipher
             if cipher is not None and payload is not None:
-                payload = PayloadSealer.seal(cipher, self.origin, self.frontier.size, request_id, payload)
+                payload = cipher.seal(self.frontier.size, payload)
         if tenant is not None:
             fields = {**fields, "tenant": tenant} if fields else {"tenant": tenant}
         record = build_record(
@@ -179,13 +180,13 @@ class LogSequencer:
 
     def _new_data_key(
         self, request_id: str, tenant: str | None, fields: Mapping[str, Any] | None
-    ) -> tuple[Any, DataKey, dict[str, Any]]:
+    ) -> tuple[RequestSealer, DataKey, dict[str, Any]]:
         """A fresh data key for a new request: its cipher, its wrapped form, and ``fields`` with
         ``enc`` added (the commitment to the wrapped key, docs/FORMAT.md 3.4)."""
         assert self.sealer is not None
         if tenant is None:
             raise RecorderError(f"request {request_id!r} has no tenant to wrap its data key for")
-        cipher, key = self.sealer.new_request(request_id, tenant)
+        cipher, key = self.sealer.new_request(self.origin, request_id, tenant)
         enc = {"alg": ENCRYPTION_ALG, "kek": key.kek_id, "dek": wrapped_digest(key.wrapped)}
         return cipher, key, {**(fields or {}), "enc": enc}
 

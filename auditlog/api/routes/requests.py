@@ -106,7 +106,9 @@ def trail(
     """Metadata, transcript with each token's provenance and step, raw records and a verdict."""
     with audit.reading(request_id):
         stored = find_trail(conn, request_id, tenants=_scope(key))
-        return trail_public(conn, stored, state.trusted, state.settings.api_trusted_keys)
+        return trail_public(
+            conn, stored, state.trusted, state.settings.api_trusted_keys, state.key_provider()
+        )
 
 
 @router.get("/{request_id}/proofs", response_model=ProofsPublic, summary="Inclusion proofs")
@@ -182,6 +184,8 @@ def transcript_html(
     with audit.reading(request_id):
         stored = find_trail(conn, request_id, tenants=_scope(key))
         page = render_transcript(
-            trail_public(conn, stored, state.trusted, state.settings.api_trusted_keys)
+            trail_public(
+                conn, stored, state.trusted, state.settings.api_trusted_keys, state.key_provider()
+            )
         )
     return HTMLResponse(page)
