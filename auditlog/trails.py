@@ -29,7 +29,7 @@ __all__ = ["Content", "Trail", "TrailRecord", "content_note", "read_trail", "rea
 
 
 class Content(enum.StrEnum):
-    """Whether a trail's payloads could be read (C14, C16)."""
+    """Whether a trail's payloads could be read (C16)."""
 
     PLAIN = "plain"  # recorded unsealed
     DECRYPTED = "decrypted"  # sealed, opened with the tenant's KEK

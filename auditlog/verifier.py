@@ -251,7 +251,7 @@ def _verify_one(
 
 
 def _check_keys(conn: Connection, report: DatabaseReport, logs: list[LogInfo], whole: bool) -> None:
-    """Wrapped data keys against sealed requests and erasure records (C14, C16). Erasures may
+    """Wrapped data keys against sealed requests and erasure records (C16). Erasures may
     sit in any log, so only a whole-database run can account for an absent key."""
     stored = {
         log.origin: {rid: key.wrapped for rid, key in read_data_keys(conn, log.id).items()}

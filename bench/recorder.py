@@ -2,7 +2,7 @@
 
 Run: ``python bench/recorder.py [--records N] [--pg URL]`` (or ``auditlog bench recorder``).
 
-It also records the same traffic with payloads sealed (C14: AES-256-GCM, a data key per request)
+It also records the same traffic with payloads sealed (C16: AES-256-GCM, a data key per request)
 and unsealed, in interleaved runs of the same process, and prints both rates and their ratio.
 
 For each database the same synthetic engine traffic (64 concurrent requests, speculative steps of
@@ -176,7 +176,7 @@ def bench_backend(label: str, urls: list[str], events: list[Event], tmp: Path, r
 
 
 def bench_encryption(label: str, urls: list[str], events: list[Event], tmp: Path, repeat: int) -> None:
-    """The same traffic recorded with payloads sealed (C14) and unsealed, interleaved runs."""
+    """The same traffic recorded with payloads sealed (C16) and unsealed, interleaved runs."""
     rates: dict[str, list[float]] = {"plain": [], "sealed": []}
     for i in range(repeat):
         for j, mode in enumerate(("plain", "sealed") if i % 2 == 0 else ("sealed", "plain")):

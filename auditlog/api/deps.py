@@ -43,7 +43,7 @@ class ApiState:
     engine: Engine
     access_log: AccessLog
     trusted: list[Verifier]
-    keyring: Any = None  # KeyProvider of the tenants' payload KEKs (C14), loaded on first use
+    keyring: Any = None  # KeyProvider of the tenants' payload KEKs (C16), loaded on first use
 
     def key_provider(self) -> Any:
         """The payload keyring of ``settings.api_keyring`` (None without one)."""

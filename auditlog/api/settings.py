@@ -39,7 +39,7 @@ class ApiSettings(BaseSettings):
     )
     api_keyring: Path | None = Field(
         default=None,
-        description="keyring of the tenants' payload KEKs (C14); without it sealed content "
+        description="keyring of the tenants' payload KEKs (C16); without it sealed content "
         "is shown as unavailable",
     )
     api_default_page_size: int = Field(default=50, ge=1, le=MAX_PAGE_SIZE)

@@ -79,7 +79,7 @@ def trail_public(
     keys: KeyProvider | None = None,
 ) -> TrailPublic:
     """The ``TrailPublic`` of a stored trail (verified transcript when it verifies); sealed
-    payloads are shown decrypted when ``keys`` holds the tenant's KEK (C14), else as
+    payloads are shown decrypted when ``keys`` holds the tenant's KEK (C16), else as
     unavailable or erased (C16)."""
     result, transcript = verdict(conn, trail, trusted, extra_keys)
     headers = [_header(r.body) for r in trail.records]

@@ -1,4 +1,4 @@
-"""``auditlog keyring create|export-tenant`` and ``auditlog erase`` (C14, C16)."""
+"""``auditlog keyring``, ``erase``, ``hold`` and ``retention`` (C14-C16)."""
 
 from __future__ import annotations
 
@@ -69,8 +69,8 @@ def erase(
     ] = None,
 ) -> None:
     """Crypto-shred requests' payloads: a signed erasure record, then their data keys go."""
-    from auditlog.erasure import ErasureOrder
-    from auditlog.erasure import erase as do_erase
+    from auditlog.protect import ErasureOrder
+    from auditlog.protect import erase as do_erase
     from auditlog.ledger import Signer
     from auditlog.store import create_db_engine
 
@@ -98,6 +98,147 @@ def erase(
     )
 
 
+hold_app = typer.Typer(help="Legal holds (C15): signed records that stop erasure and retention.")
+retention_app = typer.Typer(help="Retention classes (C14).")
+
+DbOption = Annotated[str, typer.Option("--db", envvar="AUDITLOG_DB_URL", help="Database URL")]
+KeyFileOption = Annotated[
+    Path, typer.Option("--key-file", help="Signing key of the administrative log")
+]
+OriginOption = Annotated[
+    str | None,
+    typer.Option("--origin", help="Administrative log for the record (default: the key's name)"),
+]
+
+
+def _signer(key_file: Path):  # type: ignore[no-untyped-def]
+    from auditlog.ledger import Signer
+
+    try:
+        return Signer.from_key_string(key_file.read_text().strip())
+    except FileNotFoundError:
+        raise ConfigurationError(f"key file {key_file} not found") from None
+
+
+def _ns(text: str | None) -> int | None:
+    """Nanoseconds from decimal ns or an ISO 8601 time (UTC when no offset)."""
+    if text is None:
+        return None
+    if text.isdigit():
+        return int(text)
+    from datetime import UTC, datetime
+
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigurationError(f"not a time: {text!r} (ISO 8601 or ns since the epoch)") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp()) * 10**9 + when.microsecond * 1000
+
+
+@hold_app.command("place")
+def hold_place(
+    db: DbOption,
+    key_file: KeyFileOption,
+    by: Annotated[str, typer.Option("--by", help="Who places the hold")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (case, regulator, order)")],
+    tenant: Annotated[str | None, typer.Option("--tenant")] = None,
+    principal: Annotated[str | None, typer.Option("--principal")] = None,
+    request: Annotated[str | None, typer.Option("--request")] = None,
+    since: Annotated[str | None, typer.Option("--from", help="Requests started at or after")] = None,
+    until: Annotated[str | None, typer.Option("--to", help="Requests started before")] = None,
+    origin: OriginOption = None,
+) -> None:
+    """Place a legal hold (a signed record); prints its id."""
+    from auditlog.protect import HoldScope, place_hold
+    from auditlog.store import create_db_engine
+
+    scope = HoldScope(
+        tenant=tenant, principal=principal, request_id=request,
+        start_ns=_ns(since), end_ns=_ns(until),
+    )
+    engine = create_db_engine(db)
+    try:
+        hold = place_hold(engine, scope, by=by, reason=reason, signer=_signer(key_file), origin=origin)
+    finally:
+        engine.dispose()
+    typer.echo(hold.hold_id)
+
+
+@hold_app.command("release")
+def hold_release(
+    db: DbOption,
+    key_file: KeyFileOption,
+    hold_id: Annotated[str, typer.Argument(help="Hold id (auditlog hold list)")],
+    by: Annotated[str, typer.Option("--by", help="Who releases it")],
+    reason: Annotated[str, typer.Option("--reason", help="Why")],
+    origin: OriginOption = None,
+) -> None:
+    """Release a legal hold (a signed record)."""
+    from auditlog.protect import release_hold
+    from auditlog.store import create_db_engine
+
+    engine = create_db_engine(db)
+    try:
+        release_hold(engine, hold_id, by=by, reason=reason, signer=_signer(key_file), origin=origin)
+    finally:
+        engine.dispose()
+    typer.echo(f"released {hold_id}")
+
+
+@hold_app.command("list")
+def hold_list(db: DbOption) -> None:
+    """The holds in force, one JSON object per line."""
+    import orjson
+
+    from auditlog.protect import list_holds
+    from auditlog.store import create_db_engine
+
+    engine = create_db_engine(db, read_only=True)
+    try:
+        with engine.connect() as conn:
+            holds = list_holds(conn)
+    finally:
+        engine.dispose()
+    for h in holds:
+        line = {"id": h.hold_id, "scope": h.scope.to_json(), "reason": h.reason, "by": h.placed_by}
+        typer.echo(orjson.dumps({**line, "ts": str(h.placed_ts)}).decode())
+
+
+@retention_app.command("apply")
+def retention_apply(
+    db: DbOption,
+    key_file: KeyFileOption,
+    now: Annotated[
+        str | None, typer.Option("--now", help="The clock (ISO 8601 or ns; default: now)")
+    ] = None,
+    origin: OriginOption = None,
+) -> None:
+    """Crypto-shred every request past its retention period that no hold covers."""
+    import time
+
+    from auditlog.protect import apply_retention
+    from auditlog.store import create_db_engine
+
+    engine = create_db_engine(db)
+    try:
+        result = apply_retention(
+            engine, signer=_signer(key_file), origin=origin, now_ns=_ns(now) or time.time_ns()
+        )
+    finally:
+        engine.dispose()
+    if result is None:
+        typer.echo("nothing is due")
+    else:
+        typer.echo(
+            f"erasure record {result.seq} of {result.origin}: shredded {len(result.erased)} "
+            "request(s): " + ", ".join(r for _, r in result.erased)
+        )
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(keyring_app, name="keyring")
     app.command("erase")(erase)
+    app.add_typer(hold_app, name="hold")
+    app.add_typer(retention_app, name="retention")

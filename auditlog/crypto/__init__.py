@@ -1,4 +1,4 @@
-"""Encryption at rest of payloads (C14): envelope encryption and key providers.
+"""Encryption at rest of payloads (C16): envelope encryption and key providers.
 
 Each request gets a fresh AES-256 data key (DEK); every payload of the request is sealed with it
 (AES-256-GCM, associated data = log, seq, request id). The DEK is wrapped by the tenant's

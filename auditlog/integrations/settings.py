@@ -6,7 +6,7 @@ Variables: ``AUDITLOG_DB_URL`` (required), ``AUDITLOG_KEY_FILE`` (required: chec
 ``AUDITLOG_SPOOL``, ``AUDITLOG_API_KEYS`` (keys file of ``auditlog.gateway.auth``),
 ``AUDITLOG_FAIL_OPEN`` (``1`` for fail-open; default fail-closed, C21),
 ``AUDITLOG_MAX_BODY_BYTES`` (request body limit, default 4 MiB), ``AUDITLOG_KEYRING``
-(payload encryption keyring, C14; default ``<AUDITLOG_KEY_FILE>.keyring``, created if missing),
+(payload encryption keyring, C16; default ``<AUDITLOG_KEY_FILE>.keyring``, created if missing),
 ``AUDITLOG_ENCRYPTION`` (``0`` records payloads unsealed).
 """
 
@@ -36,7 +36,7 @@ class MiddlewareConfig:
     identities: ApiKeyTable | None = None
     fail_mode: FailMode = FailMode.CLOSED
     max_body_bytes: int | None = None
-    keyring: Path | None = None  # payload encryption (C14); None: payloads unsealed
+    keyring: Path | None = None  # payload encryption (C16); None: payloads unsealed
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> MiddlewareConfig:

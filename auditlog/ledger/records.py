@@ -181,6 +181,18 @@ def _check_start(h: Mapping[str, Any]) -> None:
             or _HEX64.fullmatch(enc["dek"]) is None
         ):
             raise _bad("enc", '{"alg": "A256GCM", "kek": key id, "dek": 64 hex}', enc)
+    if "retention" in h:
+        ret = h["retention"]
+        if (
+            type(ret) is not dict
+            or set(ret) != {"class", "legal", "until"}
+            or type(ret["class"]) is not str
+            or not ret["class"]
+            or type(ret["legal"]) is not bool
+            or type(ret["until"]) is not str
+            or _DECIMAL.fullmatch(ret["until"]) is None
+        ):
+            raise _bad("retention", '{"class": name, "legal": bool, "until": decimal ns}', ret)
 
 
 def _check_end(h: Mapping[str, Any]) -> None:

@@ -179,7 +179,7 @@ class Report:
     anchored_size: int | None = None
     unproven: list[str] = field(default_factory=list)
     request_seqs: list[int] = field(default_factory=list)  # seqs of the request asked about
-    # C14/C16: request id -> (index of its request.start, hex SHA-256 of its wrapped data key)
+    # C16: request id -> (index of its request.start, hex SHA-256 of its wrapped data key)
     sealed: dict[str, tuple[int, str]] = field(default_factory=dict)
     # C16: the erasure records of this log: (index, parsed header)
     erasures: list[tuple[int, dict[str, Any]]] = field(default_factory=list)

@@ -1,4 +1,4 @@
-"""Data keys of sealed payloads against the log (C14, C16; docs/FORMAT.md section 7, step 8).
+"""Data keys of sealed payloads against the log (C16; docs/FORMAT.md section 7, step 8).
 
 Pure: the per-log reports of :func:`~auditlog.ledger.verify.verify_log` (which remember each
 sealed request's commitment to its wrapped data key, and each ``erasure`` record) and the stored

@@ -192,7 +192,7 @@ class _Scan:
                 num_absent += _payload_finding(index, digest, payload, out)
             # 6., 7. chains, counts, steps
             chains.check(index, h, leaf, payload)
-            if "enc" in h or h["kind"] == "erasure":  # sealed payloads, erasures: C14, C16
+            if "enc" in h or h["kind"] == "erasure":  # sealed payloads, erasures: C16
                 self._note_keys(index, h)
             if wanted is not None and h["request_id"] == wanted:
                 self.seqs.append(h["seq"])

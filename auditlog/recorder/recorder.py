@@ -37,6 +37,7 @@ from sqlalchemy import Connection, Engine
 
 from auditlog.crypto import KeyProvider, PayloadSealer
 from auditlog.errors import AuditlogError, RecorderError
+from auditlog.protect.retention import RetentionPolicy
 from auditlog.events import (
     BatchStep,
     Event,
@@ -110,8 +111,9 @@ class AuditRecorder:
     2 ms gave 4.4 % fail-open overhead and 3.7 ms p50 added latency; 10 ms (the default) gave
     2.0 % and 11.7 ms.
 
-    ``key_provider``: seal every payload of every new request (C14) with a fresh data key
+    ``key_provider``: seal every payload of every new request (C16) with a fresh data key
     wrapped by the request tenant's key-encryption key (docs/FORMAT.md section 3.4).
+    ``retention``: record each new request's retention class in its start (C14).
     """
 
     def __init__(
@@ -130,6 +132,7 @@ class AuditRecorder:
         spool_path: str | Path | None = None,
         retry_interval_ms: float = 200.0,
         key_provider: KeyProvider | None = None,
+        retention: RetentionPolicy | None = None,
     ) -> None:
         if not signers:
             raise RecorderError("the recorder needs at least one checkpoint signing key")
@@ -162,7 +165,7 @@ class AuditRecorder:
             self._replay_spool()
         with engine.begin() as conn:
             sealer = None if key_provider is None else PayloadSealer(key_provider)
-            self._seq = LogSequencer.resume(conn, origin, sealer=sealer)
+            self._seq = LogSequencer.resume(conn, origin, sealer=sealer, retention=retention)
             check_against_witnesses(conn, self._seq, self.witnesses)
             latest = latest_checkpoint(conn, self._seq.log_id)
             if latest is not None:

@@ -21,6 +21,7 @@ from sqlalchemy import Connection
 
 from auditlog.crypto import ENCRYPTION_ALG, DataKey, PayloadSealer, wrapped_digest
 from auditlog.crypto.envelope import RequestSealer
+from auditlog.protect.retention import RetentionPolicy
 from auditlog.errors import RecorderError
 from auditlog.ledger import (
     ZERO_HASH,
@@ -46,7 +47,7 @@ class ChainHead:
     req_seq: int
     leaf_hex: str
     tenant: str | None
-    cipher: RequestSealer | None = None  # when the request's payloads are sealed (C14)
+    cipher: RequestSealer | None = None  # when the request's payloads are sealed (C16)
 
 
 @dataclass(slots=True)
@@ -72,9 +73,11 @@ class LogSequencer:
         frontier: MerkleFrontier,
         heads: dict[str, ChainHead],
         sealer: PayloadSealer | None = None,
+        retention: RetentionPolicy | None = None,
     ) -> None:
         self.origin = origin
         self.sealer = sealer
+        self.retention = retention
         self.log_id = log_id
         self.frontier = frontier
         self.heads = heads
@@ -82,12 +85,18 @@ class LogSequencer:
 
     @classmethod
     def resume(
-        cls, conn: Connection, origin: str, *, sealer: PayloadSealer | None = None
+        cls,
+        conn: Connection,
+        origin: str,
+        *,
+        sealer: PayloadSealer | None = None,
+        retention: RetentionPolicy | None = None,
     ) -> LogSequencer:
         """Load the log's size, Merkle frontier and open chain heads from the database.
 
-        With a ``sealer``, every request started from now on has its payloads sealed (C14);
+        With a ``sealer``, every request started from now on has its payloads sealed (C16);
         chains left open by a previous process are only closed (no payload), so need no key.
+        With a ``retention`` policy, each new request's start records its retention class (C14).
         """
         log_id = ensure_log(conn, origin)
         state = load_log_state(conn, log_id)
@@ -97,7 +106,14 @@ class LogSequencer:
             # Chains left open by a previous process: few, read each one's tenant.
             first = read_request(conn, log_id, request_id)[0]
             heads[request_id] = ChainHead(req_seq=req_seq, leaf_hex=leaf.hex(), tenant=first.tenant)
-        return cls(origin=origin, log_id=log_id, frontier=frontier, heads=heads, sealer=sealer)
+        return cls(
+            origin=origin,
+            log_id=log_id,
+            frontier=frontier,
+            heads=heads,
+            sealer=sealer,
+            retention=retention,
+        )
 
     @property
     def size(self) -> int:
@@ -134,6 +150,9 @@ class LogSequencer:
                 if head is not None:
                     raise RecorderError(f"request {request_id!r} already started in {self.origin}")
                 req_seq, prev = 0, ZERO_HASH
+                if self.retention is not None and tenant is not None:
+                    retention = self.retention.header_field(tenant, ts)
+                    fields = {**(fields or {}), "retention": retention}
                 if self.sealer is not None:
                     cipher, key, fields = self._new_data_key(request_id, tenant, fields)
             else:

@@ -14,6 +14,7 @@ from auditlog.store.checkpoints import (
     list_checkpoints,
 )
 from auditlog.store.data_keys import (
+    bodies_of_kind,
     delete_data_keys,
     erasure_bodies,
     insert_data_keys,
@@ -58,6 +59,7 @@ __all__ = [
     "StoredRecord",
     "append_batch",
     "close_engine",
+    "bodies_of_kind",
     "create_db_engine",
     "delete_data_keys",
     "erasure_bodies",

@@ -1,4 +1,4 @@
-"""Wrapped data keys of sealed payloads (C14): insert, read, and delete (crypto-shredding, C16)."""
+"""Wrapped data keys of sealed payloads (C16): insert, read, and delete (crypto-shredding, C16)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from auditlog.store.bulk import insert_rows
 from auditlog.store.schema import data_keys, logs, records
 
 __all__ = [
+    "bodies_of_kind",
     "delete_data_keys",
     "erasure_bodies",
     "insert_data_keys",
@@ -120,10 +121,16 @@ def keyed_requests(
 
 def erasure_bodies(conn: Connection) -> list[tuple[str, int, bytes]]:
     """Every ``erasure`` record: ``(origin, seq, header bytes)`` (few: one per erasure order)."""
+    return bodies_of_kind(conn, "erasure")
+
+
+def bodies_of_kind(conn: Connection, kind: str) -> list[tuple[str, int, bytes]]:
+    """Every record of ``kind`` in every log: ``(origin, seq, header bytes)``, in log order.
+    For the administrative kinds (``erasure``, ``admin``), which are few."""
     rows = conn.execute(
         select(logs.c.origin, records.c.seq, records.c.body)
         .join(logs, logs.c.id == records.c.log_id)
-        .where(records.c.kind == "erasure")
+        .where(records.c.kind == kind)
         .order_by(records.c.log_id, records.c.seq)
     )
     return [(r[0], r[1], bytes(r[2])) for r in rows]

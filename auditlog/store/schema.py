@@ -175,7 +175,7 @@ signing_keys = Table(
     Column("retired", BigInteger, nullable=True),
 )
 
-# Wrapped per-request data keys of sealed payloads (C14). Not a ledger table: deleting a row is
+# Wrapped per-request data keys of sealed payloads (C16). Not a ledger table: deleting a row is
 # crypto-shredding (C16), done only by `auditlog erase` after it appends a signed erasure record.
 # `wrapped` is the data key wrapped by the tenant's KEK (which never enters the database);
 # the request's `request.start` header commits to SHA-256(wrapped) (docs/FORMAT.md 3.4).

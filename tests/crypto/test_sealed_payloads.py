@@ -1,4 +1,4 @@
-"""C14, C16: sealed payloads, per-tenant keys, integrity without keys, crypto-shredding.
+"""C13, C16: sealed payloads, per-tenant keys, integrity without keys, crypto-shredding.
 
 Every test that takes ``db_url`` runs on SQLite and on PostgreSQL, against payloads written by the
 real recorder and checked by the real ``auditlog verify``.
@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from auditlog.cli import app
 from auditlog.crypto import DataKey, LocalKeyring, create_keyring, export_tenant, open_payload
 from auditlog.errors import ConfigurationError, KeyUnavailableError, NotFoundError
-from auditlog.erasure import ErasureOrder, erase
+from auditlog.protect import ErasureOrder, RetentionPolicy, erase
 from auditlog.events import (
     BatchStep,
     FinishReason,
@@ -80,6 +80,13 @@ def _events(request_id: str, tenant: str, principal: str, step: int) -> list[Any
 @pytest.fixture
 def sealed(db_url: str, tmp_path: Path) -> dict[str, Any]:
     """Three requests (two tenants) recorded sealed under a master keyring."""
+    return record_sealed(db_url, tmp_path)
+
+
+def record_sealed(
+    db_url: str, tmp_path: Path, retention: RetentionPolicy | None = None
+) -> dict[str, Any]:
+    """r-a1 (acme, alice), r-a2 (acme, bob), r-b1 (beta, alice), sealed; an admin key."""
     keyring = create_keyring(tmp_path / "keyring.json")
     signer, admin = Signer.generate(ORIGIN), Signer.generate(ADMIN)
     witness = tmp_path / "witness"
@@ -90,6 +97,7 @@ def sealed(db_url: str, tmp_path: Path) -> dict[str, Any]:
         witnesses=[DirectoryWitness(witness)],
         spool_path=tmp_path / "spool",
         key_provider=LocalKeyring.load(keyring),
+        retention=retention,
     ) as recorder:
         for i, (rid, tenant, who) in enumerate(
             [("r-a1", "acme", "alice"), ("r-a2", "acme", "bob"), ("r-b1", "beta", "alice")]
@@ -157,7 +165,7 @@ def _erase(rec: dict[str, Any], **order: Any) -> Any:
 
 
 def test_no_plaintext_in_database_bytes(sealed: dict[str, Any], admin_connection: AdminConn) -> None:
-    """C14: the prompt, the token payload and the data keys' clear form are not on disk."""
+    """C16: the prompt, the token payload and the data keys' clear form are not on disk."""
     with admin_connection() as conn:
         raw = _raw_bytes(conn, sealed["db"])
     assert SECRET.encode() not in raw
@@ -166,7 +174,7 @@ def test_no_plaintext_in_database_bytes(sealed: dict[str, Any], admin_connection
 
 
 def test_tenant_auditor_reads_own_trail_and_no_other(sealed: dict[str, Any], tmp_path: Path) -> None:
-    """C14: an auditor holding only acme's KEK reads acme's trail; beta's stays sealed."""
+    """C16: an auditor holding only acme's KEK reads acme's trail; beta's stays sealed."""
     acme = LocalKeyring.load(export_tenant(sealed["keyring"], tmp_path / "acme.json", "acme"))
     trail = _trail(sealed, "r-a1", acme)
     assert trail.content is Content.DECRYPTED
@@ -191,7 +199,7 @@ def test_tenant_auditor_reads_own_trail_and_no_other(sealed: dict[str, Any], tmp
 
 
 def test_ciphertext_is_bound_to_its_record(sealed: dict[str, Any]) -> None:
-    """C14: the associated data binds a ciphertext to log, seq and request: moved, it fails."""
+    """C16: the associated data binds a ciphertext to log, seq and request: moved, it fails."""
     ring = LocalKeyring.load(sealed["keyring"])
     engine = create_db_engine(sealed["db"], read_only=True)
     with engine.connect() as conn:
@@ -281,7 +289,7 @@ def test_payload_deleted_fails_even_after_erasure(
 
 
 def test_swapped_or_orphan_keys_fail(sealed: dict[str, Any], admin_connection: AdminConn) -> None:
-    """C14: a wrapped key swapped for another request's, or one for no request, fails."""
+    """C16: a wrapped key swapped for another request's, or one for no request, fails."""
     with admin_connection() as conn:
         keys = read_data_keys(conn, 1)
         conn.exec_driver_sql(
@@ -316,7 +324,7 @@ def test_erasure_record_without_the_deletion_fails(
 
 
 def test_keyring_file_rules(tmp_path: Path) -> None:
-    """C14: a keyring is created 0600, never overwritten, and refused when others can read it."""
+    """C16: a keyring is created 0600, never overwritten, and refused when others can read it."""
     path = create_keyring(tmp_path / "k.json", tenants=["acme"])
     assert os.stat(path).st_mode & 0o777 == 0o600
     with pytest.raises(ConfigurationError, match="never overwritten"):
@@ -337,7 +345,7 @@ def test_keyring_file_rules(tmp_path: Path) -> None:
 
 
 def test_bundles_verify_offline_before_and_after_erasure(sealed: dict[str, Any], tmp_path: Path) -> None:
-    """C14, C16, C20: a bundle carries the sealed bytes; it verifies with no decryption key,
+    """C16, C20: a bundle carries the sealed bytes; it verifies with no decryption key,
     exported before the erasure and after it (the ciphertext stays in the ledger)."""
     runner = CliRunner()
 

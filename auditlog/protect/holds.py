@@ -1,0 +1,126 @@
+"""Legal holds (C15): signed records that stop erasure and retention of what they cover.
+
+A hold is an ``admin`` record ``{"action": "hold.place", "principal", "reason", "scope"}`` of an
+administrative log; its id is ``<origin>#<seq>``. ``{"action": "hold.release", "hold": id}``
+releases it. The scope names any of ``tenant``, ``principal`` (of the request), ``request_id``
+and a ``ts`` range ``from``/``to`` (decimal ns, ``from`` <= ts < ``to``); a request is covered
+when it matches every member given.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+
+from auditlog.errors import ConfigurationError, NotFoundError
+from auditlog.ledger import RecordKind, Signer, parse_header
+from auditlog.protect.admin_log import append_admin_record
+from auditlog.store import bodies_of_kind
+
+__all__ = ["Hold", "HoldScope", "list_holds", "place_hold", "release_hold"]
+
+PLACE, RELEASE = "hold.place", "hold.release"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HoldScope:
+    tenant: str | None = None
+    principal: str | None = None
+    request_id: str | None = None
+    start_ns: int | None = None
+    end_ns: int | None = None
+
+    def to_json(self) -> dict[str, str]:
+        out = {
+            "tenant": self.tenant,
+            "principal": self.principal,
+            "request_id": self.request_id,
+            "from": None if self.start_ns is None else str(self.start_ns),
+            "to": None if self.end_ns is None else str(self.end_ns),
+        }
+        return {k: v for k, v in out.items() if v is not None}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> HoldScope:
+        return cls(
+            tenant=obj.get("tenant"),
+            principal=obj.get("principal"),
+            request_id=obj.get("request_id"),
+            start_ns=None if obj.get("from") is None else int(obj["from"]),
+            end_ns=None if obj.get("to") is None else int(obj["to"]),
+        )
+
+    def covers(self, start: dict[str, Any]) -> bool:
+        """True if the request whose ``request.start`` header is ``start`` lies in the scope."""
+        ts = start["ts"]
+        return (
+            (self.tenant is None or start.get("tenant") == self.tenant)
+            and (self.principal is None or start.get("principal") == self.principal)
+            and (self.request_id is None or start["request_id"] == self.request_id)
+            and (self.start_ns is None or ts >= self.start_ns)
+            and (self.end_ns is None or ts < self.end_ns)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    hold_id: str  # <origin>#<seq> of the placing record
+    scope: HoldScope
+    reason: str
+    placed_by: str
+    placed_ts: int
+
+
+def list_holds(conn: Connection) -> list[Hold]:
+    """The holds in force: placed and not released, over every log."""
+    placed: dict[str, Hold] = {}
+    released: set[str] = set()
+    for origin, seq, body in bodies_of_kind(conn, RecordKind.ADMIN.value):
+        h = parse_header(body)
+        if h.get("action") == PLACE and isinstance(h.get("scope"), dict):
+            hold_id = f"{origin}#{seq}"
+            placed[hold_id] = Hold(
+                hold_id, HoldScope.from_json(h["scope"]), str(h.get("reason")),
+                str(h.get("principal")), h["ts"],
+            )
+        elif h.get("action") == RELEASE:
+            released.add(str(h.get("hold")))
+    return [hold for hold_id, hold in placed.items() if hold_id not in released]
+
+
+def place_hold(
+    engine: Engine, scope: HoldScope, *, by: str, reason: str, signer: Signer,
+    origin: str | None = None, now_ns: int | None = None,
+) -> Hold:
+    """Place a legal hold as a signed record; returns it (its id names the record)."""
+    if not scope.to_json():
+        raise ConfigurationError("a hold needs a scope: tenant, principal, request or time range")
+    if not by.strip() or not reason.strip():
+        raise ConfigurationError("a hold needs who places it (--by) and why (--reason)")
+    origin = origin or signer.name
+    now = time.time_ns() if now_ns is None else now_ns
+    fields = {"action": PLACE, "principal": by, "reason": reason, "scope": scope.to_json()}
+    with engine.begin() as conn:
+        record, _ = append_admin_record(
+            conn, signer=signer, origin=origin, kind=RecordKind.ADMIN, fields=fields, now_ns=now
+        )
+    return Hold(f"{origin}#{record.seq}", scope, reason, by, now)
+
+
+def release_hold(
+    engine: Engine, hold_id: str, *, by: str, reason: str, signer: Signer,
+    origin: str | None = None, now_ns: int | None = None,
+) -> None:
+    """Release a hold in force, as a signed record. NotFoundError if no such hold is in force."""
+    now = time.time_ns() if now_ns is None else now_ns
+    with engine.begin() as conn:
+        if hold_id not in {h.hold_id for h in list_holds(conn)}:
+            raise NotFoundError(f"no hold {hold_id!r} in force (see auditlog hold list)")
+        fields = {"action": RELEASE, "principal": by, "reason": reason, "hold": hold_id}
+        append_admin_record(
+            conn, signer=signer, origin=origin or signer.name, kind=RecordKind.ADMIN,
+            fields=fields, now_ns=now,
+        )
