@@ -107,6 +107,7 @@ def demo(
     from rich.table import Table
 
     from auditlog.crypto import open_keyring
+    from auditlog.protect.retention import RetentionPolicy
     from auditlog.ledger import DirectoryWitness
     from auditlog.recorder import AuditRecorder
     from auditlog.recorder.spool import default_state_dir, spool_file
@@ -137,6 +138,7 @@ def demo(
         spool_path=spool_file(state_dir or default_state_dir(), DEMO_ORIGIN),
         migrate=False,
         key_provider=keyring,
+        retention=RetentionPolicy(),
     )
     engine = LLMEngine.demo(device=device, event_sink=recorder.record)
     import shlex

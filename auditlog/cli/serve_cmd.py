@@ -53,6 +53,10 @@ def serve(
     no_encryption: Annotated[
         bool, typer.Option("--no-encryption", help="Record payloads unsealed (not recommended)")
     ] = False,
+    retention: Annotated[
+        Path | None,
+        typer.Option("--retention", help="Retention policy file (C14); default class: default"),
+    ] = None,
 ) -> None:
     """Serve /v1/completions, /v1/chat/completions and /v1/models, recording every request.
 
@@ -71,6 +75,7 @@ def serve(
     import torch
 
     from auditlog.crypto import open_keyring
+    from auditlog.protect.retention import RetentionPolicy
     from auditlog.ledger import Signer
     from auditlog.recorder import FailMode
     from auditlog.recorder.spool import default_state_dir, spool_file
@@ -100,10 +105,13 @@ def serve(
         fail_mode=FailMode.OPEN if fail_open else FailMode.CLOSED,
         model_name=model_name,
         device=device,
-        recorder_options=None
-        if no_encryption
-        else {
-            "key_provider": open_keyring(keyring or key_file.with_name(key_file.name + ".keyring"))
+        recorder_options={
+            "key_provider": None
+            if no_encryption
+            else open_keyring(keyring or key_file.with_name(key_file.name + ".keyring")),
+            "retention": RetentionPolicy.from_file(retention)
+            if retention is not None
+            else RetentionPolicy(),
         },
     )
     settings.validate()

@@ -7,19 +7,21 @@ Variables: ``AUDITLOG_DB_URL`` (required), ``AUDITLOG_KEY_FILE`` (required: chec
 ``AUDITLOG_FAIL_OPEN`` (``1`` for fail-open; default fail-closed, C21),
 ``AUDITLOG_MAX_BODY_BYTES`` (request body limit, default 4 MiB), ``AUDITLOG_KEYRING``
 (payload encryption keyring, C16; default ``<AUDITLOG_KEY_FILE>.keyring``, created if missing),
-``AUDITLOG_ENCRYPTION`` (``0`` records payloads unsealed).
+``AUDITLOG_ENCRYPTION`` (``0`` records payloads unsealed), ``AUDITLOG_RETENTION`` (retention policy
+file, C14; default: every tenant in class ``default``).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from auditlog.crypto import open_keyring
 from auditlog.errors import ConfigurationError
 from auditlog.gateway.auth import ApiKeyTable
+from auditlog.protect.retention import RetentionPolicy
 from auditlog.ledger import DirectoryWitness, Signer
 from auditlog.recorder import AuditRecorder, FailMode
 
@@ -37,6 +39,7 @@ class MiddlewareConfig:
     fail_mode: FailMode = FailMode.CLOSED
     max_body_bytes: int | None = None
     keyring: Path | None = None  # payload encryption (C16); None: payloads unsealed
+    retention: RetentionPolicy = field(default_factory=RetentionPolicy)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> MiddlewareConfig:
@@ -66,6 +69,9 @@ class MiddlewareConfig:
             keyring=None
             if env.get("AUDITLOG_ENCRYPTION") == "0"
             else Path(env.get("AUDITLOG_KEYRING") or f"{key_file}.keyring"),
+            retention=RetentionPolicy.from_file(env["AUDITLOG_RETENTION"])
+            if env.get("AUDITLOG_RETENTION")
+            else RetentionPolicy(),
         )
 
     def open_recorder(self) -> AuditRecorder:
@@ -81,4 +87,5 @@ class MiddlewareConfig:
             spool_path=self.spool_path,
             mode=self.fail_mode,
             key_provider=None if self.keyring is None else open_keyring(self.keyring),
+            retention=self.retention,
         )

@@ -1,4 +1,4 @@
-"""Wrapped per-request data keys of sealed payloads (C14, C16).
+"""Wrapped per-request data keys of sealed payloads (C16).
 
 Revision ID: 0004
 Revises: 0003
