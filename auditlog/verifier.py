@@ -35,6 +35,7 @@ from auditlog.ledger import (
 )
 from auditlog.ledger.note import split_note
 from auditlog.ledger.report import PENDING_SUFFIX, Verdict
+from auditlog.ledger.shred import check_data_keys, erasures_by_request
 from auditlog.ledger.tables import (
     check_key_rows,
     check_payload_rows,
@@ -42,7 +43,6 @@ from auditlog.ledger.tables import (
     orphan_rows,
     signers_of,
 )
-from auditlog.ledger.shred import check_data_keys, erasures_by_request
 from auditlog.store import create_db_engine, read_data_keys
 from auditlog.store.audit_reads import (
     checkpoint_rows,

@@ -175,7 +175,9 @@ def bench_backend(label: str, urls: list[str], events: list[Event], tmp: Path, r
     )
 
 
-def bench_encryption(label: str, urls: list[str], events: list[Event], tmp: Path, repeat: int) -> None:
+def bench_encryption(
+    label: str, urls: list[str], events: list[Event], tmp: Path, repeat: int
+) -> None:
     """The same traffic recorded with payloads sealed (C16) and unsealed, interleaved runs."""
     rates: dict[str, list[float]] = {"plain": [], "sealed": []}
     for i in range(repeat):

@@ -107,8 +107,8 @@ def demo(
     from rich.table import Table
 
     from auditlog.crypto import open_keyring
-    from auditlog.protect.retention import RetentionPolicy
     from auditlog.ledger import DirectoryWitness
+    from auditlog.protect.retention import RetentionPolicy
     from auditlog.recorder import AuditRecorder
     from auditlog.recorder.spool import default_state_dir, spool_file
     from auditlog.store import create_db_engine, upgrade

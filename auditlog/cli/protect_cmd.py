@@ -16,11 +16,16 @@ keyring_app = typer.Typer(help="Key-encryption keys of sealed payloads (local ke
 
 @keyring_app.command("create")
 def keyring_create(
-    path: Annotated[Path, typer.Argument(help="Keyring file to create (mode 0600, never overwritten)")],
+    path: Annotated[
+        Path, typer.Argument(help="Keyring file to create (mode 0600, never overwritten)")
+    ],
     tenant: Annotated[
         list[str] | None,
-        typer.Option("--tenant", help="Give this tenant its own random KEK (repeatable); "
-                     "without any, a master key derives every tenant's KEK"),
+        typer.Option(
+            "--tenant",
+            help="Give this tenant its own random KEK (repeatable); "
+            "without any, a master key derives every tenant's KEK",
+        ),
     ] = None,
 ) -> None:
     """Create a keyring of key-encryption keys. Keep it out of the database and its backups."""
@@ -50,9 +55,7 @@ def erase(
     ],
     by: Annotated[str, typer.Option("--by", help="Who orders the erasure")],
     reason: Annotated[str, typer.Option("--reason", help="Why")],
-    legal_basis: Annotated[
-        str, typer.Option("--legal-basis", help='e.g. "GDPR Art. 17(1)(a)"')
-    ],
+    legal_basis: Annotated[str, typer.Option("--legal-basis", help='e.g. "GDPR Art. 17(1)(a)"')],
     request: Annotated[
         list[str] | None, typer.Option("--request", help="Request id to erase (repeatable)")
     ] = None,
@@ -61,17 +64,20 @@ def erase(
         str | None, typer.Option("--principal", help="Erase this principal's requests in --tenant")
     ] = None,
     subject: Annotated[
-        str | None, typer.Option("--subject", help="Erase this principal id's requests in every tenant")
+        str | None,
+        typer.Option("--subject", help="Erase this principal id's requests in every tenant"),
     ] = None,
     origin: Annotated[
         str | None,
-        typer.Option("--origin", help="Administrative log for the record (default: the key's name)"),
+        typer.Option(
+            "--origin", help="Administrative log for the record (default: the key's name)"
+        ),
     ] = None,
 ) -> None:
     """Crypto-shred requests' payloads: a signed erasure record, then their data keys go."""
+    from auditlog.ledger import Signer
     from auditlog.protect import ErasureOrder
     from auditlog.protect import erase as do_erase
-    from auditlog.ledger import Signer
     from auditlog.store import create_db_engine
 
     try:
@@ -146,7 +152,9 @@ def hold_place(
     tenant: Annotated[str | None, typer.Option("--tenant")] = None,
     principal: Annotated[str | None, typer.Option("--principal")] = None,
     request: Annotated[str | None, typer.Option("--request")] = None,
-    since: Annotated[str | None, typer.Option("--from", help="Requests started at or after")] = None,
+    since: Annotated[
+        str | None, typer.Option("--from", help="Requests started at or after")
+    ] = None,
     until: Annotated[str | None, typer.Option("--to", help="Requests started before")] = None,
     origin: OriginOption = None,
 ) -> None:
@@ -155,12 +163,17 @@ def hold_place(
     from auditlog.store import create_db_engine
 
     scope = HoldScope(
-        tenant=tenant, principal=principal, request_id=request,
-        start_ns=_ns(since), end_ns=_ns(until),
+        tenant=tenant,
+        principal=principal,
+        request_id=request,
+        start_ns=_ns(since),
+        end_ns=_ns(until),
     )
     engine = create_db_engine(db)
     try:
-        hold = place_hold(engine, scope, by=by, reason=reason, signer=_signer(key_file), origin=origin)
+        hold = place_hold(
+            engine, scope, by=by, reason=reason, signer=_signer(key_file), origin=origin
+        )
     finally:
         engine.dispose()
     typer.echo(hold.hold_id)

@@ -75,8 +75,8 @@ def serve(
     import torch
 
     from auditlog.crypto import open_keyring
-    from auditlog.protect.retention import RetentionPolicy
     from auditlog.ledger import Signer
+    from auditlog.protect.retention import RetentionPolicy
     from auditlog.recorder import FailMode
     from auditlog.recorder.spool import default_state_dir, spool_file
     from auditlog.server import ApiKeyTable, ServerSettings, create_app

@@ -59,7 +59,9 @@ def wrapped_digest(wrapped: bytes) -> str:
 
 def associated_data(log: str, seq: int, request_id: str) -> bytes:
     """Canonical JSON of the record's position (RFC 8785: sorted keys, no whitespace)."""
-    return orjson.dumps({"log": log, "request_id": request_id, "seq": seq}, option=orjson.OPT_SORT_KEYS)
+    return orjson.dumps(
+        {"log": log, "request_id": request_id, "seq": seq}, option=orjson.OPT_SORT_KEYS
+    )
 
 
 def is_sealed(data: bytes) -> bool:
@@ -97,9 +99,7 @@ class PayloadSealer:
         return RequestSealer(dek, log, request_id), DataKey(request_id, tenant, kek_id, wrapped)
 
 
-def open_payload(
-    provider: KeyProvider, key: DataKey, *, log: str, seq: int, data: bytes
-) -> bytes:
+def open_payload(provider: KeyProvider, key: DataKey, *, log: str, seq: int, data: bytes) -> bytes:
     """Unwrap ``key`` with the provider and open the sealed payload of record ``seq`` of ``log``.
 
     Raises :class:`KeyUnavailableError` when the KEK is not held, the wrapped key does not

@@ -92,7 +92,9 @@ class LocalKeyring:
             doc = orjson.loads(raw)
             if doc.get("format") != _FORMAT or doc.get("v") != 1:
                 raise ValueError("not an auditlog keyring (format/v)")
-            master = None if doc["master"] is None else base64.b64decode(doc["master"], validate=True)
+            master = (
+                None if doc["master"] is None else base64.b64decode(doc["master"], validate=True)
+            )
             tenants = {
                 str(t): base64.b64decode(k, validate=True) for t, k in doc["tenants"].items()
             }

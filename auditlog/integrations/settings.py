@@ -21,8 +21,8 @@ from pathlib import Path
 from auditlog.crypto import open_keyring
 from auditlog.errors import ConfigurationError
 from auditlog.gateway.auth import ApiKeyTable
-from auditlog.protect.retention import RetentionPolicy
 from auditlog.ledger import DirectoryWitness, Signer
+from auditlog.protect.retention import RetentionPolicy
 from auditlog.recorder import AuditRecorder, FailMode
 
 __all__ = ["MiddlewareConfig"]

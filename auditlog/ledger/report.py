@@ -11,8 +11,8 @@ covered by a trusted checkpoint, an empty log). Each reason it is not intact is 
 from __future__ import annotations
 
 import enum
-from typing import Any
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = [
     "MAX_FINDINGS_PER_CODE",

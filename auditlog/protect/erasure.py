@@ -86,7 +86,9 @@ def _targets(conn: Connection, order: ErasureOrder) -> list[_Target]:
     else:
         raise ConfigurationError(_SELECT)
     rows = keyed_requests(conn, tenant=tenant)
-    chosen = [(o, i, r, h) for o, i, r, body in rows if (h := parse_header(body)).get("principal") == who]
+    chosen = [
+        (o, i, r, h) for o, i, r, body in rows if (h := parse_header(body)).get("principal") == who
+    ]
     if not chosen:
         raise NotFoundError(f"no request of principal {who!r} has a data key left")
     return chosen
@@ -99,22 +101,23 @@ def _blockers(conn: Connection, targets: list[_Target], now_ns: int) -> list[dic
     for origin, _, request_id, start in targets:
         for hold in holds:
             if hold.scope.covers(start):
-                found.append({"log": origin, "request_id": request_id, "because": f"hold {hold.hold_id}"})
-        retention = start.get("retention")
-        if isinstance(retention, dict) and int(retention["until"]) > now_ns:
-            if retention["legal"]:
                 found.append(
-                    {
-                        "log": origin,
-                        "request_id": request_id,
-                        "because": f"retention {retention['class']} until {retention['until']}",
-                    }
+                    {"log": origin, "request_id": request_id, "because": f"hold {hold.hold_id}"}
                 )
+        retention = start.get("retention")
+        if isinstance(retention, dict) and retention["legal"] and int(retention["until"]) > now_ns:
+            because = f"retention {retention['class']} until {retention['until']}"
+            found.append({"log": origin, "request_id": request_id, "because": because})
     return found
 
 
 def _shred(
-    conn: Connection, targets: list[_Target], *, signer: Signer, origin: str, fields: dict[str, Any],
+    conn: Connection,
+    targets: list[_Target],
+    *,
+    signer: Signer,
+    origin: str,
+    fields: dict[str, Any],
     now_ns: int,
 ) -> ErasureResult:
     fields = {**fields, "erased": [{"log": o, "request_id": r} for o, _, r, _ in targets]}
@@ -135,7 +138,11 @@ def _purge(engine: Engine) -> None:
 
 
 def erase(
-    engine: Engine, order: ErasureOrder, *, signer: Signer, origin: str | None = None,
+    engine: Engine,
+    order: ErasureOrder,
+    *,
+    signer: Signer,
+    origin: str | None = None,
     now_ns: int | None = None,
 ) -> ErasureResult:
     """Record the erasure in ``origin`` (default: the signer's name) and shred the data keys.
@@ -144,7 +151,11 @@ def erase(
     order, and ErasureRefusedError (after recording the refusal) when a hold or a legal retention
     period covers a selected request.
     """
-    for name, value in (("by", order.by), ("reason", order.reason), ("legal basis", order.legal_basis)):
+    for name, value in (
+        ("by", order.by),
+        ("reason", order.reason),
+        ("legal basis", order.legal_basis),
+    ):
         if not value.strip():
             raise ConfigurationError(f"an erasure needs a non-empty {name}")
     origin = origin or signer.name
@@ -155,8 +166,12 @@ def erase(
         blocked = _blockers(conn, targets, now)
         if blocked:
             record, _ = append_admin_record(
-                conn, signer=signer, origin=origin, kind=RecordKind.ADMIN,
-                fields={"action": "erase.refused", **why, "refused": blocked}, now_ns=now,
+                conn,
+                signer=signer,
+                origin=origin,
+                kind=RecordKind.ADMIN,
+                fields={"action": "erase.refused", **why, "refused": blocked},
+                now_ns=now,
             )
             refusal = f"record {record.seq} of {origin}"
         else:

@@ -83,8 +83,11 @@ def list_holds(conn: Connection) -> list[Hold]:
         if h.get("action") == PLACE and isinstance(h.get("scope"), dict):
             hold_id = f"{origin}#{seq}"
             placed[hold_id] = Hold(
-                hold_id, HoldScope.from_json(h["scope"]), str(h.get("reason")),
-                str(h.get("principal")), h["ts"],
+                hold_id,
+                HoldScope.from_json(h["scope"]),
+                str(h.get("reason")),
+                str(h.get("principal")),
+                h["ts"],
             )
         elif h.get("action") == RELEASE:
             released.add(str(h.get("hold")))
@@ -92,8 +95,14 @@ def list_holds(conn: Connection) -> list[Hold]:
 
 
 def place_hold(
-    engine: Engine, scope: HoldScope, *, by: str, reason: str, signer: Signer,
-    origin: str | None = None, now_ns: int | None = None,
+    engine: Engine,
+    scope: HoldScope,
+    *,
+    by: str,
+    reason: str,
+    signer: Signer,
+    origin: str | None = None,
+    now_ns: int | None = None,
 ) -> Hold:
     """Place a legal hold as a signed record; returns it (its id names the record)."""
     if not scope.to_json():
@@ -111,8 +120,14 @@ def place_hold(
 
 
 def release_hold(
-    engine: Engine, hold_id: str, *, by: str, reason: str, signer: Signer,
-    origin: str | None = None, now_ns: int | None = None,
+    engine: Engine,
+    hold_id: str,
+    *,
+    by: str,
+    reason: str,
+    signer: Signer,
+    origin: str | None = None,
+    now_ns: int | None = None,
 ) -> None:
     """Release a hold in force, as a signed record. NotFoundError if no such hold is in force."""
     now = time.time_ns() if now_ns is None else now_ns
@@ -121,6 +136,10 @@ def release_hold(
             raise NotFoundError(f"no hold {hold_id!r} in force (see auditlog hold list)")
         fields = {"action": RELEASE, "principal": by, "reason": reason, "hold": hold_id}
         append_admin_record(
-            conn, signer=signer, origin=origin or signer.name, kind=RecordKind.ADMIN,
-            fields=fields, now_ns=now,
+            conn,
+            signer=signer,
+            origin=origin or signer.name,
+            kind=RecordKind.ADMIN,
+            fields=fields,
+            now_ns=now,
         )

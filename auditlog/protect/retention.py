@@ -73,7 +73,14 @@ class RetentionPolicy:
                 default_class=str(doc.get("default", "default")),
                 classes=classes,
             )
-        except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (
+            OSError,
+            orjson.JSONDecodeError,
+            KeyError,
+            TypeError,
+            ValueError,
+            AttributeError,
+        ) as exc:
             raise ConfigurationError(f"retention policy {path}: {exc}") from None
 
     def header_field(self, tenant: str, ts: int) -> dict[str, Any]:

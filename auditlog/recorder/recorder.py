@@ -43,6 +43,7 @@ from auditlog.events import (
     Event,
 )
 from auditlog.ledger import Checkpoint, Signer
+from auditlog.protect.retention import RetentionPolicy
 from auditlog.store import (
     StoredCheckpoint,
     append_batch,

@@ -21,7 +21,6 @@ from sqlalchemy import Connection
 
 from auditlog.crypto import ENCRYPTION_ALG, DataKey, PayloadSealer, wrapped_digest
 from auditlog.crypto.envelope import RequestSealer
-from auditlog.protect.retention import RetentionPolicy
 from auditlog.errors import RecorderError
 from auditlog.ledger import (
     ZERO_HASH,
@@ -33,6 +32,7 @@ from auditlog.ledger import (
     build_record,
     sign_checkpoint,
 )
+from auditlog.protect.retention import RetentionPolicy
 from auditlog.store import StoredNodeSource, ensure_log, load_log_state, read_request
 
 __all__ = ["ChainHead", "LogSequencer", "PendingBatch"]

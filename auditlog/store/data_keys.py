@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from sqlalchemy import Connection, and_, delete, select
 
@@ -88,7 +89,7 @@ def purge_freed_keys(conn: Connection) -> None:
         conn.exec_driver_sql("VACUUM FULL data_keys")
         conn.exec_driver_sql("VACUUM data_keys")
         return
-    raw = conn.connection.driver_connection
+    raw: Any = conn.connection.driver_connection
     if raw.in_transaction:
         raw.commit()
     raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()

@@ -19,7 +19,6 @@ from auditlog.errors import NotFoundError, StoreError
 from auditlog.ledger.records import RecordKind
 from auditlog.ledger.verify import StoredRecord
 from auditlog.store.bulk import fetch_rows, insert_rows
-from auditlog.store.data_keys import insert_data_keys
 from auditlog.store.checkpoints import (
     StoredCheckpoint,
     get_checkpoint,
@@ -27,6 +26,7 @@ from auditlog.store.checkpoints import (
     latest_checkpoint,
     list_checkpoints,
 )
+from auditlog.store.data_keys import insert_data_keys
 from auditlog.store.keys import SigningKey, list_keys, register_key, retire_key
 from auditlog.store.schema import logs, nodes, payloads, records
 

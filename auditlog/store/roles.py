@@ -23,7 +23,8 @@ def grant_writer(conn: Connection, role: str) -> None:
     """Grant ``role`` what a recorder needs, in the caller's transaction (PostgreSQL only).
 
     Ledger tables and ``logs``: INSERT, SELECT. ``signing_keys``: INSERT, SELECT and UPDATE of the
-    ``retired`` column only. ``data_keys``: INSERT, SELECT. ``alembic_version``: SELECT (to check the schema revision).
+    ``retired`` column only. ``data_keys``: INSERT, SELECT (deleting is erasure, not the
+    writer's). ``alembic_version``: SELECT (to check the schema revision).
     Raises ConfigurationError on another database.
     """
     if conn.dialect.name != "postgresql":

@@ -50,7 +50,10 @@ def _start_ts(rec: dict[str, Any], request_id: str) -> int:
 
 def test_retention_class_is_recorded_at_start(retained: dict[str, Any]) -> None:
     """C14: each request.start carries its tenant's class and the end of its period."""
-    for rid, klass, days, legal in (("r-a1", "eu-ai-act", 183, True), ("r-b1", "default", 365, False)):
+    for rid, klass, days, legal in (
+        ("r-a1", "eu-ai-act", 183, True),
+        ("r-b1", "default", 365, False),
+    ):
         start = _trail(retained, rid).start
         assert start["retention"] == {
             "class": klass,
@@ -68,8 +71,18 @@ def test_held_erasure_is_refused_and_recorded_then_allowed_after_release(
     the release the erasure goes through and verify exits 0."""
     key = str(retained["admin_key"])
     placed = _cli(
-        "hold", "place", "--db", retained["db"], "--key-file", key, "--by", "legal@example",
-        "--reason", "SEC inquiry 42", "--tenant", "beta",
+        "hold",
+        "place",
+        "--db",
+        retained["db"],
+        "--key-file",
+        key,
+        "--by",
+        "legal@example",
+        "--reason",
+        "SEC inquiry 42",
+        "--tenant",
+        "beta",
     )
     assert placed.exit_code == 0, placed.output
     hold_id = placed.stdout.strip()
@@ -88,8 +101,17 @@ def test_held_erasure_is_refused_and_recorded_then_allowed_after_release(
     code, report = _verify(retained)
     assert code == 0, report
     released = _cli(
-        "hold", "release", hold_id, "--db", retained["db"], "--key-file", key,
-        "--by", "legal@example", "--reason", "inquiry closed",
+        "hold",
+        "release",
+        hold_id,
+        "--db",
+        retained["db"],
+        "--key-file",
+        key,
+        "--by",
+        "legal@example",
+        "--reason",
+        "inquiry closed",
     )
     assert released.exit_code == 0, released.output
     assert _cli("hold", "list", "--db", retained["db"]).stdout == ""
@@ -98,8 +120,17 @@ def test_held_erasure_is_refused_and_recorded_then_allowed_after_release(
     code, report = _verify(retained)
     assert code == 0, report
     again = _cli(
-        "hold", "release", hold_id, "--db", retained["db"], "--key-file", key,
-        "--by", "x", "--reason", "y",
+        "hold",
+        "release",
+        hold_id,
+        "--db",
+        retained["db"],
+        "--key-file",
+        key,
+        "--by",
+        "x",
+        "--reason",
+        "y",
     )
     assert isinstance(again.exception, NotFoundError) and "no hold" in str(again.exception)
 
@@ -118,7 +149,10 @@ def test_retention_apply_with_a_moved_clock_shreds_exactly_what_is_due(
     days beta's is due too; the held one stays; verify exits 0 naming each erasure."""
     engine = create_db_engine(retained["db"])
     place_hold(
-        engine, HoldScope(tenant="acme", principal="bob"), by="legal@example", reason="litigation",
+        engine,
+        HoldScope(tenant="acme", principal="bob"),
+        by="legal@example",
+        reason="litigation",
         signer=retained["admin"],
     )
     with engine.connect() as conn:
@@ -129,8 +163,14 @@ def test_retention_apply_with_a_moved_clock_shreds_exactly_what_is_due(
 
     def apply(days: int) -> str:
         result = _cli(
-            "retention", "apply", "--db", retained["db"], "--key-file", key,
-            "--now", str(t0 + days * DAY),
+            "retention",
+            "apply",
+            "--db",
+            retained["db"],
+            "--key-file",
+            key,
+            "--now",
+            str(t0 + days * DAY),
         )
         assert result.exit_code == 0, result.output
         return result.stdout

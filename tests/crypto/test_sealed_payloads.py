@@ -21,7 +21,6 @@ from typer.testing import CliRunner
 from auditlog.cli import app
 from auditlog.crypto import DataKey, LocalKeyring, create_keyring, export_tenant, open_payload
 from auditlog.errors import ConfigurationError, KeyUnavailableError, NotFoundError
-from auditlog.protect import ErasureOrder, RetentionPolicy, erase
 from auditlog.events import (
     BatchStep,
     FinishReason,
@@ -31,6 +30,7 @@ from auditlog.events import (
     RequestStarted,
 )
 from auditlog.ledger import DirectoryWitness, Signer
+from auditlog.protect import ErasureOrder, RetentionPolicy, erase
 from auditlog.recorder import AuditRecorder
 from auditlog.store import create_db_engine, purge_freed_keys, read_data_key, read_data_keys
 from auditlog.trails import Content, read_trail
@@ -126,7 +126,9 @@ def _verify(rec: dict[str, Any]) -> tuple[int, dict[str, Any]]:
 
 
 def _codes(report: dict[str, Any]) -> set[str]:
-    return {f["code"] for log in report["logs"] for f in log["findings"] if f["severity"] == "error"}
+    return {
+        f["code"] for log in report["logs"] for f in log["findings"] if f["severity"] == "error"
+    }
 
 
 def _raw_bytes(conn: Connection, db_url: str) -> bytes:
@@ -157,14 +159,21 @@ def _erase(rec: dict[str, Any], **order: Any) -> Any:
     try:
         return erase(
             engine,
-            ErasureOrder(by="dpo@example", reason="data subject request", legal_basis="GDPR Art. 17(1)(a)", **order),
+            ErasureOrder(
+                by="dpo@example",
+                reason="data subject request",
+                legal_basis="GDPR Art. 17(1)(a)",
+                **order,
+            ),
             signer=rec["admin"],
         )
     finally:
         engine.dispose()
 
 
-def test_no_plaintext_in_database_bytes(sealed: dict[str, Any], admin_connection: AdminConn) -> None:
+def test_no_plaintext_in_database_bytes(
+    sealed: dict[str, Any], admin_connection: AdminConn
+) -> None:
     """C16: the prompt, the token payload and the data keys' clear form are not on disk."""
     with admin_connection() as conn:
         raw = _raw_bytes(conn, sealed["db"])
@@ -173,7 +182,9 @@ def test_no_plaintext_in_database_bytes(sealed: dict[str, Any], admin_connection
     assert b'"enc":{"alg":"A256GCM"' in raw  # the headers are there, readable, and say so
 
 
-def test_tenant_auditor_reads_own_trail_and_no_other(sealed: dict[str, Any], tmp_path: Path) -> None:
+def test_tenant_auditor_reads_own_trail_and_no_other(
+    sealed: dict[str, Any], tmp_path: Path
+) -> None:
     """C16: an auditor holding only acme's KEK reads acme's trail; beta's stays sealed."""
     acme = LocalKeyring.load(export_tenant(sealed["keyring"], tmp_path / "acme.json", "acme"))
     trail = _trail(sealed, "r-a1", acme)
@@ -263,7 +274,9 @@ def test_erase_by_tenant_principal_and_by_subject(sealed: dict[str, Any]) -> Non
         _erase(sealed, tenant="acme")
 
 
-def test_key_deleted_without_erasure_fails(sealed: dict[str, Any], admin_connection: AdminConn) -> None:
+def test_key_deleted_without_erasure_fails(
+    sealed: dict[str, Any], admin_connection: AdminConn
+) -> None:
     """C16: a wrapped key deleted behind the log's back is an integrity failure (exit 1)."""
     with admin_connection() as conn:
         conn.exec_driver_sql("DELETE FROM data_keys WHERE request_id = 'r-a2'")
@@ -300,7 +313,8 @@ def test_swapped_or_orphan_keys_fail(sealed: dict[str, Any], admin_connection: A
         )
         conn.exec_driver_sql(
             "INSERT INTO data_keys (log_id, request_id, tenant, kek_id, wrapped) "
-            "SELECT log_id, 'ghost', tenant, kek_id, wrapped FROM data_keys WHERE request_id = 'r-a1'"
+            "SELECT log_id, 'ghost', tenant, kek_id, wrapped FROM data_keys "
+            "WHERE request_id = 'r-a1'"
         )
     code, report = _verify(sealed)
     assert code == 1 and _codes(report) == {"key.mismatch", "key.orphan"}
@@ -316,7 +330,11 @@ def test_erasure_record_without_the_deletion_fails(
     with admin_connection() as conn:
         conn.exec_driver_sql(
             "INSERT INTO data_keys (log_id, request_id, tenant, kek_id, wrapped) VALUES "
-            + ("(1, 'r-a1', %s, %s, %s)" if conn.dialect.name == "postgresql" else "(1, 'r-a1', ?, ?, ?)"),
+            + (
+                "(1, 'r-a1', %s, %s, %s)"
+                if conn.dialect.name == "postgresql"
+                else "(1, 'r-a1', ?, ?, ?)"
+            ),
             (key.tenant, key.kek_id, key.wrapped),
         )
     code, report = _verify(sealed)
@@ -344,7 +362,9 @@ def test_keyring_file_rules(tmp_path: Path) -> None:
         LocalKeyring.load(bad)
 
 
-def test_bundles_verify_offline_before_and_after_erasure(sealed: dict[str, Any], tmp_path: Path) -> None:
+def test_bundles_verify_offline_before_and_after_erasure(
+    sealed: dict[str, Any], tmp_path: Path
+) -> None:
     """C16, C20: a bundle carries the sealed bytes; it verifies with no decryption key,
     exported before the erasure and after it (the ciphertext stays in the ledger)."""
     runner = CliRunner()
