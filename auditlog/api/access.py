@@ -14,6 +14,7 @@ through a :class:`~auditlog.recorder.LogSequencer`. Contract:
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -28,6 +29,30 @@ from auditlog.recorder import LogSequencer
 from auditlog.store.ledger_store import StoredCheckpoint, append_batch, register_key
 
 from .keys import ApiKey
+
+#: Query parameters copied into an ``access`` record: at most this many, names and values cut to
+#: these lengths (a value cut keeps its length and SHA-256, so what was sent stays identifiable).
+MAX_PARAMS = 32
+MAX_PARAM_NAME = 64
+MAX_PARAM_VALUE = 256
+
+
+def cap_params(params: Mapping[str, Any]) -> dict[str, str]:
+    """The query parameters as an access record keeps them: bounded in number and size."""
+    out: dict[str, str] = {}
+    items = list(params.items())
+    for name, value in items[:MAX_PARAMS]:
+        out[_cut(str(name), MAX_PARAM_NAME)] = _cut(str(value), MAX_PARAM_VALUE)
+    if len(items) > MAX_PARAMS:
+        out["…"] = f"{len(items) - MAX_PARAMS} more parameters not recorded"
+    return out
+
+
+def _cut(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{text[:limit]}…[{len(text)} characters, sha256 {digest}]"
 
 __all__ = ["AccessLog", "AccessLogUnavailable"]
 
@@ -61,7 +86,8 @@ class AccessLog:
         """Commit one ``access`` record and a checkpoint covering it; returns its ``seq``.
 
         Fields (who, when, what, why): ``principal`` = the API key id, ``role``, ``ts`` (now),
-        ``endpoint`` (route template), ``params`` (query parameters as strings),
+        ``endpoint`` (route template), ``params`` (query parameters as strings, capped by
+        :func:`cap_params`: a signed record is kept for years),
         ``request_ids`` (the requests the answer concerns), ``status`` (HTTP status about to be
         sent), ``reason`` (the ``X-Audit-Reason`` header or null).
         """
@@ -69,7 +95,7 @@ class AccessLog:
             "principal": key.id,
             "role": str(key.role),
             "endpoint": endpoint,
-            "params": dict(params),
+            "params": cap_params(params),
             "request_ids": list(request_ids),
             "status": status,
             "reason": reason,

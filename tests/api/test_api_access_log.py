@@ -136,3 +136,19 @@ def test_no_access_record_no_answer(world: World) -> None:
     assert [h["seq"] for h in _access_headers(world)] == [0, 1]
     report = verify_database(world.db_url, keys=[world.api_signer.verifier_key], origin=API_ORIGIN)
     assert report.ok, report.findings
+
+
+def test_unknown_query_parameters_are_capped_in_access_records(world: World) -> None:
+    """C18 (issue 11): a 50 KB unknown parameter, or hundreds of them, cannot bloat a signed
+    record kept for years: values are cut (length and SHA-256 kept), their number bounded."""
+    huge = "x" * 50_000  # the client refuses a query over 64 KiB
+    many = {f"p{i:03d}": "v" for i in range(100)}
+    for params in ({"junk": huge}, many):
+        response = world.client.get("/v1/logs", params=params, headers=world.headers("admin"))
+        assert response.status_code == 200
+    first, second = _access_headers(world)[-2:]
+    assert len(orjson.dumps(first)) < 2_000 and len(orjson.dumps(second)) < 4_000
+    assert first["params"]["junk"].startswith("x" * 256 + "…[50000 characters, sha256 ")
+    assert len(second["params"]) == 33 and second["params"]["…"] == "68 more parameters not recorded"
+    report = verify_database(world.db_url, keys=[world.api_signer.verifier_key], origin=API_ORIGIN)
+    assert report.ok, report.findings

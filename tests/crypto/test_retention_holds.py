@@ -173,7 +173,7 @@ def test_retention_apply_with_a_moved_clock_shreds_exactly_what_is_due(
             str(t0 + days * DAY),
         )
         assert result.exit_code == 0, result.output
-        return result.stdout
+        return str(result.stdout)
 
     assert apply(100) == "nothing is due\n"
     assert apply(200).rstrip().endswith("shredded 1 request(s): r-a1")
