@@ -29,9 +29,7 @@ def upgrade() -> None:
         sa.Column("tenant", sa.String(255), nullable=False),
         sa.Column("kek_id", sa.String(300), nullable=False),
         sa.Column("wrapped", sa.LargeBinary, nullable=False),
-        sa.ForeignKeyConstraint(
-            ["log_id"], ["logs.id"], name=op.f("fk_data_keys_log_id_logs")
-        ),
+        sa.ForeignKeyConstraint(["log_id"], ["logs.id"], name=op.f("fk_data_keys_log_id_logs")),
         sa.PrimaryKeyConstraint("log_id", "request_id", name=op.f("pk_data_keys")),
     )
 
