@@ -1,7 +1,7 @@
 """Wrapped per-request data keys of sealed payloads (C16).
 
 Revision ID: 0004
-Revises: 0003
+Revises: 0003_external_anchors
 Create Date: 2026-11-27
 
 A frozen copy of ``auditlog/store/schema.py``'s ``data_keys`` table at revision 0004. Not a ledger
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004"
-down_revision: str | None = "0003"
+down_revision: str | None = "0003_external_anchors"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
