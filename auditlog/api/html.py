@@ -73,7 +73,7 @@ def render_transcript(trail: TrailPublic) -> str:
         f"({_e(v.trust or 'no key')}; checkpoint size {_e(v.checkpoint_size)}): "
         f"{_e(v.message)}</p>\n"
         f"<table>{meta}</table>\n"
-        f"<h2>Prompt</h2><pre>{_e(trail.prompt_text)}</pre>\n"
+        f"<h2>Prompt</h2><pre>{_e(trail.content_note or trail.prompt_text)}</pre>\n"
         f"<p>Prompt token ids: <code>{_e(prompt_ids)}</code></p>\n"
         "<h2>Generated tokens</h2><table><tr><th>#</th><th>token id</th><th>provenance</th>"
         f"<th>step</th><th>record</th></tr>{tokens}</table>\n"

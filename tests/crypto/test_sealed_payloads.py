@@ -389,3 +389,37 @@ def test_bundles_verify_offline_before_and_after_erasure(
         assert result.exit_code == 0, result.output
         report = orjson.loads(result.stdout)
         assert report["status"] == "intact" and report["tokens"] == 2
+
+
+def test_api_trail_and_html_show_decrypted_unavailable_or_erased(sealed: dict[str, Any]) -> None:
+    """C16: the API's trail (and its HTML page) opens sealed content with the tenant's KEK,
+    says "unavailable" without it, and "erased (record N, reason)" after an erasure; the
+    verification verdict is the same in all three."""
+    from auditlog.api.html import render_transcript
+    from auditlog.api.trail import trail_public
+    from auditlog.bundle.export import find_trail
+    from auditlog.bundle.verify import parse_verifier_keys
+
+    trusted = parse_verifier_keys(sealed["keys"][:1])
+    ring = LocalKeyring.load(sealed["keyring"])
+
+    def show(keys: Any) -> Any:
+        engine = create_db_engine(sealed["db"], read_only=True)
+        try:
+            with engine.connect() as conn:
+                return trail_public(conn, find_trail(conn, "r-a1", tenants=None), trusted, [], keys)
+        finally:
+            engine.dispose()
+
+    opened, hidden = show(ring), show(None)
+    assert opened.content == "decrypted" and opened.prompt_text == f"{SECRET} (r-a1)"
+    assert [t.token_id for t in opened.tokens] == [31337, 31338]
+    assert hidden.content == "unavailable" and hidden.prompt_text is None
+    assert "unavailable" in render_transcript(hidden)
+    result = _erase(sealed, request_ids=["r-a1"])
+    erased = show(ring)
+    note = f"erased (record {result.seq} of {ADMIN}, data subject request)"
+    assert erased.content == "erased" and erased.content_note == note
+    assert erased.prompt_text is None and note in render_transcript(erased)
+    assert opened.verification.status == hidden.verification.status == erased.verification.status
+    assert opened.verification.status == "intact"
