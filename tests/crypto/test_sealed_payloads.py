@@ -423,3 +423,38 @@ def test_api_trail_and_html_show_decrypted_unavailable_or_erased(sealed: dict[st
     assert erased.prompt_text is None and note in render_transcript(erased)
     assert opened.verification.status == hidden.verification.status == erased.verification.status
     assert opened.verification.status == "intact"
+
+
+def test_sealed_requests_survive_an_outage_spool(db_url: str, tmp_path: Path) -> None:
+    """C16, C22: a request started during an outage is spooled with its wrapped data key, and
+    replay stores both: it verifies and opens like any other."""
+    from auditlog.crypto import PayloadSealer
+    from auditlog.recorder import LogSequencer
+    from auditlog.recorder.spool import Spool
+    from auditlog.recorder.translate import sequence_events
+    from auditlog.store import upgrade
+    from auditlog.verifier import verify_database
+
+    ring = LocalKeyring.load(create_keyring(tmp_path / "keyring.json"))
+    signer = Signer.generate(ORIGIN)
+    upgrade(db_url)
+    spool = Spool(tmp_path / "spool.jsonl")
+    db = create_db_engine(db_url)
+    with db.begin() as conn:
+        seq = LogSequencer.resume(conn, ORIGIN, sealer=PayloadSealer(ring))
+    sequence_events(seq, _events("r-out", "acme", "alice", 0))
+    _, note = seq.checkpoint([signer])
+    spool.append(seq.drain(), note)
+    db.dispose()
+    recorder = AuditRecorder.open(
+        db_url, origin=ORIGIN, signers=[signer], spool_path=spool.path, key_provider=ring
+    )
+    recorder.close()
+    assert recorder.stats.replayed_records == 4  # start, tokens, step manifest, end
+    report = verify_database(db_url, keys=[signer.verifier_key])
+    assert report.ok and report.logs[0].sealed.keys() == {"r-out"}, report.findings
+    engine = create_db_engine(db_url, read_only=True)
+    with engine.connect() as conn:
+        trail = read_trail(conn, ORIGIN, "r-out", keys=ring)
+    engine.dispose()
+    assert trail.content is Content.DECRYPTED and trail.token_ids == [31337, 31338]
