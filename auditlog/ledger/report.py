@@ -158,6 +158,7 @@ class Erasure:
     legal_basis: str
     principal: str
     ts: int
+    anchored: bool  # covered by a checkpoint signed by a trusted key of its log
 
 
 @dataclass(slots=True)

@@ -6,9 +6,10 @@ wrapped keys in; findings and the erased requests out. Needs no decryption key: 
 compares SHA-256 digests of wrapped keys only. For every sealed request of a log:
 
 - its wrapped key is stored and hashes to the header's ``enc.dek`` (else ``key.mismatch``);
-- or it is absent and an ``erasure`` record of a verified log names it (the request is then
-  *erased* by that record); absent with no such record is ``key.absent`` (deleted without an
-  audited erasure: the tampering C16 forbids);
+- or it is absent and an ``erasure`` record names it, covered by a checkpoint signed by a trusted
+  key of its log (the request is then *erased* by that record; named only by an erasure no
+  trusted checkpoint covers, the log is unproven); absent with no such record is ``key.absent``
+  (deleted without an audited erasure: the tampering C16 forbids);
 - present although an erasure names it is ``erasure.incomplete`` (the erasure claims more than
   happened);
 
@@ -26,7 +27,8 @@ __all__ = ["check_data_keys", "erasures_by_request"]
 
 
 def erasures_by_request(reports: Sequence[Report]) -> dict[tuple[str, str], Erasure]:
-    """(log, request id) -> the first erasure record naming it, over every report."""
+    """(log, request id) -> the first erasure record naming it (a trusted one first), over every
+    report; call it once every report has its ``anchored_size``."""
     found: dict[tuple[str, str], Erasure] = {}
     for report in reports:
         for index, h in report.erasures:
@@ -37,9 +39,12 @@ def erasures_by_request(reports: Sequence[Report]) -> dict[tuple[str, str], Eras
                 legal_basis=h["legal_basis"],
                 principal=h["principal"],
                 ts=h["ts"],
+                anchored=index < (report.anchored_size or 0),
             )
             for target in h["erased"]:
-                found.setdefault((target["log"], target["request_id"]), erasure)
+                key = (target["log"], target["request_id"])
+                if key not in found or (erasure.anchored and not found[key].anchored):
+                    found[key] = erasure
     return found
 
 
@@ -55,7 +60,7 @@ def check_data_keys(
     for report in reports:
         keys = stored.get(report.log, {})
         out = FindingCollector(report)
-        num_unknown = 0
+        num_unknown = num_unanchored = 0
         for request_id, (index, digest) in report.sealed.items():
             wrapped = keys.get(request_id)
             erasure = None if erasures is None else erasures.get((report.log, request_id))
@@ -71,8 +76,10 @@ def check_data_keys(
                         f"record {index}: the data key of request {request_id!r} is gone and no "
                         f"erasure record names it (deleted outside an audited erasure)",
                     )
-                else:
+                elif erasure.anchored:
                     report.erased[request_id] = erasure
+                else:  # an unsigned (or untrusted) erasure proves nothing, and fails nothing yet
+                    num_unanchored += 1
                 continue
             actual = hashlib.sha256(wrapped).hexdigest()
             if actual != digest:
@@ -101,6 +108,11 @@ def check_data_keys(
                 request_id,
                 f"a data key is stored for request {request_id!r}, which no sealed "
                 f"request.start of {report.log} names",
+            )
+        if num_unanchored:
+            report.unproven.append(
+                f"{num_unanchored} sealed request(s) have no data key and are named only by "
+                f"erasure records that no trusted checkpoint covers"
             )
         if num_unknown:
             report.unproven.append(

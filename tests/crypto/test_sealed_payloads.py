@@ -458,3 +458,35 @@ def test_sealed_requests_survive_an_outage_spool(db_url: str, tmp_path: Path) ->
         trail = read_trail(conn, ORIGIN, "r-out", keys=ring)
     engine.dispose()
     assert trail.content is Content.DECRYPTED and trail.token_ids == [31337, 31338]
+
+
+def test_unsigned_erasure_record_proves_nothing(
+    sealed: dict[str, Any], admin_connection: AdminConn
+) -> None:
+    """C16: an administrator who deletes a key and appends a consistent but unsigned erasure
+    record to the administrative log gets "unproven" at best, never "intact"."""
+    from auditlog.ledger import RecordKind
+    from auditlog.recorder import LogSequencer
+    from auditlog.store import append_batch
+
+    _erase(sealed, request_ids=["r-a1"])  # a real, signed administrative log exists
+    with admin_connection() as conn:
+        conn.exec_driver_sql("DELETE FROM data_keys WHERE request_id = 'r-a2'")
+        seq = LogSequencer.resume(conn, ADMIN)
+        seq.append(
+            RecordKind.ERASURE,
+            ts=time.time_ns(),
+            fields={
+                "principal": "mallory",
+                "reason": "cover-up",
+                "legal_basis": "none",
+                "erased": [{"log": ORIGIN, "request_id": "r-a2"}],
+            },
+        )
+        batch = seq.drain()
+        append_batch(conn, seq.log_id, batch.records, batch.nodes)
+    code, report = _verify(sealed)
+    assert code == 3, report
+    log = next(r for r in report["logs"] if r["log"] == ORIGIN)
+    assert set(log["erased"]) == {"r-a1"}
+    assert any("no trusted checkpoint covers" in reason for reason in log["unproven"])
