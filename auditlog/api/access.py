@@ -54,6 +54,7 @@ def _cut(text: str, limit: int) -> str:
     digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
     return f"{text[:limit]}…[{len(text)} characters, sha256 {digest}]"
 
+
 __all__ = ["AccessLog", "AccessLogUnavailable"]
 
 log = structlog.get_logger("auditlog.api.access")

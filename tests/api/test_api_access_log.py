@@ -149,6 +149,8 @@ def test_unknown_query_parameters_are_capped_in_access_records(world: World) -> 
     first, second = _access_headers(world)[-2:]
     assert len(orjson.dumps(first)) < 2_000 and len(orjson.dumps(second)) < 4_000
     assert first["params"]["junk"].startswith("x" * 256 + "…[50000 characters, sha256 ")
-    assert len(second["params"]) == 33 and second["params"]["…"] == "68 more parameters not recorded"
+    assert (
+        len(second["params"]) == 33 and second["params"]["…"] == "68 more parameters not recorded"
+    )
     report = verify_database(world.db_url, keys=[world.api_signer.verifier_key], origin=API_ORIGIN)
     assert report.ok, report.findings
