@@ -3,13 +3,37 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from auditlog.errors import ConfigurationError
 
 __all__ = ["register"]
+
+WitnessOption = Annotated[
+    Path | None,
+    typer.Option("--witness-dir", help="Directory witness to hand the new checkpoint to (C10)"),
+]
+
+
+def _submit(engine: Any, origin: str, witness_dir: Path | None) -> None:
+    """Hand the administrative log's newest checkpoint to the directory witness, if any."""
+    if witness_dir is None:
+        return
+    from auditlog.errors import NotFoundError
+    from auditlog.ledger import DirectoryWitness
+    from auditlog.store import get_log_id, latest_checkpoint
+
+    with engine.connect() as conn:
+        try:
+            cp = latest_checkpoint(conn, get_log_id(conn, origin))
+        except NotFoundError:
+            return
+    if cp is not None:
+        witness_dir.mkdir(parents=True, exist_ok=True)
+        DirectoryWitness(witness_dir).submit(origin, cp.size, cp.note)
+
 
 keyring_app = typer.Typer(help="Key-encryption keys of sealed payloads (local keyring file).")
 
@@ -73,6 +97,7 @@ def erase(
             "--origin", help="Administrative log for the record (default: the key's name)"
         ),
     ] = None,
+    witness_dir: WitnessOption = None,
 ) -> None:
     """Crypto-shred requests' payloads: a signed erasure record, then their data keys go."""
     from auditlog.ledger import Signer
@@ -96,7 +121,8 @@ def erase(
     engine = create_db_engine(db)
     try:
         result = do_erase(engine, order, signer=signer, origin=origin)
-    finally:
+    finally:  # a refusal is a signed record too
+        _submit(engine, origin or signer.name, witness_dir)
         engine.dispose()
     typer.echo(
         f"erasure record {result.seq} of {result.origin}: erased {len(result.erased)} request(s): "
@@ -157,6 +183,7 @@ def hold_place(
     ] = None,
     until: Annotated[str | None, typer.Option("--to", help="Requests started before")] = None,
     origin: OriginOption = None,
+    witness_dir: WitnessOption = None,
 ) -> None:
     """Place a legal hold (a signed record); prints its id."""
     from auditlog.protect import HoldScope, place_hold
@@ -174,6 +201,7 @@ def hold_place(
         hold = place_hold(
             engine, scope, by=by, reason=reason, signer=_signer(key_file), origin=origin
         )
+        _submit(engine, origin or _signer(key_file).name, witness_dir)
     finally:
         engine.dispose()
     typer.echo(hold.hold_id)
@@ -187,6 +215,7 @@ def hold_release(
     by: Annotated[str, typer.Option("--by", help="Who releases it")],
     reason: Annotated[str, typer.Option("--reason", help="Why")],
     origin: OriginOption = None,
+    witness_dir: WitnessOption = None,
 ) -> None:
     """Release a legal hold (a signed record)."""
     from auditlog.protect import release_hold
@@ -195,6 +224,7 @@ def hold_release(
     engine = create_db_engine(db)
     try:
         release_hold(engine, hold_id, by=by, reason=reason, signer=_signer(key_file), origin=origin)
+        _submit(engine, origin or _signer(key_file).name, witness_dir)
     finally:
         engine.dispose()
     typer.echo(f"released {hold_id}")
@@ -227,6 +257,7 @@ def retention_apply(
         str | None, typer.Option("--now", help="The clock (ISO 8601 or ns; default: now)")
     ] = None,
     origin: OriginOption = None,
+    witness_dir: WitnessOption = None,
 ) -> None:
     """Crypto-shred every request past its retention period that no hold covers."""
     import time
@@ -239,6 +270,7 @@ def retention_apply(
         result = apply_retention(
             engine, signer=_signer(key_file), origin=origin, now_ns=_ns(now) or time.time_ns()
         )
+        _submit(engine, origin or _signer(key_file).name, witness_dir)
     finally:
         engine.dispose()
     if result is None:

@@ -490,3 +490,26 @@ def test_unsigned_erasure_record_proves_nothing(
     log = next(r for r in report["logs"] if r["log"] == ORIGIN)
     assert set(log["erased"]) == {"r-a1"}
     assert any("no trusted checkpoint covers" in reason for reason in log["unproven"])
+
+
+def test_erase_cli_hands_its_checkpoint_to_the_witness(sealed: dict[str, Any]) -> None:
+    """C10, C16: `auditlog erase --witness-dir` keeps the administrative log's checkpoint with
+    the witness, so a verify against that witness is intact and names the erasure."""
+    runner = CliRunner()
+    result = runner.invoke(
+        app,
+        [
+            "erase", "--db", sealed["db"], "--key-file", str(sealed["admin_key"]),
+            "--by", "dpo@example", "--reason", "subject request",
+            "--legal-basis", "GDPR Art. 17(1)(a)", "--subject", "bob",
+            "--witness-dir", str(sealed["witness"]),
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "erased 1 request(s): r-a2" in result.stdout
+    args = ["verify", "--db", sealed["db"], "--witness-dir", str(sealed["witness"])]
+    for key in sealed["keys"]:
+        args += ["--key", key]
+    verified = runner.invoke(app, args)
+    assert verified.exit_code == 0, verified.output
+    assert "request r-a2: payloads erased" in " ".join(verified.stdout.split())
