@@ -12,11 +12,14 @@ import pytest
 from echo_app import RAN, echo_app
 from integration_fixtures import serve, trail
 
+from auditlog.crypto import LocalKeyring
 from auditlog.errors import ConfigurationError
 from auditlog.gateway.auth import hash_api_key
 from auditlog.integrations.asgi import AuditMiddleware
 from auditlog.integrations.settings import MiddlewareConfig
 from auditlog.ledger import Signer
+from auditlog.store import create_db_engine
+from auditlog.trails import read_trail
 from auditlog.verifier import verify_database
 
 ORIGIN = "asgi.test.invalid/env-0"
@@ -47,7 +50,13 @@ def test_environment_only_configuration(
         ok = post({"model": "plain", "prompt": "env-ok"}, KEY)
         assert ok.status_code == 200 and ok.json()["choices"][0]["text"] == "ECHO[0]:env-ok"
     assert RAN[ran:] == ["env-ok"]
-    t = trail(db_url, ORIGIN, "acme-bank/env-ok")
+    # Payloads are sealed by default (C16): the keyring was created next to the signing key.
+    assert trail(db_url, ORIGIN, "acme-bank/env-ok").token_ids[0] is None
+    keyring = LocalKeyring.load(tmp_path / "signing.key.keyring")
+    engine = create_db_engine(db_url, read_only=True)
+    with engine.connect() as conn:
+        t = read_trail(conn, ORIGIN, "acme-bank/env-ok", keys=keyring)
+    engine.dispose()
     assert t.reason == "stop" and bytes(t.token_ids).decode() == "ECHO[0]:env-ok"
     report = verify_database(db_url, keys=[signer.verifier_key])
     assert report.ok, report.findings[:3]
