@@ -37,7 +37,6 @@ from sqlalchemy import Connection, Engine
 
 from auditlog.crypto import KeyProvider, PayloadSealer
 from auditlog.errors import AuditlogError, RecorderError
-from auditlog.protect.retention import RetentionPolicy
 from auditlog.events import (
     BatchStep,
     Event,
