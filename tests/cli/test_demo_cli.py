@@ -27,7 +27,12 @@ def test_demo_takes_a_url_or_a_path_and_leaves_only_its_files(
     )
     assert result.exit_code == 0, result.output
     assert "intact" in result.output
-    assert sorted(os.listdir(tmp_path)) == ["auditlog-demo.key", "evidence.db", "witness"]
+    assert sorted(os.listdir(tmp_path)) == [
+        "auditlog-demo.key",
+        "auditlog-demo.key.keyring",
+        "evidence.db",
+        "witness",
+    ]
     key = Signer.from_key_string(Path("auditlog-demo.key").read_text().strip()).verifier_key
     verify = ["verify", "--db", "evidence.db", "--witness-dir", "witness", "--json"]
     again = CliRunner().invoke(app, [*verify, "--key", key])
@@ -35,4 +40,9 @@ def test_demo_takes_a_url_or_a_path_and_leaves_only_its_files(
     # Without the key given out of band nothing is proven (docs/TRUST.md): exit 3, no failure.
     unkeyed = CliRunner().invoke(app, verify)
     assert unkeyed.exit_code == 3 and '"ok":true' in unkeyed.output, unkeyed.output
-    assert sorted(os.listdir(tmp_path)) == ["auditlog-demo.key", "evidence.db", "witness"]
+    assert sorted(os.listdir(tmp_path)) == [
+        "auditlog-demo.key",
+        "auditlog-demo.key.keyring",
+        "evidence.db",
+        "witness",
+    ]
