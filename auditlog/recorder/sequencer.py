@@ -44,6 +44,7 @@ class ChainHead:
     req_seq: int
     leaf_hex: str
     tenant: str | None
+    num_tokens: int = 0  # tokens recorded in this chain by this process
 
 
 @dataclass(slots=True)
@@ -155,6 +156,8 @@ class LogSequencer:
             else:
                 head.req_seq = req_seq
                 head.leaf_hex = record.leaf.hex()
+                if kind is RecordKind.TOKENS and fields:
+                    head.num_tokens += fields["n"]
         return record
 
     def drain(self) -> PendingBatch:

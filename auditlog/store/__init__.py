@@ -39,6 +39,7 @@ from auditlog.store.ledger_store import (
     request_id_used,
 )
 from auditlog.store.roles import grant_writer
+from auditlog.store.writer_lock import WriterLock, WriterLockError
 
 __all__ = [
     "LogInfo",
@@ -47,6 +48,8 @@ __all__ = [
     "StoredCheckpoint",
     "StoredNodeSource",
     "StoredRecord",
+    "WriterLock",
+    "WriterLockError",
     "append_batch",
     "close_engine",
     "create_db_engine",
