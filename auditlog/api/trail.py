@@ -62,7 +62,7 @@ def verdict(
             "pending",
             (
                 f"{report.num_records} records verify against checkpoint {checkpoint.size}; the "
-                "request's end is not yet covered by a signed checkpoint (still open, or ended "
+                "end of the request is not yet covered by a signed checkpoint (still open, or ended "
                 "after it): later records are not shown"
             ),
         )
