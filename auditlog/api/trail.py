@@ -62,8 +62,8 @@ def verdict(
             "pending",
             (
                 f"{report.num_records} records verify against checkpoint {checkpoint.size}; the "
-                "end of the request is not yet covered by a signed checkpoint (still open, or ended "
-                "after it): later records are not shown"
+                "end of the request is not yet covered by a signed checkpoint (still open, or "
+                "ended after it): later records are not shown"
             ),
         )
     else:
