@@ -18,6 +18,7 @@ Every function runs in the caller's transaction and never commits.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -91,6 +92,11 @@ def _verifiers(conn: Connection, log_id: int, trusted: Sequence[Verifier]) -> li
 
 
 _PAGE = 16  # checkpoints fetched per query while looking for one that opens
+#: Checkpoints tried, newest first, before a log is taken to have no signed checkpoint. Bounds the
+#: work of every read on a log whose checkpoints no reader key signs (another writer's log, or an
+#: attacker's rows); rows inserted above the real newest checkpoint can only hide it (the log
+#: then reads as not covered, and ``auditlog verify`` reports those rows), never show anything.
+MAX_CHECKPOINTS_TRIED = 64
 
 
 def _checkpoints(
@@ -124,7 +130,8 @@ def newest_signed_checkpoint(
     verifiers = _verifiers(conn, log_id, trusted)
     if not verifiers:
         return None
-    for stored in _checkpoints(conn, log_id, newest_first=True, max_size=None):
+    tried = _checkpoints(conn, log_id, newest_first=True, max_size=None)
+    for stored in itertools.islice(tried, MAX_CHECKPOINTS_TRIED):
         try:
             cp = open_checkpoint(stored.note, verifiers, origin=origin)
         except (FormatError, VerificationError):
