@@ -56,9 +56,7 @@ def _scope(key: ApiKey) -> tuple[str, ...] | None:
     return None if key.role is Role.ADMIN else key.tenants
 
 
-@router.post(
-    "/{request_id:path}/replay", response_model=ReplayPublic, summary="Replay a request"
-)
+@router.post("/{request_id:path}/replay", response_model=ReplayPublic, summary="Replay a request")
 def replay_request(
     request_id: RequestId, key: AdminOrAuditor, audit: AuditDep, conn: ConnDep, state: StateDep
 ) -> ReplayPublic:
