@@ -106,7 +106,9 @@ def create_app(settings: ApiSettings, *, engine: Engine | None = None) -> FastAP
     )
     app.state.auditlog = state
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    routers = (requests.router, replay.router, logs.router, steps.router, tiles.router)
+    # replay before requests: its ``.../replay`` route is more specific than the trail's
+    # ``{request_id:path}``, for the 405 answers of other methods.
+    routers = (replay.router, requests.router, logs.router, steps.router, tiles.router)
     for router in routers:
         app.include_router(router)
     install_console(app)
@@ -120,13 +122,11 @@ def create_app(settings: ApiSettings, *, engine: Engine | None = None) -> FastAP
         """Any other path or method: 404 (or 405 for a known path), access-logged like every
         answer to a known caller (C18)."""
         with audit.reading():
-            allowed = sorted(
-                method
-                for router in routers
-                for route in router.routes
-                if _known_path(route, request)
-                for method in getattr(route, "methods", ()) or ()
+            # As the router would: the first route (in registration order) serving the path.
+            known = next(
+                (r for router in routers for r in router.routes if _known_path(r, request)), None
             )
+            allowed = sorted(getattr(known, "methods", None) or ())
             if allowed:  # the path exists, not with this method
                 raise HTTPException(
                     status.HTTP_405_METHOD_NOT_ALLOWED,

@@ -179,15 +179,18 @@ def _check_start(event: RequestStarted) -> None:
             raise UnrecordableEventError(f"{where}: model references must be strings")
     if not isinstance(event.params, Mapping):
         raise UnrecordableEventError(f"{where}: parameters must be a mapping")
-    if event.replay is not None and not isinstance(event.replay, Mapping):
-        raise UnrecordableEventError(
-            f"{where}: replay envelope must be a mapping, got {type(event.replay).__name__}"
-        )
+    if event.replay is not None:
+        if not isinstance(event.replay, Mapping):
+            raise UnrecordableEventError(
+                f"{where}: replay envelope cannot be recorded exactly: it must be a mapping, "
+                f"got {type(event.replay).__name__}"
+            )
+        _encoded_size(dict(event.replay), f"{where}: replay envelope", MAX_HEADER_BYTES)
     # The very bytes the writer will build: whatever canonical encoding refuses is refused here.
     _encoded_size(start_payload(event), f"{where}: prompt", MAX_PAYLOAD_BYTES)
     _encoded_size(
         {**start_fields(event), "request_id": event.request_id, "tenant": event.tenant},
-        f"{where}: identity, parameters, model references and replay envelope "
+        f"{where}: identity, parameters and model references "
         "(write non-integer parameters as decimal strings)",
         MAX_HEADER_BYTES,
     )
