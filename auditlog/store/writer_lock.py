@@ -7,15 +7,17 @@ lock for its origin before it resumes the log, and keeps it until it closes:
 - PostgreSQL: a session-level advisory lock (``pg_try_advisory_lock``) on a 64-bit key derived
   from the origin, held by a dedicated connection of the writer. The server drops it when that
   session ends, so a writer that dies never leaves a stale lock.
-- SQLite: an exclusive ``flock`` on a file beside the database (``<db>.<key>.writer-lock``). The
-  operating system drops it when the process dies. In-memory databases are private to their
-  process and need none.
+- SQLite: an exclusive ``flock`` on a file beside the database (``<db>.<key>.writer-lock``),
+  removed by the writer when it releases the lock. The operating system drops the lock when the
+  process dies (the file then stays, unlocked, and is reused). In-memory databases are private to
+  their process and need none.
 
 A second writer is refused at once with :class:`WriterLockError`, naming the origin.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections.abc import Callable
@@ -99,6 +101,8 @@ class WriterLock:
                 conn.close()
         if self._file is not None:
             file, self._file = self._file, None
+            with contextlib.suppress(OSError):
+                os.unlink(file.name)  # while still locked: no file is left beside the database
             file.close()  # closing the file drops the flock
 
     def _sqlite_lock_path(self, key: int) -> Path | None:
@@ -115,16 +119,26 @@ class WriterLock:
 
 
 def _flock(path: Path, busy: Callable[[str], WriterLockError]) -> IO[bytes]:
+    """Open and lock ``path``. The holder unlinks the file on release, so a lock taken on a file
+    that was unlinked meanwhile is dropped and taken again on the new file."""
     import fcntl
 
-    file = open(path, "a+b")  # noqa: SIM115 (held open for the writer's lifetime)
-    try:
-        fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        file.seek(0)
-        holder = file.read().decode("ascii", "replace").strip() or "unknown"
-        file.close()
-        raise busy(f"the lock file {path} is held, by process {holder}") from None
+    while True:
+        file = open(path, "a+b")  # noqa: SIM115 (held open for the writer's lifetime)
+        try:
+            fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.seek(0)
+            holder = file.read().decode("ascii", "replace").strip() or "unknown"
+            file.close()
+            raise busy(f"the lock file {path} is held, by process {holder}") from None
+        try:
+            same = os.stat(path).st_ino == os.fstat(file.fileno()).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        file.close()  # the previous holder unlinked it between our open and our lock
     file.truncate(0)
     file.write(f"{os.getpid()}\n".encode("ascii"))
     file.flush()
