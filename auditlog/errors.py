@@ -10,14 +10,17 @@ from __future__ import annotations
 __all__ = [
     "AuditlogError",
     "ConfigurationError",
+    "ConflictError",
     "EngineError",
     "FormatError",
     "InvalidRequestError",
     "KeyUnavailableError",
+    "NoCheckpointError",
     "NotFoundError",
     "RecorderError",
     "ReplayRefusedError",
     "StoreError",
+    "UnrecordableEventError",
     "VerificationError",
 ]
 
@@ -50,8 +53,25 @@ class NotFoundError(AuditlogError):
     """The thing asked for does not exist (or is not visible to the caller)."""
 
 
+class NoCheckpointError(NotFoundError):
+    """No checkpoint signed by a trusted key covers the thing asked for yet (retry later)."""
+
+
+class ConflictError(AuditlogError):
+    """The store holds two answers where there must be one (two logs claim one request id):
+    readers refuse rather than choose."""
+
+
 class RecorderError(AuditlogError):
     """The recorder cannot accept or persist events (closed, failed, misconfigured)."""
+
+
+class UnrecordableEventError(RecorderError):
+    """One event cannot be recorded as it is (a lone surrogate, a float, an integer out of range,
+    an oversized field): it is refused alone, and the recorder goes on for every other request.
+
+    A server answers it with 400: the request is refused, never served unrecorded (C23).
+    """
 
 
 class EngineError(AuditlogError):

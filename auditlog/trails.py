@@ -4,12 +4,15 @@ A trail is the request's chain of records (``request.start``, one ``tokens`` rec
 step it took part in, ``request.end``) read back from the database and decoded: the transcript with
 each token's provenance and step (decoded by ``auditlog.bundle.transcript``), the identity and
 parameters from the start record, and the outcome from the end record. Reading checks the header
-format only; ``auditlog.verifier`` verifies.
+format only; ``auditlog.verifier`` verifies. Records are read only through the store's one
+bounded read path (``auditlog.store.trail_reads``): what the log's newest signed checkpoint
+covers, nothing beyond it.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -17,10 +20,11 @@ import orjson
 from sqlalchemy import Connection
 
 from auditlog.bundle.transcript import build_transcript
-from auditlog.errors import KeyUnavailableError, NotFoundError
+from auditlog.errors import KeyUnavailableError, NoCheckpointError, NotFoundError
 from auditlog.events import FinishReason, Provenance
-from auditlog.ledger import RecordKind, parse_header
-from auditlog.store import erasure_bodies, get_log_id, read_data_key, read_request
+from auditlog.ledger import RecordKind, Verifier, parse_header
+from auditlog.store import erasure_bodies, get_log_id, read_data_key
+from auditlog.store.trail_reads import find_trail
 
 if TYPE_CHECKING:
     from auditlog.crypto import KeyProvider
@@ -69,6 +73,8 @@ class Trail:
     end: dict[str, Any] | None = None
     content: Content = Content.PLAIN
     erasure: tuple[str, int, str] | None = None  # (log, seq, reason) of the erasure record
+    checkpoint_size: int = 0  # the signed checkpoint that bounds what was read
+    is_trusted: bool = False  # that checkpoint is signed by a key the reader passed
 
     @property
     def content_note(self) -> str:
@@ -92,17 +98,30 @@ def content_note(content: Content, erasure: tuple[str, int, str] | None) -> str:
 
 
 def read_trail(
-    conn: Connection, origin: str, request_id: str, *, keys: KeyProvider | None = None
+    conn: Connection,
+    origin: str,
+    request_id: str,
+    *,
+    trusted: Sequence[Verifier] = (),
+    keys: KeyProvider | None = None,
 ) -> Trail:
-    """Read and decode the trail of ``request_id`` in log ``origin``; sealed payloads are opened
-    with ``keys`` when it holds the tenant's KEK, else shown as unavailable (or erased).
+    """Read and decode the trail of ``request_id`` in log ``origin``, through the store's one
+    bounded read path: only records covered by the log's newest checkpoint signed by a key of
+    ``trusted`` (when given; else by a key stored for the log, and ``Trail.is_trusted`` is False)
+    are read. Records after that checkpoint are not shown. Sealed payloads are opened with
+    ``keys`` when it holds the tenant's KEK, else shown as unavailable (or erased).
 
-    Raises :class:`NotFoundError` if the log or the request does not exist.
+    Raises :class:`NotFoundError` if the log or the request does not exist, its subclass
+    :class:`NoCheckpointError` if no such checkpoint covers the request's start yet.
     """
-    log_id = get_log_id(conn, origin)  # NotFoundError for an unknown log
-    stored = read_request(conn, log_id, request_id)
-    if not stored:
-        raise NotFoundError(f"no request {request_id!r} in log {origin!r}")
+    get_log_id(conn, origin)  # NotFoundError naming an unknown log
+    try:
+        found = find_trail(conn, request_id, tenants=None, trusted=trusted, origin=origin)
+    except NoCheckpointError:
+        raise
+    except NotFoundError:
+        raise NotFoundError(f"no request {request_id!r} in log {origin!r}") from None
+    stored = found.records
     trail_records = [
         # parse_header raises FormatError naming what is wrong with the bytes
         TrailRecord(seq=r.seq, body=r.body, header=parse_header(r.body), payload=r.payload)
@@ -131,6 +150,8 @@ def read_trail(
         end=by_kind.get(RecordKind.REQUEST_END.value),
         content=content,
         erasure=erasure,
+        checkpoint_size=found.bound.checkpoint.size,
+        is_trusted=found.bound.trusted,
     )
 
 

@@ -147,7 +147,7 @@ def main() -> None:
         return call
 
     trail = fetch(f"/v1/requests/{long_id}")().json()  # type: ignore[attr-defined]
-    if trail["verification"]["status"] != "intact" or len(trail["tokens"]) != LONG_TOKENS:
+    if trail["verification"]["status"] != "anchored" or len(trail["tokens"]) != LONG_TOKENS:
         raise SystemExit(f"long trail did not verify: {trail['verification']}")
     trail_ms = timed(fetch(f"/v1/requests/{long_id}"), 5)
     bundle = fetch(f"/v1/requests/{long_id}/bundle")().content  # type: ignore[attr-defined]

@@ -8,8 +8,11 @@ through a :class:`~auditlog.recorder.LogSequencer`. Contract:
 - If the record cannot be written, :meth:`AccessLog.record` raises :class:`AccessLogUnavailable`
   and the caller MUST answer 503 with no content. The in-memory sequencer state is then dropped
   and resumed from the database on the next write, so a failed write leaves no hole or fork.
-- One process at a time writes a given access log origin (run one API worker per origin); two
-  writers would collide on the primary key and fail closed, never fork the log.
+- One writer per log: the access log takes the log's writer lock (``auditlog.store.WriterLock``)
+  before its first write and holds it until :meth:`AccessLog.close`, so a second API process, or
+  a recorder, on the same origin is refused; and it refuses an origin whose log holds anything
+  but ``access`` records (an inference log is never appended to by the API).
+- Each checkpoint goes to every witness after its commit, like any other log's (C10).
 """
 
 from __future__ import annotations
@@ -23,10 +26,12 @@ from typing import Any
 import structlog
 from sqlalchemy import Connection, Engine
 
-from auditlog.errors import AuditlogError, FormatError
+from auditlog.errors import AuditlogError, ConfigurationError, FormatError
 from auditlog.ledger import RecordKind, Signer
-from auditlog.recorder import LogSequencer
+from auditlog.recorder import LogSequencer, Witness
+from auditlog.store import WriterLock
 from auditlog.store.ledger_store import StoredCheckpoint, append_batch, register_key
+from auditlog.store.trail_reads import log_holds_other_kinds
 
 from .keys import ApiKey
 
@@ -67,12 +72,52 @@ class AccessLogUnavailable(AuditlogError):
 class AccessLog:
     """Writer of the API's access log (thread-safe: one lock serialises the writes)."""
 
-    def __init__(self, *, engine: Engine, origin: str, signer: Signer) -> None:
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        origin: str,
+        signer: Signer,
+        witnesses: Sequence[Witness] = (),
+    ) -> None:
         self.engine = engine
         self.origin = origin
         self.signer = signer
+        self.witnesses = list(witnesses)
         self._lock = threading.Lock()
         self._sequencer: LogSequencer | None = None
+        self._writer_lock: WriterLock | None = None
+
+    def open(self) -> None:
+        """Take the log's writer lock and check the origin is an access log; raises
+        :class:`ConfigurationError` (WriterLockError) when another writer owns the origin."""
+        with self._lock:
+            self._open()
+
+    def _open(self) -> None:
+        if self._writer_lock is not None:
+            return
+        lock = WriterLock(engine=self.engine, origin=self.origin)
+        lock.acquire()
+        try:
+            with self.engine.connect() as conn:
+                if log_holds_other_kinds(conn, self.origin, RecordKind.ACCESS):
+                    raise ConfigurationError(
+                        f"origin {self.origin!r} is the log of another writer (it holds records "
+                        "other than access records); give the API its own --origin"
+                    )
+        except BaseException:
+            lock.release()
+            raise
+        self._writer_lock = lock
+
+    def close(self) -> None:
+        """Release the writer lock (the next write takes it again)."""
+        with self._lock:
+            if self._writer_lock is not None:
+                self._writer_lock.release()
+                self._writer_lock = None
+            self._sequencer = None
 
     def record(
         self,
@@ -103,6 +148,7 @@ class AccessLog:
         }
         with self._lock:
             try:
+                self._open()
                 return self._write(fields)
             except Exception as exc:  # any failure: fail closed, resume from the database later
                 self._sequencer = None
@@ -136,4 +182,9 @@ class AccessLog:
                 ),
             )
         self._sequencer = sequencer
+        for witness in self.witnesses:  # after the commit, like the recorder (C10)
+            try:
+                witness.submit(checkpoint.origin, checkpoint.size, note)
+            except Exception:
+                log.exception("access_log.witness_failed", origin=self.origin)
         return record.seq

@@ -6,26 +6,32 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request, status
+from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
+from starlette.routing import BaseRoute, Match
 
-from auditlog.bundle.export import NoCheckpointError
 from auditlog.bundle.verify import parse_verifier_keys
-from auditlog.errors import ConfigurationError, FormatError, NotFoundError
+from auditlog.errors import AuditlogError, ConfigurationError, FormatError, NotFoundError
+from auditlog.ledger import DirectoryWitness
 from auditlog.store.db import create_db_engine, upgrade
 
 from .access import AccessLog, AccessLogUnavailable
 from .console import install_console
-from .deps import ApiState
-from .queries import InvalidQueryError
+from .deps import ApiState, AuditDep, KeyDep, status_of
 from .routes import logs, replay, requests, steps, tiles
 from .settings import ApiSettings
 
 __all__ = ["create_app"]
 
 API_VERSION = "1"
+
+
+def _known_path(route: BaseRoute, request: Request) -> bool:
+    """Whether ``route`` serves the request's path with another method."""
+    match, _ = route.matches(request.scope)
+    return match is Match.PARTIAL
 
 
 def _error(status_code: int, detail: str) -> JSONResponse:
@@ -66,15 +72,27 @@ def create_app(settings: ApiSettings, *, engine: Engine | None = None) -> FastAP
     state = ApiState(
         settings=settings,
         engine=db,
-        access_log=AccessLog(engine=db, origin=settings.api_origin, signer=settings.load_signer()),
+        access_log=AccessLog(
+            engine=db,
+            origin=settings.api_origin,
+            signer=settings.load_signer(),
+            witnesses=[DirectoryWitness(settings.api_witness_dir)]
+            if settings.api_witness_dir is not None
+            else [],
+        ),
         trusted=trusted,
     )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        if engine is None:
-            db.dispose()
+        # One writer per log: refuse to start on an origin another writer owns.
+        state.access_log.open()
+        try:
+            yield
+        finally:
+            state.access_log.close()
+            if engine is None:
+                db.dispose()
 
     app = FastAPI(
         title="auditlog auditor API",
@@ -88,21 +106,38 @@ def create_app(settings: ApiSettings, *, engine: Engine | None = None) -> FastAP
     )
     app.state.auditlog = state
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    for router in (requests.router, replay.router, logs.router, steps.router, tiles.router):
+    # replay before requests: its ``.../replay`` route is more specific than the trail's
+    # ``{request_id:path}``, for the 405 answers of other methods.
+    routers = (replay.router, requests.router, logs.router, steps.router, tiles.router)
+    for router in routers:
         app.include_router(router)
     install_console(app)
 
-    @app.exception_handler(NoCheckpointError)
-    async def _no_checkpoint(_r: Request, exc: NoCheckpointError) -> JSONResponse:
-        return _error(status.HTTP_409_CONFLICT, str(exc))
+    @app.api_route(
+        "/{path:path}",
+        methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
+        include_in_schema=False,
+    )
+    def _unknown(path: str, request: Request, key: KeyDep, audit: AuditDep) -> None:
+        """Any other path or method: 404 (or 405 for a known path), access-logged like every
+        answer to a known caller (C18)."""
+        with audit.reading():
+            # As the router would: the first route (in registration order) serving the path.
+            known = next(
+                (r for router in routers for r in router.routes if _known_path(r, request)), None
+            )
+            allowed = sorted(getattr(known, "methods", None) or ())
+            if allowed:  # the path exists, not with this method
+                raise HTTPException(
+                    status.HTTP_405_METHOD_NOT_ALLOWED,
+                    "method not allowed",
+                    headers={"Allow": ", ".join(allowed)},
+                )
+            raise NotFoundError(f"no endpoint /{path}")
 
-    @app.exception_handler(NotFoundError)
-    async def _not_found(_r: Request, exc: NotFoundError) -> JSONResponse:
-        return _error(status.HTTP_404_NOT_FOUND, str(exc))
-
-    @app.exception_handler(InvalidQueryError)
-    async def _invalid(_r: Request, exc: InvalidQueryError) -> JSONResponse:
-        return _error(status.HTTP_400_BAD_REQUEST, str(exc))
+    @app.exception_handler(AuditlogError)
+    async def _auditlog_error(_r: Request, exc: AuditlogError) -> JSONResponse:
+        return _error(status_of(exc), str(exc))
 
     @app.exception_handler(AccessLogUnavailable)
     async def _unavailable(_r: Request, _exc: AccessLogUnavailable) -> JSONResponse:

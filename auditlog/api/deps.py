@@ -11,13 +11,17 @@ from fastapi import Depends, Header, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Connection, Engine
 
-from auditlog.bundle.export import NoCheckpointError
-from auditlog.errors import NotFoundError
+from auditlog.errors import (
+    AuditlogError,
+    ConflictError,
+    NoCheckpointError,
+    NotFoundError,
+)
 from auditlog.ledger import Verifier
+from auditlog.store.search import InvalidQueryError
 
 from .access import AccessLog
 from .keys import ApiKey, AuthenticationError, Role, authenticate
-from .queries import InvalidQueryError
 from .settings import ApiSettings
 
 __all__ = [
@@ -29,6 +33,7 @@ __all__ = [
     "ConnDep",
     "KeyDep",
     "StateDep",
+    "status_of",
 ]
 
 #: Longest ``X-Audit-Reason`` accepted (it is written into the access record).
@@ -125,6 +130,21 @@ AdminOrAuditor = Annotated[ApiKey, _require(Role.AUDITOR, Role.ADMIN)]
 AdminOrOperator = Annotated[ApiKey, _require(Role.OPERATOR, Role.ADMIN)]
 
 
+def status_of(exc: Exception) -> int:
+    """The HTTP status the API answers for ``exc`` (the app's handlers use the same map)."""
+    if isinstance(exc, (NoCheckpointError, ConflictError)):
+        return status.HTTP_409_CONFLICT
+    if isinstance(exc, NotFoundError):
+        return status.HTTP_404_NOT_FOUND
+    if isinstance(exc, InvalidQueryError):
+        return status.HTTP_400_BAD_REQUEST
+    if isinstance(exc, AuditlogError):
+        # A stored log that does not verify or decode (a proof, a header, a key): the answer
+        # would not be proven, so there is none; the caller is told why.
+        return status.HTTP_409_CONFLICT
+    return status.HTTP_500_INTERNAL_SERVER_ERROR
+
+
 @dataclass(slots=True)
 class AccessScope:
     """The request ids a read concerns; the handler adds them as it learns them."""
@@ -160,17 +180,13 @@ class Audit:
         scope = AccessScope(list(request_ids))
         try:
             yield scope
-        except NoCheckpointError:
-            self.commit(scope.request_ids, status.HTTP_409_CONFLICT)
-            raise
-        except NotFoundError:
-            self.commit(scope.request_ids, status.HTTP_404_NOT_FOUND)
-            raise
-        except InvalidQueryError:
-            self.commit(scope.request_ids, status.HTTP_400_BAD_REQUEST)
-            raise
         except HTTPException as exc:
             self.commit(scope.request_ids, exc.status_code)
+            raise
+        except Exception as exc:
+            # Every answer is access-logged, failures included (the app maps each error to the
+            # same status: status_of).
+            self.commit(scope.request_ids, status_of(exc))
             raise
         self.commit(scope.request_ids, status.HTTP_200_OK)
 

@@ -14,7 +14,7 @@ _STYLE = (
     "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
     "td,th{border:1px solid #999;padding:2px 6px;text-align:left;vertical-align:top}"
     "pre{white-space:pre-wrap;background:#f4f4f4;padding:1em}"
-    ".intact{color:#060}.failed{color:#a00}.pending{color:#a60}"
+    ".anchored{color:#060}.failed{color:#a00}.pending{color:#a60}"
 )
 
 

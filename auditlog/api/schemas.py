@@ -85,9 +85,16 @@ class DraftPublic(BaseModel):
 
 
 class VerdictPublic(BaseModel):
-    """Verification of the trail against the latest checkpoint (``auditlog.bundle.verify``)."""
+    """Verification of the trail against its log's newest signed checkpoint.
 
-    status: Literal["intact", "failed", "pending"]
+    ``anchored``: every record shown verifies against a checkpoint signed by a key the API was
+    given (AUDITLOG_API_TRUSTED_KEYS), and the request's end is among them. ``pending``: nothing
+    failed but nothing is proven yet (the end is not yet covered by a checkpoint, or the only
+    signatures are by keys stored in the database itself). ``failed``: the records do not verify.
+    Records after the newest signed checkpoint are never shown.
+    """
+
+    status: Literal["anchored", "pending", "failed"]
     message: str
     trust: Literal["trusted", "untrusted"] | None
     checkpoint_size: int | None
@@ -143,7 +150,6 @@ class ProofsPublic(BaseModel):
     request_id: str
     checkpoint: CheckpointPublic
     proofs: list[InclusionProofPublic]
-    pending_seqs: list[int] = Field(description="records not yet covered by the checkpoint")
 
 
 class ConsistencyProofPublic(BaseModel):

@@ -42,6 +42,10 @@ class ApiSettings(BaseSettings):
         description="keyring of the tenants' payload KEKs (C16); without it sealed content "
         "is shown as unavailable",
     )
+    api_witness_dir: Path | None = Field(
+        default=None,
+        description="witness directory that receives every access-log checkpoint (C10)",
+    )
     api_default_page_size: int = Field(default=50, ge=1, le=MAX_PAGE_SIZE)
     api_max_page_size: int = Field(default=200, ge=1, le=MAX_PAGE_SIZE)
     api_replay_model_dir: Path | None = Field(

@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
 
-from auditlog.bundle.export import StoredTrail, build_bundle, signing_keys_of
+from auditlog.bundle.export import build_bundle
 from auditlog.bundle.transcript import Transcript, build_transcript
 from auditlog.bundle.verify import verify_decoded
 from auditlog.errors import FormatError, VerificationError
 from auditlog.ledger import Verifier, parse_header
-from auditlog.store.ledger_store import latest_checkpoint
+from auditlog.store.trail_reads import StoredTrail, signing_keys_of
 from auditlog.trails import Content, content_note, reader_payloads
 
 if TYPE_CHECKING:
@@ -38,34 +38,44 @@ def _header(body: bytes) -> dict[str, Any] | None:
 def verdict(
     conn: Connection, trail: StoredTrail, trusted: Sequence[Verifier], extra_keys: Sequence[str]
 ) -> tuple[VerdictPublic, Transcript | None]:
-    """Verify ``trail`` against the log's latest checkpoint (``auditlog.bundle.verify``).
-
-    Returns the verdict and, when the trail verifies, its transcript.
-    """
-    checkpoint = latest_checkpoint(conn, trail.log_id)
-    if checkpoint is None or checkpoint.size < trail.end:
-        return VerdictPublic(
-            status="pending",
-            message="no signed checkpoint covers the whole trail yet",
-            trust=None,
-            checkpoint_size=None if checkpoint is None else checkpoint.size,
-        ), None
+    """Verify ``trail`` against its bound: the newest signed checkpoint of its log (every record
+    of a stored trail lies below it). Returns the verdict (``VerdictPublic``) and, when the
+    trail verifies, its transcript."""
+    checkpoint = trail.bound.checkpoint
     keys = signing_keys_of(conn, trail.log_id, checkpoint.note, extra_keys)
     bundle = build_bundle(conn, trail, checkpoint, keys)
     try:
-        report = verify_decoded(bundle, trusted, require_complete=False)
+        report = verify_decoded(
+            bundle, trusted if trail.bound.trusted else (), require_complete=False
+        )
     except VerificationError as exc:
         return VerdictPublic(
             status="failed", message=str(exc), trust=None, checkpoint_size=checkpoint.size
         ), None
-    is_open = report.transcript.finish_reason is None
+    if not trail.bound.trusted:
+        status, message = (
+            "pending",
+            (
+                f"{report.num_records} records verify against checkpoint {checkpoint.size}, but "
+                "only under keys stored in the database: not anchored (configure the served logs' "
+                "keys in AUDITLOG_API_TRUSTED_KEYS)"
+            ),
+        )
+    elif report.transcript.finish_reason is None:
+        status, message = (
+            "pending",
+            (
+                f"{report.num_records} records verify against checkpoint {checkpoint.size}; the "
+                "end of the request is not yet covered by a signed checkpoint (still open, or "
+                "ended after it): later records are not shown"
+            ),
+        )
+    else:
+        status = "anchored"
+        message = f"{report.num_records} records verify against checkpoint {checkpoint.size}"
     return VerdictPublic(
-        status="pending" if is_open else "intact",
-        message=(
-            "request still open (no request.end yet); its records so far verify"
-            if is_open
-            else f"{report.num_records} records verify against checkpoint {checkpoint.size}"
-        ),
+        status=status,  # type: ignore[arg-type]
+        message=message,
         trust=report.trust.value,
         checkpoint_size=checkpoint.size,
     ), report.transcript

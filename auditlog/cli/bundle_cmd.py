@@ -83,22 +83,25 @@ def export(
     """Export a request's trail from the store (read-only) as a bundle or an HTML page."""
     from auditlog.api.html import render_transcript
     from auditlog.api.trail import trail_public
-    from auditlog.bundle.export import export_bundle, find_trail
+    from auditlog.bundle.export import export_bundle
     from auditlog.bundle.verify import parse_verifier_keys
     from auditlog.store.db import create_db_engine
+    from auditlog.store.trail_reads import find_trail
 
     check_new_file(out, force=force)
     keys = _keys(key)
     require_auditlog_database(db, writer=False)
+    trusted = parse_verifier_keys(keys)
     engine = create_db_engine(db, read_only=True)
     try:
         with engine.connect() as conn:
             if fmt is ExportFormat.BUNDLE:
-                data = export_bundle(conn, request, at_size=checkpoint_size, extra_keys=keys)
-            else:
-                trail = trail_public(
-                    conn, find_trail(conn, request, tenants=None), parse_verifier_keys(keys), keys
+                data = export_bundle(
+                    conn, request, trusted=trusted, at_size=checkpoint_size, extra_keys=keys
                 )
+            else:
+                stored = find_trail(conn, request, tenants=None, trusted=trusted)
+                trail = trail_public(conn, stored, trusted, keys)
                 data = render_transcript(trail).encode("utf-8")
     finally:
         engine.dispose()

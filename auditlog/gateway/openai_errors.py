@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from auditlog.errors import InvalidRequestError, RecorderError
+from auditlog.errors import InvalidRequestError, RecorderError, UnrecordableEventError
 from auditlog.recorder.spool import is_outage
 
 from .auth import AuthenticationError
@@ -146,6 +146,9 @@ def _as_api_error(exc: Exception) -> ApiError:
         return ApiError(401, str(exc), type=AUTHENTICATION, code="invalid_api_key")
     if isinstance(exc, InvalidRequestError):
         return ApiError.bad_request(str(exc))
+    if isinstance(exc, UnrecordableEventError):
+        # The request cannot be recorded exactly, so it is not served (C23); others go on.
+        return ApiError.bad_request(str(exc), code="unrecordable_request")
     if isinstance(exc, RecorderError):
         # Fail-closed (C21): no record, no answer.
         return ApiError(503, f"audit recorder unavailable: {exc}", type=UNAVAILABLE)

@@ -22,10 +22,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import anyio.to_thread
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from auditlog.recorder.spool import is_outage
-from auditlog.store.schema import logs, records
+from auditlog.store.trail_reads import request_in_log
 
 from .openai_errors import ApiError, database_unavailable
 
@@ -118,13 +118,7 @@ class RequestIds:
         if self._engine is None:
             return False
         with self._engine.connect() as conn:
-            query = (
-                select(records.c.seq)
-                .select_from(records.join(logs, logs.c.id == records.c.log_id))
-                .where(logs.c.origin == self._origin, records.c.request_id == trail_id)
-                .limit(1)
-            )
-            return conn.execute(query).first() is not None
+            return request_in_log(conn, self._origin, trail_id)
 
 
 def _invalid(message: str) -> ApiError:

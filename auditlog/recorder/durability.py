@@ -8,7 +8,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from auditlog.errors import RecorderError
+from auditlog.errors import AuditlogError, RecorderError
 
 __all__ = ["UNTIL_END", "DurabilityTracker"]
 
@@ -41,11 +41,17 @@ class DurabilityTracker:
         self._marks: dict[str, _Mark] = {}
         self._finished: OrderedDict[str, _Mark] = OrderedDict()
         self._failure: BaseException | None = None
+        # Requests refused alone (their events could not be recorded): waiters get the error.
+        self._refused: OrderedDict[str, BaseException] = OrderedDict()
 
     def advance(self, started: set[str], tokens: dict[str, int], ended: set[str]) -> None:
         """Record that a flush committed: starts, token counts and ends, per request."""
         wake: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         with self._cond:
+            if self._refused:  # a refused request is never satisfied again (refuse)
+                started = started - self._refused.keys()
+                tokens = {k: n for k, n in tokens.items() if k not in self._refused}
+                ended = ended - self._refused.keys()
             for request_id in started:
                 self._mark(request_id).started = True
             for request_id, n in tokens.items():
@@ -79,8 +85,42 @@ class DurabilityTracker:
             for m in self._marks.values():
                 m.waiters = []
             self._cond.notify_all()
+        error = RecorderError(f"recorder failed: {exc}")
+        for _, loop, fut in waiters:
+            loop.call_soon_threadsafe(_resolve, fut, error)
+
+    def refuse(self, request_id: str, exc: BaseException) -> None:
+        """Nothing more of ``request_id`` will be made durable: its waiters get ``exc``.
+
+        Its already durable records stay durable; :meth:`wait` MUST NOT return for it again, so a
+        fail-closed server never releases a token of a request the recorder gave up on.
+        """
+        with self._cond:
+            self._refused[request_id] = exc
+            if len(self._refused) > _FINISHED_KEPT:
+                self._refused.popitem(last=False)
+            mark = self._marks.pop(request_id, None)
+            waiters = [] if mark is None else mark.waiters
+            self._cond.notify_all()
         for _, loop, fut in waiters:
             loop.call_soon_threadsafe(_resolve, fut, exc)
+
+    def refusal(self, request_id: str) -> RecorderError | None:
+        """The error :meth:`refuse` gave ``request_id``, or None."""
+        with self._cond:
+            exc = self._refused.get(request_id)
+        if exc is None:
+            return None
+        error = _refusal(exc)
+        return error if isinstance(error, RecorderError) else RecorderError(str(error))
+
+    def _error(self, request_id: str) -> BaseException | None:
+        if self._failure is not None:
+            return RecorderError(f"recorder failed: {self._failure}")
+        refused = self._refused.get(request_id)
+        if refused is not None:
+            return _refusal(refused)
+        return None
 
     def durable_tokens(self, request_id: str) -> int:
         with self._cond:
@@ -92,8 +132,9 @@ class DurabilityTracker:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while True:
-                if self._failure is not None:
-                    raise RecorderError(f"recorder failed: {self._failure}") from self._failure
+                error = self._error(request_id)
+                if error is not None:
+                    raise error
                 mark = self._marks.get(request_id) or self._finished.get(request_id)
                 if mark is not None and self._satisfied(mark, n_tokens):
                     return
@@ -110,8 +151,9 @@ class DurabilityTracker:
         """Async form of :meth:`wait` (no thread is parked)."""
         loop = asyncio.get_running_loop()
         with self._cond:
-            if self._failure is not None:
-                raise RecorderError(f"recorder failed: {self._failure}") from self._failure
+            error = self._error(request_id)
+            if error is not None:
+                raise error
             mark = self._marks.get(request_id) or self._finished.get(request_id)
             if mark is not None and self._satisfied(mark, n_tokens):
                 return
@@ -141,4 +183,11 @@ def _resolve(fut: asyncio.Future[None], exc: BaseException | None) -> None:
     if exc is None:
         fut.set_result(None)
     else:
-        fut.set_exception(RecorderError(f"recorder failed: {exc}"))
+        fut.set_exception(_refusal(exc))
+
+
+def _refusal(exc: BaseException) -> AuditlogError:
+    """The error a waiter gets: auditlog's own errors as they are, others wrapped."""
+    if isinstance(exc, AuditlogError):
+        return exc
+    return RecorderError(f"recorder failed: {exc}")

@@ -1,27 +1,41 @@
 """The caller-side gate of the recorder: what ``AuditRecorder.record`` refuses at once.
 
-Every event is checked (:func:`~auditlog.recorder.translate.check_event`) and matched against the
-requests this process has open, in the caller's thread, so that a bad event gets a clear error
-where it came from and never reaches (or stops) the writer. A request id is used once per log:
-ids admitted by this process are remembered (the most recent ``RECENT_IDS_KEPT``); older ids and
-earlier processes are the caller's to check (the server and the middleware look them up in the
-log), and the verifier reports any reuse (``chain.restarted``). A per-start database lookup here
-was measured to stall PostgreSQL COPY flushes, so there is none.
+Every event is checked (:func:`~auditlog.recorder.checks.check_event`: types, ranges, sizes and
+the canonical encoding itself) and matched against the requests this process has open, in the
+caller's thread, so that a bad event gets a clear error where it came from and never reaches (or
+stops) the writer.
+
+A refused ``RequestStarted`` refuses that request alone: its id is remembered (the most recent
+``RECENT_IDS_KEPT``), later steps are admitted without its tokens, and its end is dropped, so an
+engine that goes on generating for it never stops the other requests of the batch.
+
+A request id is used once per log: ids admitted by this process are remembered (the most recent
+``RECENT_IDS_KEPT``); older ids and earlier processes are the caller's to check (the server and
+the middleware look them up in the log), and the verifier reports any reuse
+(``chain.restarted``). A per-start database lookup here was measured to stall PostgreSQL COPY
+flushes, so there is none.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import OrderedDict
 
 from auditlog.errors import RecorderError
 from auditlog.events import BatchStep, Event, RequestFinished, RequestStarted
 
-from .translate import check_event
+from .checks import check_event
 
 __all__ = ["RECENT_IDS_KEPT", "EventGate"]
 
 RECENT_IDS_KEPT = 100_000
+
+
+def _remember(ids: OrderedDict[str, None], request_id: str) -> None:
+    ids[request_id] = None
+    if len(ids) > RECENT_IDS_KEPT:
+        ids.popitem(last=False)
 
 
 class EventGate:
@@ -31,27 +45,67 @@ class EventGate:
         self._lock = threading.Lock()
         self._open: set[str] = set()
         self._recent: OrderedDict[str, None] = OrderedDict()
+        self._refused: OrderedDict[str, None] = OrderedDict()
 
-    def admit(self, event: Event) -> None:
-        """Raise :class:`RecorderError` unless ``event`` can be recorded now."""
-        check_event(event)
+    def admit(self, event: Event) -> Event | None:
+        """The event to queue for ``event`` (None: nothing to record), or raise.
+
+        Raises :class:`~auditlog.errors.UnrecordableEventError` for an event the canonical
+        encoding would refuse, and :class:`RecorderError` for one that does not fit the open
+        requests. A step loses the tokens of requests whose start was refused; the end of such a
+        request gives None.
+        """
+        if isinstance(event, RequestStarted):
+            try:
+                check_event(event)
+            except RecorderError:
+                if type(event.request_id) is str:
+                    with self._lock:
+                        if event.request_id not in self._open:
+                            _remember(self._refused, event.request_id)
+                raise
+        elif isinstance(event, BatchStep):
+            with self._lock:
+                event = self._without_refused(event)
+            check_event(event)
+        else:
+            check_event(event)
         with self._lock:
-            if isinstance(event, RequestStarted):
-                request_id = event.request_id
-                if request_id in self._open or request_id in self._recent:
-                    raise RecorderError(f"request {request_id!r} is already open or used")
-                self._open.add(request_id)
-                self._recent[request_id] = None
-                if len(self._recent) > RECENT_IDS_KEPT:
-                    self._recent.popitem(last=False)
-            elif isinstance(event, BatchStep):
-                unknown = set(event.request_ids).union(event.drafts) - self._open
-                if unknown:
-                    raise RecorderError(
-                        f"step {event.step_id} carries tokens for requests that were never "
-                        f"started: {sorted(unknown)[:5]}"
-                    )
-            elif isinstance(event, RequestFinished):
-                if event.request_id not in self._open:
-                    raise RecorderError(f"request {event.request_id!r} is not open")
-                self._open.discard(event.request_id)
+            return self._match(event)
+
+    def _without_refused(self, step: BatchStep) -> BatchStep:
+        refused = self._refused.keys() & (set(step.request_ids) | step.drafts.keys())
+        if not refused:
+            return step
+        keep = [i for i, rid in enumerate(step.request_ids) if rid not in refused]
+        return dataclasses.replace(
+            step,
+            token_ids=tuple(step.token_ids[i] for i in keep),
+            request_ids=tuple(step.request_ids[i] for i in keep),
+            provenance=tuple(step.provenance[i] for i in keep),
+            drafts={rid: ids for rid, ids in step.drafts.items() if rid not in refused},
+        )
+
+    def _match(self, event: Event) -> Event | None:
+        if isinstance(event, RequestStarted):
+            request_id = event.request_id
+            if request_id in self._open or request_id in self._recent:
+                raise RecorderError(f"request {request_id!r} is already open or used")
+            self._open.add(request_id)
+            self._refused.pop(request_id, None)
+            _remember(self._recent, request_id)
+        elif isinstance(event, BatchStep):
+            unknown = set(event.request_ids).union(event.drafts) - self._open
+            if unknown:
+                raise RecorderError(
+                    f"step {event.step_id} carries tokens for requests that were never "
+                    f"started: {sorted(unknown)[:5]}"
+                )
+        elif isinstance(event, RequestFinished):
+            if event.request_id not in self._open:
+                if event.request_id in self._refused:
+                    self._refused.pop(event.request_id)
+                    return None
+                raise RecorderError(f"request {event.request_id!r} is not open")
+            self._open.discard(event.request_id)
+        return event

@@ -37,14 +37,12 @@ from sqlalchemy import Connection, Engine
 
 from auditlog.crypto import KeyProvider, PayloadSealer
 from auditlog.errors import AuditlogError, RecorderError
-from auditlog.events import (
-    BatchStep,
-    Event,
-)
+from auditlog.events import BatchStep, Event, RequestStarted
 from auditlog.ledger import Checkpoint, Signer
 from auditlog.protect.retention import RetentionPolicy
 from auditlog.store import (
     StoredCheckpoint,
+    WriterLock,
     append_batch,
     close_engine,
     create_db_engine,
@@ -53,8 +51,9 @@ from auditlog.store import (
     upgrade,
 )
 
+from .checks import safe_text
 from .durability import UNTIL_END, DurabilityTracker
-from .gate import EventGate
+from .gate import RECENT_IDS_KEPT, EventGate
 from .recovery import check_against_witnesses
 from .sequencer import LogSequencer, PendingBatch
 from .spool import Spool, default_state_dir, is_outage, spool_file
@@ -65,6 +64,11 @@ __all__ = ["AuditRecorder", "FailMode", "RecorderStats", "Witness"]
 log = structlog.get_logger("auditlog.recorder")
 
 _STOP = object()
+
+
+class _CheckpointMarker(threading.Event):
+    """A flush marker that also forces a checkpoint (checkpoint_now)."""
+
 
 # Errors that send a flush to the spool: the database is unreachable or refused the transaction.
 # (The store raises StoreError for driver errors inside its bulk path.)
@@ -152,6 +156,7 @@ class AuditRecorder:
         self._owns_engine = False
         self._durable = DurabilityTracker()
         self._gate = EventGate()  # what record() refuses at once, in the caller's thread
+        self._failed_ids: set[str] = set()  # requests the writer ended alone (sequence_events)
         self._put_lock = threading.Lock()
         self._closed = False
         self._failure: BaseException | None = None
@@ -161,11 +166,33 @@ class AuditRecorder:
         self._t0 = time.monotonic()
         self.last_checkpoint_note: str | None = None
         self._verifiers = [signer.verifier for signer in self.signers]
+        self._key_provider = key_provider
+        self._retention = retention
+        # One writer per log: held until close (store/writer_lock.py).
+        self._lock = WriterLock(engine=engine, origin=origin)
+        self._lock.acquire()
+        try:
+            checkpoint = self._resume()
+        except BaseException:
+            self._lock.release()
+            raise
+        self._publish(checkpoint)
+        # One writer thread sequences and commits. (A two-stage pipeline was measured slower:
+        # the sqlite3 driver re-takes the GIL per row, and a busy sequencer thread makes each of
+        # those waits a switch interval long.)
+        self._writer = threading.Thread(
+            target=self._run, name=f"auditlog-writer[{origin}]", daemon=True
+        )
+        self._writer.start()
+
+    def _resume(self) -> tuple[Checkpoint, str] | None:
+        """Replay a leftover spool, resume the log, close open chains (module docstring)."""
+        engine, origin = self.engine, self.origin
         if self._spool.exists():  # a crash during an outage: replay (checked) before anything
             self._replay_spool()
         with engine.begin() as conn:
-            sealer = None if key_provider is None else PayloadSealer(key_provider)
-            self._seq = LogSequencer.resume(conn, origin, sealer=sealer, retention=retention)
+            sealer = None if self._key_provider is None else PayloadSealer(self._key_provider)
+            self._seq = LogSequencer.resume(conn, origin, sealer=sealer, retention=self._retention)
             check_against_witnesses(conn, self._seq, self.witnesses)
             latest = latest_checkpoint(conn, self._seq.log_id)
             if latest is not None:
@@ -175,14 +202,7 @@ class AuditRecorder:
             interrupted = self._interrupt_open_chains()
             checkpoint = self._due_checkpoint(force=interrupted > 0)
             self._persist(conn, self._seq.drain(), checkpoint)
-        self._publish(checkpoint)
-        # One writer thread sequences and commits. (A two-stage pipeline was measured slower:
-        # the sqlite3 driver re-takes the GIL per row, and a busy sequencer thread makes each of
-        # those waits a switch interval long.)
-        self._writer = threading.Thread(
-            target=self._run, name=f"auditlog-writer[{origin}]", daemon=True
-        )
-        self._writer.start()
+        return checkpoint
 
     def _replay_spool(self) -> None:
         """Write a leftover spool to the database, or refuse to start: it holds acknowledged
@@ -228,7 +248,11 @@ class AuditRecorder:
         """Queue one event. Blocks only while the queue is full; never drops.
 
         Raises :class:`RecorderError` at once for an event that cannot be recorded (the recorder
-        is closed or failed, a request started twice, tokens or an end for an unknown request).
+        is closed or failed, a request started twice, tokens or an end for an unknown request),
+        and its subclass :class:`~auditlog.errors.UnrecordableEventError` for an event that the
+        canonical encoding would refuse (lone surrogates, floats, integers beyond ±(2^53-1),
+        oversized fields). A refused start refuses that request alone: its waiters get the error,
+        later steps are recorded without its tokens and its end is dropped (recorder/gate.py).
         """
         with self._put_lock:  # close() takes it too: nothing is queued behind the stop mark
             if self._closed:
@@ -236,11 +260,14 @@ class AuditRecorder:
             if self._failure is not None:
                 raise RecorderError(f"recorder failed: {self._failure}") from self._failure
             try:
-                self._gate.admit(event)
+                admitted = self._gate.admit(event)
             except RecorderError as exc:
-                log.warning("recorder.refused", **_event_context(event), error=str(exc))
+                log.warning("recorder.refused", **_event_context(event), error=safe_text(str(exc)))
+                if isinstance(event, RequestStarted) and type(event.request_id) is str:
+                    self._durable.refuse(event.request_id, exc)
                 raise
-            self._queue.put(event)
+            if admitted is not None:
+                self._queue.put(admitted)
 
     def wait_durable(
         self, request_id: str, n_tokens: int = 0, timeout: float | None = None
@@ -263,9 +290,17 @@ class AuditRecorder:
     def durable_tokens(self, request_id: str) -> int:
         return self._durable.durable_tokens(request_id)
 
+    def refusal(self, request_id: str) -> RecorderError | None:
+        """Why ``request_id`` will never be (fully) recorded, or None: its start was refused
+        (:class:`~auditlog.errors.UnrecordableEventError`) or the writer ended it alone. A
+        server MUST NOT release anything more of such a request, fail-open included (C23)."""
+        return self._durable.refusal(request_id)
+
     def flush(self, timeout: float | None = 30.0) -> None:
         """Block until every event queued so far is durable."""
-        done = threading.Event()
+        self._flush(threading.Event(), timeout)
+
+    def _flush(self, done: threading.Event, timeout: float | None) -> None:
         with self._put_lock:
             if self._closed:
                 raise RecorderError("recorder is closed")
@@ -274,6 +309,11 @@ class AuditRecorder:
             raise RecorderError(f"flush did not complete within {timeout} s")
         if self._failure is not None:
             raise RecorderError(f"recorder failed: {self._failure}") from self._failure
+
+    def checkpoint_now(self, timeout: float | None = 30.0) -> None:
+        """Block until every event queued so far is durable and covered by a committed signed
+        checkpoint (readers show only what a checkpoint covers)."""
+        self._flush(_CheckpointMarker(), timeout)
 
     def close(self, timeout: float | None = 60.0) -> None:
         """Drain the queue, sign a final checkpoint and stop the writer thread."""
@@ -285,6 +325,7 @@ class AuditRecorder:
         self._writer.join(timeout)
         if self._writer.is_alive():
             raise RecorderError(f"{self._writer.name} did not stop within {timeout} s")
+        self._lock.release()
         if self._owns_engine:
             close_engine(self.engine)
         if self._failure is not None:
@@ -305,10 +346,12 @@ class AuditRecorder:
             events, markers, stopping = self._next_events()
             if self._failure is None:
                 try:
-                    inc = sequence_events(self._seq, events)
+                    inc = sequence_events(self._seq, events, self._failed_ids)
+                    self._note_failed(inc.failed)
                     self.stats.events += len(events)
                     self.stats.tokens += inc.num_tokens
-                    checkpoint = self._due_checkpoint(force=stopping)
+                    forced = any(isinstance(m, _CheckpointMarker) for m in markers)
+                    checkpoint = self._due_checkpoint(force=stopping or forced)
                     if self._write(self._seq.drain(), checkpoint):
                         self._publish(checkpoint)
                     self._durable.advance(inc.started, inc.tokens, inc.ended)
@@ -317,6 +360,20 @@ class AuditRecorder:
             for marker in markers:
                 marker.set()
             self.stats.queue_depth = self._queue.qsize()
+
+    def _note_failed(self, failed: dict[str, Exception]) -> None:
+        """Requests the writer ended alone (sequence_events): log them, fail their waiters."""
+        for request_id, exc in failed.items():
+            log.error(
+                "recorder.request_failed",
+                origin=self.origin,
+                request_id=safe_text(request_id),
+                error=safe_text(str(exc)),
+            )
+            self._durable.refuse(request_id, RecorderError(f"request not recorded: {exc}"))
+        if len(self._failed_ids) > RECENT_IDS_KEPT:  # keep the newest ids only
+            self._failed_ids.clear()
+            self._failed_ids.update(failed)
 
     def _fail(self, exc: BaseException) -> None:
         log.exception("recorder.failed", origin=self.origin, error=str(exc))
@@ -384,6 +441,7 @@ class AuditRecorder:
         """Persist one flush: to the database (True), or to the spool during an outage (False)."""
         if self._in_outage:
             try:
+                self._lock.ensure()  # an outage may have ended the lock's session
                 with self.engine.begin() as conn:
                     self.stats.replayed_records += self._spool.replay(
                         conn, origin=self.origin, verifiers=self._verifiers
@@ -467,5 +525,7 @@ class AuditRecorder:
 def _event_context(event: object) -> dict[str, Any]:
     """Request id and step of an event, for structured logs."""
     if isinstance(event, BatchStep):
-        return {"step": event.step_id, "request_ids": sorted(set(event.request_ids))[:8]}
-    return {"request_id": getattr(event, "request_id", None)}
+        ids = sorted(safe_text(str(rid)) for rid in set(event.request_ids))[:8]
+        return {"step": event.step_id, "request_ids": ids}
+    request_id = getattr(event, "request_id", None)
+    return {"request_id": None if request_id is None else safe_text(str(request_id))}

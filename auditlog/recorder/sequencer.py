@@ -48,6 +48,7 @@ class ChainHead:
     leaf_hex: str
     tenant: str | None
     cipher: RequestSealer | None = None  # when the request's payloads are sealed (C16)
+    num_tokens: int = 0  # tokens recorded in this chain by this process
 
 
 @dataclass(slots=True)
@@ -195,6 +196,8 @@ class LogSequencer:
             else:
                 head.req_seq = req_seq
                 head.leaf_hex = record.leaf.hex()
+                if kind is RecordKind.TOKENS and fields:
+                    head.num_tokens += fields["n"]
         return record
 
     def _new_data_key(

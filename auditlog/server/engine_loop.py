@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from auditlog.errors import EngineError, RecorderError
+from auditlog.errors import EngineError, RecorderError, UnrecordableEventError
 from auditlog.events import BatchStep, Event, FinishReason, RequestFinished, RequestStarted
 from auditlog.gateway.auth import Identity
+from auditlog.recorder.checks import MAX_ERROR_LENGTH, safe_text
 
 if TYPE_CHECKING:
     from auditlog.engine import LLMEngine, SamplingParams, StepOutput
@@ -58,6 +59,8 @@ class AuditSink:
         self._generated: Counter[str] = Counter()
         self._open: set[str] = set()
         self.failure: RecorderError | None = None
+        # Requests the recorder refused alone (their events cannot be recorded): never served.
+        self.refused: dict[str, UnrecordableEventError] = {}
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, RequestStarted):
@@ -78,6 +81,7 @@ class AuditSink:
         Returns False when the engine has not ended the request yet; the next end it emits for
         the request is then recorded with ``n_delivered``.
         """
+        self.refused.pop(request_id, None)
         held = self._held.pop(request_id, None)
         if held is None:
             self._overrides[request_id] = 0 if n_delivered is None else n_delivered
@@ -107,10 +111,30 @@ class AuditSink:
             self._generated.pop(event.request_id, None)
         try:
             self._record(event)
+        except UnrecordableEventError as exc:
+            self._refuse(event, exc)
         except RecorderError as exc:
             if self.failure is None:
                 log.error("server.recorder_failed", error=str(exc))
             self.failure = exc
+
+    def _refuse(self, event: Event, exc: UnrecordableEventError) -> None:
+        """One event was refused: refuse its request alone (the recorder goes on for the rest).
+
+        A refused start is remembered, so the server answers that request with 400 and never
+        serves it unrecorded (C23). A refused end (an engine error text that is not valid text)
+        is recorded again with the error text escaped, so the chain still closes.
+        """
+        if isinstance(event, RequestFinished) and type(event.error) is str:
+            escaped = safe_text(event.error, MAX_ERROR_LENGTH)
+            if escaped != event.error:
+                self._forward(dataclasses.replace(event, error=escaped))
+                return
+        request_id = getattr(event, "request_id", None)
+        log.warning("server.request_refused", request_id=safe_text(str(request_id)), error=str(exc))
+        if type(request_id) is str:
+            self.refused[request_id] = exc
+            self._open.discard(request_id)
 
 
 def _closed(event: RequestFinished, n_delivered: int) -> RequestFinished:

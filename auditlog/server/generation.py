@@ -100,7 +100,11 @@ class Generation:
         return Chunk("".join(text), self.n_generated, self.finish_reason)
 
     async def _release(self, n_tokens: int) -> None:
-        """The C21 release point (module docstring)."""
+        """The C21 release point (module docstring). A request the recorder refused is never
+        released, fail-open or fail-closed (C23)."""
+        refused = None if self._recorder is None else self._recorder.refusal(self.request_id)
+        if refused is not None:
+            raise refused
         if self._fail_closed and self._recorder is not None:
             await self._recorder.wait_durable_async(self.request_id, n_tokens)
         if self._release_hook is not None:

@@ -12,6 +12,7 @@ from auditlog.engine.sampler import SamplingParams
 from auditlog.gateway.auth import Identity
 from auditlog.gateway.openai_errors import ApiError
 from auditlog.gateway.request_ids import RequestName
+from auditlog.recorder.checks import check_texts
 
 from .formats import WireFormat
 from .prompts import (
@@ -116,7 +117,12 @@ async def _generate(
     *,
     chat: bool,
 ) -> Response:
-    """Shared tail of both endpoints, once the body is validated: reserve the id, generate."""
+    """Shared tail of both endpoints, once the body is validated: reserve the id, generate.
+
+    A body with text that cannot be recorded exactly (a lone UTF-16 surrogate anywhere: prompt,
+    messages, stop strings, user) is refused with 400 before anything is reserved (C23).
+    """
+    check_texts(body.model_dump(), "body")
     await _reserve(request, service, name)
     prefix = "chatcmpl" if chat else "cmpl"
     return await service.generate(

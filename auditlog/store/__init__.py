@@ -49,6 +49,7 @@ from auditlog.store.ledger_store import (
     request_id_used,
 )
 from auditlog.store.roles import grant_writer
+from auditlog.store.writer_lock import WriterLock, WriterLockError
 
 __all__ = [
     "LogInfo",
@@ -57,6 +58,8 @@ __all__ = [
     "StoredCheckpoint",
     "StoredNodeSource",
     "StoredRecord",
+    "WriterLock",
+    "WriterLockError",
     "append_batch",
     "bodies_of_kind",
     "close_engine",

@@ -65,9 +65,11 @@ class World:
         return min(r for r, t in self.truth.items() if t.tenant == tenant)
 
 
-def record_traffic(db_url: str, signer: Signer, spool: Path, *, n_requests: int) -> SyntheticEngine:
+def record_traffic(
+    db_url: str, signer: Signer, spool: Path, *, n_requests: int, id_prefix: str = "req"
+) -> SyntheticEngine:
     """Record ``n_requests`` interleaved requests of 3 tenants; the first has a hostile prompt."""
-    synthetic = SyntheticEngine(seed=11, tenants=3)
+    synthetic = SyntheticEngine(seed=11, tenants=3, prefix=id_prefix)
     with AuditRecorder.open(
         db_url, origin=ENGINE_ORIGIN, signers=[signer], spool_path=spool, checkpoint_every=50
     ) as recorder:
@@ -78,11 +80,13 @@ def record_traffic(db_url: str, signer: Signer, spool: Path, *, n_requests: int)
     return synthetic
 
 
-def build_world(db_url: str, tmp_path: Path, *, n_requests: int = 12) -> World:
+def build_world(
+    db_url: str, tmp_path: Path, *, n_requests: int = 12, id_prefix: str = "req"
+) -> World:
     engine_signer = fixed_signer(ENGINE_ORIGIN)
     api_signer = fixed_signer(API_ORIGIN)
     synthetic = record_traffic(
-        db_url, engine_signer, tmp_path / "spool.jsonl", n_requests=n_requests
+        db_url, engine_signer, tmp_path / "spool.jsonl", n_requests=n_requests, id_prefix=id_prefix
     )
     key_file = tmp_path / "api.key"
     key_file.write_text(api_signer.key_string + "\n")

@@ -57,7 +57,7 @@ def test_every_read_is_an_access_record_and_the_access_log_verifies(world: World
         assert header["reason"] == reason
         assert header["status"] == status
         assert header["request_ids"] == ids
-    assert headers[0]["endpoint"] == "GET /v1/requests/{request_id}"
+    assert headers[0]["endpoint"] == "GET /v1/requests/{request_id:path}"
     assert headers[-1]["request_ids"] == listed and listed
     # The content never enters the access log.
     assert all(HOSTILE_PROMPT not in orjson.dumps(h).decode() for h in headers)

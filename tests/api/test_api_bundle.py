@@ -248,7 +248,7 @@ def test_export_and_verify_bundle_commands(world: World, tmp_path: Path) -> None
         ],
     )
     assert result.exit_code == 0, result.output
-    assert "Verification: <strong>intact</strong> (trusted" in html.read_text()
+    assert "Verification: <strong>anchored</strong> (trusted" in html.read_text()
 
     key = world.engine_signer.verifier_key
     ok = runner.invoke(_cli(), ["verify-bundle", str(out), "--key", key, "--json"])

@@ -154,7 +154,7 @@ def test_a_page_view_writes_the_same_access_record_as_the_api(world: World) -> N
         assert console["endpoint"] == api["endpoint"].replace("/v1/", "/console/")
     assert [h["status"] for h in headers[1:7:2]] == [200, 404, 200]
     assert headers[4]["request_ids"] == [foreign]
-    assert headers[-1]["endpoint"] == "GET /console/requests/{request_id}/bundle"
+    assert headers[-1]["endpoint"] == "GET /console/requests/{request_id:path}/bundle"
     assert headers[-1]["request_ids"] == [own] and headers[-1]["reason"] == "case 7"
 
 
@@ -231,7 +231,7 @@ def test_trail_page_escapes_content_and_says_when_it_fails_or_is_erased(
     payload shows its tokens as erased (C16) instead of guessing them."""
     client = _client(world, "admin")
     page = client.get("/console/requests/req-00000")
-    assert 'data-status="intact"' in page.text
+    assert 'data-status="anchored"' in page.text
     assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page.text
     assert HOSTILE_PROMPT not in page.text
     victim = world.request_of("tenant-1")
@@ -253,7 +253,8 @@ def test_trail_page_escapes_content_and_says_when_it_fails_or_is_erased(
         )
     failed = client.get(f"/console/requests/{victim}")
     assert failed.status_code == 200 and 'data-status="failed"' in failed.text
-    assert "verdict-failed" in failed.text and "intact" not in failed.text.lower().split("</h2>")[1]
+    assert "verdict-failed" in failed.text
+    assert "anchored" not in failed.text.lower().split("</h2>")[1]
     other = world.request_of("tenant-2")
     with admin_connection() as conn:
         seqs = conn.execute(
@@ -298,7 +299,7 @@ def test_access_log_page_shows_who_read_what_newest_first(
     assert seen[:3] == [4, 3, 2] and seen == sorted(seen, reverse=True) and seen[-1] == 0
     first = admin.get("/console/access?before=1").text
     assert world.key_ids["auditor0"] in first and "(auditor0)" in first
-    assert "GET /v1/requests/{request_id}" in first and own in first and "case 9" in first
+    assert "GET /v1/requests/{request_id:path}" in first and own in first and "case 9" in first
     assert _access(world)[-1]["endpoint"] == "GET /console/access"
 
 
@@ -320,7 +321,7 @@ def test_browser_tests_skip_only_outside_ci(
 
 def test_an_open_request_shows_pending(world: World, tmp_path: Path) -> None:
     """A request with no ``request.end`` yet is shown as pending, as the API says, never as
-    intact; its tokens so far are shown."""
+    anchored; its tokens so far are shown."""
     synthetic = SyntheticEngine(seed=5, tenants=1, prefix="open")
     started = synthetic.start(n_tokens=30)
     with AuditRecorder.open(

@@ -149,8 +149,8 @@ def test_auditor_signs_in_searches_reads_a_trail_and_downloads_its_bundle(
     assert first.get_attribute("open") is not None
     assert f"{truth.steps[0]}" in first.locator("dl.tokinfo").inner_text()
     verdict = page.locator("#verdict")
-    assert verdict.get_attribute("data-status") == "intact"
-    assert "intact" in (verdict.locator(".status").text_content() or "")
+    assert verdict.get_attribute("data-status") == "anchored"
+    assert "anchored" in (verdict.locator(".status").text_content() or "")
     assert "tree size" in verdict.inner_text() and "trusted" in verdict.inner_text()
     download_button = page.get_by_role("link", name="Download evidence bundle")
     assert download_button.evaluate(CONTRAST) >= 4.5
@@ -188,9 +188,9 @@ def test_auditor_signs_in_searches_reads_a_trail_and_downloads_its_bundle(
     headers = [h for h in _access_headers(server) if h["principal"] == server.key_ids["auditor0"]]
     reads = [(h["endpoint"], h["request_ids"], h["status"]) for h in headers]
     assert reads[0] == ("POST /console/sign-in", [], 303)
-    assert ("GET /console/requests/{request_id}", [own], 200) in reads
-    assert ("GET /console/requests/{request_id}/bundle", [own], 200) in reads
-    assert ("GET /console/requests/{request_id}", [foreign], 404) in reads
+    assert ("GET /console/requests/{request_id:path}", [own], 200) in reads
+    assert ("GET /console/requests/{request_id:path}/bundle", [own], 200) in reads
+    assert ("GET /console/requests/{request_id:path}", [foreign], 404) in reads
     assert ("GET /console/steps", [], 403) in reads
     assert reads[-1] == ("POST /console/sign-out", [], 303)
     context.close()

@@ -12,6 +12,7 @@ from typing import Any
 
 import uvicorn
 
+from auditlog.errors import NoCheckpointError
 from auditlog.ledger import DirectoryWitness, Signer
 from auditlog.recorder import AuditRecorder
 from auditlog.store import create_db_engine
@@ -57,11 +58,22 @@ def open_recorder(
     return recorder, signer, db_url, witness
 
 
-def trail(db_url: str, origin: str, request_id: str) -> Trail:
+def trail(db_url: str, origin: str, request_id: str, *, timeout: float = 30.0) -> Trail:
+    """The request's closed trail as readers show it: readers show only what a signed checkpoint
+    covers, so wait (up to ``timeout``) for the recorder's next checkpoint to cover its end."""
     engine = create_db_engine(db_url, read_only=True)
+    deadline = time.monotonic() + timeout
     try:
-        with engine.connect() as conn:
-            return read_trail(conn, origin, request_id)
+        while True:
+            try:
+                with engine.connect() as conn:
+                    found = read_trail(conn, origin, request_id)
+                if found.end is not None or time.monotonic() > deadline:
+                    return found
+            except NoCheckpointError:
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(0.05)
     finally:
         engine.dispose()
 

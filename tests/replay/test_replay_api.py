@@ -66,7 +66,7 @@ def test_replay_endpoint_scoped_by_tenant_and_access_logged(
             ).scalars()
             access = [parse_header(bytes(b)) for b in bodies]
         seen = [(a["endpoint"], a["status"], a.get("request_ids")) for a in access]
-        endpoint = "POST /v1/requests/{request_id}/replay"
+        endpoint = "POST /v1/requests/{request_id:path}/replay"
         assert seen[:2] == [(endpoint, 200, [rid]), (endpoint, 404, [rid])]
         assert [s[1] for s in seen] == [200, 404, 404, 403]
     finally:

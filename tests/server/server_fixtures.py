@@ -80,8 +80,10 @@ class LiveServer:
         return self.app.state.service.engine_loop.engine  # type: ignore[no-any-return]
 
     def wait_closed(self, request_id: str, timeout: float = 30.0) -> None:
-        """Wait until the request's end record is durable."""
+        """Wait until the request's end record is durable and covered by a signed checkpoint
+        (readers show only what a checkpoint covers)."""
         self.recorder.wait_durable(request_id, 2**62, timeout=timeout)
+        self.recorder.checkpoint_now(timeout)
 
 
 @contextmanager

@@ -47,6 +47,9 @@ class GatedRecorder:
     def durable_tokens(self, request_id: str) -> int:
         return self.durable
 
+    def refusal(self, request_id: str) -> None:
+        return None
+
 
 class FakeLoop:
     def __init__(self) -> None:

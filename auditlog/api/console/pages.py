@@ -20,13 +20,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 
-from auditlog.bundle.export import NoCheckpointError
-from auditlog.errors import AuditlogError, NotFoundError
+from auditlog.errors import AuditlogError, ConflictError, NoCheckpointError, NotFoundError
+from auditlog.store.search import InvalidQueryError
 
 from ..access import AccessLogUnavailable
 from ..deps import ApiState, Audit, get_state
 from ..keys import ApiKey, Role, get_key
-from ..queries import InvalidQueryError
 from .session import SESSION_COOKIE, ConsoleSession, SessionStore
 
 __all__ = [
@@ -182,6 +181,11 @@ _MESSAGES = {
         status.HTTP_409_CONFLICT,
         "No signed checkpoint covers this trail yet; try again after the next checkpoint.",
     ),
+    ConflictError: (
+        status.HTTP_409_CONFLICT,
+        "Two logs claim this request id; the console refuses to choose one (run auditlog "
+        "verify on this database).",
+    ),
     AccessLogUnavailable: (
         status.HTTP_503_SERVICE_UNAVAILABLE,
         "The access record of this page could not be written, so the page is not shown.",
@@ -215,6 +219,7 @@ _HANDLED = (
     HTTPException,
     NotFoundError,
     NoCheckpointError,
+    ConflictError,
     AccessLogUnavailable,
 )
 

@@ -34,7 +34,7 @@ _UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def trail_url(request_id: str, reason: str | None = None) -> str:
-    url = f"/console/requests/{quote(request_id, safe='')}"
+    url = f"/console/requests/{quote(request_id, safe='/')}"
     return url if reason is None else f"{url}?{urlencode({'reason': reason})}"
 
 
@@ -91,7 +91,24 @@ def search_page(
     )
 
 
-@router.get("/requests/{request_id}")
+@router.get("/requests/{request_id:path}/bundle")
+def bundle_download(
+    request_id: RequestId, page: PageDep, conn: ConnDep, state: StateDep
+) -> Response:
+    """The API's evidence bundle of the trail, as a file download."""
+    page.require(Role.AUDITOR, Role.ADMIN)
+    response = api_requests.bundle(
+        request_id, page.key, page.audit, conn, state, checkpoint_size=None
+    )
+    filename = _UNSAFE_FILENAME.sub("_", request_id)[:100] + ".bundle.json"
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+# Declared after the bundle route: ``{request_id:path}`` takes ``tenant/id`` trail ids as they are.
+@router.get("/requests/{request_id:path}")
 def trail_page(request_id: RequestId, page: PageDep, conn: ConnDep, state: StateDep) -> Response:
     """Prompt, output tokens coloured and lettered by provenance, verdict, bundle download."""
     page.require(Role.AUDITOR, Role.ADMIN)
@@ -106,19 +123,3 @@ def trail_page(request_id: RequestId, page: PageDep, conn: ConnDep, state: State
         legend=PROVENANCES,
         bundle_url=trail_url(request_id) + "/bundle",
     )
-
-
-@router.get("/requests/{request_id}/bundle")
-def bundle_download(
-    request_id: RequestId, page: PageDep, conn: ConnDep, state: StateDep
-) -> Response:
-    """The API's evidence bundle of the trail, as a file download."""
-    page.require(Role.AUDITOR, Role.ADMIN)
-    response = api_requests.bundle(
-        request_id, page.key, page.audit, conn, state, checkpoint_size=None
-    )
-    filename = _UNSAFE_FILENAME.sub("_", request_id)[:100] + ".bundle.json"
-    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    return response

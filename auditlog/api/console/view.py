@@ -75,7 +75,7 @@ def token_views(trail: TrailPublic) -> list[TokenView]:
 
 
 #: CSS class of each verdict status (the status word is always printed as well).
-_TONE = {"intact": "ok", "anchored": "ok", "pending": "pending", "failed": "failed"}
+_TONE = {"anchored": "ok", "pending": "pending", "failed": "failed"}
 _KNOWN_FIELDS = ("status", "message", "trust", "checkpoint_size")
 
 

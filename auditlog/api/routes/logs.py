@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse
 
-from auditlog.bundle.export import NoCheckpointError
+from auditlog.errors import NoCheckpointError
 from auditlog.ledger import consistency_proof
 from auditlog.store.ledger_store import (
     StoredNodeSource,
@@ -20,9 +20,9 @@ from auditlog.store.ledger_store import (
     list_keys,
     list_logs,
 )
+from auditlog.store.search import MAX_SQL_INT, InvalidQueryError
 
 from ..deps import AuditDep, ConnDep, KeyDep
-from ..queries import MAX_SQL_INT, InvalidQueryError
 from ..schemas import ConsistencyProofPublic, LogPublic, VerifierKeysPublic
 from . import ERROR_RESPONSES
 

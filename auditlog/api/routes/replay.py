@@ -13,7 +13,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
 
-from auditlog.bundle.export import build_bundle, covering_checkpoint, find_trail, signing_keys_of
+from auditlog.bundle.export import build_bundle
+from auditlog.store.trail_reads import covering_checkpoint, find_trail, signing_keys_of
 
 from ..deps import AdminOrAuditor, AuditDep, ConnDep, StateDep
 from ..keys import ApiKey, Role
@@ -55,7 +56,7 @@ def _scope(key: ApiKey) -> tuple[str, ...] | None:
     return None if key.role is Role.ADMIN else key.tenants
 
 
-@router.post("/{request_id}/replay", response_model=ReplayPublic, summary="Replay a request")
+@router.post("/{request_id:path}/replay", response_model=ReplayPublic, summary="Replay a request")
 def replay_request(
     request_id: RequestId, key: AdminOrAuditor, audit: AuditDep, conn: ConnDep, state: StateDep
 ) -> ReplayPublic:
@@ -63,8 +64,8 @@ def replay_request(
     from auditlog.replay import DEFAULT_MODEL_DIR, replay_bundle
 
     with audit.reading(request_id):
-        stored = find_trail(conn, request_id, tenants=_scope(key))
-        checkpoint = covering_checkpoint(conn, stored.log_id, stored.end)
+        stored = find_trail(conn, request_id, tenants=_scope(key), trusted=state.trusted)
+        checkpoint = covering_checkpoint(conn, stored, state.trusted)
         keys = signing_keys_of(
             conn, stored.log_id, checkpoint.note, state.settings.api_trusted_keys
         )

@@ -2,6 +2,11 @@
 
 A request of another tenant answers 404 with the same body as a request that does not exist
 (C19). Every answer, errors included, is preceded by a committed access record (C18).
+
+Every read goes through the store's one bounded read path (``auditlog.store.trail_reads``): only
+records covered by the log's newest signed checkpoint are shown; a request id claimed by two
+logs answers 409. Request ids hold ``/`` (``tenant/id``, as ``auditlog serve`` names them): the
+path parameter takes the rest of the path, so ``/v1/requests/acme/req-1/bundle`` works as is.
 """
 
 from __future__ import annotations
@@ -11,22 +16,23 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import HTMLResponse
 
-from auditlog.bundle.export import (
-    NoCheckpointError,
-    build_bundle,
-    covering_checkpoint,
-    find_trail,
-    signing_keys_of,
-)
+from auditlog.bundle.export import build_bundle
 from auditlog.bundle.format import encode_bundle
 from auditlog.ledger import leaf_hash
 from auditlog.ledger.merkle_proofs import inclusion_proofs
-from auditlog.store.ledger_store import StoredNodeSource, latest_checkpoint
+from auditlog.store.ledger_store import StoredNodeSource
+from auditlog.store.search import MAX_SQL_INT, SearchFilter, search_requests
+from auditlog.store.trail_reads import (
+    StoredTrail,
+    covering_checkpoint,
+    find_trail,
+    log_bounds,
+    signing_keys_of,
+)
 
-from ..deps import AdminOrAuditor, AuditDep, ConnDep, StateDep
+from ..deps import AdminOrAuditor, ApiState, AuditDep, ConnDep, StateDep
 from ..html import render_transcript
 from ..keys import ApiKey, Role
-from ..queries import MAX_SQL_INT, SearchFilter, search_requests
 from ..schemas import (
     CheckpointPublic,
     InclusionProofPublic,
@@ -47,12 +53,19 @@ BUNDLE_MEDIA_TYPE = "application/vnd.auditlog.bundle+json"
 router = APIRouter(prefix="/v1/requests", tags=["requests"], responses=ERROR_RESPONSES)
 
 RequestId = Annotated[str, Path(min_length=1, max_length=255, description="request id")]
+
+#: ``{request_id:path}``: ids of the form ``tenant/id`` (``auditlog serve``) match as they are.
+_ID = "/{request_id:path}"
 Nanos = Query(ge=0, le=MAX_SQL_INT, description="ns since the Unix epoch, UTC")
 
 
 def _scope(key: ApiKey) -> tuple[str, ...] | None:
     """Tenants whose content ``key`` may read; None for every tenant (admin)."""
     return None if key.role is Role.ADMIN else key.tenants
+
+
+def _find(conn: ConnDep, request_id: str, key: ApiKey, state: ApiState) -> StoredTrail:
+    return find_trail(conn, request_id, tenants=_scope(key), trusted=state.trusted)
 
 
 @router.get("", response_model=RequestPage, summary="Search requests")
@@ -79,6 +92,7 @@ def search(
         scope = (tenant,) if scope is None or tenant in scope else ()
     size = min(limit or state.settings.api_default_page_size, state.settings.api_max_page_size)
     with audit.reading() as access:
+        bounds = {i: b.checkpoint.size for i, b in log_bounds(conn, state.trusted).items()}
         rows, next_cursor = search_requests(
             conn,
             SearchFilter(
@@ -89,6 +103,7 @@ def search(
                 model=model,
                 finish_reason=finish_reason,
             ),
+            bounds=bounds,
             cursor=cursor,
             limit=size,
         )
@@ -99,29 +114,15 @@ def search(
         )
 
 
-@router.get("/{request_id}", response_model=TrailPublic, summary="A request's trail")
-def trail(
-    request_id: RequestId, key: AdminOrAuditor, audit: AuditDep, conn: ConnDep, state: StateDep
-) -> TrailPublic:
-    """Metadata, transcript with each token's provenance and step, raw records and a verdict."""
-    with audit.reading(request_id):
-        stored = find_trail(conn, request_id, tenants=_scope(key))
-        return trail_public(
-            conn, stored, state.trusted, state.settings.api_trusted_keys, state.key_provider()
-        )
-
-
-@router.get("/{request_id}/proofs", response_model=ProofsPublic, summary="Inclusion proofs")
+@router.get(_ID + "/proofs", response_model=ProofsPublic, summary="Inclusion proofs")
 def proofs(
-    request_id: RequestId, key: AdminOrAuditor, audit: AuditDep, conn: ConnDep
+    request_id: RequestId, key: AdminOrAuditor, audit: AuditDep, conn: ConnDep, state: StateDep
 ) -> ProofsPublic:
-    """RFC 9162 inclusion proof of every record of the trail against the latest checkpoint."""
+    """RFC 9162 inclusion proof of every shown record against the newest signed checkpoint."""
     with audit.reading(request_id):
-        stored = find_trail(conn, request_id, tenants=_scope(key))
-        checkpoint = latest_checkpoint(conn, stored.log_id)
-        if checkpoint is None:
-            raise NoCheckpointError(f"log {stored.origin!r} has no signed checkpoint yet")
-        covered = [r for r in stored.records if r.seq < checkpoint.size]
+        stored = _find(conn, request_id, key, state)
+        checkpoint = stored.bound.checkpoint
+        covered = stored.records
         source = StoredNodeSource(conn, stored.log_id)
         paths = inclusion_proofs([r.seq for r in covered], checkpoint.size, source)
         return ProofsPublic(
@@ -140,12 +141,11 @@ def proofs(
                 )
                 for r, path in zip(covered, paths, strict=True)
             ],
-            pending_seqs=[r.seq for r in stored.records if r.seq >= checkpoint.size],
         )
 
 
 @router.get(
-    "/{request_id}/bundle",
+    _ID + "/bundle",
     summary="Evidence bundle",
     response_model=None,
     responses={200: {"content": {BUNDLE_MEDIA_TYPE: {"schema": {"type": "object"}}}}},
@@ -162,8 +162,8 @@ def bundle(
     covering the trail (or ``checkpoint_size``): the same request always gives the same bytes
     (C20)."""
     with audit.reading(request_id):
-        stored = find_trail(conn, request_id, tenants=_scope(key))
-        checkpoint = covering_checkpoint(conn, stored.log_id, stored.end, at_size=checkpoint_size)
+        stored = _find(conn, request_id, key, state)
+        checkpoint = covering_checkpoint(conn, stored, state.trusted, at_size=checkpoint_size)
         keys = signing_keys_of(
             conn, stored.log_id, checkpoint.note, state.settings.api_trusted_keys
         )
@@ -172,7 +172,7 @@ def bundle(
 
 
 @router.get(
-    "/{request_id}/transcript.html",
+    _ID + "/transcript.html",
     summary="HTML transcript",
     response_model=None,
     responses={200: {"content": {"text/html": {"schema": {"type": "string"}}}}},
@@ -182,10 +182,31 @@ def transcript_html(
 ) -> HTMLResponse:
     """The trail as a human-readable, escaped HTML page."""
     with audit.reading(request_id):
-        stored = find_trail(conn, request_id, tenants=_scope(key))
+        stored = _find(conn, request_id, key, state)
         page = render_transcript(
             trail_public(
                 conn, stored, state.trusted, state.settings.api_trusted_keys, state.key_provider()
             )
         )
     return HTMLResponse(page)
+
+
+# Declared last: ``{request_id:path}`` would otherwise swallow the suffixed routes above. An id
+# whose last segment is ``proofs``, ``bundle``, ``transcript.html`` or ``trail`` is read with the
+# explicit ``/trail`` form.
+@router.get(_ID, response_model=TrailPublic, summary="A request's trail")
+@router.get(  # the lower decorator registers first: /trail before the catch-all form
+    _ID + "/trail",
+    response_model=TrailPublic,
+    summary="A request's trail (explicit form)",
+    operation_id="trail_explicit",
+)
+def trail(
+    request_id: RequestId, key: AdminOrAuditor, audit: AuditDep, conn: ConnDep, state: StateDep
+) -> TrailPublic:
+    """Metadata, transcript with each token's provenance and step, raw records and a verdict."""
+    with audit.reading(request_id):
+        stored = _find(conn, request_id, key, state)
+        return trail_public(
+            conn, stored, state.trusted, state.settings.api_trusted_keys, state.key_provider()
+        )

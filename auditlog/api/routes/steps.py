@@ -7,8 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from auditlog.store.search import MAX_SQL_INT, search_steps
+from auditlog.store.trail_reads import log_bounds
+
 from ..deps import AdminOrOperator, AuditDep, ConnDep, StateDep
-from ..queries import MAX_SQL_INT, search_steps
 from ..schemas import StepManifestPublic, StepPage
 from ..settings import MAX_PAGE_SIZE
 from . import ERROR_RESPONSES
@@ -35,8 +37,9 @@ def steps(
     """Step manifests in ``[since, until)``, oldest first."""
     size = min(limit or state.settings.api_default_page_size, state.settings.api_max_page_size)
     with audit.reading():
+        bounds = {i: b.checkpoint.size for i, b in log_bounds(conn, state.trusted).items()}
         rows, next_cursor = search_steps(
-            conn, origin=log, since=since, until=until, cursor=cursor, limit=size
+            conn, bounds=bounds, origin=log, since=since, until=until, cursor=cursor, limit=size
         )
         return StepPage(
             items=[StepManifestPublic.model_validate(r, from_attributes=True) for r in rows],

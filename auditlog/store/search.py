@@ -2,8 +2,10 @@
 physical step manifests. Keyset pagination on ``(ts, log_id, seq)``; cursors are opaque.
 
 Searches filter on the indexed copies of header fields (``tenant``, ``kind``, ``ts``) and on
-fields read from the header bytes in SQL (``principal``, ``target.name``, ``reason``). They do not
-verify; the trail endpoint does.
+fields read from the header bytes in SQL (``principal``, ``target.name``, ``reason``). They read
+only inside each log's readable range ``[0, size)`` (``bounds``, from
+:func:`auditlog.store.trail_reads.log_bounds`): a row outside it, or in a log without a signed
+checkpoint, is never listed. They do not verify; the trail endpoint does.
 """
 
 from __future__ import annotations
@@ -11,12 +13,23 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Connection, Text, and_, cast, func, select, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Text,
+    and_,
+    case,
+    cast,
+    false,
+    func,
+    select,
+    tuple_,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import aliased
 
@@ -74,6 +87,18 @@ def _json_text(conn: Connection, body: Any, *path: str) -> ColumnElement[Any]:
     return document[path].astext  # type: ignore[no-any-return]
 
 
+def _within(table: Any, bounds: Mapping[int, int]) -> ColumnElement[bool]:
+    """SQL condition: the row lies in its log's readable range ``[0, bounds[log_id])``.
+
+    Written as ``log_id IN (...) AND seq < CASE log_id ...`` (not an OR per log), so that the
+    planner keeps its index on ``log_id`` and the joins keep theirs."""
+    if not bounds:
+        return false()
+    ids = sorted(bounds)
+    limit = case({i: bounds[i] for i in ids}, value=table.c.log_id, else_=0)
+    return and_(table.c.log_id.in_(ids), table.c.seq >= 0, table.c.seq < limit)
+
+
 def _loads(body: bytes | None) -> dict[str, Any]:
     if body is None:
         return {}
@@ -120,9 +145,16 @@ class RequestRow:
 
 
 def search_requests(
-    conn: Connection, criteria: SearchFilter, *, cursor: str | None, limit: int
+    conn: Connection,
+    criteria: SearchFilter,
+    *,
+    bounds: Mapping[int, int],
+    cursor: str | None,
+    limit: int,
 ) -> tuple[list[RequestRow], str | None]:
-    """One page of requests matching ``criteria``, oldest first; returns (rows, next cursor)."""
+    """One page of requests matching ``criteria``, oldest first; returns (rows, next cursor).
+
+    ``bounds`` maps each readable log's id to its size (module docstring)."""
     if criteria.tenants is not None and not criteria.tenants:
         return [], None
     start = records
@@ -149,9 +181,10 @@ def search_requests(
                 # Always true for chain records; without ANALYZE statistics it steers SQLite to
                 # the (log_id, request_id, req_seq) index instead of scanning the log by its key.
                 end.c.req_seq >= 0,
+                _within(end, bounds),
             ),
         )
-        .where(start.c.kind == RecordKind.REQUEST_START.value)
+        .where(start.c.kind == RecordKind.REQUEST_START.value, _within(start, bounds))
     )
     if criteria.tenants is not None:
         stmt = stmt.where(start.c.tenant.in_(sorted(criteria.tenants)))
@@ -207,17 +240,18 @@ class StepRow:
 def search_steps(
     conn: Connection,
     *,
+    bounds: Mapping[int, int],
     origin: str | None,
     since: int | None,
     until: int | None,
     cursor: str | None,
     limit: int,
 ) -> tuple[list[StepRow], str | None]:
-    """One page of physical step manifests (``step`` records), oldest first."""
+    """One page of physical step manifests (``step`` records) within ``bounds``, oldest first."""
     stmt = (
         select(records.c.ts, records.c.log_id, records.c.seq, records.c.body, logs.c.origin)
         .join(logs, logs.c.id == records.c.log_id)
-        .where(records.c.kind == RecordKind.STEP.value)
+        .where(records.c.kind == RecordKind.STEP.value, _within(records, bounds))
     )
     if origin is not None:
         stmt = stmt.where(logs.c.origin == origin)
