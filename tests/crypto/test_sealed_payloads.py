@@ -397,8 +397,8 @@ def test_api_trail_and_html_show_decrypted_unavailable_or_erased(sealed: dict[st
     verification verdict is the same in all three."""
     from auditlog.api.html import render_transcript
     from auditlog.api.trail import trail_public
-    from auditlog.bundle.export import find_trail
     from auditlog.bundle.verify import parse_verifier_keys
+    from auditlog.store.trail_reads import find_trail
 
     trusted = parse_verifier_keys(sealed["keys"][:1])
     ring = LocalKeyring.load(sealed["keyring"])
@@ -407,7 +407,8 @@ def test_api_trail_and_html_show_decrypted_unavailable_or_erased(sealed: dict[st
         engine = create_db_engine(sealed["db"], read_only=True)
         try:
             with engine.connect() as conn:
-                return trail_public(conn, find_trail(conn, "r-a1", tenants=None), trusted, [], keys)
+                stored = find_trail(conn, "r-a1", tenants=None, trusted=trusted)
+                return trail_public(conn, stored, trusted, [], keys)
         finally:
             engine.dispose()
 
@@ -422,7 +423,7 @@ def test_api_trail_and_html_show_decrypted_unavailable_or_erased(sealed: dict[st
     assert erased.content == "erased" and erased.content_note == note
     assert erased.prompt_text is None and note in render_transcript(erased)
     assert opened.verification.status == hidden.verification.status == erased.verification.status
-    assert opened.verification.status == "intact"
+    assert opened.verification.status == "anchored"
 
 
 def test_sealed_requests_survive_an_outage_spool(db_url: str, tmp_path: Path) -> None:
