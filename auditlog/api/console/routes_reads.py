@@ -1,4 +1,4 @@
-"""Console pages of content readers (auditor, admin): search, trail, evidence bundle.
+"""Console pages of content readers (auditor, admin): search, trail, evidence bundle, replay.
 
 Each page calls the API's own route function (same tenant scope, same 404 for another tenant's
 request, C19) with the page's :class:`~auditlog.api.deps.Audit`, so the page writes the same
@@ -18,9 +18,10 @@ from auditlog.events import FinishReason
 
 from ..deps import ConnDep, StateDep
 from ..keys import Role
+from ..routes import replay as api_replay
 from ..routes import requests as api_requests
-from .forms import optional, parse_when
-from .pages import ConsoleRoute, PageDep, render
+from .forms import optional, parse_when, read_form
+from .pages import ConsoleRoute, PageDep, PageError, render
 from .view import PROVENANCES, token_views, verdict
 
 __all__ = ["router"]
@@ -107,7 +108,21 @@ def bundle_download(
     return response
 
 
-# Declared after the bundle route: ``{request_id:path}`` takes ``tenant/id`` trail ids as they are.
+@router.post("/requests/{request_id:path}/replay")
+async def replay_page(
+    request_id: RequestId, page: PageDep, conn: ConnDep, state: StateDep
+) -> Response:
+    """Replay the trail with the API's replay (CSRF-checked form) and show its verdict."""
+    form = await read_form(page.request)
+    if not page.session.csrf_ok(form.get("csrf_token")):
+        raise PageError(status.HTTP_403_FORBIDDEN, "The form expired or was not sent from here.")
+    page.require(Role.AUDITOR, Role.ADMIN)
+    result = api_replay.replay_request(request_id, page.key, page.audit, conn, state)
+    return render(page.request, "replay.html", page, result=result, trail_url=trail_url(request_id))
+
+
+# Declared after the bundle and replay routes: ``{request_id:path}`` takes ``tenant/id`` trail
+# ids as they are.
 @router.get("/requests/{request_id:path}")
 def trail_page(request_id: RequestId, page: PageDep, conn: ConnDep, state: StateDep) -> Response:
     """Prompt, output tokens coloured and lettered by provenance, verdict, bundle download."""
@@ -122,4 +137,5 @@ def trail_page(request_id: RequestId, page: PageDep, conn: ConnDep, state: State
         verdict=verdict(trail),
         legend=PROVENANCES,
         bundle_url=trail_url(request_id) + "/bundle",
+        replay_url=trail_url(request_id) + "/replay",
     )
