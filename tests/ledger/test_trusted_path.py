@@ -22,17 +22,29 @@ tokens = st.lists(st.integers(min_value=0, max_value=2**31), max_size=6)
     data=st.data(),
 )
 def test_trusted_tokens_record_equals_checked(
-    request_id: str, tenant: str, step: int, token_ids: list[int], drafts: list[int], ts: int,
+    request_id: str,
+    tenant: str,
+    step: int,
+    token_ids: list[int],
+    drafts: list[int],
+    ts: int,
     data: st.DataObject,
 ) -> None:
     prov = [data.draw(st.sampled_from(sorted(PROVENANCE_CODES))) for _ in token_ids]
     payload_checked = payload_bytes({"token_ids": token_ids, "drafts": drafts})
-    payload_trusted = payload_bytes({"token_ids": tuple(token_ids), "drafts": tuple(drafts)},
-                                    trusted=True)
+    payload_trusted = payload_bytes(
+        {"token_ids": tuple(token_ids), "drafts": tuple(drafts)}, trusted=True
+    )
     assert payload_trusted == payload_checked
     args = dict(
-        log="test.example/trusted", seq=3, kind=RecordKind.TOKENS, request_id=request_id,
-        req_seq=2, ts=ts, prev="ab" * 32, payload=payload_checked,
+        log="test.example/trusted",
+        seq=3,
+        kind=RecordKind.TOKENS,
+        request_id=request_id,
+        req_seq=2,
+        ts=ts,
+        prev="ab" * 32,
+        payload=payload_checked,
         fields={"step": step, "n": len(token_ids), "prov": prov, "tenant": tenant},
     )
     checked = build_record(**args)  # type: ignore[arg-type]
@@ -44,8 +56,21 @@ def test_trusted_tokens_record_equals_checked(
 @settings(max_examples=100, deadline=None)
 @given(batch=st.dictionaries(ids, st.integers(min_value=0, max_value=64), max_size=6))
 def test_trusted_step_manifest_equals_checked(batch: dict[str, int]) -> None:
-    fields = {"step": 9, "batch": [[r, n] for r, n in batch.items()], "n": sum(batch.values()),
-              "passes": 1}
-    args = dict(log="test.example/trusted", seq=0, kind=RecordKind.STEP, request_id=None,
-                req_seq=None, ts=1, prev=None, payload=None, fields=fields)
+    fields = {
+        "step": 9,
+        "batch": [[r, n] for r, n in batch.items()],
+        "n": sum(batch.values()),
+        "passes": 1,
+    }
+    args = dict(
+        log="test.example/trusted",
+        seq=0,
+        kind=RecordKind.STEP,
+        request_id=None,
+        req_seq=None,
+        ts=1,
+        prev=None,
+        payload=None,
+        fields=fields,
+    )
     assert build_record(**args, trusted=True) == build_record(**args)  # type: ignore[arg-type]
