@@ -149,6 +149,17 @@ class Signer:
         )
         return cls(name=name, seed=seed)
 
+    def renamed(self, name: str) -> Signer:
+        """The same private key under another note name (a key is bound to the log named like
+        it, docs/TRUST.md): for a companion log, such as the request-level ``<origin>/http`` log
+        of the vLLM middleware, whose verifier key is then ``renamed(name).verifier_key``."""
+        seed = self._private.private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
+        return Signer(name=name, seed=seed)
+
     @classmethod
     def from_key_string(cls, key: str) -> Signer:
         """Parse ``PRIVATE+KEY+<name>+<hex id>+<base64(0x01 || seed)>``."""

@@ -238,4 +238,6 @@ def test_openai_server_with_middleware(
         assert any(str(p) == "draft_accepted" for t in engine_trails.values() for p in t.provenance)
     assert check_step_manifests(db_url, ORIGIN) > 0, "no step carried several requests"
     check_step_manifests(db_url, f"{ORIGIN}/http")
-    auditlog_verify(db_url, verifier_key, tmp_path / "witness")
+    # The request-level log is signed by the same key under its own name (<origin>/http).
+    http_key = Signer.from_key_string((tmp_path / "key").read_text()).renamed(f"{ORIGIN}/http")
+    auditlog_verify(db_url, verifier_key, tmp_path / "witness", http_key.verifier_key)

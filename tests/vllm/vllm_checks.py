@@ -84,8 +84,10 @@ def check_step_manifests(db_url: str, origin: str) -> int:
     return sum(len(b) > 1 for b in manifests.values())
 
 
-def auditlog_verify(db_url: str, verifier_key: str, witness: Path | None) -> None:
+def auditlog_verify(db_url: str, verifier_key: str, witness: Path | None, *more_keys: str) -> None:
     cmd = [sys.executable, "-m", "auditlog", "verify", "--db", db_url, "--key", verifier_key]
+    for key in more_keys:
+        cmd += ["--key", key]
     if witness is not None:
         cmd += ["--witness-dir", str(witness)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)

@@ -75,8 +75,11 @@ class VllmAuditMiddleware:
                     cfg = MiddlewareConfig.from_env()
                     self._identities = self._identities or cfg.identities
                     spool = cfg.spool_path
+                    # Its own log, signed by the same key under that log's name (a key is
+                    # bound to the log named like it): verify it with that name's verifier key.
+                    http_origin = f"{cfg.origin}/http"
                     http_cfg = dataclasses.replace(
-                        cfg, origin=f"{cfg.origin}/http",
+                        cfg, origin=http_origin, signer=cfg.signer.renamed(http_origin),
                         spool_path=spool.with_name(spool.name + ".http") if spool else None,
                     )  # fmt: skip
                 if self._recorder is None:
