@@ -13,14 +13,12 @@ each witness answered.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import structlog
-from sqlalchemy import Engine
 
 from auditlog.errors import AuditlogError, RecorderError
 from auditlog.ledger.checkpoint import parse_checkpoint
@@ -28,9 +26,10 @@ from auditlog.ledger.cosignature import Cosignature
 from auditlog.ledger.merkle import consistency_proof
 from auditlog.ledger.note import split_note
 from auditlog.ledger.witness_policy import WitnessPolicy
-from auditlog.store import StoredNodeSource, create_db_engine, get_log_id
+from auditlog.store import StoredNodeSource, get_log_id
 from auditlog.store.cosignatures import insert_cosignatures, last_cosigned_size
 
+from .background import CheckpointQueue
 from .client import WitnessClient
 from .protocol import WitnessAhead, WitnessUnavailable
 from .storing import write_retrying
@@ -51,13 +50,15 @@ class WitnessState:
     rollback: bool = False  # a witness has cosigned a larger tree than the log has
 
 
-class WitnessPool:
+class WitnessPool(CheckpointQueue):
     """The HTTP witnesses of a policy, fed from a recorder; see the module docstring.
 
     ``db_url`` is the log's database (read for consistency proofs, written for cosignatures);
     ``timeout_s`` bounds each HTTP exchange. Nothing happens until the first :meth:`submit`
     (or :meth:`start`); :meth:`close` waits for the queued checkpoints.
     """
+
+    thread_name = "auditlog-witnesses"
 
     def __init__(
         self,
@@ -67,60 +68,19 @@ class WitnessPool:
         timeout_s: float = 10.0,
         max_pending: int = 256,
     ) -> None:
+        super().__init__(db_url, max_pending=max_pending)
         self.policy = policy
-        self._db_url = db_url
         self._clients: dict[tuple[str, str], WitnessClient] = {}
         self._timeout_s = timeout_s
-        self._pending: dict[str, deque[tuple[int, str]]] = {}  # origin -> (size, note), FIFO
-        self._max_pending = max_pending
         self.num_dropped = 0
         self._states: dict[str, WitnessState] = {}
-        self._cond = threading.Condition()
-        self._busy = False
-        self._closed = False
-        self._thread: threading.Thread | None = None
-        self._engine: Engine | None = None
 
-    def start(self) -> None:
-        with self._cond:
-            if self._closed:
-                raise RecorderError("witness pool is closed")
-            if self._thread is None:
-                self._engine = create_db_engine(self._db_url)
-                self._thread = threading.Thread(
-                    target=self._run, name="auditlog-witnesses", daemon=True
-                )
-                self._thread.start()
+    def _accepts(self, queued: deque[tuple[int, str]], size: int) -> bool:
+        return not (queued and queued[-1][0] >= size)  # not newer than what waits already
 
-    def submit(self, origin: str, size: int, note: str) -> None:
-        """Queue ``note`` (the log's checkpoint at ``size``) for the witnesses; never blocks."""
-        self.start()
-        with self._cond:
-            queued = self._pending.setdefault(origin, deque())
-            if queued and queued[-1][0] >= size:
-                return  # not newer than what waits already
-            if len(queued) >= self._max_pending:
-                queued.popleft()
-                self.num_dropped += 1
-                log.warning("witnesses.behind", origin=origin, dropped_before=size)
-            queued.append((size, note))
-            self._cond.notify_all()
-
-    def wait_idle(self, timeout: float | None = None) -> bool:
-        """Block until every queued checkpoint was handled; False on timeout."""
-        with self._cond:
-            return self._cond.wait_for(lambda: not self._pending and not self._busy, timeout)
-
-    def close(self, timeout: float | None = 30.0) -> None:
-        """Handle what is queued (up to ``timeout``), then stop the thread."""
-        self.wait_idle(timeout)
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout)
-        if self._engine is not None:
-            self._engine.dispose()
+    def _on_dropped(self, origin: str, size: int) -> None:
+        self.num_dropped += 1
+        log.warning("witnesses.behind", origin=origin, dropped_before=size)
 
     def state(self, origin: str) -> WitnessState:
         """A copy of what the witnesses said about the log's latest submitted checkpoint."""
@@ -132,26 +92,14 @@ class WitnessPool:
 
     # -- the background thread --------------------------------------------------------------
 
-    def _run(self) -> None:
-        with ThreadPoolExecutor(max_workers=max(1, len(self.policy.witnesses))) as executor:
-            while True:
-                with self._cond:
-                    self._cond.wait_for(lambda: self._pending or self._closed)
-                    if not self._pending:
-                        return
-                    origin = next(iter(self._pending))
-                    size, note = self._pending[origin].popleft()
-                    if not self._pending[origin]:
-                        del self._pending[origin]
-                    self._busy = True
-                try:
-                    self._witness(executor, origin, size, note)
-                except Exception:  # the thread must survive anything one checkpoint does
-                    log.exception("witnesses.failed", origin=origin, size=size)
-                finally:
-                    with self._cond:
-                        self._busy = False
-                        self._cond.notify_all()
+    def _worker_context(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=max(1, len(self.policy.witnesses)))
+
+    def _handle(self, context: ThreadPoolExecutor, origin: str, size: int, note: str) -> None:
+        try:
+            self._witness(context, origin, size, note)
+        except Exception:  # the thread must survive anything one checkpoint does
+            log.exception("witnesses.failed", origin=origin, size=size)
 
     def _witness(self, executor: ThreadPoolExecutor, origin: str, size: int, note: str) -> None:
         assert self._engine is not None
