@@ -57,6 +57,15 @@ def serve(
         Path | None,
         typer.Option("--retention", help="Retention policy file (C14); default class: default"),
     ] = None,
+    max_payload_bytes: Annotated[
+        int,
+        typer.Option(
+            "--max-payload-bytes",
+            min=1,
+            help="Largest request body (and prompt) recorded; a larger one gets 413 and a "
+            "refusal record without content (default 1 MiB)",
+        ),
+    ] = 1 << 20,
 ) -> None:
     """Serve /v1/completions, /v1/chat/completions and /v1/models, recording every request.
 
@@ -105,6 +114,7 @@ def serve(
         fail_mode=FailMode.OPEN if fail_open else FailMode.CLOSED,
         model_name=model_name,
         device=device,
+        max_payload_bytes=max_payload_bytes,
         recorder_options={
             "key_provider": None
             if no_encryption

@@ -11,11 +11,18 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from auditlog.errors import InvalidRequestError, RecorderError, UnrecordableEventError
+from auditlog.recorder.limits import PayloadTooLargeError
 from auditlog.recorder.spool import is_outage
 
 from .auth import AuthenticationError
 
-__all__ = ["ApiError", "database_unavailable", "error_body", "install_error_handlers"]
+__all__ = [
+    "ApiError",
+    "as_api_error",
+    "database_unavailable",
+    "error_body",
+    "install_error_handlers",
+]
 
 INVALID_REQUEST = "invalid_request_error"
 AUTHENTICATION = "authentication_error"
@@ -98,7 +105,7 @@ def install_error_handlers(app: FastAPI) -> None:
     """Map every error to the OpenAI shape (400 for bad input, never FastAPI's 422)."""
 
     async def api_error(request: Request, exc: Exception) -> JSONResponse:
-        return _response(_as_api_error(exc), request)
+        return _response(as_api_error(exc), request)
 
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         errors = exc.errors() if isinstance(exc, RequestValidationError) else []
@@ -139,13 +146,16 @@ def _json_message(error: dict[str, Any]) -> str:
     return f"request body is not valid JSON: {why}{where}"
 
 
-def _as_api_error(exc: Exception) -> ApiError:
+def as_api_error(exc: Exception) -> ApiError:
+    """The OpenAI-shaped error a caller gets for ``exc``."""
     if isinstance(exc, ApiError):
         return exc
     if isinstance(exc, AuthenticationError):
         return ApiError(401, str(exc), type=AUTHENTICATION, code="invalid_api_key")
     if isinstance(exc, InvalidRequestError):
         return ApiError.bad_request(str(exc))
+    if isinstance(exc, PayloadTooLargeError):  # over max_payload_bytes: nothing of it stored
+        return ApiError(413, str(exc), code="request_too_large")
     if isinstance(exc, UnrecordableEventError):
         # The request cannot be recorded exactly, so it is not served (C23); others go on.
         return ApiError.bad_request(str(exc), code="unrecordable_request")

@@ -9,9 +9,10 @@ anything:
    caller gets 400/401 and a small refusal record;
 2. the request id (C19): ``<namespace>/<caller id>`` (``auditlog.gateway.request_ids``), the
    namespace being the caller's tenant; a caller id is checked against the log;
-3. the body (``asgi_request``): read with a size limit (``max_body_bytes``, 413), parsed
-   strictly as the app will parse it, checked (``asgi_policy.refusal``); a refused body gets
-   400/413/415 and a small refusal record (``params.refused`` = the error code, no content);
+3. the body (``asgi_request``): read under the payload limit (``max_payload_bytes``, default
+   1 MiB as ``auditlog serve``: ``auditlog.gateway.body_limit``, 413), parsed strictly as the app
+   will parse it, checked (``asgi_policy.refusal``); a refused body gets 400/413/415 and a small
+   refusal trail (``auditlog.gateway.refusals``: ``params.refused`` = the error code, no content);
 4. ``RequestStarted``: the input the app runs (``prompt`` of a completion, ``messages`` of a
    chat; ``openai_wire.prompt_text``), every other body field as parameters (C5; floats and
    integers beyond 2^53 as decimal strings), ``tokenization``, ``path``, the query string if any
@@ -43,17 +44,24 @@ from typing import Any
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from auditlog.events import FinishReason, ModelRef, RequestFinished, RequestStarted
+from auditlog.events import ModelRef, RequestStarted
 from auditlog.gateway.auth import ApiKeyTable, Identity
+from auditlog.gateway.body_limit import read_body
 from auditlog.gateway.openai_errors import ApiError
 from auditlog.gateway.openai_wire import TOKENIZATION, json_safe, prompt_text
+from auditlog.gateway.refusals import record_refusal, refusal_events
 from auditlog.gateway.request_ids import REQUEST_ID_HEADER, RequestIds
-from auditlog.recorder import AuditRecorder, FailMode
+from auditlog.recorder import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    AuditRecorder,
+    FailMode,
+    PayloadTooLargeError,
+)
 
 from .asgi_exchange import TRAIL_HEADER, Exchange
 from .asgi_identity import Caller, identify, request_headers
 from .asgi_policy import NOT_AUDITED, input_field, is_guarded, refusal, route_path, send_error
-from .asgi_request import DEFAULT_MAX_BODY_BYTES, Refused, check_headers, loads_strict, read_body
+from .asgi_request import Refused, check_headers, loads_strict
 from .settings import MiddlewareConfig
 
 __all__ = ["DEFAULT_PATHS", "TRAIL_HEADER", "AuditMiddleware"]
@@ -80,7 +88,7 @@ class AuditMiddleware:
         fail_mode: FailMode | None = None,
         model_refs: Mapping[str, ModelRef] | None = None,
         config: MiddlewareConfig | None = None,
-        max_body_bytes: int | None = None,
+        max_payload_bytes: int | None = None,
     ) -> None:
         self.app = app
         self._config = config if recorder is None else None
@@ -101,8 +109,8 @@ class AuditMiddleware:
         )
         self.fail_closed = (mode or FailMode.CLOSED) is FailMode.CLOSED
         self.model_refs = dict(model_refs or {})
-        limit = max_body_bytes or (cfg.max_body_bytes if cfg else None)
-        self.max_body_bytes = limit or DEFAULT_MAX_BODY_BYTES
+        limit = max_payload_bytes or (cfg.max_payload_bytes if cfg else None)
+        self.max_payload_bytes = limit or DEFAULT_MAX_PAYLOAD_BYTES
         self._steps = itertools.count(1)
         self._request_ids: RequestIds | None = None
 
@@ -173,7 +181,10 @@ class AuditMiddleware:
             return
         try:
             check_headers(headers)
-            read = await read_body(receive, headers, self.max_body_bytes)
+            try:
+                read = await read_body(receive, headers, self.max_payload_bytes)
+            except PayloadTooLargeError as exc:
+                raise _too_large(exc) from None
             if read.gone:
                 return  # the client left before its request was complete: nothing ran
             body = loads_strict(read.raw)
@@ -185,7 +196,11 @@ class AuditMiddleware:
             return
         query = bytes(scope.get("query_string", b"")).decode("latin-1")
         started = self._started(name.trail_id, caller.identity, headers, path, query, body)
-        self.recorder().record(started)
+        try:
+            self.recorder().record(started)
+        except PayloadTooLargeError as exc:  # the recorder's own limit may be the lower one
+            await self._refuse(caller, None, _too_large(exc), path, send)
+            return
         await self._run(scope, read.messages, receive, send, name.trail_id)
 
     def _started(
@@ -217,16 +232,13 @@ class AuditMiddleware:
             name = self._ids(recorder).name(caller.namespace, None)
             await self._ids(recorder).reserve(name)
             trail_id = name.trail_id
-        params = {"refused": refused.code, "status": refused.status, "path": path}
-        recorder.record(_start_record(trail_id, caller.identity, "", params, self._model(None)))
-        recorder.record(
-            RequestFinished(
-                request_id=trail_id, reason=FinishReason.ERROR, n_generated=0, n_delivered=0,
-                ts=time.time_ns(), error=refused.message,
-            )
+        params = {"refused": refused.code, "status": refused.status, "path": path,
+                  **refused.details, "tokenization": TOKENIZATION}  # fmt: skip
+        events = refusal_events(
+            request_id=trail_id, identity=caller.identity, params=params,
+            message=refused.message, engine=ENGINE_LABEL, target=self._model(None),
         )  # fmt: skip
-        if self.fail_closed:
-            await recorder.wait_closed_async(trail_id)
+        await record_refusal(recorder, events, fail_closed=self.fail_closed)
         log.info("asgi.request_refused", trail_id=trail_id, code=refused.code)
         trail = [(TRAIL_HEADER, trail_id.encode("latin-1"))]
         await send_error(send, refused.status, refused.message, param=refused.param,
@@ -285,6 +297,12 @@ def _start_record(
         engine=ENGINE_LABEL,
         client=identity.client,
     )
+
+
+def _too_large(exc: PayloadTooLargeError) -> Refused:
+    """413 for a request over the payload limit; its refusal trail keeps size and limit only."""
+    return Refused(413, str(exc), code="request_too_large",
+                   details={"size": exc.size, "limit": exc.limit})  # fmt: skip
 
 
 def _without_accept_encoding(scope: Scope) -> Scope:

@@ -20,8 +20,8 @@ for integers (a long digit run goes through :func:`loads_strict`).
 A compressed request body (any ``Content-Encoding`` but ``identity``) is refused (415): the app
 would read what the middleware cannot. So is a ``Content-Type`` other than ``application/json``
 (UTF-8) when one is sent: FastAPI hands such a body to pydantic's own JSON parser instead of
-``json.loads``. The body size is limited while it is read
-(:func:`read_body`, 413), before anything is parsed or written.
+``json.loads``. The body size is limited while it is read, before anything is parsed or
+written (``auditlog.gateway.body_limit``, shared with ``auditlog serve``: 413).
 """
 
 from __future__ import annotations
@@ -30,28 +30,22 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from starlette.types import Message, Receive
 
 from auditlog.errors import AuditlogError
 
 from .asgi_sse import UTF8_NAMES, media_type
 
 __all__ = [
-    "DEFAULT_MAX_BODY_BYTES",
     "MAX_DEPTH",
-    "BodyRead",
     "Refused",
     "check_headers",
     "loads_answer",
     "loads_strict",
-    "read_body",
 ]
 
-DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 64
 _BOM = b"\xef\xbb\xbf"
 
@@ -60,10 +54,18 @@ class Refused(AuditlogError):
     """A request the middleware will not pass to the app: status, message, parameter, code.
     Never leaves the middleware (it becomes an OpenAI-shaped error answer)."""
 
-    def __init__(self, status: int, message: str, *, param: str | None = None,
-                 code: str = "invalid_request") -> None:  # fmt: skip
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str = "invalid_request",
+        details: dict[str, int] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.param, self.code = status, message, param, code
+        self.details = details or {}  # recorded in the refusal trail (sizes, never content)
 
 
 def _invalid_json(message: str) -> Refused:
@@ -158,43 +160,6 @@ def _check_text(text: str) -> None:
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise _invalid_json("lone surrogate in a string") from None
-
-
-@dataclass(slots=True)
-class BodyRead:
-    """The request body and the messages it came in (replayed to the app), or ``gone`` if the
-    client left before the body was complete."""
-
-    raw: bytes
-    messages: list[Message]
-    gone: bool = False
-
-
-async def read_body(receive: Receive, headers: Mapping[str, str], limit: int) -> BodyRead:
-    """Read the whole body, refusing (413) as soon as it exceeds ``limit`` bytes (a declared
-    ``Content-Length`` over the limit is refused before any byte is read)."""
-    declared = headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
-    messages: list[Message] = []
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return BodyRead(b"".join(chunks), messages, gone=True)
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        messages.append(message)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return BodyRead(b"".join(chunks), messages)
-
-
-def _too_large(limit: int) -> Refused:
-    return Refused(413, f"request body larger than {limit} bytes", code="request_too_large")
 
 
 def check_headers(headers: Mapping[str, str]) -> None:

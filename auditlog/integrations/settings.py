@@ -5,7 +5,9 @@ Variables: ``AUDITLOG_DB_URL`` (required), ``AUDITLOG_KEY_FILE`` (required: chec
 ``auditlog keygen``), ``AUDITLOG_ORIGIN`` (default: the key's name), ``AUDITLOG_WITNESS_DIR``,
 ``AUDITLOG_SPOOL``, ``AUDITLOG_API_KEYS`` (keys file of ``auditlog.gateway.auth``),
 ``AUDITLOG_FAIL_OPEN`` (``1`` for fail-open; default fail-closed, C21),
-``AUDITLOG_MAX_BODY_BYTES`` (request body limit, default 4 MiB), ``AUDITLOG_KEYRING``
+``AUDITLOG_MAX_PAYLOAD_BYTES`` (the payload limit of ``auditlog serve --max-payload-bytes``,
+default 1 MiB: a larger request body gets 413 and a refusal trail without content; the former
+``AUDITLOG_MAX_BODY_BYTES`` is refused with a message naming the new one), ``AUDITLOG_KEYRING``
 (payload encryption keyring, C16; default ``<AUDITLOG_KEY_FILE>.keyring``, created if missing),
 ``AUDITLOG_ENCRYPTION`` (``0`` records payloads unsealed), ``AUDITLOG_RETENTION`` (retention policy
 file, C14; default: every tenant in class ``default``).
@@ -23,7 +25,8 @@ from auditlog.errors import ConfigurationError
 from auditlog.gateway.auth import ApiKeyTable
 from auditlog.ledger import DirectoryWitness, Signer
 from auditlog.protect.retention import RetentionPolicy
-from auditlog.recorder import AuditRecorder, FailMode
+from auditlog.recorder import DEFAULT_MAX_PAYLOAD_BYTES, AuditRecorder, FailMode
+from auditlog.recorder.limits import validate_limit
 
 __all__ = ["MiddlewareConfig"]
 
@@ -37,7 +40,7 @@ class MiddlewareConfig:
     spool_path: Path | None = None
     identities: ApiKeyTable | None = None
     fail_mode: FailMode = FailMode.CLOSED
-    max_body_bytes: int | None = None
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES  # recorder/limits.py
     keyring: Path | None = None  # payload encryption (C16); None: payloads unsealed
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
 
@@ -52,9 +55,16 @@ class MiddlewareConfig:
         except FileNotFoundError as exc:
             raise ConfigurationError(f"AUDITLOG_KEY_FILE {key_file} not found") from exc
         keys = env.get("AUDITLOG_API_KEYS")
-        limit = env.get("AUDITLOG_MAX_BODY_BYTES")
+        if "AUDITLOG_MAX_BODY_BYTES" in env:
+            raise ConfigurationError(
+                "AUDITLOG_MAX_BODY_BYTES was renamed AUDITLOG_MAX_PAYLOAD_BYTES (one limit with "
+                "auditlog serve --max-payload-bytes, default 1 MiB): set that one instead"
+            )
+        limit = env.get("AUDITLOG_MAX_PAYLOAD_BYTES")
         if limit is not None and not (limit.isdigit() and int(limit) > 0):
-            raise ConfigurationError(f"AUDITLOG_MAX_BODY_BYTES must be a positive integer: {limit}")
+            raise ConfigurationError(
+                f"AUDITLOG_MAX_PAYLOAD_BYTES must be a positive integer (bytes): {limit!r}"
+            )
         return cls(
             db_url=db_url,
             origin=env.get("AUDITLOG_ORIGIN") or signer.name,
@@ -65,7 +75,7 @@ class MiddlewareConfig:
             spool_path=Path(env["AUDITLOG_SPOOL"]) if env.get("AUDITLOG_SPOOL") else None,
             identities=ApiKeyTable.from_file(Path(keys)) if keys else None,
             fail_mode=FailMode.OPEN if env.get("AUDITLOG_FAIL_OPEN") == "1" else FailMode.CLOSED,
-            max_body_bytes=int(limit) if limit else None,
+            max_payload_bytes=int(limit) if limit else DEFAULT_MAX_PAYLOAD_BYTES,
             keyring=None
             if env.get("AUDITLOG_ENCRYPTION") == "0"
             else Path(env.get("AUDITLOG_KEYRING") or f"{key_file}.keyring"),
@@ -88,4 +98,5 @@ class MiddlewareConfig:
             mode=self.fail_mode,
             key_provider=None if self.keyring is None else open_keyring(self.keyring),
             retention=self.retention,
+            max_payload_bytes=validate_limit(self.max_payload_bytes),
         )

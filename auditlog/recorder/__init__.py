@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from .deinterleave import TokenRun, deinterleave
+from .limits import DEFAULT_MAX_PAYLOAD_BYTES, PayloadTooLargeError
 from .recorder import AuditRecorder, FailMode, RecorderStats, Witness
 from .sequencer import LogSequencer
 
 __all__ = [
+    "DEFAULT_MAX_PAYLOAD_BYTES",
     "AuditRecorder",
     "FailMode",
     "LogSequencer",
+    "PayloadTooLargeError",
     "RecorderStats",
     "TokenRun",
     "Witness",

@@ -26,6 +26,7 @@ from auditlog.errors import RecorderError
 from auditlog.events import BatchStep, Event, RequestFinished, RequestStarted
 
 from .checks import check_event
+from .limits import DEFAULT_MAX_PAYLOAD_BYTES, check_prompt_size
 
 __all__ = ["RECENT_IDS_KEPT", "EventGate"]
 
@@ -41,7 +42,8 @@ def _remember(ids: OrderedDict[str, None], request_id: str) -> None:
 class EventGate:
     """Thread-safe admission of events (one per recorder)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> None:
+        self.max_payload_bytes = max_payload_bytes  # limits.py: the prompt of a start
         self._lock = threading.Lock()
         self._open: set[str] = set()
         self._recent: OrderedDict[str, None] = OrderedDict()
@@ -52,11 +54,14 @@ class EventGate:
 
         Raises :class:`~auditlog.errors.UnrecordableEventError` for an event the canonical
         encoding would refuse, and :class:`RecorderError` for one that does not fit the open
-        requests. A step loses the tokens of requests whose start was refused; the end of such a
-        request gives None.
+        requests, and its subclass :class:`~auditlog.recorder.limits.PayloadTooLargeError` for a
+        start whose prompt is over ``max_payload_bytes`` (checked first: an oversized prompt is
+        never encoded). A step loses the tokens of requests whose start was refused; the end of
+        such a request gives None.
         """
         if isinstance(event, RequestStarted):
             try:
+                check_prompt_size(event, self.max_payload_bytes)
                 check_event(event)
             except RecorderError:
                 if type(event.request_id) is str:

@@ -54,6 +54,7 @@ from auditlog.store import (
 from .checks import safe_text
 from .durability import UNTIL_END, DurabilityTracker
 from .gate import RECENT_IDS_KEPT, EventGate
+from .limits import DEFAULT_MAX_PAYLOAD_BYTES, validate_limit
 from .recovery import check_against_witnesses
 from .sequencer import LogSequencer, PendingBatch
 from .spool import Spool, default_state_dir, is_outage, spool_file
@@ -118,6 +119,8 @@ class AuditRecorder:
     ``key_provider``: seal every payload of every new request (C16) with a fresh data key
     wrapped by the request tenant's key-encryption key (docs/FORMAT.md section 3.4).
     ``retention``: record each new request's retention class in its start (C14).
+    ``max_payload_bytes``: refuse a request whose prompt is larger (recorder/limits.py) with
+    :class:`~auditlog.recorder.limits.PayloadTooLargeError`; nothing of it is stored.
     """
 
     def __init__(
@@ -137,6 +140,7 @@ class AuditRecorder:
         retry_interval_ms: float = 200.0,
         key_provider: KeyProvider | None = None,
         retention: RetentionPolicy | None = None,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> None:
         if not signers:
             raise RecorderError("the recorder needs at least one checkpoint signing key")
@@ -155,7 +159,8 @@ class AuditRecorder:
         self._spool = Spool(Path(spool_path or spool_file(default_state_dir(), origin)))
         self._owns_engine = False
         self._durable = DurabilityTracker()
-        self._gate = EventGate()  # what record() refuses at once, in the caller's thread
+        # what record() refuses at once, in the caller's thread (prompts over the limit included)
+        self._gate = EventGate(max_payload_bytes=validate_limit(max_payload_bytes))
         self._failed_ids: set[str] = set()  # requests the writer ended alone (sequence_events)
         self._put_lock = threading.Lock()
         self._closed = False
@@ -251,8 +256,10 @@ class AuditRecorder:
         is closed or failed, a request started twice, tokens or an end for an unknown request),
         and its subclass :class:`~auditlog.errors.UnrecordableEventError` for an event that the
         canonical encoding would refuse (lone surrogates, floats, integers beyond ±(2^53-1),
-        oversized fields). A refused start refuses that request alone: its waiters get the error,
-        later steps are recorded without its tokens and its end is dropped (recorder/gate.py).
+        oversized fields), :class:`~auditlog.recorder.limits.PayloadTooLargeError` among them
+        for a prompt over ``max_payload_bytes``. A refused start refuses that request alone: its
+        waiters get the error, later steps are recorded without its tokens and its end is
+        dropped (recorder/gate.py).
         """
         with self._put_lock:  # close() takes it too: nothing is queued behind the stop mark
             if self._closed:

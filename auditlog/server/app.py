@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from auditlog.gateway.openai_errors import install_error_handlers
 
+from .limits import PayloadLimit
 from .routes import router
 from .service import InferenceService
 from .settings import ServerSettings
@@ -40,4 +41,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app = FastAPI(title="auditlog inference server", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
     app.include_router(router)
+    # Bodies over the payload limit are refused before FastAPI reads them (server/limits.py).
+    app.add_middleware(PayloadLimit, limit=settings.max_payload_bytes)
     return app

@@ -70,6 +70,7 @@ class InferenceService:
                 witnesses=witnesses,
                 spool_path=settings.spool_path,
                 mode=settings.fail_mode,
+                max_payload_bytes=settings.max_payload_bytes,
                 **(settings.recorder_options or {}),
             )
         try:

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from auditlog.errors import ConfigurationError
 from auditlog.gateway.auth import ApiKeyTable
-from auditlog.recorder import FailMode
+from auditlog.recorder import DEFAULT_MAX_PAYLOAD_BYTES, FailMode
+from auditlog.recorder.limits import validate_limit
 
 if TYPE_CHECKING:
     from auditlog.engine import LLMEngine
@@ -34,6 +35,9 @@ MAX_TOKENS_LIMIT = 4096
 class ServerSettings:
     """Everything ``create_app`` needs. Nothing here is reachable from the HTTP API.
 
+    ``max_payload_bytes``: a request body larger than this is refused with 413 before anything
+    of it is recorded (server/limits.py), and the recorder refuses a larger prompt.
+
     ``recording`` exists for the benchmark baseline only: with it False the server records
     nothing and waits for nothing. No request field, header or endpoint can change it (C23).
     """
@@ -52,6 +56,7 @@ class ServerSettings:
     release_hook: ReleaseHook | None = None
     recorder_options: dict[str, Any] | None = None
     recording: bool = True
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
 
     def validate(self) -> None:
         """Raise :class:`ConfigurationError` naming the first bad setting."""
@@ -63,5 +68,6 @@ class ServerSettings:
             raise ConfigurationError("at least one checkpoint signing key is required")
         if len(self.api_keys) == 0:
             raise ConfigurationError("no API keys configured: every caller must be identified (C3)")
+        validate_limit(self.max_payload_bytes)
         if not self.model_name:
             raise ConfigurationError("model_name must not be empty")

@@ -18,6 +18,7 @@ from auditlog.gateway.auth import hash_api_key
 from auditlog.integrations.asgi import AuditMiddleware
 from auditlog.integrations.settings import MiddlewareConfig
 from auditlog.ledger import Signer
+from auditlog.recorder import DEFAULT_MAX_PAYLOAD_BYTES
 from auditlog.store import create_db_engine
 from auditlog.trails import read_trail
 from auditlog.verifier import verify_database
@@ -34,7 +35,7 @@ def test_environment_only_configuration(
     keys = {"keys": [{"sha256": hash_api_key(KEY), "tenant": "acme-bank", "principal": "svc"}]}
     (tmp_path / "keys.json").write_text(json.dumps(keys))
     env = {"AUDITLOG_DB_URL": db_url, "AUDITLOG_KEY_FILE": str(tmp_path / "signing.key"),
-           "AUDITLOG_API_KEYS": str(tmp_path / "keys.json"), "AUDITLOG_MAX_BODY_BYTES": "2048",
+           "AUDITLOG_API_KEYS": str(tmp_path / "keys.json"), "AUDITLOG_MAX_PAYLOAD_BYTES": "2048",
            "AUDITLOG_SPOOL": str(tmp_path / "env.spool")}  # fmt: skip
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -69,6 +70,9 @@ def test_bad_body_limit_is_a_configuration_error(tmp_path: Path) -> None:
     key.write_text(Signer.generate(ORIGIN).key_string)
     env = {"AUDITLOG_DB_URL": "sqlite://", "AUDITLOG_KEY_FILE": str(key)}
     for bad in ("0", "-1", "4MiB"):
-        with pytest.raises(ConfigurationError, match="AUDITLOG_MAX_BODY_BYTES"):
-            MiddlewareConfig.from_env({**env, "AUDITLOG_MAX_BODY_BYTES": bad})
-    assert MiddlewareConfig.from_env(env).max_body_bytes is None
+        with pytest.raises(ConfigurationError, match="AUDITLOG_MAX_PAYLOAD_BYTES"):
+            MiddlewareConfig.from_env({**env, "AUDITLOG_MAX_PAYLOAD_BYTES": bad})
+    # the former name is refused, never silently ignored (the limit would not be the one set)
+    with pytest.raises(ConfigurationError, match="renamed AUDITLOG_MAX_PAYLOAD_BYTES"):
+        MiddlewareConfig.from_env({**env, "AUDITLOG_MAX_BODY_BYTES": "2048"})
+    assert MiddlewareConfig.from_env(env).max_payload_bytes == DEFAULT_MAX_PAYLOAD_BYTES == 2**20

@@ -35,7 +35,7 @@ def echo(tmp_path: Path, db_url: str) -> Iterator[Audited]:
         {ACME: ("acme-bank", "svc@acme"), GLOBEX: ("globex-health", "svc@globex")}
     )
     with audited_app(echo_app(), tmp_path, ORIGIN, db_url, identities=table,
-                     max_body_bytes=LIMIT) as audited:  # fmt: skip
+                     max_payload_bytes=LIMIT) as audited:  # fmt: skip
         yield audited
 
 
@@ -182,7 +182,7 @@ def test_finding5_unauthenticated_requests_leave_only_a_refusal(echo: Audited) -
 
 
 def test_finding5_body_limit_is_enforced_while_reading(echo: Audited) -> None:
-    """Over ``max_body_bytes``: 413, declared (Content-Length) or streamed (chunked)."""
+    """Over ``max_payload_bytes``: 413, declared (Content-Length) or streamed (chunked)."""
     ran = len(RAN)
     big = json.dumps({"model": "plain", "prompt": "x" * LIMIT}).encode()
     _refusal(echo, _raw(echo, big), 413, "request_too_large")
