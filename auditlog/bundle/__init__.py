@@ -6,19 +6,29 @@ from .format import (
     BUNDLE_FORMAT,
     BUNDLE_VERSION,
     Bundle,
+    BundleErasure,
     BundleRecord,
     decode_bundle,
     encode_bundle,
 )
 from .transcript import Transcript, TranscriptToken, build_transcript
-from .verify import BundleReport, KeyTrust, parse_verifier_keys, verify_bundle, verify_decoded
+from .verify import (
+    BundleReport,
+    ErasureInfo,
+    KeyTrust,
+    parse_verifier_keys,
+    verify_bundle,
+    verify_decoded,
+)
 
 __all__ = [
     "BUNDLE_FORMAT",
     "BUNDLE_VERSION",
     "Bundle",
+    "BundleErasure",
     "BundleRecord",
     "BundleReport",
+    "ErasureInfo",
     "KeyTrust",
     "Transcript",
     "TranscriptToken",

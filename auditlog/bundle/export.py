@@ -7,6 +7,12 @@ bytes, as long as no witness cosignature of that checkpoint arrived in between (
 carries the cosignatures stored for it when exported, docs/FORMAT.md). The embedded keys are
 exactly the known verifier keys whose signature on that checkpoint verifies, sorted.
 
+Erasure (C16): when an ``erasure`` record names the request and its data key is gone, the
+bundle carries that record (member ``erasure``) with the earliest signed checkpoint of the
+record's own log that covers it and its inclusion proof, and no payloads (the content is
+destroyed; the headers' digests stay). A bundle exported before the erasure is unchanged and
+still verifies; one exported after it verifies and names the erasure.
+
 Reads go through ``auditlog.store.trail_reads`` (the one bounded read path); every function runs
 inside the caller's transaction and never commits.
 """
@@ -18,23 +24,25 @@ from dataclasses import replace
 
 from sqlalchemy import Connection
 
-from auditlog.errors import NoCheckpointError
-from auditlog.ledger import Verifier
+from auditlog.errors import FormatError, NoCheckpointError
+from auditlog.ledger import Verifier, parse_header
 from auditlog.ledger.cosignature import cosigned_note
 from auditlog.ledger.merkle_proofs import inclusion_proofs
 from auditlog.store.checkpoints import StoredCheckpoint
 from auditlog.store.cosignatures import list_cosignatures
-from auditlog.store.ledger_store import StoredNodeSource
+from auditlog.store.data_keys import erasure_bodies, read_data_key
+from auditlog.store.ledger_store import StoredNodeSource, get_log_id
 from auditlog.store.trail_reads import (
     StoredTrail,
     covering_checkpoint,
+    earliest_signed_checkpoint,
     find_trail,
     signing_keys_of,
 )
 
-from .format import Bundle, BundleRecord, encode_bundle
+from .format import Bundle, BundleErasure, BundleRecord, encode_bundle
 
-__all__ = ["NoCheckpointError", "build_bundle", "export_bundle"]
+__all__ = ["NoCheckpointError", "build_bundle", "export_bundle", "find_erasure", "with_erasure"]
 
 
 def build_bundle(
@@ -64,6 +72,62 @@ def build_bundle(
     )
 
 
+def _cosigned(conn: Connection, log_id: int, checkpoint: StoredCheckpoint) -> StoredCheckpoint:
+    """``checkpoint`` with the witnesses' cosignatures on its note (C2SP: one line each)."""
+    cosigs = list_cosignatures(conn, log_id, min_size=checkpoint.size, max_size=checkpoint.size)
+    return replace(checkpoint, note=cosigned_note(checkpoint.note, cosigs.get(checkpoint.size, [])))
+
+
+def find_erasure(
+    conn: Connection, trail: StoredTrail, trusted: Sequence[Verifier], extra_keys: Sequence[str]
+) -> BundleErasure | None:
+    """The evidence of the erasure of ``trail``'s request: only for a sealed request whose data
+    key is gone, the first ``erasure`` record naming it that a signed checkpoint of its log
+    covers (signed by ``trusted`` when given). None when the request was not erased."""
+    start = parse_header(bytes(trail.records[0].body))
+    if "enc" not in start or read_data_key(conn, trail.log_id, trail.request_id) is not None:
+        return None
+    named = {"log": trail.origin, "request_id": trail.request_id}
+    for origin, seq, body in erasure_bodies(conn):
+        try:
+            erased = parse_header(body).get("erased")
+        except FormatError:
+            continue  # auditlog verify reports it; it proves nothing here
+        if seq < 0 or not isinstance(erased, list) or named not in erased:
+            continue
+        log_id = get_log_id(conn, origin)
+        found = earliest_signed_checkpoint(conn, log_id, origin, trusted, min_size=seq + 1)
+        if found is None:
+            continue
+        checkpoint = _cosigned(conn, log_id, found)
+        [proof] = inclusion_proofs([seq], checkpoint.size, StoredNodeSource(conn, log_id))
+        return BundleErasure(
+            log=origin,
+            checkpoint=checkpoint.note,
+            keys=tuple(sorted(signing_keys_of(conn, log_id, found.note, extra_keys))),
+            seq=seq,
+            body=body,
+            proof=tuple(proof),
+        )
+    return None
+
+
+def with_erasure(
+    conn: Connection,
+    bundle: Bundle,
+    trail: StoredTrail,
+    trusted: Sequence[Verifier] = (),
+    extra_keys: Sequence[str] = (),
+) -> Bundle:
+    """``bundle`` as exported after an erasure of its request (module docstring): the erasure
+    record added, the payloads left out. Unchanged when the request was not erased."""
+    erasure = find_erasure(conn, trail, trusted, extra_keys)
+    if erasure is None:
+        return bundle
+    records = tuple(replace(r, payload=None) for r in bundle.records)
+    return replace(bundle, records=records, erasure=erasure)
+
+
 def export_bundle(
     conn: Connection,
     request_id: str,
@@ -85,10 +149,5 @@ def export_bundle(
     checkpoint = covering_checkpoint(conn, trail, trusted, at_size=at_size)
     keys = signing_keys_of(conn, trail.log_id, checkpoint.note, extra_keys)
     # The witnesses' cosignatures travel on the checkpoint note (C2SP: one line per witness).
-    cosigs = list_cosignatures(
-        conn, trail.log_id, min_size=checkpoint.size, max_size=checkpoint.size
-    )
-    checkpoint = replace(
-        checkpoint, note=cosigned_note(checkpoint.note, cosigs.get(checkpoint.size, []))
-    )
-    return encode_bundle(build_bundle(conn, trail, checkpoint, keys))
+    bundle = build_bundle(conn, trail, _cosigned(conn, trail.log_id, checkpoint), keys)
+    return encode_bundle(with_erasure(conn, bundle, trail, trusted, extra_keys))

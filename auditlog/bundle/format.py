@@ -8,7 +8,10 @@ A bundle is one canonical JSON object (RFC 8785 bytes, docs/FORMAT.md section 9)
      "keys": [<verifier key>, ...],                    # sorted; the keys that signed the note
      "records": [{"seq": <int>, "body": <base64>,       # canonical header bytes
                   "payload": <base64> | null,           # stored payload bytes (null: none/erased)
-                  "proof": [<base64 hash>, ...]}, ...]} # RFC 9162 inclusion proof at seq
+                  "proof": [<base64 hash>, ...]}, ...], # RFC 9162 inclusion proof at seq
+     "erasure": {"log": <origin>, "checkpoint": <note>, # only when an erasure record names the
+                 "keys": [...], "seq": <int>,           # request: that record, the checkpoint of
+                 "body": <base64>, "proof": [...]}}     # its own log covering it, its proof
 
 Binary values are standard base64 with padding (RFC 4648 section 4). Records are in chain order
 (``req_seq`` 0, 1, ...). The bytes depend only on the stored trail and the checkpoint chosen, so
@@ -32,6 +35,7 @@ __all__ = [
     "BUNDLE_VERSION",
     "MAX_BUNDLE_RECORDS",
     "Bundle",
+    "BundleErasure",
     "BundleRecord",
     "decode_bundle",
     "encode_bundle",
@@ -47,6 +51,7 @@ MAX_BUNDLE_RECORDS: Final = 10_000_000
 _HASH_SIZE = 32
 _TOP_KEYS = frozenset({"format", "v", "log", "request_id", "checkpoint", "keys", "records"})
 _RECORD_KEYS = frozenset({"seq", "body", "payload", "proof"})
+_ERASURE_KEYS = frozenset({"log", "checkpoint", "keys", "seq", "body", "proof"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +65,20 @@ class BundleRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class BundleErasure:
+    """The ``erasure`` record that names the bundle's request (C16), with what proves it offline:
+    the signed checkpoint of the record's own log covering it, the keys that signed that note,
+    and the record's inclusion proof in it. Its payloads are then absent from the bundle."""
+
+    log: str
+    checkpoint: str
+    keys: tuple[str, ...]
+    seq: int
+    body: bytes
+    proof: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Bundle:
     """A decoded bundle (not yet verified)."""
 
@@ -68,6 +87,7 @@ class Bundle:
     checkpoint: str
     keys: tuple[str, ...]
     records: tuple[BundleRecord, ...]
+    erasure: BundleErasure | None = None  # absent unless an erasure record names the request
 
 
 def _b64(data: bytes) -> str:
@@ -75,26 +95,37 @@ def _b64(data: bytes) -> str:
 
 
 def encode_bundle(bundle: Bundle) -> bytes:
-    """Canonical bytes of ``bundle`` (keys sorted, so equal bundles give equal bytes)."""
-    return canonical_json(
-        {
-            "format": BUNDLE_FORMAT,
-            "v": BUNDLE_VERSION,
-            "log": bundle.log,
-            "request_id": bundle.request_id,
-            "checkpoint": bundle.checkpoint,
-            "keys": sorted(bundle.keys),
-            "records": [
-                {
-                    "seq": r.seq,
-                    "body": _b64(r.body),
-                    "payload": None if r.payload is None else _b64(r.payload),
-                    "proof": [_b64(h) for h in r.proof],
-                }
-                for r in bundle.records
-            ],
+    """Canonical bytes of ``bundle`` (keys sorted, so equal bundles give equal bytes). The
+    ``erasure`` member is written only when there is one, so a bundle of a request no erasure
+    names has the same bytes as before the member existed."""
+    obj: dict[str, Any] = {
+        "format": BUNDLE_FORMAT,
+        "v": BUNDLE_VERSION,
+        "log": bundle.log,
+        "request_id": bundle.request_id,
+        "checkpoint": bundle.checkpoint,
+        "keys": sorted(bundle.keys),
+        "records": [
+            {
+                "seq": r.seq,
+                "body": _b64(r.body),
+                "payload": None if r.payload is None else _b64(r.payload),
+                "proof": [_b64(h) for h in r.proof],
+            }
+            for r in bundle.records
+        ],
+    }
+    if bundle.erasure is not None:
+        e = bundle.erasure
+        obj["erasure"] = {
+            "log": e.log,
+            "checkpoint": e.checkpoint,
+            "keys": sorted(e.keys),
+            "seq": e.seq,
+            "body": _b64(e.body),
+            "proof": [_b64(h) for h in e.proof],
         }
-    )
+    return canonical_json(obj)
 
 
 def _unb64(value: Any, where: str) -> bytes:
@@ -121,15 +152,43 @@ def _record(i: int, obj: Any) -> BundleRecord:
     seq = obj["seq"]
     if type(seq) is not int or not 0 <= seq <= MAX_SAFE_INTEGER:
         raise FormatError(f"{where}.seq: expected a non-negative integer, got {seq!r}")
-    proof = obj["proof"]
+    hashes = _proof(obj["proof"], where)
+    payload = None if obj["payload"] is None else _unb64(obj["payload"], f"{where}.payload")
+    return BundleRecord(seq, _unb64(obj["body"], f"{where}.body"), payload, hashes)
+
+
+def _proof(proof: Any, where: str) -> tuple[bytes, ...]:
     if type(proof) is not list:
         raise FormatError(f"{where}.proof: expected a list of hashes")
     hashes = tuple(_unb64(h, f"{where}.proof[{j}]") for j, h in enumerate(proof))
     for j, h in enumerate(hashes):
         if len(h) != _HASH_SIZE:
             raise FormatError(f"{where}.proof[{j}]: expected {_HASH_SIZE} bytes, got {len(h)}")
-    payload = None if obj["payload"] is None else _unb64(obj["payload"], f"{where}.payload")
-    return BundleRecord(seq, _unb64(obj["body"], f"{where}.body"), payload, hashes)
+    return hashes
+
+
+def _keys(keys: Any, where: str) -> tuple[str, ...]:
+    if type(keys) is not list or not all(type(k) is str for k in keys):
+        raise FormatError(f"{where}: expected a list of verifier key strings")
+    return tuple(keys)
+
+
+def _erasure(obj: Any) -> BundleErasure:
+    where = "bundle member 'erasure'"
+    if type(obj) is not dict or obj.keys() != _ERASURE_KEYS:
+        found = sorted(obj) if type(obj) is dict else type(obj).__name__
+        raise FormatError(f"{where}: expected members {sorted(_ERASURE_KEYS)}, got {found}")
+    seq = obj["seq"]
+    if type(seq) is not int or not 0 <= seq <= MAX_SAFE_INTEGER:
+        raise FormatError(f"{where}.seq: expected a non-negative integer, got {seq!r}")
+    return BundleErasure(
+        log=_str(obj, "log"),
+        checkpoint=_str(obj, "checkpoint"),
+        keys=_keys(obj["keys"], f"{where}.keys"),
+        seq=seq,
+        body=_unb64(obj["body"], f"{where}.body"),
+        proof=_proof(obj["proof"], where),
+    )
 
 
 def decode_bundle(data: bytes) -> Bundle:
@@ -149,19 +208,21 @@ def decode_bundle(data: bytes) -> Bundle:
         raise FormatError(
             f"unsupported bundle version: expected {BUNDLE_VERSION}, got {obj.get('v')!r}"
         )
-    if obj.keys() != _TOP_KEYS:
-        raise FormatError(f"bundle members: expected {sorted(_TOP_KEYS)}, got {sorted(obj)}")
-    keys, records = obj["keys"], obj["records"]
-    if type(keys) is not list or not all(type(k) is str for k in keys):
-        raise FormatError("bundle member 'keys': expected a list of verifier key strings")
+    if obj.keys() - {"erasure"} != _TOP_KEYS:
+        raise FormatError(
+            f"bundle members: expected {sorted(_TOP_KEYS)} (and optionally 'erasure'), "
+            f"got {sorted(obj)}"
+        )
+    records = obj["records"]
     if type(records) is not list or not 0 < len(records) <= MAX_BUNDLE_RECORDS:
         raise FormatError(f"bundle member 'records': expected 1 to {MAX_BUNDLE_RECORDS} records")
     bundle = Bundle(
         log=_str(obj, "log"),
         request_id=_str(obj, "request_id"),
         checkpoint=_str(obj, "checkpoint"),
-        keys=tuple(keys),
+        keys=_keys(obj["keys"], "bundle member 'keys'"),
         records=tuple(_record(i, r) for i, r in enumerate(records)),
+        erasure=_erasure(obj["erasure"]) if "erasure" in obj else None,
     )
     if encode_bundle(bundle) != data:
         raise FormatError("bundle bytes are not in canonical form (RFC 8785, keys sorted)")

@@ -18,11 +18,16 @@ found. Steps, in order (docs/FORMAT.md section 9.3):
    bytes) at ``seq`` leads to the checkpoint's root.
 5. The chain ends with ``request.end`` (a bundle MUST hold a complete trail).
 6. The transcript rebuilt from the payloads agrees with the headers' token counts.
+
+Erasure (C16, docs/FORMAT.md 9.3 step 4a): a bundle exported after its request was erased
+carries the ``erasure`` record, the signed checkpoint of that record's own log covering it and
+its inclusion proof (:func:`auditlog.bundle.erasure.check_erasure`). Only then may the
+request's payloads be absent under their digests, and only for a sealed request (``enc``); the
+report names the record. Without such a record an absent payload is a failure, as always.
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,17 +47,18 @@ from auditlog.ledger import (
 from auditlog.ledger.chain import ChainChecker
 from auditlog.ledger.note import split_note
 
+from .erasure import ErasureInfo, KeyTrust, check_erasure
 from .format import Bundle, decode_bundle
 from .transcript import Transcript, build_transcript
 
-__all__ = ["BundleReport", "KeyTrust", "parse_verifier_keys", "verify_bundle", "verify_decoded"]
-
-
-class KeyTrust(enum.StrEnum):
-    """Where the key that verified the checkpoint came from."""
-
-    TRUSTED = "trusted"  # a key the caller supplied out of band
-    UNTRUSTED = "untrusted"  # only a key embedded in the bundle itself
+__all__ = [
+    "BundleReport",
+    "ErasureInfo",
+    "KeyTrust",
+    "parse_verifier_keys",
+    "verify_bundle",
+    "verify_decoded",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +72,10 @@ class BundleReport:
     checkpoint_root: bytes
     num_records: int
     trust: KeyTrust
-    erased_payloads: tuple[int, ...]  # always empty: an absent payload fails (no erasure kind yet)
+    erased_payloads: tuple[int, ...]  # seqs whose content an erasure destroyed (else empty)
     transcript: Transcript
     notes: tuple[str, ...] = field(default=())
+    erasure: ErasureInfo | None = None  # the erasure record naming the request, verified
 
 
 def parse_verifier_keys(keys: Sequence[str]) -> list[Verifier]:
@@ -133,6 +140,16 @@ def verify_decoded(
             f"checkpoint origin mismatch: expected {bundle.log!r}, got {claimed!r}"
         )
     checkpoint, trust = _open(bundle, trusted)
+    erasure: ErasureInfo | None = None
+    notes: tuple[str, ...] = ()
+    if bundle.erasure is not None:  # step 4a
+        erasure, erasure_trust = check_erasure(bundle, bundle.erasure, trusted)
+        if erasure_trust is KeyTrust.UNTRUSTED and trust is KeyTrust.TRUSTED:
+            trust = KeyTrust.UNTRUSTED
+            notes = (
+                f"the erasure record's checkpoint was checked only against keys embedded in the "
+                f"bundle: pass --key with the verifier key of log {bundle.erasure.log}",
+            )
     chain: list[tuple[dict[str, Any], bytes | None]] = []
     where = ""
 
@@ -145,7 +162,12 @@ def verify_decoded(
     for i, record in enumerate(bundle.records):
         where = f"record req_seq {i} (seq {record.seq})"
         header = _check_layout(bundle, i, record, last_seq, where)
-        _check_payload(header, record.payload, where)
+        if i == 0 and erasure is not None and "enc" not in header:
+            raise VerificationError(
+                f"{where}: erasure record {erasure.seq} of {erasure.log!r} names a request "
+                "recorded unsealed (no enc): crypto-shredding cannot have destroyed its content"
+            )
+        _check_payload(header, record.payload, where, erasure)
         # leaf = SHA-256(0x00 || header bytes), RFC 9162 2.1.1; also the next record's prev.
         leaf = leaf_hash(record.body)
         rules.check(record.seq, header, leaf, record.payload)
@@ -176,9 +198,12 @@ def verify_decoded(
         checkpoint_root=checkpoint.root,
         num_records=len(chain),
         trust=trust,
-        erased_payloads=(),
+        erased_payloads=()
+        if erasure is None
+        else tuple(h["seq"] for h, _ in chain if h["payload"] is not None),
         transcript=transcript,
-        notes=(),
+        notes=notes,
+        erasure=erasure,
     )
 
 
@@ -203,14 +228,21 @@ def _check_layout(bundle: Bundle, i: int, record: Any, last_seq: int, where: str
     return header
 
 
-def _check_payload(header: dict[str, Any], payload: bytes | None, where: str) -> None:
+def _check_payload(
+    header: dict[str, Any], payload: bytes | None, where: str, erasure: ErasureInfo | None
+) -> None:
     """Step 4, payload: its SHA-256 is the header's digest; absent under a digest is a failure
-    (no signed erasure record kind exists yet, FORMAT.md 3.4)."""
+    unless a verified erasure record names the request (step 4a)."""
     digest = header["payload"]
     if payload is not None and digest is None:
         raise VerificationError(f"{where}: payload present but the header commits to none")
     if payload is None and digest is not None:
-        raise VerificationError(f"{where}: payload absent: the header commits to {digest}")
+        if erasure is not None:
+            return  # the content was destroyed by the erasure; the digest stays committed
+        raise VerificationError(
+            f"{where}: payload absent: the header commits to {digest} and no erasure record "
+            "in the bundle names this request"
+        )
     if payload is not None and sha256_hex(payload) != digest:
         raise VerificationError(
             f"{where}: payload digest mismatch: expected {digest}, got {sha256_hex(payload)}"

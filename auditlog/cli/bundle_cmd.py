@@ -123,6 +123,16 @@ def _report_json(report: BundleReport) -> dict[str, object]:
         "records": report.num_records,
         "trust": str(report.trust),
         "erased_payloads": list(report.erased_payloads),
+        "erasure": None
+        if report.erasure is None
+        else {
+            "log": report.erasure.log,
+            "seq": report.erasure.seq,
+            "ts": str(report.erasure.ts),
+            "principal": report.erasure.principal,
+            "reason": report.erasure.reason,
+            "legal_basis": report.erasure.legal_basis,
+        },
         "finish_reason": t.finish_reason,
         "tokens": len(t.tokens),
         "notes": list(report.notes),
@@ -184,7 +194,12 @@ def verify_bundle_cmd(
         f"{report.request_id} ({report.num_records} records, tenant {report.tenant}) in log "
         f"{report.log}, checkpoint size {report.checkpoint_size}"
     )
-    if not proven:
+    if report.erasure is not None:
+        seqs = ", ".join(map(str, report.erased_payloads))
+        typer.echo(f"payloads of records {seqs} {report.erasure.describe()}")
+    for note in report.notes:
+        typer.echo(f"unproven: {note}", err=True)
+    if not proven and not report.notes:
         typer.echo(
             "unproven: the signature was checked only against keys embedded in the bundle, "
             "which anyone can make; pass --key with the log's verifier key obtained out of band",

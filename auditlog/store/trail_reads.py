@@ -41,6 +41,7 @@ __all__ = [
     "LogBound",
     "StoredTrail",
     "covering_checkpoint",
+    "earliest_signed_checkpoint",
     "find_trail",
     "log_bounds",
     "log_holds_other_kinds",
@@ -275,6 +276,26 @@ def covering_checkpoint(
     raise NoCheckpointError(
         f"no signed checkpoint {wanted} the trail (it needs size >= {trail.end})"
     )
+
+
+def earliest_signed_checkpoint(
+    conn: Connection, log_id: int, origin: str, trusted: Sequence[Verifier], *, min_size: int
+) -> StoredCheckpoint | None:
+    """The log's earliest checkpoint of size ``>= min_size`` whose note opens under ``trusted``
+    (when given; else under the keys stored for the log) and whose stored size and root equal the
+    signed ones (the checkpoint a bundle pins an administrative record to). None when none."""
+    verifiers = _verifiers(conn, log_id, trusted)
+    if not verifiers:
+        return None
+    tried = _checkpoints(conn, log_id, newest_first=False, min_size=min_size, max_size=None)
+    for stored in itertools.islice(tried, MAX_CHECKPOINTS_TRIED):
+        try:
+            cp = open_checkpoint(stored.note, verifiers, origin=origin)
+        except (FormatError, VerificationError):
+            continue
+        if cp.size == stored.size and cp.root == stored.root:
+            return stored
+    return None
 
 
 def signing_keys_of(

@@ -362,35 +362,6 @@ def test_keyring_file_rules(tmp_path: Path) -> None:
         LocalKeyring.load(bad)
 
 
-def test_bundles_verify_offline_before_and_after_erasure(
-    sealed: dict[str, Any], tmp_path: Path
-) -> None:
-    """C16, C20: a bundle carries the sealed bytes; it verifies with no decryption key,
-    exported before the erasure and after it (the ciphertext stays in the ledger)."""
-    runner = CliRunner()
-
-    def export(name: str) -> Path:
-        out = tmp_path / name
-        result = runner.invoke(
-            app, ["export", "--db", sealed["db"], "--request", "r-a1", "--out", str(out)]
-        )
-        assert result.exit_code == 0, result.output
-        return out
-
-    before = export("before.json")
-    assert SECRET.encode() not in before.read_bytes()
-    _erase(sealed, request_ids=["r-a1"])
-    after = export("after.json")
-    assert after.read_bytes() == before.read_bytes()  # same pinned checkpoint, same bytes
-    for bundle in (before, after):
-        result = runner.invoke(
-            app, ["verify-bundle", str(bundle), "--key", sealed["keys"][0], "--json"]
-        )
-        assert result.exit_code == 0, result.output
-        report = orjson.loads(result.stdout)
-        assert report["status"] == "intact" and report["tokens"] == 2
-
-
 def test_api_trail_and_html_show_decrypted_unavailable_or_erased(sealed: dict[str, Any]) -> None:
     """C16: the API's trail (and its HTML page) opens sealed content with the tenant's KEK,
     says "unavailable" without it, and "erased (record N, reason)" after an erasure; the

@@ -116,3 +116,42 @@ def test_assisted_generation_records_drafts_and_provenance(
             assert proposals[step][offset] == token
     report = verify_database(db_url, keys=[signer.verifier_key], witness_dir=witness)
     assert report.ok, report.findings[:3]
+
+
+def test_prompt_over_the_payload_limit_is_refused_before_generation(
+    tmp_path: Path, db_url: str
+) -> None:
+    """Payload limit (recorder/limits.py): the adapter's prompt over the recorder's
+    ``max_payload_bytes`` raises ``PayloadTooLargeError`` before transformers generates, and
+    nothing of it is stored; the recorder records the next request."""
+    from auditlog.errors import NotFoundError
+    from auditlog.ledger import DirectoryWitness
+    from auditlog.recorder import AuditRecorder, PayloadTooLargeError
+
+    target, ref = _model(2, 64, 0, tmp_path)
+    assistant, draft_ref = _model(1, 32, 1, tmp_path)
+    origin = "hf.test.invalid/limit-0"
+    recorder, signer, db_url, witness = open_recorder(tmp_path, origin, db_url)
+    recorder.close()  # reopen the same log with a small limit
+    recorder = AuditRecorder.open(
+        db_url, origin=origin, signers=[signer], max_payload_bytes=16,
+        spool_path=tmp_path / "limit.spool", witnesses=[DirectoryWitness(witness)],
+    )  # fmt: skip
+    adapter = HFAuditAdapter(recorder.record, target=ref, draft=draft_ref)
+    kwargs = {"assistant_model": assistant, "tenant": "acme-bank", "principal": "p",
+              "max_new_tokens": 4}  # fmt: skip
+    try:
+        with pytest.raises(PayloadTooLargeError, match="over the limit of 16 bytes"):
+            adapter.assisted_generate(
+                target, torch.tensor([[256] + [65] * 16]), request_id="too-big", **kwargs
+            )
+        adapter.assisted_generate(
+            target, torch.tensor([[256] + [66] * 15]), request_id="fits", **kwargs
+        )
+    finally:
+        recorder.close()
+    assert trail(db_url, origin, "fits").end is not None
+    with pytest.raises(NotFoundError, match="too-big"):
+        trail(db_url, origin, "too-big", timeout=0)
+    report = verify_database(db_url, keys=[signer.verifier_key])
+    assert report.ok, report.findings[:3]
