@@ -184,3 +184,48 @@ def test_html_export_shows_the_erasure(sealed: dict[str, Any], tmp_path: Path) -
                    sealed["keys"][0]).read_text()  # fmt: skip
     assert f"erased (record {result.seq} of {ADMIN}, data subject request)" in page
     assert SECRET not in page
+
+
+def test_api_bundle_after_erasure_carries_the_erasure(
+    sealed: dict[str, Any], tmp_path: Path
+) -> None:
+    """C20 via the auditor API (``GET /v1/requests/{id}/bundle``): the same bytes as
+    ``auditlog export``, before and after the erasure, and both verify."""
+    from fastapi.testclient import TestClient
+
+    from auditlog.api import ApiSettings, Role, create_app
+    from auditlog.api.keys import create_key
+    from auditlog.bundle import verify_bundle
+    from auditlog.ledger import Signer
+    from auditlog.store import create_db_engine
+
+    key_file = tmp_path / "api.key"
+    key_file.write_text(Signer.generate("test.example/api").key_string + "\n")
+    settings = ApiSettings(
+        db_url=sealed["db"], api_origin="test.example/api", api_signing_key=key_file,
+        api_trusted_keys=sealed["keys"],
+    )  # fmt: skip
+    engine = create_db_engine(sealed["db"])
+    with engine.begin() as conn:
+        token = create_key(conn, role=Role.ADMIN, label="admin").token
+    headers = {"Authorization": f"Bearer {token}", "X-Audit-Reason": "erasure check"}
+    try:
+        with TestClient(create_app(settings, engine=engine)) as client:
+
+            def fetch() -> bytes:
+                r = client.get("/v1/requests/r-a1/bundle", headers=headers)
+                assert r.status_code == 200, r.text
+                return r.content
+
+            before = fetch()
+            assert before == _export(sealed, tmp_path, "b.json", "r-a1", "--key",
+                                     sealed["keys"][0]).read_bytes()  # fmt: skip
+            result = _erase(sealed, request_ids=["r-a1"])
+            after = fetch()
+    finally:
+        engine.dispose()
+    assert after != before
+    assert verify_bundle(before, trusted_keys=sealed["keys"]).erasure is None
+    report = verify_bundle(after, trusted_keys=sealed["keys"])
+    assert report.erasure is not None and report.erasure.seq == result.seq
+    assert report.erasure.legal_basis == "GDPR Art. 17(1)(a)" and report.erased_payloads
