@@ -21,18 +21,11 @@ def _submit(engine: Any, origin: str, witness_dir: Path | None) -> None:
     """Hand the administrative log's newest checkpoint to the directory witness, if any."""
     if witness_dir is None:
         return
-    from auditlog.errors import NotFoundError
     from auditlog.ledger import DirectoryWitness
-    from auditlog.store import get_log_id, latest_checkpoint
+    from auditlog.protect.admin_log import hand_to_witnesses
 
-    with engine.connect() as conn:
-        try:
-            cp = latest_checkpoint(conn, get_log_id(conn, origin))
-        except NotFoundError:
-            return
-    if cp is not None:
-        witness_dir.mkdir(parents=True, exist_ok=True)
-        DirectoryWitness(witness_dir).submit(origin, cp.size, cp.note)
+    witness_dir.mkdir(parents=True, exist_ok=True)
+    hand_to_witnesses(engine, origin, [DirectoryWitness(witness_dir)])
 
 
 keyring_app = typer.Typer(help="Key-encryption keys of sealed payloads (local keyring file).")

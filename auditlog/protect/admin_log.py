@@ -7,16 +7,26 @@ covered by a signature as soon as it is committed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
+from auditlog.errors import NotFoundError
 from auditlog.ledger import Record, RecordKind, Signer
 from auditlog.recorder.sequencer import LogSequencer
-from auditlog.store import StoredCheckpoint, append_batch, register_key
+from auditlog.store import (
+    StoredCheckpoint,
+    append_batch,
+    get_log_id,
+    latest_checkpoint,
+    register_key,
+)
 
-__all__ = ["append_admin_record"]
+if TYPE_CHECKING:
+    from auditlog.recorder import Witness
+
+__all__ = ["append_admin_record", "hand_to_witnesses"]
 
 
 def append_admin_record(
@@ -38,3 +48,18 @@ def append_admin_record(
     stored_cp = StoredCheckpoint(size=cp.size, root=cp.root, note=note, ts=now_ns)
     append_batch(conn, seq.log_id, batch.records, batch.nodes, checkpoint=stored_cp)
     return record, note
+
+
+def hand_to_witnesses(engine: Engine, origin: str, witnesses: Sequence[Witness]) -> None:
+    """Hand the newest checkpoint of the administrative log ``origin`` to each witness (C10),
+    after the commit of the decision it covers (nothing to hand when the log is empty)."""
+    if not witnesses:
+        return
+    with engine.connect() as conn:
+        try:
+            checkpoint = latest_checkpoint(conn, get_log_id(conn, origin))
+        except NotFoundError:
+            return
+    if checkpoint is not None:
+        for witness in witnesses:
+            witness.submit(origin, checkpoint.size, checkpoint.note)

@@ -22,6 +22,7 @@ from auditlog.store.data_keys import (
     purge_freed_keys,
     read_data_key,
     read_data_keys,
+    request_tenants,
 )
 from auditlog.store.db import (
     close_engine,
@@ -90,6 +91,7 @@ __all__ = [
     "read_request",
     "register_key",
     "request_id_used",
+    "request_tenants",
     "retire_key",
     "upgrade",
 ]

@@ -1,0 +1,156 @@
+"""What holds and erasures a reader may see (C15, C16, C19): the decisions of the administrative
+logs, read back and narrowed to a set of tenants.
+
+Every erasure is an ``erasure`` record; every refused erasure an ``admin`` record
+``erase.refused``; both name their requests by ``(log, request_id)``. The tenant of each request
+is read from its ``request.start``. A reader scoped to tenants sees:
+
+- a hold only when every tenant its scope names (``tenant``, and the tenant of its
+  ``request_id``) is one of theirs and it names at least one: a hold on a principal or a time
+  range alone may concern any tenant (and a principal's name is itself personal data), so only
+  an unscoped reader (an admin) sees it;
+- an erasure or a refusal only when one of its requests is of their tenants, and of its requests
+  only those.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from sqlalchemy import Connection
+
+from auditlog.errors import FormatError
+from auditlog.ledger import RecordKind, parse_header
+from auditlog.protect.holds import Hold
+from auditlog.store import bodies_of_kind, request_tenants
+
+__all__ = [
+    "ErasureEntry",
+    "ErasureTarget",
+    "list_erasures",
+    "visible_erasures",
+    "visible_holds",
+]
+
+REFUSED = "erase.refused"
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureTarget:
+    """A request an erasure named: shredded, or (``because``) blocked."""
+
+    log: str
+    request_id: str
+    tenant: str | None
+    because: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureEntry:
+    """An erasure (``erased``) or a refused one (``refused``), as its signed record says."""
+
+    entry_id: str  # <origin>#<seq> of the record
+    outcome: Literal["erased", "refused"]
+    principal: str
+    reason: str
+    legal_basis: str
+    ts: int
+    targets: tuple[ErasureTarget, ...]
+
+
+def _named(header: dict[str, Any], member: str) -> list[dict[str, Any]]:
+    found = header.get(member)
+    return [t for t in found if isinstance(t, dict)] if isinstance(found, list) else []
+
+
+def _decisions(conn: Connection) -> list[tuple[str, str, dict[str, Any]]]:
+    """``(entry id, outcome, header)`` of every erasure and refusal, in no particular order."""
+    found: list[tuple[str, str, dict[str, Any]]] = []
+    for kind, outcome in ((RecordKind.ERASURE, "erased"), (RecordKind.ADMIN, "refused")):
+        for origin, seq, body in bodies_of_kind(conn, kind.value):
+            try:
+                header = parse_header(body)
+            except FormatError:
+                continue  # verify reports it; a list cannot show what it cannot read
+            if kind is RecordKind.ADMIN and header.get("action") != REFUSED:
+                continue
+            found.append((f"{origin}#{seq}", outcome, header))
+    return found
+
+
+def list_erasures(conn: Connection) -> list[ErasureEntry]:
+    """Every erasure and refused erasure in every log, oldest first, with each request's tenant."""
+    decisions = _decisions(conn)
+    named = [
+        str(t.get("request_id"))
+        for _, outcome, h in decisions
+        for t in _named(h, "erased" if outcome == "erased" else "refused")
+    ]
+    tenants = request_tenants(conn, named)
+    entries = []
+    for entry_id, outcome, h in decisions:
+        targets = tuple(
+            ErasureTarget(
+                log=str(t.get("log")),
+                request_id=str(t.get("request_id")),
+                tenant=tenants.get((str(t.get("log")), str(t.get("request_id")))),
+                because=None if outcome == "erased" else str(t.get("because")),
+            )
+            for t in _named(h, "erased" if outcome == "erased" else "refused")
+        )
+        entries.append(
+            ErasureEntry(
+                entry_id=entry_id,
+                outcome="erased" if outcome == "erased" else "refused",
+                principal=str(h.get("principal", "")),
+                reason=str(h.get("reason", "")),
+                legal_basis=str(h.get("legal_basis", "")),
+                ts=int(h.get("ts", 0)),
+                targets=targets,
+            )
+        )
+    return sorted(entries, key=lambda e: (e.ts, e.entry_id))
+
+
+def visible_erasures(
+    entries: Iterable[ErasureEntry], tenants: Collection[str] | None
+) -> list[ErasureEntry]:
+    """The entries a reader of ``tenants`` (None: every tenant) sees, narrowed to their requests."""
+    if tenants is None:
+        return list(entries)
+    shown = []
+    for entry in entries:
+        own = tuple(t for t in entry.targets if t.tenant is not None and t.tenant in tenants)
+        if own:
+            shown.append(replace(entry, targets=own))
+    return shown
+
+
+def _hold_tenants(hold: Hold, found: dict[str, set[str | None]]) -> set[str | None]:
+    named: set[str | None] = set()
+    if hold.scope.tenant is not None:
+        named.add(hold.scope.tenant)
+    if hold.scope.request_id is not None:
+        named |= found.get(hold.scope.request_id) or {None}  # unknown request: nobody's
+    return named
+
+
+def visible_holds(
+    conn: Connection, holds: Iterable[Hold], tenants: Collection[str] | None
+) -> list[Hold]:
+    """The holds a reader of ``tenants`` (None: every tenant) sees."""
+    holds = list(holds)
+    if tenants is None:
+        return holds
+    ids = [h.scope.request_id for h in holds if h.scope.request_id is not None]
+    found: dict[str, set[str | None]] = {}
+    for (_, request_id), tenant in request_tenants(conn, ids).items():
+        found.setdefault(request_id, set()).add(tenant)
+    shown = []
+    for hold in holds:
+        named = _hold_tenants(hold, found)
+        if named and all(t is not None and t in tenants for t in named):
+            shown.append(hold)
+    return shown
