@@ -20,7 +20,7 @@ from auditlog.store.db import create_db_engine, upgrade
 from .access import AccessLog, AccessLogUnavailable
 from .console import install_console
 from .deps import ApiState, AuditDep, KeyDep, status_of
-from .routes import logs, replay, requests, steps, tiles
+from .routes import logs, protect, replay, requests, steps, tiles
 from .settings import ApiSettings
 
 __all__ = ["create_app"]
@@ -81,6 +81,7 @@ def create_app(settings: ApiSettings, *, engine: Engine | None = None) -> FastAP
             else [],
         ),
         trusted=trusted,
+        admin_signer=settings.load_admin_signer(),
     )
 
     @asynccontextmanager
@@ -108,7 +109,14 @@ def create_app(settings: ApiSettings, *, engine: Engine | None = None) -> FastAP
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     # replay before requests: its ``.../replay`` route is more specific than the trail's
     # ``{request_id:path}``, for the 405 answers of other methods.
-    routers = (replay.router, requests.router, logs.router, steps.router, tiles.router)
+    routers = (
+        replay.router,
+        requests.router,
+        logs.router,
+        steps.router,
+        tiles.router,
+        protect.router,
+    )
     for router in routers:
         app.include_router(router)
     install_console(app)

@@ -17,7 +17,7 @@ from auditlog.errors import (
     NoCheckpointError,
     NotFoundError,
 )
-from auditlog.ledger import Verifier
+from auditlog.ledger import Signer, Verifier
 from auditlog.store.search import InvalidQueryError
 
 from .access import AccessLog
@@ -25,6 +25,7 @@ from .keys import ApiKey, AuthenticationError, Role, authenticate
 from .settings import ApiSettings
 
 __all__ = [
+    "AdminOnly",
     "AdminOrAuditor",
     "AdminOrOperator",
     "ApiState",
@@ -49,6 +50,7 @@ class ApiState:
     access_log: AccessLog
     trusted: list[Verifier]
     keyring: Any = None  # KeyProvider of the tenants' payload KEKs (C16), loaded on first use
+    admin_signer: Signer | None = None  # signs holds and erasures placed through the API
 
     def key_provider(self) -> Any:
         """The payload keyring of ``settings.api_keyring`` (None without one)."""
@@ -126,6 +128,7 @@ def _require(*roles: Role) -> object:
     return Depends(check)
 
 
+AdminOnly = Annotated[ApiKey, _require(Role.ADMIN)]
 AdminOrAuditor = Annotated[ApiKey, _require(Role.AUDITOR, Role.ADMIN)]
 AdminOrOperator = Annotated[ApiKey, _require(Role.OPERATOR, Role.ADMIN)]
 
@@ -174,9 +177,10 @@ class Audit:
         )
 
     @contextmanager
-    def reading(self, *request_ids: str) -> Iterator[AccessScope]:
-        """Run a read; commit its access record with the status it will answer, then let the
-        answer (or the error) go. A failed commit replaces the answer by 503."""
+    def reading(self, *request_ids: str, ok: int = status.HTTP_200_OK) -> Iterator[AccessScope]:
+        """Run a read (or a write answering ``ok``); commit its access record with the status it
+        will answer, then let the answer (or the error) go. A failed commit replaces the answer
+        by 503."""
         scope = AccessScope(list(request_ids))
         try:
             yield scope
@@ -188,7 +192,7 @@ class Audit:
             # same status: status_of).
             self.commit(scope.request_ids, status_of(exc))
             raise
-        self.commit(scope.request_ids, status.HTTP_200_OK)
+        self.commit(scope.request_ids, ok)
 
 
 def get_audit(

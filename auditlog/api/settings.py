@@ -46,6 +46,12 @@ class ApiSettings(BaseSettings):
         default=None,
         description="witness directory that receives every access-log checkpoint (C10)",
     )
+    api_admin_signing_key: Path | None = Field(
+        default=None,
+        description="file with the private note key of the administrative log that records "
+        "holds and erasures placed through the API (C15, C16; its name is the log's origin); "
+        "without it those writes answer 503",
+    )
     api_default_page_size: int = Field(default=50, ge=1, le=MAX_PAGE_SIZE)
     api_max_page_size: int = Field(default=200, ge=1, le=MAX_PAGE_SIZE)
     api_replay_model_dir: Path | None = Field(
@@ -57,15 +63,27 @@ class ApiSettings(BaseSettings):
 
     def load_signer(self) -> Signer:
         """The access log's signing key, from ``api_signing_key``."""
-        try:
-            text = self.api_signing_key.read_text(encoding="ascii").strip()
-        except (OSError, UnicodeDecodeError) as exc:
+        return _load_key(self.api_signing_key, "API signing key")
+
+    def load_admin_signer(self) -> Signer | None:
+        """The administrative log's signing key, from ``api_admin_signing_key`` (None: unset)."""
+        if self.api_admin_signing_key is None:
+            return None
+        signer = _load_key(self.api_admin_signing_key, "API admin signing key")
+        if signer.name == self.api_origin:
             raise ConfigurationError(
-                f"cannot read API signing key {self.api_signing_key}: {exc}"
-            ) from exc
-        try:
-            return Signer.from_key_string(text)
-        except FormatError as exc:
-            raise ConfigurationError(
-                f"API signing key {self.api_signing_key} is not a private note key: {exc}"
-            ) from exc
+                f"the API admin signing key is named {signer.name!r}, the access log's origin; "
+                "the administrative log needs a key of its own name"
+            )
+        return signer
+
+
+def _load_key(path: Path, what: str) -> Signer:
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"cannot read {what} {path}: {exc}") from exc
+    try:
+        return Signer.from_key_string(text)
+    except FormatError as exc:
+        raise ConfigurationError(f"{what} {path} is not a private note key: {exc}") from exc

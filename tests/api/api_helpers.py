@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -21,6 +22,8 @@ from auditlog.synthetic import SyntheticEngine, Truth
 
 ENGINE_ORIGIN = "test.example/engine"
 API_ORIGIN = "test.example/api-access"
+#: Origin of the administrative log the API writes holds and erasures to (its key's name).
+ADMIN_ORIGIN = "test.example/api-admin"
 #: A prompt that must come out escaped in HTML and intact in JSON.
 HOSTILE_PROMPT = '<script>alert("x")</script> & \u00e9 \n\t\u0001'
 
@@ -66,12 +69,24 @@ class World:
 
 
 def record_traffic(
-    db_url: str, signer: Signer, spool: Path, *, n_requests: int, id_prefix: str = "req"
+    db_url: str,
+    signer: Signer,
+    spool: Path,
+    *,
+    n_requests: int,
+    id_prefix: str = "req",
+    key_provider: Any = None,
 ) -> SyntheticEngine:
-    """Record ``n_requests`` interleaved requests of 3 tenants; the first has a hostile prompt."""
+    """Record ``n_requests`` interleaved requests of 3 tenants; the first has a hostile prompt.
+    With ``key_provider`` (a keyring) the payloads are sealed (C16)."""
     synthetic = SyntheticEngine(seed=11, tenants=3, prefix=id_prefix)
     with AuditRecorder.open(
-        db_url, origin=ENGINE_ORIGIN, signers=[signer], spool_path=spool, checkpoint_every=50
+        db_url,
+        origin=ENGINE_ORIGIN,
+        signers=[signer],
+        spool_path=spool,
+        checkpoint_every=50,
+        key_provider=key_provider,
     ) as recorder:
         first = synthetic.start()
         recorder.record(dataclasses.replace(first, prompt_text=HOSTILE_PROMPT))
@@ -81,12 +96,34 @@ def record_traffic(
 
 
 def build_world(
-    db_url: str, tmp_path: Path, *, n_requests: int = 12, id_prefix: str = "req"
+    db_url: str,
+    tmp_path: Path,
+    *,
+    n_requests: int = 12,
+    id_prefix: str = "req",
+    sealed: bool = False,
 ) -> World:
+    """``sealed``: payloads sealed under a keyring the API holds, and an administrative key
+    (origin ``ADMIN_ORIGIN``) for holds and erasures placed through the API (C15, C16)."""
     engine_signer = fixed_signer(ENGINE_ORIGIN)
     api_signer = fixed_signer(API_ORIGIN)
+    extra: dict[str, Any] = {}
+    key_provider = None
+    if sealed:
+        from auditlog.crypto import LocalKeyring, create_keyring
+
+        keyring = create_keyring(tmp_path / "keyring.json")
+        key_provider = LocalKeyring.load(keyring)
+        admin_key = tmp_path / "admin.key"
+        admin_key.write_text(fixed_signer(ADMIN_ORIGIN).key_string + "\n")
+        extra = {"api_keyring": keyring, "api_admin_signing_key": admin_key}
     synthetic = record_traffic(
-        db_url, engine_signer, tmp_path / "spool.jsonl", n_requests=n_requests, id_prefix=id_prefix
+        db_url,
+        engine_signer,
+        tmp_path / "spool.jsonl",
+        n_requests=n_requests,
+        id_prefix=id_prefix,
+        key_provider=key_provider,
     )
     key_file = tmp_path / "api.key"
     key_file.write_text(api_signer.key_string + "\n")
@@ -95,6 +132,7 @@ def build_world(
         api_origin=API_ORIGIN,
         api_signing_key=key_file,
         api_trusted_keys=[engine_signer.verifier_key],
+        **extra,
     )
     engine = create_db_engine(db_url)
     tokens: dict[str, str] = {}
