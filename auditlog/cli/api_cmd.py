@@ -25,6 +25,14 @@ def api(
         Path | None,
         typer.Option(help="access log private key file (default: AUDITLOG_API_SIGNING_KEY)"),
     ] = None,
+    admin_signing_key: Annotated[
+        Path | None,
+        typer.Option(
+            help="private key file of the administrative log of holds and erasures placed "
+            "through the API (default: AUDITLOG_API_ADMIN_SIGNING_KEY; without one they answer "
+            "503)"
+        ),
+    ] = None,
     migrate: Annotated[bool, typer.Option(help="migrate the database to head first")] = False,
 ) -> None:
     """Serve the auditor API and its console at /console (one process: it is the single writer
@@ -39,8 +47,11 @@ def api(
         overrides["api_origin"] = origin
     if signing_key is not None:
         overrides["api_signing_key"] = signing_key
+    if admin_signing_key is not None:
+        overrides["api_admin_signing_key"] = admin_signing_key
     settings = load_api_settings(**overrides)
     settings.load_signer()  # a missing or malformed key fails here, before anything is opened
+    settings.load_admin_signer()
     if not migrate:
         require_auditlog_database(settings.db_url)
 

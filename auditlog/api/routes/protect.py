@@ -16,7 +16,7 @@ included, is preceded by a committed access record (C18).
 from __future__ import annotations
 
 import threading
-from typing import Annotated
+from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, HTTPException, Path, status
@@ -40,6 +40,7 @@ from auditlog.protect.admin_log import hand_to_witnesses
 
 from ..deps import AdminOnly, AdminOrAuditor, ApiState, AuditDep, ConnDep, StateDep
 from ..keys import ApiKey, Role
+from ..schemas import ErrorPublic
 from ..schemas_protect import (
     ErasureList,
     ErasureOrderIn,
@@ -59,9 +60,16 @@ __all__ = ["erasure_public", "hold_public", "router"]
 router = APIRouter(prefix="/v1", tags=["holds and erasures"], responses=ERROR_RESPONSES)
 
 RecordId = Annotated[str, Path(min_length=1, max_length=300, description="<log>#<seq>")]
-_WRITE_ERRORS = {
-    409: {"description": "the erasure is refused (a hold or a legal retention period)"},
-    503: {"description": "no administrative key is configured, or no access record"},
+_WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
+    409: {
+        "model": ErrorPublic,
+        "description": "the erasure is refused (a hold or a legal retention period covers a "
+        "request); the refusal is a signed record",
+    },
+    503: {
+        "model": ErrorPublic,
+        "description": "no administrative signing key is configured, or no access record",
+    },
 }
 log = structlog.get_logger("auditlog.api.protect")
 #: One administrative write at a time from this process (the log has one sequence).
