@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request, status
+from fastapi import FastAPI, HTTPException, Request, Response, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
@@ -146,6 +149,13 @@ def create_app(settings: ApiSettings, *, engine: Engine | None = None) -> FastAP
     @app.exception_handler(AuditlogError)
     async def _auditlog_error(_r: Request, exc: AuditlogError) -> JSONResponse:
         return _error(status_of(exc), str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_r: Request, exc: RequestValidationError) -> Response:
+        # FastAPI's own answer, ASCII-escaped: an input echoed back may hold a lone surrogate
+        # (JSON bodies can carry one), which UTF-8 cannot encode.
+        body = json.dumps({"detail": jsonable_encoder(exc.errors())}, ensure_ascii=True)
+        return Response(body, status.HTTP_422_UNPROCESSABLE_ENTITY, media_type="application/json")
 
     @app.exception_handler(AccessLogUnavailable)
     async def _unavailable(_r: Request, _exc: AccessLogUnavailable) -> JSONResponse:

@@ -6,7 +6,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from auditlog.store.search import MAX_SQL_INT
 
@@ -28,8 +34,21 @@ MAX_TEXT = 1000
 #: Most request ids one erasure order may name.
 MAX_ERASE_IDS = 100
 
-Name = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"\S")]
-Text = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT, pattern=r"\S")]
+
+#: A name: printable (no control character, which PostgreSQL text cannot all hold), not blank.
+Name = Annotated[
+    str,
+    StringConstraints(
+        min_length=1,
+        max_length=255,
+        pattern=r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$",
+    ),
+]
+#: A reason: any text but NUL, not blank.
+Text = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_TEXT, pattern=r"^[^\x00]*[^\s\x00][^\x00]*$"),
+]
 Nanos = Annotated[int, Field(ge=0, le=MAX_SQL_INT, description="ns since the Unix epoch, UTC")]
 
 

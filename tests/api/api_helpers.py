@@ -103,20 +103,20 @@ def build_world(
     id_prefix: str = "req",
     sealed: bool = False,
 ) -> World:
-    """``sealed``: payloads sealed under a keyring the API holds, and an administrative key
-    (origin ``ADMIN_ORIGIN``) for holds and erasures placed through the API (C15, C16)."""
+    """The API signs holds and erasures with an administrative key (origin ``ADMIN_ORIGIN``);
+    ``sealed``: payloads sealed under a keyring the API holds (C16)."""
     engine_signer = fixed_signer(ENGINE_ORIGIN)
     api_signer = fixed_signer(API_ORIGIN)
-    extra: dict[str, Any] = {}
+    admin_key = tmp_path / "admin.key"
+    admin_key.write_text(fixed_signer(ADMIN_ORIGIN).key_string + "\n")
+    extra: dict[str, Any] = {"api_admin_signing_key": admin_key}
     key_provider = None
     if sealed:
         from auditlog.crypto import LocalKeyring, create_keyring
 
         keyring = create_keyring(tmp_path / "keyring.json")
         key_provider = LocalKeyring.load(keyring)
-        admin_key = tmp_path / "admin.key"
-        admin_key.write_text(fixed_signer(ADMIN_ORIGIN).key_string + "\n")
-        extra = {"api_keyring": keyring, "api_admin_signing_key": admin_key}
+        extra["api_keyring"] = keyring
     synthetic = record_traffic(
         db_url,
         engine_signer,
