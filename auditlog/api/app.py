@@ -155,7 +155,7 @@ def create_app(settings: ApiSettings, *, engine: Engine | None = None) -> FastAP
         # FastAPI's own answer, ASCII-escaped: an input echoed back may hold a lone surrogate
         # (JSON bodies can carry one), which UTF-8 cannot encode.
         body = json.dumps({"detail": jsonable_encoder(exc.errors())}, ensure_ascii=True)
-        return Response(body, status.HTTP_422_UNPROCESSABLE_ENTITY, media_type="application/json")
+        return Response(body, 422, media_type="application/json")
 
     @app.exception_handler(AccessLogUnavailable)
     async def _unavailable(_r: Request, _exc: AccessLogUnavailable) -> JSONResponse:
