@@ -17,9 +17,10 @@ def install_console(app: FastAPI) -> None:
     from .pages import ConsoleState
     from .routes_admin import router as admin_router
     from .routes_auth import router as auth_router
+    from .routes_protect import router as protect_router
     from .routes_reads import router as reads_router
     from .session import SessionStore
 
     app.state.console = ConsoleState(sessions=SessionStore())
-    for router in (auth_router, reads_router, admin_router):
+    for router in (auth_router, reads_router, admin_router, protect_router):
         app.include_router(router)
