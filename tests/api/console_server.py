@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from api_helpers import API_ORIGIN, ENGINE_ORIGIN, fixed_signer, record_traffic
+from api_helpers import ADMIN_ORIGIN, API_ORIGIN, ENGINE_ORIGIN, fixed_signer, record_traffic
 
 from auditlog.api import Role
 from auditlog.api.keys import create_key
@@ -82,11 +82,26 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str) -> None:
 
 
 @contextmanager
-def console_server(db_url: str, tmp_path: Path, *, n_requests: int = 12) -> Iterator[ConsoleServer]:
-    """Record traffic, issue keys, run ``python -m auditlog api`` on a free port."""
+def console_server(
+    db_url: str, tmp_path: Path, *, n_requests: int = 12, sealed: bool = False
+) -> Iterator[ConsoleServer]:
+    """Record traffic, issue keys, run ``python -m auditlog api`` on a free port. ``sealed``:
+    payloads sealed under a keyring the API holds (C16); the API always has an administrative
+    key (origin ``ADMIN_ORIGIN``) for holds and erasures."""
     engine_signer, api_signer = fixed_signer(ENGINE_ORIGIN), fixed_signer(API_ORIGIN)
+    key_provider, keyring_env = None, {}
+    if sealed:
+        from auditlog.crypto import LocalKeyring, create_keyring
+
+        keyring = create_keyring(tmp_path / "keyring.json")
+        key_provider = LocalKeyring.load(keyring)
+        keyring_env = {"AUDITLOG_API_KEYRING": str(keyring)}
     synthetic = record_traffic(
-        db_url, engine_signer, tmp_path / "spool.jsonl", n_requests=n_requests
+        db_url,
+        engine_signer,
+        tmp_path / "spool.jsonl",
+        n_requests=n_requests,
+        key_provider=key_provider,
     )
     tokens: dict[str, str] = {}
     key_ids: dict[str, str] = {}
@@ -96,20 +111,25 @@ def console_server(db_url: str, tmp_path: Path, *, n_requests: int = 12) -> Iter
             ("admin", Role.ADMIN, []),
             ("operator", Role.OPERATOR, []),
             ("auditor0", Role.AUDITOR, ["tenant-0"]),
+            ("auditor1", Role.AUDITOR, ["tenant-1"]),
         ):
             issued = create_key(conn, role=role, tenants=tenants, label=f"{who} (test)")
             tokens[who], key_ids[who] = issued.token, issued.key.id
     engine.dispose()
     key_file = tmp_path / "api.key"
     key_file.write_text(api_signer.key_string + "\n")
+    admin_key_file = tmp_path / "admin.key"
+    admin_key_file.write_text(fixed_signer(ADMIN_ORIGIN).key_string + "\n")
     port = _free_port()
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
         "AUDITLOG_API_TRUSTED_KEYS": orjson.dumps([engine_signer.verifier_key]).decode(),
+        **keyring_env,
     }
     command = [sys.executable, "-m", "auditlog", "api", "--host", "127.0.0.1", "--port", str(port)]
     command += ["--db", db_url, "--origin", API_ORIGIN, "--signing-key", str(key_file)]
+    command += ["--admin-signing-key", str(admin_key_file)]
     log = (tmp_path / "api.log").open("wb")
     proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}"

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from api_helpers import API_ORIGIN, HOSTILE_PROMPT
-from console_server import ConsoleServer, chromium_or_skip, console_server, screenshot_dir
+from console_server import ConsoleServer, console_server, screenshot_dir
 
 from auditlog.bundle import verify_bundle
 from auditlog.ledger import parse_header
@@ -42,19 +42,6 @@ LETTERS = {"target": "T", "draft_accepted": "D", "target_recovered": "R", "bonus
 def server(db_url: str, tmp_path: Path) -> Iterator[ConsoleServer]:
     with console_server(db_url, tmp_path) as running:
         yield running
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    chromium = chromium_or_skip()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(chromium), args=["--no-sandbox", "--disable-gpu"]
-        )
-        yield launched
-        launched.close()
 
 
 def _sign_in(browser: Any, server: ConsoleServer, who: str) -> Any:
