@@ -104,7 +104,8 @@ def create_app(settings: ApiSettings, *, engine: Engine | None = None) -> FastAP
         description=(
             "Read access to per-request audit trails of LLM inference: search, trails, "
             "inclusion and consistency proofs, signed checkpoints, evidence bundles. Every "
-            "read is itself recorded in the API's own access log before it is answered."
+            "read is itself recorded in the API's own access log before it is answered. Admins "
+            "place and release legal holds and order erasures, each a signed record."
         ),
         lifespan=lifespan,
     )
