@@ -166,3 +166,21 @@ def test_auditors_see_only_their_tenants_holds_and_erasures(sealed_world: World)
     operator = _client(world, "operator")
     assert operator.get("/console/holds").status_code == 403
     assert operator.get("/console/erasures").status_code == 403
+
+
+def test_a_form_replayed_after_sign_out_writes_nothing(sealed_world: World) -> None:
+    """An attacker replaying an admin's captured form post (cookie and CSRF token) after the
+    admin signed out is sent to the sign-in form; no hold is placed, no access record names it."""
+    world = sealed_world
+    admin = _client(world, "admin")
+    csrf = csrf_of(admin.get("/console/holds").text)
+    cookies = dict(admin.cookies)
+    assert admin.post("/console/sign-out", data={"csrf_token": csrf}).status_code == 200
+    replayed = TestClient(world.app, cookies=cookies).post(
+        "/console/holds",
+        data={"csrf_token": csrf, "tenant": "tenant-0", "reason": "r"},
+        follow_redirects=False,
+    )
+    assert replayed.status_code == 303 and replayed.headers["location"] == "/console/sign-in"
+    assert _decisions(world) == 0
+    assert ("POST /console/holds", 201) not in _access(world, "admin")
