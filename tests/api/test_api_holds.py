@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from auditlog.api import ApiSettings, create_app
 from auditlog.errors import ConfigurationError
-from auditlog.ledger import parse_header
+from auditlog.ledger import DirectoryWitness, parse_header
 from auditlog.store import bodies_of_kind, read_data_key
 from auditlog.store.ledger_store import get_log_id, iter_records
 from auditlog.verifier import verify_database
@@ -311,6 +311,32 @@ def test_without_an_admin_key_writes_answer_503_and_reads_still_work(
             ApiSettings(**{**world.settings.model_dump(), "api_admin_signing_key": clash}),
             engine=world.engine,
         )
+
+
+def test_each_decision_checkpoint_goes_to_the_apis_witness(
+    sealed_world: World, tmp_path: Path
+) -> None:
+    """C10, C15, C16: the checkpoint over each hold, refusal and erasure goes to the API's
+    witness directory after its commit, so a rewrite of the administrative log is caught."""
+    world = sealed_world
+    witness = tmp_path / "witness"
+    settings = world.settings.model_copy(update={"api_witness_dir": witness})
+    own = world.request_of("tenant-0")
+    with TestClient(create_app(settings, engine=world.engine)) as client:
+        headers = world.headers("admin")
+        body = {"scope": {"request_id": own}, "reason": "case 7"}
+        hold_id = client.post("/v1/holds", json=body, headers=headers).json()["id"]
+        order = {"request_ids": [own], "reason": "r", "legal_basis": "b"}
+        assert client.post("/v1/erasures", json=order, headers=headers).status_code == 409
+        release = _url("holds", hold_id, "/release")
+        assert client.post(release, json={"reason": "r"}, headers=headers).status_code == 200
+        assert client.post("/v1/erasures", json=order, headers=headers).status_code == 201
+    assert DirectoryWitness(witness).sizes(ADMIN_ORIGIN) == [1, 2, 3, 4]
+    keys = [world.engine_signer.verifier_key, world.api_signer.verifier_key]
+    report = verify_database(
+        world.db_url, keys=[*keys, fixed_signer(ADMIN_ORIGIN).verifier_key], witness_dir=witness
+    )
+    assert report.ok, report.findings
 
 
 def test_openapi_types_the_hold_and_erasure_routes(sealed_world: World) -> None:

@@ -26,6 +26,7 @@ from auditlog.ledger import Signer
 from auditlog.protect import (
     ErasureEntry,
     ErasureOrder,
+    ErasureRefusedError,
     Hold,
     HoldScope,
     erase,
@@ -250,10 +251,12 @@ def order_erasure(
         try:
             with _WRITES:
                 result = erase(state.engine, order, signer=signer)
+        except ErasureRefusedError:  # a refusal is a signed record too
+            _witness(state, signer)
+            raise
         except ConfigurationError as exc:  # an order protect cannot carry out as given
             raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
-        finally:  # a refusal is a signed record too
-            _witness(state, signer)
+        _witness(state, signer)
         entry_id = f"{result.origin}#{result.seq}"
         entry = next(e for e in list_erasures(conn) if e.entry_id == entry_id)
         access.request_ids[:] = [t.request_id for t in entry.targets]
