@@ -441,3 +441,37 @@ def test_as_a_process_exit_2_one_line_no_traceback(tmp_path: Path, argv: list[st
 def test_version() -> None:
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0 and result.stdout.startswith("auditlog ")
+
+
+def test_api_refuses_an_unusable_admin_signing_key_before_starting(good: Good) -> None:
+    """C15, C16: a missing or malformed ``--admin-signing-key``, or one named like the access
+    log (one writer per log), is exit 2 with one line, before anything is opened."""
+
+    def args_with(admin: str) -> Callable[[Path], list[str]]:
+        def args(work: Path) -> list[str]:
+            key = work / "api.key"
+            key.write_text(Signer.generate("api.example/access").key_string + "\n")
+            (work / "bad.key").write_text("not a key\n")
+            admin_key = {"same": str(key), "bad": str(work / "bad.key")}.get(admin, admin)
+            return [
+                "api",
+                "--db",
+                str(good.db),
+                "--origin",
+                "api.example/access",
+                "--signing-key",
+                str(key),
+                "--admin-signing-key",
+                admin_key,
+                "--port",
+                "1",
+            ]
+
+        return args
+
+    for admin, message in (
+        ("missing.key", "cannot read API admin signing key"),
+        ("bad", "is not a private note key"),
+        ("same", "the administrative log needs a key of its own name"),
+    ):
+        assert message in _assert_refused(good, args_with(admin), {}), admin
