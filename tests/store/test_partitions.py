@@ -94,9 +94,7 @@ def test_partitions_exist_in_the_catalog(filled: str) -> None:
                 ).all()
             )
             # the rows of the three logs are spread over more than one partition
-            used = conn.exec_driver_sql(
-                "SELECT count(DISTINCT tableoid) FROM records"
-            ).scalar_one()
+            used = conn.exec_driver_sql("SELECT count(DISTINCT tableoid) FROM records").scalar_one()
     finally:
         engine.dispose()
     assert set(found) == set(LEDGER_TABLES) == set(strategies)
@@ -133,7 +131,10 @@ def test_every_partition_refuses_changes(filled: str, table: str) -> None:
         with engine.connect() as conn:
             before = conn.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar_one()
             parts = ledger_partitions(conn)[table]
-        assert before > 0 or table in ("cosignatures", "timestamps")  # statement triggers fire anyway
+        assert before > 0 or table in (
+            "cosignatures",
+            "timestamps",
+        )  # statement triggers fire anyway
         for target in (table, *parts):
             for sql in (
                 f"UPDATE {target} SET log_id = log_id",
