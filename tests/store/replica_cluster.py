@@ -2,7 +2,8 @@
 
 ``streaming_replica(primary_url)`` copies the primary's cluster into a new directory (``-R -X
 stream``: a standby that follows the primary), starts it on its own port and socket directory,
-yields the URL of the same database on the replica, and stops and removes it afterwards.
+yields the URL of the same database on the replica, and stops and removes it afterwards, with
+the replication slot that kept the primary's WAL for it.
 
 Replication connections must be allowed by the primary's ``pg_hba.conf``. When they are not and
 the test runs as root (as CI does), the line ``local replication all trust`` is appended to that
@@ -17,6 +18,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -94,6 +96,7 @@ def streaming_replica(primary_url: str, bin_dir: Path) -> Iterator[str]:
     host = host if isinstance(host, str) else host[0]
     port = str(url.port or 5432)
     root = Path(tempfile.mkdtemp(prefix="auditlog-replica-"))
+    slot = f"auditlog_test_{uuid.uuid4().hex[:12]}"
     data, sockets = root / "data", root / "run"
     sockets.mkdir()
     if os.geteuid() == 0:
@@ -106,7 +109,11 @@ def streaming_replica(primary_url: str, bin_dir: Path) -> Iterator[str]:
     try:
         # the replica streams from the primary for its whole life: replication stays allowed
         with _replication_allowed(primary_url, probe):
-            done = _run([*basebackup, "-D", str(data), "-R", "-X", "stream", "-c", "fast", "-N"])
+            # a slot keeps the WAL the replica still needs, however far the primary runs ahead
+            slot_args = ["-C", "-S", slot]
+            done = _run(
+                [*basebackup, "-D", str(data), "-R", "-X", "stream", "-c", "fast", "-N", *slot_args]
+            )
             if done.returncode != 0:
                 raise RuntimeError(f"pg_basebackup failed: {done.stderr.strip()}")
             _add_config(data)
@@ -127,6 +134,11 @@ def streaming_replica(primary_url: str, bin_dir: Path) -> Iterator[str]:
             finally:
                 _run([pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"])
     finally:
+        _admin_sql(
+            primary_url,
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+            f"WHERE slot_name = '{slot}'",
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 

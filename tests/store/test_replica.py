@@ -31,7 +31,7 @@ from typer.testing import CliRunner
 from auditlog.api import ApiSettings, Role, create_app
 from auditlog.api.keys import create_key
 from auditlog.cli import app as cli
-from auditlog.ledger import Signer
+from auditlog.ledger import DirectoryWitness, Signer
 from auditlog.ledger.report import PENDING_SUFFIX
 from auditlog.recorder import AuditRecorder
 from auditlog.store.db import create_db_engine, normalize_url, upgrade
@@ -42,7 +42,7 @@ pytestmark = pytest.mark.postgres
 
 ORIGIN = "replica.example/engine"
 API_ORIGIN = "replica.example/api-access"
-CATCH_UP_S = 30.0
+CATCH_UP_S = 120.0  # the replica replays the whole cluster's WAL, other tests' too
 #: Records of the engine's log (the API's access log, on the primary, grows with every read).
 ENGINE_RECORDS = (
     f"SELECT count(*) FROM records JOIN logs ON logs.id = records.log_id WHERE origin = '{ORIGIN}'"
@@ -109,6 +109,28 @@ def _check_replica_verdict(replica: str, signer: Signer) -> tuple[int, int | Non
     return report.records, report.anchored.get(ORIGIN)
 
 
+def _check_witnessed_lag(primary: str, replica: str, signer: Signer, witness: Path) -> None:
+    """C10 against a lagging standby: the witness holds a checkpoint the replica lacks. Read as
+    an ordinary database, that is a rollback (failed): the detection stays as strong as on the
+    primary. Read with ``standby=True`` (the database must be in recovery), it is a pending tail:
+    unproven, never failed, never intact."""
+    key = signer.verifier_key
+    plain = verify_database(replica, keys=[key], witness_dir=witness, origin=ORIGIN)
+    assert plain.verdict == "failed"
+    assert "witness.rollback" in {str(f.code) for f in plain.findings}
+    lagging = verify_database(replica, keys=[key], witness_dir=witness, origin=ORIGIN, standby=True)
+    assert lagging.ok, lagging.findings
+    assert lagging.verdict == "unproven"
+    reasons = lagging.logs[0].unproven
+    assert any("not yet replicated" in r for r in reasons), reasons
+    assert all(r.endswith(PENDING_SUFFIX) for r in reasons), reasons
+    args = ["verify", "--db", replica, "--key", key, "--witness-dir", str(witness)]
+    assert CliRunner().invoke(cli, [*args, "--standby"]).exit_code == 3
+    primary_args = ["verify", "--db", primary, "--key", key, "--standby"]
+    refused = CliRunner().invoke(cli, primary_args)
+    assert refused.exit_code == 2 and "not a standby" in refused.output, refused.output
+
+
 def _api(primary: str, replica: str, signer: Signer, tmp_path: Path) -> tuple[TestClient, str]:
     key_file = tmp_path / "api.key"
     key_file.write_text(Signer.generate(API_ORIGIN).key_string + "\n")
@@ -131,6 +153,7 @@ def test_replica_serves_api_and_verify_while_primary_commits(
 ) -> None:
     primary, replica = cluster
     signer = Signer.generate(ORIGIN)
+    witness = tmp_path / "witness"
     synthetic = SyntheticEngine(seed=7)
     events = synthetic.run(60)
     recorder = AuditRecorder.open(
@@ -140,6 +163,7 @@ def test_replica_serves_api_and_verify_while_primary_commits(
         spool_path=tmp_path / "spool.jsonl",
         checkpoint_every=40,
         migrate=False,
+        witnesses=[DirectoryWitness(witness)],
     )
 
     def write(batch: list[object]) -> None:
@@ -172,6 +196,7 @@ def test_replica_serves_api_and_verify_while_primary_commits(
         assert _check_replica_verdict(replica, signer) == (before, anchored_before)
         run = CliRunner().invoke(cli, ["verify", "--db", replica, "--key", signer.verifier_key])
         assert run.exit_code in (0, 3), run.output  # intact or pending, never 1 (failed)
+        _check_witnessed_lag(primary, replica, signer, witness)
         logs = client.get("/v1/logs", headers=headers).json()
         assert {log["origin"]: log["checkpoint_size"] for log in logs}[ORIGIN] == anchored_before
         for request_id in list(synthetic.truth)[:5]:
@@ -186,6 +211,13 @@ def test_replica_serves_api_and_verify_while_primary_commits(
         assert _caught_up(primary, replica) == primary_size
     size, _ = _check_replica_verdict(replica, signer)
     assert size == primary_size
+    caught_up = verify_database(
+        replica, keys=[signer.verifier_key], witness_dir=witness, origin=ORIGIN, standby=True
+    )
+    on_primary = verify_database(
+        primary, keys=[signer.verifier_key], witness_dir=witness, origin=ORIGIN
+    )
+    assert caught_up.verdict == on_primary.verdict == "intact", caught_up.logs[0].unproven
     # The API's access log went to the primary (the replica is read-only), one record per read.
     assert _count(primary, "SELECT count(*) FROM logs WHERE origin = '" + API_ORIGIN + "'") == 1
     with pytest.raises(DBAPIError, match="read-only transaction"):
