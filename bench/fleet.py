@@ -1,7 +1,8 @@
 """Fleet benchmark: N processes, each an engine writing its own log, into one PostgreSQL database.
 
 Run: ``python bench/fleet.py [--writers 8] [--records 10000] [--source synthetic|engine]
-[--partitions P] [--repeat 3] [--pg URL]`` (or ``auditlog bench fleet ...``).
+[--partitions P] [--max-batch-events E] [--pace S] [--repeat 3] [--pg URL]`` (or ``auditlog bench
+fleet ...``).
 
 Each of the N processes prepares its engine's events before the clock starts: ``synthetic``
 (the synthetic engine, 64 concurrent requests, speculative steps of 1-5 tokens) or ``engine`` (the
@@ -17,6 +18,11 @@ and the p50/p99 commit latency (one transaction, from BEGIN to the return of COM
 writers), for both, and the ratio. ``--partitions P`` migrates both databases with the ledger
 tables partitioned by log (``auditlog db upgrade --partitions P``). The recorder and the raw runs
 alternate in order from one repetition to the next.
+
+By default every writer records as fast as it can (saturated: each commit carries up to the
+recorder's ``max_batch_events``). ``--pace S`` feeds each recorder S engine steps per second, as a
+serving engine would: its commits then follow the group-commit interval and the commit latency is
+that of a fleet below saturation; the raw baseline still runs unpaced (its rate is the ceiling).
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from typing import Any
 
 from sqlalchemy import Engine, event, text
 
-from auditlog.events import Event
+from auditlog.events import BatchStep, Event
 from auditlog.ledger import Signer
 from auditlog.recorder import AuditRecorder
 from auditlog.store import create_db_engine, upgrade
@@ -95,7 +101,7 @@ def timed_commits(engine: Engine) -> list[float]:
 
 
 def record_worker(
-    barrier: Any, url: str, i: int, source: str, n: int, spool: str, batch_events: int
+    barrier: Any, url: str, i: int, source: str, n: int, spool: str, batch_events: int, pace: float
 ) -> dict:
     events = make_events(n) if source == "synthetic" else engine_events(n, i)
     engine = create_db_engine(url)
@@ -110,7 +116,11 @@ def record_worker(
     )
     barrier.wait()
     t0 = time.perf_counter()
+    steps = 0
     for item in events:
+        if pace and isinstance(item, BatchStep):  # an engine emitting ``pace`` steps per second
+            steps += 1
+            time.sleep(max(0.0, t0 + steps / pace - time.perf_counter()))
         recorder.record(item)
     recorder.close(timeout=None)  # a saturated 2-core machine drains slowly
     t1 = time.perf_counter()
@@ -213,7 +223,7 @@ def one_round(
     (rec_url, drop_rec), (raw_url, drop_raw) = fresh_database(args), fresh_database(args)
     spools = [str(tmp / f"spool-{round_no}-{i}") for i in range(args.writers)]
     rec_args = [
-        (rec_url, i, args.source, args.records, spools[i], args.max_batch_events)
+        (rec_url, i, args.source, args.records, spools[i], args.max_batch_events, args.pace)
         for i in range(args.writers)
     ]
 
@@ -252,6 +262,12 @@ def main() -> None:
     )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
+        "--pace",
+        type=float,
+        default=0.0,
+        help="engine steps per second per writer (default: as fast as possible, saturated)",
+    )
+    parser.add_argument(
         "--pg",
         default=os.environ.get(
             "AUDITLOG_TEST_PG_URL", "postgresql+psycopg://root@/test?host=/var/run/postgresql"
@@ -266,6 +282,7 @@ def main() -> None:
     print(
         f"fleet: {args.writers} writers, {args.source} events, ~{args.records:,} records each, "
         f"partitions {args.partitions or 'none'}, max {args.max_batch_events} events per commit, "
+        f"{f'{args.pace:g} steps/s per writer' if args.pace else 'saturated'}, "
         f"{os.cpu_count()} CPUs, median of {args.repeat}"
     )
     for kind in ("recorder", "raw"):
