@@ -7,8 +7,8 @@ records on the primary while reading the replica. Replication lag is never a fai
 primary, so verify says intact up to the replica's last checkpoint and reports records after it as
 a pending tail (C10, C21); the API shows a trail as anchored or pending, never failed. Against a
 witness that saw newer checkpoints, ``verify --standby`` reports the lag as pending, while the
-same replica read as an ordinary database is a rollback (C10 stays as strict as on the primary). The API's
-own access log (C18) and its keys stay on the primary: a replica cannot be written.
+same replica read as an ordinary database is a rollback (C10 stays as strict as on the primary).
+The API's own access log (C18) and its keys stay on the primary: a replica cannot be written.
 
 Skipped only where the PostgreSQL server tools are not installed and CI is not set.
 """

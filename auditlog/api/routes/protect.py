@@ -232,7 +232,7 @@ def erasures(key: AdminOrAuditor, audit: AuditDep, conn: ConnDep) -> ErasureList
     responses=_WRITE_ERRORS,
 )
 def order_erasure(
-    body: ErasureOrderIn, key: AdminOnly, audit: AuditDep, state: StateDep
+    body: ErasureOrderIn, key: AdminOnly, audit: AuditDep, conn: ConnDep, state: StateDep
 ) -> ErasurePublic:
     """A signed ``erasure`` record, then the requests' data keys are destroyed. Refused (409,
     nothing destroyed, the refusal a signed record) when a hold or a legal retention period
@@ -258,7 +258,8 @@ def order_erasure(
             raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
         _witness(state, signer)
         entry_id = f"{result.origin}#{result.seq}"
-        with state.engine.connect() as written:  # the primary: a read replica may lag
+        # read back from the primary: ``conn`` may be a read replica that has not replayed it yet
+        with state.engine.connect() as written:
             entry = next(e for e in list_erasures(written) if e.entry_id == entry_id)
         access.request_ids[:] = [t.request_id for t in entry.targets]
         return erasure_public(entry)
