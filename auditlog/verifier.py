@@ -43,6 +43,7 @@ from auditlog.ledger.tables import (
     orphan_rows,
     signers_of,
 )
+from auditlog.standby import check_standby, lag_reason, split_lagging, vanished_reason
 from auditlog.store import create_db_engine, read_data_keys
 from auditlog.store.audit_reads import (
     checkpoint_rows,
@@ -175,6 +176,7 @@ def verify_database(
     max_pending_s: float | None = None,
     progress: Callable[[int], None] | None = None,
     on_log: Callable[[str, int], None] | None = None,
+    standby: bool = False,
 ) -> DatabaseReport:
     """Verify the logs of ``db_url`` (all, or the one named ``origin``); see the module docstring.
 
@@ -182,7 +184,9 @@ def verify_database(
     its name. ``trusted_checkpoints``: signed checkpoint notes the caller holds. ``witness_dir``:
     a directory witness. ``max_pending_s``: records not covered by a trusted checkpoint whose
     ``ts`` is older are a failure. ``progress`` gets the number of records verified so far in
-    the current log; ``on_log`` gets (origin, number of rows) before each log.
+    the current log; ``on_log`` gets (origin, number of rows) before each log. ``standby``: the
+    database is a streaming replica that may lag (``auditlog/standby.py``): kept checkpoints it
+    does not store yet are a pending tail, not a rollback.
     Raises ConfigurationError for bad keys, a missing witness directory or database.
     """
     anchors = _anchors(keys, witness_dir, trusted_checkpoints)
@@ -191,17 +195,21 @@ def verify_database(
     engine = create_db_engine(db_url, read_only=True)
     try:
         with engine.connect() as conn:
+            if standby:
+                check_standby(conn)
             all_logs = list_logs(conn)
             counts = rows_per_log(conn)
             logs = [log for log in all_logs if origin is None or log.origin == origin]
             for log in logs:
                 if on_log is not None:
                     on_log(log.origin, counts["records"].get(log.id, 0))
-                log_report = _verify_one(conn, log, anchors, request_id, max_pending_ns, progress)
+                log_report = _verify_one(
+                    conn, log, anchors, request_id, max_pending_ns, progress, standby
+                )
                 check_payload_rows(log_report, counts["payloads"].get(log.id, 0))
                 report.logs.append(log_report)
             _check_keys(conn, report, logs, whole=origin is None)
-            _add_vanished(report, all_logs, anchors, origin)
+            _add_vanished(report, all_logs, anchors, origin, standby)
             orphans = orphan_rows(NO_LOG, counts, {log.id for log in all_logs})
             if origin is None and orphans is not None:
                 report.logs.append(orphans)
@@ -222,13 +230,18 @@ def _verify_one(
     request_id: str | None,
     max_pending_ns: int | None,
     progress: Callable[[int], None] | None,
+    standby: bool = False,
 ) -> Report:
     rows = checkpoint_rows(conn, log.id)
+    stored_sizes = {r.size for r in rows}
     stored_keys = list_keys(conn, log.id)
     verifiers = anchors.keys.get(log.origin, [])
     # Kept checkpoints can only be checked against a trusted key; without one the database's
     # own keys are used to find damage inside it, and vouch for nothing.
     kept = anchors.kept_notes(log.origin) if verifiers else []
+    lagging: list[int] = []
+    if standby:  # kept checkpoints a lagging standby does not store yet: pending, not rollback
+        kept, lagging = split_lagging(kept, stored_sizes)
     if not verifiers:
         verifiers = [v for k in stored_keys if (v := _parse_stored_key(k.verifier_key)) is not None]
     report = verify_log(
@@ -245,8 +258,12 @@ def _verify_one(
     )
     check_key_rows(report, stored_keys, anchors.keys.get(log.origin, []), [r.note for r in rows])
     if anchors.witness is not None:
-        check_witnessed_stored(report, anchors.witness.sizes(log.origin), {r.size for r in rows})
+        witnessed = anchors.witness.sizes(log.origin)
+        if standby:
+            witnessed = [size for size in witnessed if size in stored_sizes]
+        check_witnessed_stored(report, witnessed, stored_sizes)
     _trust_reasons(report, anchors, [r.note for r in rows])
+    report.unproven.extend(lag_reason(size, max(stored_sizes, default=None)) for size in lagging)
     return report
 
 
@@ -284,13 +301,22 @@ def _trust_reasons(report: Report, anchors: _Anchors, notes: list[str]) -> None:
 
 
 def _add_vanished(
-    report: DatabaseReport, present: list[LogInfo], anchors: _Anchors, origin: str | None
+    report: DatabaseReport,
+    present: list[LogInfo],
+    anchors: _Anchors,
+    origin: str | None,
+    standby: bool = False,
 ) -> None:
     """A log the witness (or the caller) vouches for but the database no longer has was deleted
     whole: verify it as the empty log it now is (C10: caught as a rollback)."""
     vouched = anchors.vouched() - {log.origin for log in present}
     for missing in sorted(vouched if origin is None else vouched & {origin}):
         keys = anchors.keys.get(missing, [])
+        if standby:  # created on the primary, not yet replayed here
+            lagging = Report(log=missing)
+            lagging.unproven.append(vanished_reason(missing))
+            report.logs.append(lagging)
+            continue
         if not keys:  # nothing to check the kept notes with: not proven either way
             gone = Report(log=missing)
             gone.unproven.append(

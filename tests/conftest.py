@@ -5,6 +5,10 @@ PostgreSQL server is the one named by ``AUDITLOG_TEST_PG_URL`` (a URL to a datab
 ``CREATE DATABASE`` from), else the local server over its Unix socket or 127.0.0.1:5432 as
 ``root``. Each test gets its own ``auditlog_test_<uuid>`` database, dropped afterwards.
 
+``AUDITLOG_TEST_PG_PARTITIONS=N`` migrates every PostgreSQL test database with the ledger tables
+partitioned by log into N partitions (``auditlog db upgrade --partitions N``), to run the whole
+suite on partitioned tables.
+
 Without a reachable server the postgres tests are skipped, unless ``AUDITLOG_TEST_PG_URL`` is set
 or ``CI=true``: then they fail, so that CI never passes on SQLite alone.
 """
@@ -23,6 +27,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from auditlog.store.db import create_db_engine, normalize_url, upgrade
+from auditlog.store.partitions import ledger_partitions
 from auditlog.store.schema import LEDGER_TABLES
 
 # Under CI, property tests draw the same examples on every run: a red CI is a reproducible one.
@@ -36,6 +41,7 @@ DEFAULT_PG_URLS = (
     "postgresql+psycopg://root@127.0.0.1:5432/test",
 )
 PG_CONNECT_TIMEOUT_S = 3
+PG_PARTITIONS_ENV = "AUDITLOG_TEST_PG_PARTITIONS"
 
 
 def _pg_answers(url: str) -> str | None:
@@ -111,8 +117,11 @@ def empty_db_url(
 
 @pytest.fixture
 def db_url(empty_db_url: str) -> str:
-    """URL of a new database migrated to head, on each backend in turn."""
-    upgrade(empty_db_url)
+    """URL of a new database migrated to head, on each backend in turn (PostgreSQL: partitioned
+    when ``AUDITLOG_TEST_PG_PARTITIONS`` is set)."""
+    partitions = os.environ.get(PG_PARTITIONS_ENV)
+    postgres = not empty_db_url.startswith("sqlite")
+    upgrade(empty_db_url, partitions=int(partitions) if partitions and postgres else None)
     return empty_db_url
 
 
@@ -138,7 +147,8 @@ def disable_append_only_triggers(conn: Connection) -> None:
         for name in names:
             conn.exec_driver_sql(f'DROP TRIGGER "{name}"')
     else:
-        for table in LEDGER_TABLES:
+        partitions = [p for parts in ledger_partitions(conn).values() for p in parts]
+        for table in (*LEDGER_TABLES, *partitions):  # a partition's own trigger is its own
             conn.exec_driver_sql(f"ALTER TABLE {table} DISABLE TRIGGER ALL")
 
 

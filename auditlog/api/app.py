@@ -85,6 +85,9 @@ def create_app(settings: ApiSettings, *, engine: Engine | None = None) -> FastAP
         ),
         trusted=trusted,
         admin_signer=settings.load_admin_signer(),
+        read_engine=None
+        if settings.api_read_db_url is None
+        else create_db_engine(settings.api_read_db_url, read_only=True),
     )
 
     @asynccontextmanager
@@ -95,6 +98,8 @@ def create_app(settings: ApiSettings, *, engine: Engine | None = None) -> FastAP
             yield
         finally:
             state.access_log.close()
+            if state.read_engine is not None:
+                state.read_engine.dispose()
             if engine is None:
                 db.dispose()
 

@@ -51,6 +51,12 @@ class ApiState:
     trusted: list[Verifier]
     keyring: Any = None  # KeyProvider of the tenants' payload KEKs (C16), loaded on first use
     admin_signer: Signer | None = None  # signs holds and erasures placed through the API
+    read_engine: Engine | None = None  # the served logs' database when not ``engine`` (replica)
+
+    @property
+    def reads(self) -> Engine:
+        """Where the served logs are read: ``settings.api_read_db_url``, else ``engine``."""
+        return self.engine if self.read_engine is None else self.read_engine
 
     def key_provider(self) -> Any:
         """The payload keyring of ``settings.api_keyring`` (None without one)."""
@@ -70,8 +76,9 @@ StateDep = Annotated[ApiState, Depends(get_state)]
 
 
 def get_conn(state: StateDep) -> Iterator[Connection]:
-    """A read connection for the request (the handler never commits on it)."""
-    with state.engine.connect() as conn:
+    """A read connection for the request (the handler never commits on it), on the served logs'
+    database (a replica when ``api_read_db_url`` names one)."""
+    with state.reads.connect() as conn:
         yield conn
 
 

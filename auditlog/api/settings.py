@@ -30,6 +30,11 @@ class ApiSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AUDITLOG_", extra="ignore")
 
     db_url: str = Field(description="SQLAlchemy URL of the audit store")
+    api_read_db_url: str | None = Field(
+        default=None,
+        description="database the served logs are read from, e.g. a streaming replica of "
+        "db_url (docs/SCALING.md); the access log and the API keys stay on db_url",
+    )
     api_origin: str = Field(
         default=DEFAULT_API_ORIGIN, description="origin of the API's own access log"
     )

@@ -22,6 +22,16 @@ def upgrade_cmd(
         bool,
         typer.Option("--yes", help="add the audit schema to a database that holds other tables"),
     ] = False,
+    partitions: Annotated[
+        int | None,
+        typer.Option(
+            "--partitions",
+            min=2,
+            max=1024,
+            help="PostgreSQL: create the ledger tables partitioned by log (HASH of log_id) "
+            "into this many partitions; chosen once, at the first upgrade",
+        ),
+    ] = None,
 ) -> None:
     """Create or migrate the audit schema to the current version."""
     from alembic.util.exc import CommandError
@@ -39,7 +49,7 @@ def upgrade_cmd(
                 "no auditlog schema: pass --yes to add the audit tables to it"
             )
     try:
-        upgrade(db)
+        upgrade(db, partitions=partitions)
     except CommandError as exc:
         raise ConfigurationError(f"cannot migrate the database: {exc}") from None
     typer.echo(f"schema at revision {current_revision(db)}")

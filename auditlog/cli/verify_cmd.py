@@ -75,6 +75,14 @@ def verify(
         Path | None,
         typer.Option("--tsa-cert", help="PEM: the RFC 3161 TSA's certificate and its root"),
     ] = None,
+    standby: Annotated[
+        bool,
+        typer.Option(
+            "--standby",
+            help="The database is a PostgreSQL streaming replica that may lag: checkpoints "
+            "witnessed or held but not yet replicated are pending (exit 3), not a rollback",
+        ),
+    ] = False,
 ) -> None:
     """Recompute every hash, chain, checkpoint and node of the database (read-only)."""
     try:
@@ -84,7 +92,9 @@ def verify(
         notes = [read_text_file(p, "trusted checkpoint") for p in trusted_checkpoint or []]
         max_pending_s = None if max_pending is None else parse_duration(max_pending)
         require_auditlog_database(db, writer=False)
-        report = _run(db, key, witness_dir, notes, log, request, max_pending_s, as_json)
+        report = _run(
+            db, key, witness_dir, notes, log, request, max_pending_s, as_json, standby=standby
+        )
         witnessed, times = _outside_anchors(db, report, policy, tsa_certs)
     except AuditlogError as exc:
         typer.echo(f"auditlog verify: error: {exc}", err=True)
@@ -157,6 +167,8 @@ def _run(
     request: str | None,
     max_pending_s: int | None,
     as_json: bool,
+    *,
+    standby: bool = False,
 ) -> Any:
     from rich.console import Console
     from rich.markup import escape
@@ -198,6 +210,7 @@ def _run(
             max_pending_s=max_pending_s,
             progress=advance,
             on_log=on_log,
+            standby=standby,
         )
 
 

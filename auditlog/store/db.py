@@ -37,6 +37,7 @@ from sqlalchemy.pool import QueuePool
 from auditlog.errors import ConfigurationError
 
 __all__ = [
+    "PARTITION_REVISION",
     "SQLITE_BUSY_TIMEOUT_MS",
     "alembic_config",
     "close_engine",
@@ -225,15 +226,52 @@ def _connection(url_or_engine: str | URL | Engine, *, read_only: bool) -> Iterat
             close_engine(engine)
 
 
-def upgrade(url_or_engine: str | URL | Engine, revision: str = "head") -> None:
+#: The revision that partitions the ledger tables when asked (``upgrade(partitions=N)``).
+PARTITION_REVISION = "0005_partition_by_log"
+
+
+def upgrade(
+    url_or_engine: str | URL | Engine, revision: str = "head", *, partitions: int | None = None
+) -> None:
     """Run the migrations up to ``revision`` (default: head) in one transaction.
 
-    Creates the database file for a SQLite URL if it does not exist yet.
+    ``partitions``: make the ledger tables ``PARTITION BY HASH (log_id)`` with that many
+    partitions (PostgreSQL; revision ``0005_partition_by_log``). Raises ConfigurationError when
+    that revision already ran with another choice. Creates the database file for a SQLite URL if
+    it does not exist yet.
     """
     from alembic import command
 
     with _connection(url_or_engine, read_only=False) as conn:
-        command.upgrade(alembic_config(conn), revision)
+        config = alembic_config(conn)
+        if partitions is not None:
+            _check_partitions_asked(conn, config, partitions)
+            config.attributes["ledger_partitions"] = partitions
+        command.upgrade(config, revision)
+
+
+def _check_partitions_asked(conn: Connection, config: Any, partitions: int) -> None:
+    """Refuse ``partitions`` for a database past the partitioning revision with another count."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from auditlog.store.partitions import ledger_partitions
+
+    current = MigrationContext.configure(conn).get_current_revision()
+    if current is None:
+        return
+    script = ScriptDirectory.from_config(config)
+    applied = {rev.revision for rev in script.iterate_revisions(current, "base")}
+    if PARTITION_REVISION not in applied:
+        return
+    found = {len(parts) for parts in ledger_partitions(conn).values()}
+    if found != {partitions}:
+        have = f"{found.pop()} partitions" if len(found) == 1 else "no partitions"
+        raise ConfigurationError(
+            f"the ledger tables were migrated with {have}, not {partitions}: partitioning is "
+            "chosen at the first upgrade; copy the data (pg_dump) into a database upgraded with "
+            f"--partitions {partitions}"
+        )
 
 
 def current_revision(url_or_engine: str | URL | Engine) -> str | None:

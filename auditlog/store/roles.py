@@ -11,6 +11,7 @@ from __future__ import annotations
 from sqlalchemy import Connection
 
 from auditlog.errors import ConfigurationError
+from auditlog.store.partitions import ledger_partitions
 from auditlog.store.schema import LEDGER_TABLES
 
 __all__ = ["WRITER_SEQUENCES", "grant_writer"]
@@ -22,7 +23,8 @@ WRITER_SEQUENCES: tuple[str, ...] = ("logs_id_seq",)
 def grant_writer(conn: Connection, role: str) -> None:
     """Grant ``role`` what a recorder needs, in the caller's transaction (PostgreSQL only).
 
-    Ledger tables and ``logs``: INSERT, SELECT. ``signing_keys``: INSERT, SELECT and UPDATE of the
+    Ledger tables, each of their partitions (``auditlog db upgrade --partitions``), and ``logs``:
+    INSERT, SELECT. ``signing_keys``: INSERT, SELECT and UPDATE of the
     ``retired`` column only. ``data_keys``: INSERT, SELECT (deleting is erasure, not the
     writer's). ``alembic_version``: SELECT (to check the schema revision).
     Raises ConfigurationError on another database.
@@ -33,8 +35,9 @@ def grant_writer(conn: Connection, role: str) -> None:
     grantee = quote(role)
     schema = conn.exec_driver_sql("SELECT current_schema()").scalar_one()
     conn.exec_driver_sql(f"GRANT USAGE ON SCHEMA {quote(schema)} TO {grantee}")
-    for table in (*LEDGER_TABLES, "logs"):
-        conn.exec_driver_sql(f"GRANT INSERT, SELECT ON {table} TO {grantee}")
+    partitions = [p for parts in ledger_partitions(conn).values() for p in parts]
+    for table in (*LEDGER_TABLES, *partitions, "logs"):
+        conn.exec_driver_sql(f"GRANT INSERT, SELECT ON {quote(table)} TO {grantee}")
     conn.exec_driver_sql(f"GRANT INSERT, SELECT, UPDATE (retired) ON signing_keys TO {grantee}")
     # Wrapped data keys: the writer adds them; only `auditlog erase` (the owner) deletes (C16).
     conn.exec_driver_sql(f"GRANT INSERT, SELECT ON data_keys TO {grantee}")

@@ -33,6 +33,7 @@ from auditlog.ledger import DirectoryWitness, Signer
 from auditlog.protect import ErasureOrder, RetentionPolicy, erase
 from auditlog.recorder import AuditRecorder
 from auditlog.store import create_db_engine, purge_freed_keys, read_data_key, read_data_keys
+from auditlog.store.partitions import ledger_partitions
 from auditlog.trails import Content, read_trail
 
 ORIGIN = "test.example/sealed"
@@ -139,7 +140,9 @@ def _raw_bytes(conn: Connection, db_url: str) -> bytes:
         return path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
     conn.exec_driver_sql("CHECKPOINT")
     out = b""
-    for table in ("records", "payloads", "data_keys"):
+    partitions = ledger_partitions(conn)  # a partitioned table keeps its rows in its partitions
+    tables = ("records", "payloads", "data_keys")
+    for table in [part for t in tables for part in partitions.get(t, [t])]:
         path = conn.exec_driver_sql(f"SELECT pg_relation_filepath('{table}')").scalar_one()
         out += bytes(conn.exec_driver_sql(f"SELECT pg_read_binary_file('{path}')").scalar_one())
     return out

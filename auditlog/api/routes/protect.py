@@ -258,7 +258,9 @@ def order_erasure(
             raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
         _witness(state, signer)
         entry_id = f"{result.origin}#{result.seq}"
-        entry = next(e for e in list_erasures(conn) if e.entry_id == entry_id)
+        # read back from the primary: ``conn`` may be a read replica that has not replayed it yet
+        with state.engine.connect() as written:
+            entry = next(e for e in list_erasures(written) if e.entry_id == entry_id)
         access.request_ids[:] = [t.request_id for t in entry.targets]
         return erasure_public(entry)
 
