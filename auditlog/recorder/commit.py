@@ -53,6 +53,7 @@ class Committer:
         self._lock = lock
         self._verifiers = list(verifiers)
         self._t0 = time.monotonic()
+        self._conn: Connection | None = None
 
     def replay_leftover(self) -> None:
         """Write a leftover spool to the database, or refuse to start: it holds acknowledged
@@ -86,15 +87,33 @@ class Committer:
         if not batch.records and checkpoint is None:
             return None
         try:
-            with self.engine.begin() as conn:
+            conn = self._connection()
+            with conn.begin():
                 self.persist(conn, seq.log_id, batch, checkpoint)
         except Exception as exc:
+            self.close()  # the next flush starts from a fresh connection
             if not is_outage(exc):
                 raise
             log.warning("recorder.outage", origin=self.origin, error=str(exc).splitlines()[0])
             self.in_outage = True
             return self._spool_batch(seq, batch, checkpoint, signers)
         return checkpoint
+
+    def _connection(self) -> Connection:
+        """The writer's own connection, held between flushes: checking one out of the pool and
+        back in for every flush cost ~0.1-0.3 ms of CPU, GIL time taken from the engine."""
+        if self._conn is None:
+            self._conn = self.engine.connect()
+        return self._conn
+
+    def close(self) -> None:
+        """Give the held connection back (at stop, and after any failed flush)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # a connection the outage broke: nothing left to give back
+                log.debug("recorder.connection_close_failed", origin=self.origin)
 
     def _end_outage(self) -> bool:
         """Replay the spool if the database is back (True), else stay in the outage (False)."""

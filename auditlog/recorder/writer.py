@@ -142,16 +142,19 @@ class LogWriter:
     def run(self) -> None:
         """Events -> sequenced records -> one durable flush, until :data:`STOP`."""
         stopping = False
-        while not stopping:
-            events, markers, stopping = self._next_events()
-            if self.failure is None:
-                try:
-                    self._flush(events, force=stopping or any(map(_forces, markers)))
-                except Exception as exc:  # the writer must report, never die silently
-                    self._fail(exc)
-            for marker in markers:
-                marker.set()
-            self.stats.queue_depth = self._events.qsize()
+        try:
+            while not stopping:
+                events, markers, stopping = self._next_events()
+                if self.failure is None:
+                    try:
+                        self._flush(events, force=stopping or any(map(_forces, markers)))
+                    except Exception as exc:  # the writer must report, never die silently
+                        self._fail(exc)
+                for marker in markers:
+                    marker.set()
+                self.stats.queue_depth = self._events.qsize()
+        finally:
+            self.committer.close()
 
     def _flush(self, events: list[Event], *, force: bool) -> None:
         seq = self.seq
