@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from auditlog.errors import FormatError, UnrecordableEventError
@@ -64,16 +65,19 @@ MAX_STEP_TOKENS = 2**20
 MAX_ERROR_LENGTH = 4096
 
 
-def check_event(event: Event) -> None:
+def check_event(event: Event, checked_ids: AbstractSet[str] = frozenset()) -> None:
     """Raise :class:`UnrecordableEventError` unless ``event`` can be recorded exactly as it is.
 
     Everything the writer would otherwise refuse later is checked here, in the caller's thread:
     types, integer ranges, times, lengths, and the canonical encoding itself (a lone UTF-16
     surrogate in any string, a float, an integer beyond ±(2^53-1), an oversized field). One bad
     event is refused to its caller and never reaches (or stops) the writer.
+
+    ``checked_ids``: request ids already checked as ids (the gate's open requests, checked at
+    their start); a step's ids among them are only type-checked, not scanned again.
     """
     if isinstance(event, BatchStep):
-        _check_step(event)
+        _check_step(event, checked_ids)
     elif isinstance(event, RequestStarted):
         _check_start(event)
     elif isinstance(event, RequestFinished):
@@ -196,7 +200,7 @@ def _check_start(event: RequestStarted) -> None:
     )
 
 
-def _check_step(step: BatchStep) -> None:
+def _check_step(step: BatchStep, checked_ids: AbstractSet[str]) -> None:
     if not (type(step.step_id) is int and 0 <= step.step_id <= MAX_SAFE_INTEGER):
         raise UnrecordableEventError(
             f"step id must be a non-negative integer, got {step.step_id!r}"
@@ -206,7 +210,12 @@ def _check_step(step: BatchStep) -> None:
     if type(step.num_target_passes) is not int or not 0 <= step.num_target_passes <= 2**31:
         raise UnrecordableEventError(f"{where}: num_target_passes must be a small integer")
     _check_token_ids(step.token_ids, where)
-    for request_id in set(step.request_ids):
+    request_ids = set(step.request_ids)
+    if not set(map(type, request_ids)) <= {str}:  # an equal str subclass is not the id checked
+        raise UnrecordableEventError(
+            f"{where}: request id must be a string of 1 to {MAX_ID_LENGTH} characters"
+        )
+    for request_id in request_ids - checked_ids:
         _check_id(request_id, f"{where}: request id")
     if not set(step.provenance) <= _PROVENANCE_CODE.keys():
         raise UnrecordableEventError(f"{where}: unknown provenance code")

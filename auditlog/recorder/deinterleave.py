@@ -32,27 +32,21 @@ def deinterleave(step: BatchStep) -> list[TokenRun]:
     possible: a rejection always yields a recovered token, but an engine may report proposals for a
     request it then aborted) still gets a run, with no tokens, so its proposals are not lost.
     """
-    token_ids: dict[str, list[int]] = {}
-    provenance: dict[str, list[Provenance]] = {}
+    runs: dict[str, tuple[list[int], list[Provenance]]] = {}  # one lookup per token
     for token_id, request_id, prov in zip(
         step.token_ids, step.request_ids, step.provenance, strict=True
     ):
-        ids = token_ids.get(request_id)
-        if ids is None:
-            ids = token_ids[request_id] = []
-            provenance[request_id] = []
-        ids.append(token_id)
-        provenance[request_id].append(prov)
-    for request_id in step.drafts:
-        if request_id not in token_ids:
-            token_ids[request_id] = []
-            provenance[request_id] = []
+        run = runs.get(request_id)
+        if run is None:
+            runs[request_id] = ([token_id], [prov])
+        else:
+            run[0].append(token_id)
+            run[1].append(prov)
+    drafts = step.drafts
+    for request_id in drafts:
+        if request_id not in runs:
+            runs[request_id] = ([], [])
     return [
-        TokenRun(
-            request_id=request_id,
-            token_ids=tuple(ids),
-            provenance=tuple(provenance[request_id]),
-            drafts=tuple(step.drafts.get(request_id, ())),
-        )
-        for request_id, ids in token_ids.items()
+        TokenRun(request_id, tuple(ids), tuple(provs), tuple(drafts.get(request_id, ())))
+        for request_id, (ids, provs) in runs.items()
     ]

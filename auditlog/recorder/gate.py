@@ -70,9 +70,9 @@ class EventGate:
                             _remember(self._refused, event.request_id)
                 raise
         elif isinstance(event, BatchStep):
-            with self._lock:
+            with self._lock:  # the ids of open requests were checked at their start
                 event = self._without_refused(event)
-            check_event(event)
+                check_event(event, self._open)
         else:
             check_event(event)
         with self._lock:

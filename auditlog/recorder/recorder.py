@@ -26,53 +26,32 @@ from __future__ import annotations
 import enum
 import queue
 import threading
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 
-from auditlog.crypto import KeyProvider, PayloadSealer
-from auditlog.errors import AuditlogError, RecorderError
+from auditlog.crypto import KeyProvider
+from auditlog.errors import RecorderError
 from auditlog.events import BatchStep, Event, RequestStarted
-from auditlog.ledger import Checkpoint, Signer
+from auditlog.ledger import Signer
 from auditlog.protect.retention import RetentionPolicy
-from auditlog.store import (
-    StoredCheckpoint,
-    WriterLock,
-    append_batch,
-    close_engine,
-    create_db_engine,
-    latest_checkpoint,
-    register_key,
-    upgrade,
-)
+from auditlog.store import WriterLock, close_engine, create_db_engine, upgrade
 
 from .checks import safe_text
+from .commit import Committer
 from .durability import UNTIL_END, DurabilityTracker
-from .gate import RECENT_IDS_KEPT, EventGate
+from .gate import EventGate
 from .limits import DEFAULT_MAX_PAYLOAD_BYTES, validate_limit
-from .recovery import check_against_witnesses
-from .sequencer import LogSequencer, PendingBatch
-from .spool import Spool, default_state_dir, is_outage, spool_file
-from .translate import interrupt_open_chains, sequence_events
+from .spool import Spool, default_state_dir, spool_file
+from .stats import RecorderStats
+from .writer import STOP, CheckpointMarker, GroupCommit, LogWriter, Witness
 
 __all__ = ["AuditRecorder", "FailMode", "RecorderStats", "Witness"]
 
 log = structlog.get_logger("auditlog.recorder")
-
-_STOP = object()
-
-
-class _CheckpointMarker(threading.Event):
-    """A flush marker that also forces a checkpoint (checkpoint_now)."""
-
-
-# Errors that send a flush to the spool: the database is unreachable or refused the transaction.
-# (The store raises StoreError for driver errors inside its bulk path.)
 
 
 class FailMode(enum.StrEnum):
@@ -80,30 +59,6 @@ class FailMode(enum.StrEnum):
 
     CLOSED = "fail-closed"  # release a token only once its record is durable
     OPEN = "fail-open"  # release at once; a lost record shows as a gap/interrupted end
-
-
-class Witness(Protocol):
-    """Somewhere outside the database that keeps every checkpoint (C10)."""
-
-    def submit(self, origin: str, size: int, note: str) -> Any: ...
-
-
-@dataclass(slots=True)
-class RecorderStats:
-    """Counters readable while the recorder runs."""
-
-    events: int = 0
-    records: int = 0
-    tokens: int = 0
-    flushes: int = 0
-    checkpoints: int = 0
-    spooled_batches: int = 0
-    replayed_records: int = 0
-    interrupted_on_resume: int = 0
-    last_flush_ms: float = 0.0
-    max_flush_ms: float = 0.0
-    queue_depth: int = 0
-    records_per_s: float = 0.0
 
 
 class AuditRecorder:
@@ -151,79 +106,60 @@ class AuditRecorder:
         self.witnesses = list(witnesses)
         self.stats = RecorderStats()
         self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
-        self._max_batch_events = max_batch_events
-        self._flush_interval_s = flush_interval_ms / 1000
-        self._checkpoint_every = checkpoint_every
-        self._checkpoint_interval_s = checkpoint_interval_ms / 1000
-        self._retry_interval_s = retry_interval_ms / 1000
-        self._spool = Spool(Path(spool_path or spool_file(default_state_dir(), origin)))
         self._owns_engine = False
         self._durable = DurabilityTracker()
         # what record() refuses at once, in the caller's thread (prompts over the limit included)
         self._gate = EventGate(max_payload_bytes=validate_limit(max_payload_bytes))
-        self._failed_ids: set[str] = set()  # requests the writer ended alone (sequence_events)
         self._put_lock = threading.Lock()
         self._closed = False
-        self._failure: BaseException | None = None
-        self._in_outage = False
-        self._last_checkpoint_size = -1
-        self._last_checkpoint_t = time.monotonic()
-        self._t0 = time.monotonic()
-        self.last_checkpoint_note: str | None = None
-        self._verifiers = [signer.verifier for signer in self.signers]
-        self._key_provider = key_provider
-        self._retention = retention
         # One writer per log: held until close (store/writer_lock.py).
         self._lock = WriterLock(engine=engine, origin=origin)
+        committer = Committer(
+            engine=engine,
+            origin=origin,
+            lock=self._lock,
+            spool=Spool(Path(spool_path or spool_file(default_state_dir(), origin))),
+            stats=self.stats,
+            verifiers=[signer.verifier for signer in self.signers],
+        )
+        self._log_writer = LogWriter(
+            committer=committer,
+            signers=self.signers,
+            witnesses=self.witnesses,
+            events=self._queue,
+            durable=self._durable,
+            timing=GroupCommit(
+                max_batch_events=max_batch_events,
+                flush_interval_ms=flush_interval_ms,
+                checkpoint_every=checkpoint_every,
+                checkpoint_interval_ms=checkpoint_interval_ms,
+                retry_interval_ms=retry_interval_ms,
+            ),
+            key_provider=key_provider,
+            retention=retention,
+        )
         self._lock.acquire()
         try:
-            checkpoint = self._resume()
+            self._log_writer.resume(engine)
         except BaseException:
             self._lock.release()
             raise
-        self._publish(checkpoint)
         # One writer thread sequences and commits. (A two-stage pipeline was measured slower:
         # the sqlite3 driver re-takes the GIL per row, and a busy sequencer thread makes each of
         # those waits a switch interval long.)
         self._writer = threading.Thread(
-            target=self._run, name=f"auditlog-writer[{origin}]", daemon=True
+            target=self._log_writer.run, name=f"auditlog-writer[{origin}]", daemon=True
         )
         self._writer.start()
 
-    def _resume(self) -> tuple[Checkpoint, str] | None:
-        """Replay a leftover spool, resume the log, close open chains (module docstring)."""
-        engine, origin = self.engine, self.origin
-        if self._spool.exists():  # a crash during an outage: replay (checked) before anything
-            self._replay_spool()
-        with engine.begin() as conn:
-            sealer = None if self._key_provider is None else PayloadSealer(self._key_provider)
-            self._seq = LogSequencer.resume(conn, origin, sealer=sealer, retention=self._retention)
-            check_against_witnesses(conn, self._seq, self.witnesses)
-            latest = latest_checkpoint(conn, self._seq.log_id)
-            if latest is not None:
-                self._last_checkpoint_size = latest.size
-            for signer in self.signers:  # public keys stay listed for the retention period (C12)
-                register_key(conn, self._seq.log_id, signer.verifier_key, created=time.time_ns())
-            interrupted = self._interrupt_open_chains()
-            checkpoint = self._due_checkpoint(force=interrupted > 0)
-            self._persist(conn, self._seq.drain(), checkpoint)
-        return checkpoint
+    @property
+    def last_checkpoint_note(self) -> str | None:
+        """The signed note of the newest checkpoint made durable, or None."""
+        return self._log_writer.last_checkpoint_note
 
-    def _replay_spool(self) -> None:
-        """Write a leftover spool to the database, or refuse to start: it holds acknowledged
-        records the database lacks, and a writer that went on without them would fork the log."""
-        try:
-            with self.engine.begin() as conn:
-                self.stats.replayed_records += self._spool.replay(
-                    conn, origin=self.origin, verifiers=self._verifiers
-                )
-        except AuditlogError as exc:
-            raise RecorderError(
-                f"the spool {self._spool.path} of log {self.origin!r} exists but cannot be "
-                f"replayed ({exc}); it holds acknowledged records the database lacks, so no "
-                "writer starts for this log until it replays (right database, right signing key)"
-            ) from exc
-        self._spool.clear()
+    @property
+    def _failure(self) -> BaseException | None:
+        return self._log_writer.failure
 
     @classmethod
     def open(
@@ -320,7 +256,7 @@ class AuditRecorder:
     def checkpoint_now(self, timeout: float | None = 30.0) -> None:
         """Block until every event queued so far is durable and covered by a committed signed
         checkpoint (readers show only what a checkpoint covers)."""
-        self._flush(_CheckpointMarker(), timeout)
+        self._flush(CheckpointMarker(), timeout)
 
     def close(self, timeout: float | None = 60.0) -> None:
         """Drain the queue, sign a final checkpoint and stop the writer thread."""
@@ -328,7 +264,7 @@ class AuditRecorder:
             if self._closed:
                 return
             self._closed = True
-            self._queue.put(_STOP)
+            self._queue.put(STOP)
         self._writer.join(timeout)
         if self._writer.is_alive():
             raise RecorderError(f"{self._writer.name} did not stop within {timeout} s")
@@ -343,190 +279,6 @@ class AuditRecorder:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    # -- the writer thread -----------------------------------------------------------------
-
-    def _run(self) -> None:
-        """The writer: events -> sequenced records -> one committed transaction per flush."""
-        stopping = False
-        while not stopping:
-            events, markers, stopping = self._next_events()
-            if self._failure is None:
-                try:
-                    inc = sequence_events(self._seq, events, self._failed_ids)
-                    self._note_failed(inc.failed)
-                    self.stats.events += len(events)
-                    self.stats.tokens += inc.num_tokens
-                    forced = any(isinstance(m, _CheckpointMarker) for m in markers)
-                    checkpoint = self._due_checkpoint(force=stopping or forced)
-                    if self._write(self._seq.drain(), checkpoint):
-                        self._publish(checkpoint)
-                    self._durable.advance(inc.started, inc.tokens, inc.ended)
-                except Exception as exc:  # the writer must report, never die silently
-                    self._fail(exc)
-            for marker in markers:
-                marker.set()
-            self.stats.queue_depth = self._queue.qsize()
-
-    def _note_failed(self, failed: dict[str, Exception]) -> None:
-        """Requests the writer ended alone (sequence_events): log them, fail their waiters."""
-        for request_id, exc in failed.items():
-            log.error(
-                "recorder.request_failed",
-                origin=self.origin,
-                request_id=safe_text(request_id),
-                error=safe_text(str(exc)),
-            )
-            self._durable.refuse(request_id, RecorderError(f"request not recorded: {exc}"))
-        if len(self._failed_ids) > RECENT_IDS_KEPT:  # keep the newest ids only
-            self._failed_ids.clear()
-            self._failed_ids.update(failed)
-
-    def _fail(self, exc: BaseException) -> None:
-        log.exception("recorder.failed", origin=self.origin, error=str(exc))
-        self._failure = exc
-        self._durable.fail(exc)
-
-    def _next_events(self) -> tuple[list[Event], list[threading.Event], bool]:
-        events: list[Event] = []
-        markers: list[threading.Event] = []
-        timeout = None
-        if self._in_outage:
-            timeout = self._retry_interval_s
-        elif self._seq.size != max(self._last_checkpoint_size, 0):
-            # Records not yet under a checkpoint: wake up when one falls due, even if idle.
-            elapsed = time.monotonic() - self._last_checkpoint_t
-            timeout = max(self._checkpoint_interval_s - elapsed, 0.0)
-        try:
-            item = self._queue.get(timeout=timeout)
-        except queue.Empty:
-            return events, markers, False
-        deadline = time.monotonic() + self._flush_interval_s
-        while True:
-            if item is _STOP:
-                return events, markers, True
-            if isinstance(item, threading.Event):
-                markers.append(item)
-                return events, markers, False
-            events.append(item)  # type: ignore[arg-type]
-            if len(events) >= self._max_batch_events:
-                return events, markers, False
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return events, markers, False
-                try:
-                    item = self._queue.get(timeout=remaining)
-                except queue.Empty:
-                    return events, markers, False
-
-    def _interrupt_open_chains(self) -> int:
-        closed = interrupt_open_chains(self._seq, time.time_ns())
-        self.stats.interrupted_on_resume += len(closed)
-        if closed:
-            log.warning("recorder.resumed_open_chains", origin=self.origin, interrupted=closed)
-        return len(closed)
-
-    def _due_checkpoint(self, *, force: bool) -> tuple[Checkpoint, str] | None:
-        """Sign the current tree head if a checkpoint is due (every N records or T ms, or
-        ``force``) and the head has grown since the last one."""
-        size = self._seq.size
-        due = (
-            force
-            or size - max(self._last_checkpoint_size, 0) >= self._checkpoint_every
-            or time.monotonic() - self._last_checkpoint_t >= self._checkpoint_interval_s
-        )
-        if not due or size in (0, self._last_checkpoint_size):
-            return None
-        # _last_checkpoint_size moves in _publish, once the checkpoint is committed: a checkpoint
-        # lost with a spooled flush is signed again at the next one.
-        return self._seq.checkpoint(self.signers)
-
-    def _write(self, batch: PendingBatch, checkpoint: tuple[Checkpoint, str] | None) -> bool:
-        """Persist one flush: to the database (True), or to the spool during an outage (False)."""
-        if self._in_outage:
-            try:
-                self._lock.ensure()  # an outage may have ended the lock's session
-                with self.engine.begin() as conn:
-                    self.stats.replayed_records += self._spool.replay(
-                        conn, origin=self.origin, verifiers=self._verifiers
-                    )
-                self._spool.clear()
-                self._in_outage = False
-                log.info("recorder.outage_over", origin=self.origin)
-            except Exception as exc:
-                if not is_outage(exc):
-                    raise
-                self._spool_batch(batch, checkpoint)
-                return False
-        if not batch.records and checkpoint is None:
-            return True
-        try:
-            with self.engine.begin() as conn:
-                self._persist(conn, batch, checkpoint)
-        except Exception as exc:
-            if not is_outage(exc):
-                raise
-            log.warning("recorder.outage", origin=self.origin, error=str(exc).splitlines()[0])
-            self._in_outage = True
-            self._spool_batch(batch, checkpoint)
-            return False
-        return True
-
-    def _spool_batch(self, batch: PendingBatch, checkpoint: tuple[Checkpoint, str] | None) -> None:
-        """Outage: fsync the batch with a signed checkpoint of the tree after it to the spool, and
-        hand that checkpoint to the witnesses now (they do not need the database)."""
-        if not batch.records:
-            return
-        if checkpoint is None or checkpoint[0].size != self._seq.size:
-            checkpoint = self._seq.checkpoint(self.signers)
-        self._spool.append(batch, checkpoint[1])
-        self.stats.spooled_batches += 1
-        self._publish(checkpoint)
-
-    def _persist(
-        self, conn: Connection, batch: PendingBatch, checkpoint: tuple[Checkpoint, str] | None
-    ) -> None:
-        """Write one flush and its checkpoint in the caller's transaction."""
-        t = time.perf_counter()
-        append_batch(
-            conn,
-            self._seq.log_id,
-            batch.records,
-            batch.nodes,
-            data_keys=batch.data_keys,
-            checkpoint=None
-            if checkpoint is None
-            else StoredCheckpoint(
-                size=checkpoint[0].size,
-                root=checkpoint[0].root,
-                note=checkpoint[1],
-                ts=time.time_ns(),
-            ),
-        )
-        elapsed_ms = (time.perf_counter() - t) * 1000
-        self.stats.flushes += 1
-        self.stats.records += len(batch.records)
-        self.stats.last_flush_ms = elapsed_ms
-        self.stats.max_flush_ms = max(self.stats.max_flush_ms, elapsed_ms)
-        self.stats.records_per_s = self.stats.records / max(time.monotonic() - self._t0, 1e-9)
-
-    def _publish(self, checkpoint: tuple[Checkpoint, str] | None) -> None:
-        """After the commit: remember the checkpoint and hand it to every witness (C10)."""
-        if checkpoint is None:
-            return
-        cp, note = checkpoint
-        self._last_checkpoint_size = cp.size
-        self._last_checkpoint_t = time.monotonic()
-        self.last_checkpoint_note = note
-        self.stats.checkpoints += 1
-        for witness in self.witnesses:
-            try:
-                witness.submit(cp.origin, cp.size, note)
-            except Exception:
-                log.exception("recorder.witness_failed", origin=cp.origin, size=cp.size)
 
 
 def _event_context(event: object) -> dict[str, Any]:

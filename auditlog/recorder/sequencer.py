@@ -13,7 +13,7 @@ Both the recorder's sequencer thread and the auditor API's access log use it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +32,7 @@ from auditlog.ledger import (
     build_record,
     sign_checkpoint,
 )
+from auditlog.ledger.tokens_record import TokensTemplate
 from auditlog.protect.retention import RetentionPolicy
 from auditlog.store import StoredNodeSource, ensure_log, load_log_state, read_request
 
@@ -49,6 +50,7 @@ class ChainHead:
     tenant: str | None
     cipher: RequestSealer | None = None  # when the request's payloads are sealed (C16)
     num_tokens: int = 0  # tokens recorded in this chain by this process
+    template: TokensTemplate | None = None  # its tokens headers' constant parts (append_tokens)
 
 
 @dataclass(slots=True)
@@ -198,6 +200,56 @@ class LogSequencer:
                 head.leaf_hex = record.leaf.hex()
                 if kind is RecordKind.TOKENS and fields:
                     head.num_tokens += fields["n"]
+        return record
+
+    def append_tokens(
+        self,
+        request_id: str,
+        *,
+        ts: int,
+        step: int,
+        payload: bytes,
+        n: int,
+        prov: Iterable[str],
+    ) -> Record:
+        """Sequence one ``tokens`` record of an open chain: the recorder's hot path.
+
+        The same record as ``append(RecordKind.TOKENS, ..., trusted=True)`` with fields
+        ``step``, ``n`` and ``prov``, built from the chain's template (ledger/tokens_record.py).
+        Raises :class:`RecorderError`, sequencing nothing, when the chain is not open.
+        """
+        head = self.heads.get(request_id)
+        if head is None:
+            raise RecorderError(
+                f"{RecordKind.TOKENS} for request {request_id!r}, which has no open chain in "
+                f"{self.origin}"
+            )
+        frontier = self.frontier
+        seq = frontier.size
+        if head.cipher is not None:
+            payload = head.cipher.seal(seq, payload)
+        template = head.template
+        if template is None:
+            template = head.template = TokensTemplate(self.origin, request_id, head.tenant)
+        req_seq = head.req_seq + 1
+        record = template.build(
+            seq=seq,
+            req_seq=req_seq,
+            ts=ts,
+            prev=head.leaf_hex,
+            payload=payload,
+            step=step,
+            n=n,
+            prov=prov,
+        )
+        nodes = frontier.append(record.leaf)
+        pending = self.pending
+        if nodes:
+            pending.nodes.extend(nodes)
+        pending.records.append(record)
+        head.req_seq = req_seq
+        head.leaf_hex = record.leaf.hex()
+        head.num_tokens += n
         return record
 
     def _new_data_key(

@@ -1,10 +1,10 @@
 """The outage spool: an append-only local file of sequenced batches, replayed in order.
 
-When the database cannot be reached the committer thread appends each flush here, one line per
-batch, and fsyncs before it acknowledges anything (docs/DESIGN.md section 5). Replay
-(:meth:`Spool.replay`) writes the batches to the database in order, skipping every record whose
-index the database already holds (after checking its leaf is the same), so nothing is lost and
-nothing is written twice. A torn last line (a crash during the write) was never acknowledged and
+When the database cannot be reached the writer thread (recorder/commit.py) appends each flush
+here, one line per batch, and fsyncs before it acknowledges anything (docs/DESIGN.md section 5).
+Replay (:meth:`Spool.replay`) writes the batches to the database in order, skipping every record
+whose index the database already holds (after checking its leaf is the same), so nothing is lost
+and nothing is written twice. A torn last line (a crash during the write) was never acknowledged and
 is discarded.
 
 Line format: JSON ``{"checkpoint": signed note of the tree after this batch, "nodes": [[level,

@@ -100,19 +100,15 @@ def _sequence_step(seq: LogSequencer, event: BatchStep, inc: Increments, failed:
             continue
         n = len(run.token_ids)
         try:
-            seq.append(
-                RecordKind.TOKENS,
+            seq.append_tokens(
+                run.request_id,
                 ts=event.ts,
-                request_id=run.request_id,
+                step=event.step_id,
                 payload=payload_bytes(
                     {"token_ids": run.token_ids, "drafts": run.drafts}, trusted=True
                 ),
-                fields={
-                    "step": event.step_id,
-                    "n": n,
-                    "prov": run.provenance,  # StrEnum members: orjson writes their values
-                },
-                trusted=True,
+                n=n,
+                prov=run.provenance,
             )
         except (AuditlogError, ValueError, TypeError) as exc:
             _fail_request(seq, run.request_id, event.ts, exc, inc, failed)

@@ -5,7 +5,16 @@ from __future__ import annotations
 import hypothesis.strategies as st
 from hypothesis import given, settings
 
-from auditlog.ledger import PROVENANCE_CODES, RecordKind, build_record, parse_header, payload_bytes
+from auditlog.events import Provenance
+from auditlog.ledger import (
+    PROVENANCE_CODES,
+    ZERO_HASH,
+    RecordKind,
+    build_record,
+    parse_header,
+    payload_bytes,
+)
+from auditlog.ledger.tokens_record import TokensTemplate
 
 ids = st.text(min_size=1, max_size=12)
 tokens = st.lists(st.integers(min_value=0, max_value=2**31), max_size=6)
@@ -74,3 +83,65 @@ def test_trusted_step_manifest_equals_checked(batch: dict[str, int]) -> None:
         fields=fields,
     )
     assert build_record(**args, trusted=True) == build_record(**args)  # type: ignore[arg-type]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    log=st.text(min_size=1, max_size=12),
+    request_id=ids,
+    tenant=st.none() | st.text(max_size=8),
+    seq=st.integers(min_value=0, max_value=2**53 - 1),
+    req_seq=st.integers(min_value=1, max_value=2**53 - 1),
+    step=st.integers(min_value=0, max_value=2**53 - 1),
+    token_ids=tokens,
+    drafts=tokens,
+    ts=st.integers(min_value=0, max_value=10**20 - 1),
+    data=st.data(),
+)
+def test_tokens_template_equals_checked(
+    log: str,
+    request_id: str,
+    tenant: str | None,
+    seq: int,
+    req_seq: int,
+    step: int,
+    token_ids: list[int],
+    drafts: list[int],
+    ts: int,
+    data: st.DataObject,
+) -> None:
+    """C7: the per-chain template (the recorder's hot path) writes the checked builder's bytes,
+    for any log, request id and tenant (escapes, non-ASCII) and any integers in range."""
+    prov = [data.draw(st.sampled_from(sorted(PROVENANCE_CODES))) for _ in token_ids]
+    payload = payload_bytes({"token_ids": token_ids, "drafts": drafts})
+    prev = data.draw(
+        st.text("0123456789abcdef", min_size=64, max_size=64).filter(lambda h: h != ZERO_HASH)
+    )
+    fields: dict[str, object] = {"step": step, "n": len(token_ids), "prov": prov}
+    if tenant is not None:
+        fields["tenant"] = tenant
+    checked = build_record(
+        trusted=tenant is None,  # the checked builder requires a tenant (FORMAT.md 3.3)
+        log=log,
+        seq=seq,
+        kind=RecordKind.TOKENS,
+        request_id=request_id,
+        req_seq=req_seq,
+        ts=ts,
+        prev=prev,
+        payload=payload,
+        fields=fields,
+    )
+    fast = TokensTemplate(log, request_id, tenant).build(
+        seq=seq,
+        req_seq=req_seq,
+        ts=ts,
+        prev=prev,
+        payload=payload,
+        step=step,
+        n=len(token_ids),
+        prov=[Provenance(p) for p in prov],
+    )
+    assert fast == checked
+    if tenant is not None:
+        assert parse_header(fast.body)["tenant"] == tenant

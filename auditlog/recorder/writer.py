@@ -1,0 +1,263 @@
+"""The writer thread of one log: queued events -> sequenced records -> one durable flush.
+
+:class:`LogWriter` owns the log's :class:`~auditlog.recorder.sequencer.LogSequencer`. It resumes
+the log on open (replaying a leftover spool first, checking the witnesses, closing chains a
+previous process left open), then loops: gather events for the group-commit interval, sequence
+them, sign a checkpoint when one is due, make the flush durable through the
+:class:`~auditlog.recorder.commit.Committer`, and only then advance the durability watermarks
+(a fail-closed token is released after that, never before).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import structlog
+from sqlalchemy import Engine
+
+from auditlog.crypto import KeyProvider, PayloadSealer
+from auditlog.errors import RecorderError
+from auditlog.events import Event
+from auditlog.ledger import Signer
+from auditlog.protect.retention import RetentionPolicy
+from auditlog.store import latest_checkpoint, register_key
+
+from .checks import safe_text
+from .commit import Committer, SignedCheckpoint
+from .durability import DurabilityTracker
+from .gate import RECENT_IDS_KEPT
+from .recovery import check_against_witnesses
+from .sequencer import LogSequencer
+from .stats import RecorderStats
+from .translate import interrupt_open_chains, sequence_events
+
+__all__ = ["STOP", "CheckpointMarker", "GroupCommit", "LogWriter", "Witness"]
+
+log = structlog.get_logger("auditlog.recorder")
+
+#: Queued by ``close``: drain, sign a final checkpoint, stop.
+STOP = object()
+
+
+class CheckpointMarker(threading.Event):
+    """A flush marker that also forces a checkpoint (``checkpoint_now``)."""
+
+
+class Witness(Protocol):
+    """Somewhere outside the database that keeps every checkpoint (C10)."""
+
+    def submit(self, origin: str, size: int, note: str) -> Any: ...
+
+
+class GroupCommit:
+    """The writer's timing: group commit, checkpoint cadence, outage retries (seconds)."""
+
+    __slots__ = (
+        "checkpoint_every",
+        "checkpoint_interval_s",
+        "flush_interval_s",
+        "max_batch_events",
+        "retry_interval_s",
+    )
+
+    def __init__(
+        self,
+        *,
+        max_batch_events: int,
+        flush_interval_ms: float,
+        checkpoint_every: int,
+        checkpoint_interval_ms: float,
+        retry_interval_ms: float,
+    ) -> None:
+        self.max_batch_events = max_batch_events
+        self.flush_interval_s = flush_interval_ms / 1000
+        self.checkpoint_every = checkpoint_every
+        self.checkpoint_interval_s = checkpoint_interval_ms / 1000
+        self.retry_interval_s = retry_interval_ms / 1000
+
+
+class LogWriter:
+    """State and loop of one log's writer thread (one writer per log)."""
+
+    def __init__(
+        self,
+        *,
+        committer: Committer,
+        signers: Sequence[Signer],
+        witnesses: Sequence[Witness],
+        events: queue.Queue[object],
+        durable: DurabilityTracker,
+        timing: GroupCommit,
+        key_provider: KeyProvider | None = None,
+        retention: RetentionPolicy | None = None,
+    ) -> None:
+        self.committer = committer
+        self.origin = committer.origin
+        self.stats: RecorderStats = committer.stats
+        self.signers = list(signers)
+        self.witnesses = list(witnesses)
+        self.failure: BaseException | None = None
+        self.last_checkpoint_note: str | None = None
+        self._events = events
+        self._durable = durable
+        self._timing = timing
+        self._key_provider = key_provider
+        self._retention = retention
+        self._failed_ids: set[str] = set()  # requests the writer ended alone (sequence_events)
+        self._last_checkpoint_size: int | None = None
+        self._last_checkpoint_t = time.monotonic()
+
+    # -- open ------------------------------------------------------------------------------
+
+    def resume(self, engine: Engine) -> None:
+        """Replay a leftover spool, resume the log, close open chains (recorder.py docstring)."""
+        committer = self.committer
+        if committer.spool.exists():  # a crash during an outage: replay (checked) first
+            committer.replay_leftover()
+        with engine.begin() as conn:
+            sealer = None if self._key_provider is None else PayloadSealer(self._key_provider)
+            self.seq = LogSequencer.resume(
+                conn, self.origin, sealer=sealer, retention=self._retention
+            )
+            check_against_witnesses(conn, self.seq, self.witnesses)
+            latest = latest_checkpoint(conn, self.seq.log_id)
+            if latest is not None:
+                self._last_checkpoint_size = latest.size
+            for signer in self.signers:  # public keys stay listed for the retention period (C12)
+                register_key(conn, self.seq.log_id, signer.verifier_key, created=time.time_ns())
+            closed = interrupt_open_chains(self.seq, time.time_ns())
+            self.stats.interrupted_on_resume += len(closed)
+            if closed:
+                log.warning("recorder.resumed_open_chains", origin=self.origin, interrupted=closed)
+            checkpoint = self._due_checkpoint(force=bool(closed))
+            committer.persist(conn, self.seq.log_id, self.seq.drain(), checkpoint)
+        self._publish(checkpoint)
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Events -> sequenced records -> one durable flush, until :data:`STOP`."""
+        stopping = False
+        try:
+            while not stopping:
+                events, markers, stopping = self._next_events()
+                if self.failure is None:
+                    try:
+                        self._flush(events, force=stopping or any(map(_forces, markers)))
+                    except Exception as exc:  # the writer must report, never die silently
+                        self._fail(exc)
+                for marker in markers:
+                    marker.set()
+                self.stats.queue_depth = self._events.qsize()
+        finally:
+            self.committer.close()
+
+    def _flush(self, events: list[Event], *, force: bool) -> None:
+        seq = self.seq
+        inc = sequence_events(seq, events, self._failed_ids)
+        self._note_failed(inc.failed)
+        self.stats.events += len(events)
+        self.stats.tokens += inc.num_tokens
+        checkpoint = self._due_checkpoint(force=force)
+        self._publish(self.committer.write(seq, seq.drain(), checkpoint, self.signers))
+        # Only now, after the commit (or the spool's fsync), may a waiter be released.
+        self._durable.advance(inc.started, inc.tokens, inc.ended)
+
+    def _next_events(self) -> tuple[list[Event], list[threading.Event], bool]:
+        """Gather events for one flush: up to the group-commit interval after the first one."""
+        events: list[Event] = []
+        markers: list[threading.Event] = []
+        timing = self._timing
+        timeout = None
+        if self.committer.in_outage:
+            timeout = timing.retry_interval_s
+        elif self.seq.size != (self._last_checkpoint_size or 0):
+            # Records not yet under a checkpoint: wake up when one falls due, even if idle.
+            elapsed = time.monotonic() - self._last_checkpoint_t
+            timeout = max(timing.checkpoint_interval_s - elapsed, 0.0)
+        try:
+            item = self._events.get(timeout=timeout)
+        except queue.Empty:
+            return events, markers, False
+        deadline = time.monotonic() + timing.flush_interval_s
+        while True:
+            if item is STOP:
+                return events, markers, True
+            if isinstance(item, threading.Event):
+                markers.append(item)
+                return events, markers, False
+            events.append(item)  # type: ignore[arg-type]
+            if len(events) >= timing.max_batch_events:
+                return events, markers, False
+            try:
+                item = self._events.get_nowait()
+            except queue.Empty:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return events, markers, False
+                try:
+                    item = self._events.get(timeout=remaining)
+                except queue.Empty:
+                    return events, markers, False
+
+    # -- failures --------------------------------------------------------------------------
+
+    def _note_failed(self, failed: dict[str, Exception]) -> None:
+        """Requests the writer ended alone (sequence_events): log them, fail their waiters."""
+        for request_id, exc in failed.items():
+            log.error(
+                "recorder.request_failed",
+                origin=self.origin,
+                request_id=safe_text(request_id),
+                error=safe_text(str(exc)),
+            )
+            self._durable.refuse(request_id, RecorderError(f"request not recorded: {exc}"))
+        if len(self._failed_ids) > RECENT_IDS_KEPT:  # keep the newest ids only
+            self._failed_ids.clear()
+            self._failed_ids.update(failed)
+
+    def _fail(self, exc: BaseException) -> None:
+        log.exception("recorder.failed", origin=self.origin, error=str(exc))
+        self.failure = exc
+        self._durable.fail(exc)
+
+    # -- checkpoints -----------------------------------------------------------------------
+
+    def _due_checkpoint(self, *, force: bool) -> SignedCheckpoint | None:
+        """Sign the current tree head if a checkpoint is due (every N records or T ms, or
+        ``force``) and the head has grown since the last one."""
+        size = self.seq.size
+        last = self._last_checkpoint_size
+        due = (
+            force
+            or size - (last or 0) >= self._timing.checkpoint_every
+            or time.monotonic() - self._last_checkpoint_t >= self._timing.checkpoint_interval_s
+        )
+        if not due or size == 0 or size == last:
+            return None
+        # _last_checkpoint_size moves in _publish, once the checkpoint is durable: a checkpoint
+        # dropped with an empty spooled flush is signed again at the next one.
+        return self.seq.checkpoint(self.signers)
+
+    def _publish(self, checkpoint: SignedCheckpoint | None) -> None:
+        """After the commit: remember the checkpoint and hand it to every witness (C10)."""
+        if checkpoint is None:
+            return
+        cp, note = checkpoint
+        self._last_checkpoint_size = cp.size
+        self._last_checkpoint_t = time.monotonic()
+        self.last_checkpoint_note = note
+        self.stats.checkpoints += 1
+        for witness in self.witnesses:
+            try:
+                witness.submit(cp.origin, cp.size, note)
+            except Exception:
+                log.exception("recorder.witness_failed", origin=cp.origin, size=cp.size)
+
+
+def _forces(marker: threading.Event) -> bool:
+    return isinstance(marker, CheckpointMarker)
