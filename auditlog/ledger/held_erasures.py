@@ -25,7 +25,7 @@ def _held_targets(
     h: dict[str, Any], holds: Mapping[str, Any], starts: Mapping[tuple[str, str], dict[str, Any]]
 ) -> list[tuple[str, str]]:
     """(request id, hold id) for each request the erasure ``h`` shreds under a hold in force."""
-    found = []
+    found: list[tuple[str, str]] = []
     for target in h["erased"]:
         start = starts.get((target["log"], target["request_id"]))
         if start is None:  # not a sealed request of a log read here: key.* findings cover it
