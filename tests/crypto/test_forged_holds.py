@@ -106,12 +106,12 @@ def test_forged_release_after_the_checkpoint_refuses_the_erasure(
             "--legal-basis", "GDPR Art. 17(1)(a)", "--request", "r-b1",
         ],
     )  # fmt: skip
-    assert cli.exit_code != 0 and "beyond its signed checkpoint" in cli.output
+    assert cli.exit_code == 2 and "beyond its signed checkpoint" in cli.output
     assert "r-b1" in _keys_of(rec)
     listed = CliRunner().invoke(
         app, ["hold", "list", "--db", rec["db"], "--key", rec["admin"].verifier_key]
     )
-    assert listed.exit_code != 0 and "beyond its signed checkpoint" in listed.output
+    assert listed.exit_code == 2 and "beyond its signed checkpoint" in listed.output
 
 
 def test_forged_release_and_hold_in_another_log_are_ignored(
