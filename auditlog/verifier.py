@@ -33,6 +33,7 @@ from auditlog.ledger import (
     parse_checkpoint,
     verify_log,
 )
+from auditlog.ledger.held_erasures import check_held_erasures
 from auditlog.ledger.note import split_note
 from auditlog.ledger.report import PENDING_SUFFIX, Verdict
 from auditlog.ledger.shred import check_data_keys, erasures_by_request
@@ -276,6 +277,7 @@ def _check_keys(conn: Connection, report: DatabaseReport, logs: list[LogInfo], w
     }
     erasures = erasures_by_request(report.logs) if whole else None
     check_data_keys(report.logs, stored, erasures=erasures)
+    check_held_erasures(report.logs)
 
 
 def _parse_stored_key(text: str) -> Verifier | None:

@@ -224,17 +224,30 @@ def hold_release(
 
 
 @hold_app.command("list")
-def hold_list(db: DbOption) -> None:
+def hold_list(
+    db: DbOption,
+    key: Annotated[
+        list[str],
+        typer.Option(
+            "--key",
+            help="Verifier key of the administrative log, or a file of them (repeatable): only "
+            "holds and releases its signed checkpoints cover count",
+        ),
+    ],
+) -> None:
     """The holds in force, one JSON object per line."""
     import orjson
 
+    from auditlog.cli.bundle_cmd import _keys
+    from auditlog.ledger import Verifier
     from auditlog.protect import list_holds
     from auditlog.store import create_db_engine
 
+    trusted = [Verifier.from_key_string(k) for k in _keys(key)]
     engine = create_db_engine(db, read_only=True)
     try:
         with engine.connect() as conn:
-            holds = list_holds(conn)
+            holds = list_holds(conn, trusted)
     finally:
         engine.dispose()
     for h in holds:

@@ -124,6 +124,7 @@ class FindingCode(enum.StrEnum):
     KEY_MISMATCH = "key.mismatch"
     KEY_ORPHAN = "key.orphan"
     ERASURE_INCOMPLETE = "erasure.incomplete"
+    ERASURE_HELD = "erasure.held"
 
 
 #: Findings that are not integrity failures: an open chain is a request in flight (or a crash
@@ -184,6 +185,10 @@ class Report:
     sealed: dict[str, tuple[int, str]] = field(default_factory=dict)
     # C16: the erasure records of this log: (index, parsed header)
     erasures: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    # C15: the admin records of this log (holds, releases, refusals): (index, parsed header)
+    admin: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    # C15: sealed request id -> the request.start members a hold's scope reads
+    starts: dict[str, dict[str, Any]] = field(default_factory=dict)
     # C16: request id -> the erasure that accounts for its shredded data key
     erased: dict[str, Erasure] = field(default_factory=dict)
 

@@ -192,7 +192,7 @@ class _Scan:
                 num_absent += _payload_finding(index, digest, payload, out)
             # 6., 7. chains, counts, steps
             chains.check(index, h, leaf, payload)
-            if "enc" in h or h["kind"] == "erasure":  # sealed payloads, erasures: C16
+            if "enc" in h or h["kind"] in _NOTED:  # sealed payloads, erasures, holds: C15, C16
                 self._note_keys(index, h)
             if wanted is not None and h["request_id"] == wanted:
                 self.seqs.append(h["seq"])
@@ -204,8 +204,11 @@ class _Scan:
         report = self.out.report
         if h["kind"] == "erasure":
             report.erasures.append((index, h))
+        elif h["kind"] == "admin":  # holds and releases (C15: auditlog.ledger.held_erasures)
+            report.admin.append((index, h))
         elif h["kind"] == "request.start":
             report.sealed[h["request_id"]] = (index, h["enc"]["dek"])
+            report.starts[h["request_id"]] = {k: h.get(k) for k in _SCOPE_FIELDS}
 
     def counts(self, num_checkpoints: int) -> dict[str, int]:
         c = self.chains
@@ -220,6 +223,12 @@ class _Scan:
             "payloads": self.num_payloads,
             "payloads_absent": self.num_absent,
         }
+
+
+#: Kinds remembered for the checks after the pass (C15, C16), besides sealed ``request.start``.
+_NOTED = frozenset({"erasure", "admin"})
+#: The ``request.start`` members a hold's scope reads (auditlog.ledger.held_erasures).
+_SCOPE_FIELDS = ("request_id", "tenant", "principal", "ts")
 
 
 def _check_position(

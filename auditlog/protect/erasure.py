@@ -26,7 +26,7 @@ from sqlalchemy import Connection, Engine
 from auditlog.errors import AuditlogError, ConfigurationError, NotFoundError
 from auditlog.ledger import RecordKind, Signer, parse_header
 from auditlog.protect.admin_log import append_admin_record
-from auditlog.protect.holds import list_holds
+from auditlog.protect.holds import Hold, list_holds
 from auditlog.store import delete_data_keys, keyed_requests, purge_freed_keys
 
 __all__ = ["ErasureOrder", "ErasureRefusedError", "ErasureResult", "erase", "shred_due"]
@@ -94,9 +94,10 @@ def _targets(conn: Connection, order: ErasureOrder) -> list[_Target]:
     return chosen
 
 
-def _blockers(conn: Connection, targets: list[_Target], now_ns: int) -> list[dict[str, str]]:
+def _blockers(
+    conn: Connection, targets: list[_Target], holds: list[Hold], now_ns: int
+) -> list[dict[str, str]]:
     """What forbids erasing each target now: a hold in force, or a legal retention period."""
-    holds = list_holds(conn)
     found = []
     for origin, _, request_id, start in targets:
         for hold in holds:
@@ -149,7 +150,9 @@ def erase(
 
     Raises NotFoundError when nothing selected has a data key, ConfigurationError for a bad
     order, and ErasureRefusedError (after recording the refusal) when a hold or a legal retention
-    period covers a selected request.
+    period covers a selected request. Holds are read only from records proven under the
+    signer's key (:func:`~auditlog.protect.holds.list_holds`): when the administrative log
+    cannot be proven, UnprovenAdminLogError, and nothing is recorded or shredded.
     """
     for name, value in (
         ("by", order.by),
@@ -162,8 +165,10 @@ def erase(
     now = time.time_ns() if now_ns is None else now_ns
     why = {"principal": order.by, "reason": order.reason, "legal_basis": order.legal_basis}
     with engine.begin() as conn:
+        # Holds first (C15): an administrative log that cannot be proven refuses the erasure.
+        holds = list_holds(conn, [signer.verifier], own=origin)
         targets = _targets(conn, order)
-        blocked = _blockers(conn, targets, now)
+        blocked = _blockers(conn, targets, holds, now)
         if blocked:
             record, _ = append_admin_record(
                 conn,
@@ -190,7 +195,7 @@ def shred_due(
     hold covers, under one erasure record; None when nothing is due."""
     origin = origin or signer.name
     with engine.begin() as conn:
-        holds = list_holds(conn)
+        holds = list_holds(conn, [signer.verifier], own=origin)
         due = []
         for o, i, r, body in keyed_requests(conn):
             start = parse_header(body)

@@ -10,15 +10,16 @@ when it matches every member given.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine
 
 from auditlog.errors import ConfigurationError, NotFoundError
-from auditlog.ledger import RecordKind, Signer, parse_header
+from auditlog.ledger import RecordKind, Signer, Verifier, parse_header
 from auditlog.protect.admin_log import append_admin_record
-from auditlog.store import bodies_of_kind
+from auditlog.store import proven_admin_logs
 
 __all__ = ["Hold", "HoldScope", "list_holds", "place_hold", "release_hold"]
 
@@ -74,23 +75,36 @@ class Hold:
     placed_ts: int
 
 
-def list_holds(conn: Connection) -> list[Hold]:
-    """The holds in force: placed and not released, over every log."""
+def list_holds(
+    conn: Connection, trusted: Sequence[Verifier], *, own: str | None = None
+) -> list[Hold]:
+    """The holds in force (C15): placed and not released, read only from records proven under
+    ``trusted`` (the administrative keys the caller holds: a record counts only when it is in a
+    log whose checkpoint that key signed, and that checkpoint covers it).
+
+    A ``hold.release`` that a database writer inserted releases nothing, and a ``hold.place``
+    it inserted holds nothing. Raises :class:`~auditlog.store.UnprovenAdminLogError` when an
+    administrative log (``own``, the log the caller writes, or any log signed by ``trusted``)
+    has records its signed checkpoint does not cover: decisions on holds are then refused.
+    """
     placed: dict[str, Hold] = {}
     released: set[str] = set()
-    for origin, seq, body in bodies_of_kind(conn, RecordKind.ADMIN.value):
-        h = parse_header(body)
-        if h.get("action") == PLACE and isinstance(h.get("scope"), dict):
-            hold_id = f"{origin}#{seq}"
-            placed[hold_id] = Hold(
-                hold_id,
-                HoldScope.from_json(h["scope"]),
-                str(h.get("reason")),
-                str(h.get("principal")),
-                h["ts"],
-            )
-        elif h.get("action") == RELEASE:
-            released.add(str(h.get("hold")))
+    for log in proven_admin_logs(conn, trusted, own=own):
+        for record in log.records:
+            if record.kind != RecordKind.ADMIN.value:
+                continue
+            h = parse_header(record.body)
+            if h.get("action") == PLACE and isinstance(h.get("scope"), dict):
+                hold_id = f"{log.bound.origin}#{record.seq}"
+                placed[hold_id] = Hold(
+                    hold_id,
+                    HoldScope.from_json(h["scope"]),
+                    str(h.get("reason")),
+                    str(h.get("principal")),
+                    h["ts"],
+                )
+            elif h.get("action") == RELEASE:
+                released.add(str(h.get("hold")))
     return [hold for hold_id, hold in placed.items() if hold_id not in released]
 
 
@@ -132,13 +146,15 @@ def release_hold(
     """Release a hold in force, as a signed record. NotFoundError if no such hold is in force."""
     now = time.time_ns() if now_ns is None else now_ns
     with engine.begin() as conn:
-        if hold_id not in {h.hold_id for h in list_holds(conn)}:
+        origin = origin or signer.name
+        in_force = list_holds(conn, [signer.verifier], own=origin)
+        if hold_id not in {h.hold_id for h in in_force}:
             raise NotFoundError(f"no hold {hold_id!r} in force (see auditlog hold list)")
         fields = {"action": RELEASE, "principal": by, "reason": reason, "hold": hold_id}
         append_admin_record(
             conn,
             signer=signer,
-            origin=origin or signer.name,
+            origin=origin,
             kind=RecordKind.ADMIN,
             fields=fields,
             now_ns=now,

@@ -6,6 +6,7 @@ Every function takes a ``Connection`` and runs in the caller's transaction.
 
 from __future__ import annotations
 
+from auditlog.store.admin_reads import ProvenLog, UnprovenAdminLogError, proven_admin_logs
 from auditlog.store.checkpoints import (
     StoredCheckpoint,
     get_checkpoint,
@@ -55,10 +56,12 @@ from auditlog.store.writer_lock import WriterLock, WriterLockError
 __all__ = [
     "LogInfo",
     "LogState",
+    "ProvenLog",
     "SigningKey",
     "StoredCheckpoint",
     "StoredNodeSource",
     "StoredRecord",
+    "UnprovenAdminLogError",
     "WriterLock",
     "WriterLockError",
     "append_batch",
@@ -84,6 +87,7 @@ __all__ = [
     "list_logs",
     "load_log_state",
     "normalize_url",
+    "proven_admin_logs",
     "purge_freed_keys",
     "read_data_key",
     "read_data_keys",

@@ -56,10 +56,10 @@ def _done(page: Page, code: int, title: str, **context: Any) -> Response:
 
 
 @router.get("/holds")
-def holds_page(page: PageDep, conn: ConnDep) -> Response:
+def holds_page(page: PageDep, conn: ConnDep, state: StateDep) -> Response:
     """The holds in force the caller may see; for admins, forms to place and release them."""
     page.require(Role.AUDITOR, Role.ADMIN)
-    result = api_protect.holds(page.key, page.audit, conn)
+    result = api_protect.holds(page.key, page.audit, conn, state)
     return render(page.request, "holds.html", page, items=result.items)
 
 

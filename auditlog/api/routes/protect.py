@@ -134,8 +134,15 @@ def erasure_public(entry: ErasureEntry) -> ErasurePublic:
     )
 
 
-def _holds(conn: ConnDep, key: ApiKey) -> list[HoldPublic]:
-    return [hold_public(h) for h in visible_holds(conn, list_holds(conn), _tenants(key))]
+def _holds(conn: ConnDep, key: ApiKey, state: ApiState) -> list[HoldPublic]:
+    """The holds in force proven under the API's administrative key (C15; without one, under
+    its trusted keys): a hold or release row no checkpoint of that key covers does not count."""
+    signer = state.admin_signer
+    if signer is not None:
+        in_force = list_holds(conn, [signer.verifier], own=signer.name)
+    else:
+        in_force = list_holds(conn, state.trusted)
+    return [hold_public(h) for h in visible_holds(conn, in_force, _tenants(key))]
 
 
 def _erasures(conn: ConnDep, key: ApiKey) -> list[ErasurePublic]:
@@ -147,10 +154,10 @@ def _request_ids(holds: list[HoldPublic]) -> list[str]:
 
 
 @router.get("/holds", response_model=HoldList, summary="Legal holds in force")
-def holds(key: AdminOrAuditor, audit: AuditDep, conn: ConnDep) -> HoldList:
+def holds(key: AdminOrAuditor, audit: AuditDep, conn: ConnDep, state: StateDep) -> HoldList:
     """The holds in force that the caller may see (auditors: those of their tenants only)."""
     with audit.reading() as access:
-        items = _holds(conn, key)
+        items = _holds(conn, key, state)
         access.request_ids.extend(_request_ids(items))
         return HoldList(items=items)
 
@@ -205,10 +212,12 @@ def release(
 
 
 @router.get("/holds/{hold_id:path}", response_model=HoldPublic, summary="A legal hold")
-def hold(hold_id: RecordId, key: AdminOrAuditor, audit: AuditDep, conn: ConnDep) -> HoldPublic:
+def hold(
+    hold_id: RecordId, key: AdminOrAuditor, audit: AuditDep, conn: ConnDep, state: StateDep
+) -> HoldPublic:
     """One hold in force; 404 when it is released, unknown or not the caller's to see."""
     with audit.reading() as access:
-        found = next((h for h in _holds(conn, key) if h.id == hold_id), None)
+        found = next((h for h in _holds(conn, key, state) if h.id == hold_id), None)
         if found is None:
             raise NotFoundError(f"no hold {hold_id!r} in force")
         access.request_ids.extend(_request_ids([found]))

@@ -1,0 +1,120 @@
+"""Proven reads of administrative logs: the records a decision (erase, release, retention) may
+rest on (C15, C16).
+
+A database writer can INSERT rows (docs/TRUST.md section 2), so a ``hold.release`` row proves
+nothing by being there. :func:`proven_admin_logs` returns only the records of the logs whose
+newest checkpoint is signed by a key the caller holds (:func:`newest_signed_checkpoint`, the
+read path's bound), read in ``[0, size)`` of that checkpoint and checked against its signed
+root: every record is the one the key holder signed, in its place. It is fail-safe: an
+administrative log with rows outside that range (an unsigned tail, rows at odd ``seq``), or with
+records and no checkpoint that opens under the caller's key, raises
+:class:`UnprovenAdminLogError` instead of being read as if it were smaller.
+
+Every function runs in the caller's transaction and never commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, or_, select
+
+from auditlog.errors import AuditlogError
+from auditlog.ledger import MerkleFrontier, RecordKind, Verifier, leaf_hash
+from auditlog.store.ledger_store import StoredRecord, iter_records
+from auditlog.store.schema import logs, records
+from auditlog.store.trail_reads import LogBound, newest_signed_checkpoint
+
+__all__ = ["ProvenLog", "UnprovenAdminLogError", "proven_admin_logs"]
+
+
+class UnprovenAdminLogError(AuditlogError):
+    """An administrative log's records are not all covered by a checkpoint that verifies under
+    the caller's key: decisions that rest on its holds are refused rather than taken."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProvenLog:
+    """The records ``[0, bound.checkpoint.size)`` of one administrative log, proven against its
+    signed checkpoint, in ``seq`` order."""
+
+    bound: LogBound
+    records: list[StoredRecord]
+
+
+def _outside_rows(conn: Connection, log_id: int, size: int) -> bool:
+    """Whether the log holds a row at a ``seq`` outside ``[0, size)``."""
+    query = (
+        select(records.c.seq)
+        .where(records.c.log_id == log_id, or_(records.c.seq < 0, records.c.seq >= size))
+        .limit(1)
+    )
+    return conn.execute(query).first() is not None
+
+
+def _prove(conn: Connection, bound: LogBound) -> ProvenLog:
+    size, origin = bound.checkpoint.size, bound.origin
+    if _outside_rows(conn, bound.log_id, size):
+        raise UnprovenAdminLogError(
+            f"administrative log {origin!r} has records beyond its signed checkpoint (size "
+            f"{size}): refusing to decide on holds that are not proven; run auditlog verify"
+        )
+    rows = list(iter_records(conn, bound.log_id, 0, size))
+    frontier = MerkleFrontier()
+    for expected, row in enumerate(rows):
+        if row.seq != expected:
+            break
+        frontier.append(leaf_hash(row.body))
+    if len(rows) != size or frontier.size != size or frontier.root() != bound.checkpoint.root:
+        raise UnprovenAdminLogError(
+            f"administrative log {origin!r}: its records do not match its signed checkpoint "
+            f"(size {size}): refusing to decide on holds that are not proven; run auditlog verify"
+        )
+    return ProvenLog(bound, rows)
+
+
+def _admin_kind_logs(conn: Connection) -> list[tuple[int, str]]:
+    """The logs holding any ``admin`` or ``erasure`` record, by id (the candidates: a log the
+    administrative key signed that holds neither decides nothing)."""
+    kinds = (RecordKind.ADMIN.value, RecordKind.ERASURE.value)
+    having = select(records.c.log_id).where(records.c.kind.in_(kinds)).distinct()
+    query = select(logs.c.id, logs.c.origin).where(logs.c.id.in_(having)).order_by(logs.c.id)
+    return [(row[0], row[1]) for row in conn.execute(query)]
+
+
+def _unsigned_log(conn: Connection, origin: str, proven: set[str]) -> bool:
+    """Whether log ``origin`` holds records although no checkpoint of it opens under the key."""
+    if origin in proven:
+        return False
+    query = (
+        select(records.c.seq)
+        .select_from(records.join(logs, logs.c.id == records.c.log_id))
+        .where(logs.c.origin == origin)
+        .limit(1)
+    )
+    return conn.execute(query).first() is not None
+
+
+def proven_admin_logs(
+    conn: Connection, trusted: Sequence[Verifier], *, own: str | None = None
+) -> list[ProvenLog]:
+    """Every log holding administrative records whose newest checkpoint opens under ``trusted``
+    (the administrative keys the caller holds), its records proven against that checkpoint.
+    ``own``: the administrative log the caller writes, which must be proven if it holds any
+    record. Raises
+    :class:`UnprovenAdminLogError` when a log cannot be proven (see module docstring)."""
+    if not trusted:
+        raise UnprovenAdminLogError("no administrative key to prove holds with")
+    proven = []
+    for log_id, origin in _admin_kind_logs(conn):
+        bound = newest_signed_checkpoint(conn, log_id, origin, trusted)
+        if bound is not None:
+            proven.append(_prove(conn, bound))
+    if own is not None and _unsigned_log(conn, own, {p.bound.origin for p in proven}):
+        raise UnprovenAdminLogError(
+            f"administrative log {own!r} has records but no checkpoint signed by the "
+            f"administrative key {trusted[0].name!r}: refusing to decide on holds that are not "
+            f"proven; run auditlog verify"
+        )
+    return proven
