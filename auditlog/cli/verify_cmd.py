@@ -75,6 +75,14 @@ def verify(
         Path | None,
         typer.Option("--tsa-cert", help="PEM: the RFC 3161 TSA's certificate and its root"),
     ] = None,
+    ask_witnesses: Annotated[
+        bool,
+        typer.Option(
+            "--ask-witnesses",
+            help="Fetch each policy witness's latest cosigned checkpoint (its URL) and check the "
+            "database against it: catches a log rolled back to an earlier witnessed state",
+        ),
+    ] = False,
 ) -> None:
     """Recompute every hash, chain, checkpoint and node of the database (read-only)."""
     try:
@@ -84,8 +92,12 @@ def verify(
         notes = [read_text_file(p, "trusted checkpoint") for p in trusted_checkpoint or []]
         max_pending_s = None if max_pending is None else parse_duration(max_pending)
         require_auditlog_database(db, writer=False)
+        asked = _ask(db, policy, log, key) if ask_witnesses else None
+        notes += [] if asked is None else asked.notes
         report = _run(db, key, witness_dir, notes, log, request, max_pending_s, as_json)
         witnessed, times = _outside_anchors(db, report, policy, tsa_certs)
+        if asked is not None:
+            witnessed = [*(witnessed or []), *asked.findings]
     except AuditlogError as exc:
         typer.echo(f"auditlog verify: error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -129,6 +141,15 @@ def _outside_anchors(
         stamped, times = check_database_timestamps(db, tsa_certs, sizes)
         witnessed += stamped
     return witnessed, times
+
+
+def _ask(db: str, policy: Any, log: str | None, keys: list[str] | None) -> Any:
+    """The witnesses' latest cosigned checkpoints, asked before the database is read."""
+    if policy is None:
+        raise ConfigurationError("--ask-witnesses needs --witness-policy (with witness URLs)")
+    from auditlog.witnesses.audit import ask_about_database
+
+    return ask_about_database(db, policy, origin=log, keys=keys or [])
 
 
 def _tsa_certificates(path: Path) -> Any:

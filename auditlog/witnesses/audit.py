@@ -23,9 +23,11 @@ from auditlog.store import create_db_engine, list_checkpoints, list_logs
 from auditlog.store.cosignatures import list_cosignatures
 from auditlog.store.timestamps import list_timestamps
 
+from .monitor import WitnessAnswers, ask_witnesses
 from .tsa import TimestampError, verify_timestamp
 
 __all__ = [
+    "ask_about_database",
     "check_database_cosignatures",
     "check_database_timestamps",
     "check_note_cosignatures",
@@ -134,3 +136,24 @@ def _finding(origin: str, size: int, code: WitnessFindingCode, what: object) -> 
     if isinstance(what, KeyError):
         what = f"a timestamp of a checkpoint at size {size} that the log does not hold"
     return WitnessFinding(origin, size, code, str(what))
+
+
+def ask_about_database(
+    db_url: str, policy: WitnessPolicy, *, origin: str | None, keys: Sequence[str]
+) -> WitnessAnswers:
+    """Ask the policy's witnesses for their latest view of the logs ``verify`` will check: the
+    one named ``origin``, else every log of the database and every origin a ``--key`` names (a
+    log deleted whole is still asked about). Call it before the database is verified."""
+    if not any(w.url is not None for w in policy.witnesses.values()):
+        raise ConfigurationError(
+            "--ask-witnesses needs a --witness-policy whose witnesses have URLs"
+        )
+    origins = {origin} if origin is not None else {k.strip().split("+", 1)[0] for k in keys}
+    if origin is None:
+        engine = create_db_engine(db_url, read_only=True)
+        try:
+            with engine.connect() as conn:
+                origins |= {log.origin for log in list_logs(conn)}
+        finally:
+            engine.dispose()
+    return ask_witnesses(policy, origins)
