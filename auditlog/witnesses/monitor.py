@@ -63,7 +63,7 @@ def latest_cosigned(witness: PolicyWitness, origin: str, *, timeout_s: float = 1
     except (OSError, ValueError) as exc:  # URLError, timeouts, refused connections
         raise WitnessUnavailable(f"{witness.name}: {exc}") from exc
     try:
-        note = body.decode("utf-8")
+        note: str = body.decode("utf-8")
         text = split_note(note)[0]
         found = parse_checkpoint(text).origin
     except (UnicodeDecodeError, FormatError) as exc:

@@ -189,7 +189,12 @@ def transcript_html(
         stored = _find(conn, request_id, key, state)
         page = render_transcript(
             trail_public(
-                conn, stored, state.trusted, state.settings.api_trusted_keys, state.key_provider()
+                conn,
+                stored,
+                state.trusted,
+                state.settings.api_trusted_keys,
+                state.key_provider(),
+                state.outside,
             )
         )
     return HTMLResponse(page)
@@ -212,5 +217,10 @@ def trail(
     with audit.reading(request_id):
         stored = _find(conn, request_id, key, state)
         return trail_public(
-            conn, stored, state.trusted, state.settings.api_trusted_keys, state.key_provider()
+            conn,
+            stored,
+            state.trusted,
+            state.settings.api_trusted_keys,
+            state.key_provider(),
+            state.outside,
         )
