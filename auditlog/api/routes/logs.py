@@ -22,8 +22,8 @@ from auditlog.store.ledger_store import (
 )
 from auditlog.store.search import MAX_SQL_INT, InvalidQueryError
 
-from ..deps import AuditDep, ConnDep, KeyDep, StateDep
 from ..anchors import witness_state
+from ..deps import AuditDep, ConnDep, KeyDep, StateDep
 from ..schemas import ConsistencyProofPublic, LogPublic, VerifierKeysPublic, WitnessStatePublic
 from . import ERROR_RESPONSES
 
@@ -84,8 +84,8 @@ def witnesses(
     policy holds, and the checkpoint's RFC 3161 trusted time (AUDITLOG_TSA_CERT)."""
     with audit.reading():
         log_id = get_log_id(conn, log)
-        stored = latest_checkpoint(conn, log_id) if size is None else get_checkpoint(
-            conn, log_id, size
+        stored = (
+            latest_checkpoint(conn, log_id) if size is None else get_checkpoint(conn, log_id, size)
         )
         if stored is None:
             raise NoCheckpointError(f"log {log!r} has no signed checkpoint yet")
