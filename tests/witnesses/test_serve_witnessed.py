@@ -87,7 +87,7 @@ def test_serve_gets_checkpoints_cosigned_and_timestamped(
                 "group g all w0 w1",
                 "quorum g",
             ]
-        )  # fmt: skip
+        )
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "auditlog", "serve", "--db", db_url, "--key-file", str(key),
