@@ -15,7 +15,12 @@ from cryptography import x509
 
 from auditlog.errors import ConfigurationError, FormatError
 from auditlog.ledger.checkpoint import parse_checkpoint
-from auditlog.ledger.cosignature import Cosignature, CosignerKey, note_cosignatures
+from auditlog.ledger.cosignature import (
+    Cosignature,
+    CosignerKey,
+    note_cosignatures,
+    without_cosignatures,
+)
 from auditlog.ledger.note import split_note
 from auditlog.ledger.witness_policy import WitnessPolicy
 from auditlog.ledger.witnessed import WitnessFinding, WitnessFindingCode, check_witnessed
@@ -28,6 +33,7 @@ from .tsa import TimestampError, verify_timestamp
 
 __all__ = [
     "ask_about_database",
+    "check_bundle_timestamp",
     "check_database_cosignatures",
     "check_database_timestamps",
     "check_note_cosignatures",
@@ -92,6 +98,22 @@ def check_note_cosignatures(origin: str, note: str, policy: WitnessPolicy) -> li
     text = split_note(note)[0]
     size = parse_checkpoint(text).size
     return check_witnessed(origin, size, {size: text}, {size: note_cosignatures(note)}, policy)[0]
+
+
+def check_bundle_timestamp(
+    origin: str, note: str, token: bytes | None, certs: Sequence[x509.Certificate]
+) -> tuple[list[WitnessFinding], datetime | None]:
+    """Check an evidence bundle's RFC 3161 token over its checkpoint (the log's note as stored,
+    i.e. ``note`` without the cosignature lines the bundle adds): a token that does not verify
+    fails, a bundle without one is unproven. Returns the findings and the trusted time."""
+    size = parse_checkpoint(split_note(note)[0]).size
+    if token is None:
+        message = f"the bundle carries no timestamp of its checkpoint at size {size}"
+        return [_finding(origin, size, TIMESTAMP_MISSING, message)], None
+    try:
+        return [], verify_timestamp(token, without_cosignatures(note), certs)
+    except TimestampError as exc:
+        return [_finding(origin, size, TIMESTAMP_INVALID, exc)], None
 
 
 def check_database_timestamps(

@@ -17,13 +17,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 from tsa_env import LocalTsa, local_tsa
+from typer.testing import CliRunner
 from witness_env import StartWitnesses
 
 from auditlog.api import ApiSettings, Role, create_app
 from auditlog.api.keys import create_key
+from auditlog.cli import app
 from auditlog.ledger import Signer
 from auditlog.ledger.witness_policy import WitnessPolicy
 from auditlog.recorder import AuditRecorder
@@ -134,6 +137,23 @@ def test_api_and_console_show_cosignatures_policy_and_trusted_time(
         assert page.count('<li data-status="verified"><code>w') == 2
         assert 'data-satisfied="True"' in page and "quorum <code>g</code> met" in page
         assert f"✔ {state['trusted_time']}" in page
+
+        # C20: the API's bundle carries the cosignatures and the timestamp of its checkpoint.
+        bundle = client.get(
+            f"/v1/requests/{anchored_log['request']}/bundle",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert bundle.status_code == 200
+    path = anchored_log["policy"].with_name("bundle.json")
+    path.write_bytes(bundle.content)
+    result = CliRunner().invoke(
+        app,
+        ["verify-bundle", str(path), "--key", anchored_log["signer"].verifier_key, "--json",
+         "--witness-policy", str(anchored_log["policy"]), "--tsa-cert", str(anchored_log["certs"])],
+    )  # fmt: skip
+    out = orjson.loads(result.stdout)
+    assert (result.exit_code, out["status"], out["witness_findings"]) == (0, "intact", [])
+    assert out["trusted_time"]
 
 
 def test_without_configuration_anchors_are_shown_unchecked(anchored_log: dict[str, Any]) -> None:
