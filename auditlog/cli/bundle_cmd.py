@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -23,6 +23,7 @@ from .options import (
     read_text_file,
     require_auditlog_database,
 )
+from .verify_witnesses import tsa_certificates
 
 if TYPE_CHECKING:
     from auditlog.bundle.verify import BundleReport
@@ -168,7 +169,7 @@ def verify_bundle_cmd(
     from auditlog.witnesses.audit import check_bundle_timestamp, check_note_cosignatures
 
     policy = load_witness_policy(witness_key, witness_policy)
-    certs = None if tsa_cert is None else _tsa_certificates(tsa_cert)
+    certs = None if tsa_cert is None else tsa_certificates(tsa_cert)
     if file.is_dir():
         raise ConfigurationError(f"{file} is a directory, not a bundle file")
     data = file.read_bytes()  # an OSError is a usage error (exit 2, auditlog/cli/__init__.py)
@@ -227,12 +228,6 @@ def verify_bundle_cmd(
             err=True,
         )
     raise typer.Exit(code)
-
-
-def _tsa_certificates(path: Path) -> Any:
-    from auditlog.witnesses.tsa import load_tsa_certificates
-
-    return load_tsa_certificates(read_text_file(path, "TSA certificate").encode())
 
 
 def register(app: typer.Typer) -> None:

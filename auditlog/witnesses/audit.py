@@ -66,10 +66,12 @@ def load_policy(keys: Sequence[str], policy_path: Path | None) -> WitnessPolicy 
 
 def check_database_cosignatures(
     db_url: str, policy: WitnessPolicy, sizes: Mapping[str, int]
-) -> list[WitnessFinding]:
-    """Check the cosignatures of every log in ``sizes`` (origin -> verified record count)."""
+) -> tuple[list[WitnessFinding], dict[str, int | None]]:
+    """Check the cosignatures of every log in ``sizes`` (origin -> verified record count).
+    Returns the findings and, per log, the largest size whose checkpoint the policy accepts."""
     engine = create_db_engine(db_url, read_only=True)
     findings: list[WitnessFinding] = []
+    witnessed: dict[str, int | None] = {}
     try:
         with engine.connect() as conn:
             ids = {log.origin: log.id for log in list_logs(conn)}
@@ -86,10 +88,11 @@ def check_database_cosignatures(
                             malformed.add(stored.size)
                     cosigs = list_cosignatures(conn, log_id)
                 kept = {s: c for s, c in cosigs.items() if s not in malformed}
-                findings += check_witnessed(origin, size, bodies, kept, policy)[0]
+                found, witnessed[origin] = check_witnessed(origin, size, bodies, kept, policy)
+                findings += found
     finally:
         engine.dispose()
-    return findings
+    return findings, witnessed
 
 
 def check_note_cosignatures(origin: str, note: str, policy: WitnessPolicy) -> list[WitnessFinding]:

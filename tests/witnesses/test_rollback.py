@@ -104,6 +104,8 @@ def test_untouched_log_is_intact_when_the_witnesses_are_asked(two_sessions: dict
         two_sessions, "--witness-policy", str(two_sessions["policy"]), "--ask-witnesses"
     )
     assert (code, _all_findings(out)) == (0, [])
+    assert out["witnessed_at"] == {ORIGIN: two_sessions["size"]}
+    assert out["witnesses_answered"] == {ORIGIN: ["w0", "w1"]}
 
 
 def test_rollback_to_a_witnessed_state_is_caught_only_with_the_witnesses(
