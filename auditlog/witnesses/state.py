@@ -10,6 +10,7 @@ configured TSA certificates; without them they are shown as ``unchecked``.
 from __future__ import annotations
 
 import enum
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -43,10 +44,15 @@ class AnchorStatus(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class OutsideAnchors:
-    """The witness policy and TSA certificates a reader checks stored anchors with."""
+    """The witness policy and TSA certificates a reader checks stored anchors with.
+
+    Verified RFC 3161 tokens are remembered by SHA-256 of (token, note) (a token check costs
+    milliseconds, a trail view repeats it): the same bytes give the same answer, and changed
+    bytes are checked afresh."""
 
     policy: WitnessPolicy | None = None
     tsa_certs: tuple[x509.Certificate, ...] = ()
+    _checked: dict[bytes, datetime | None] = field(default_factory=dict, compare=False)
 
     @classmethod
     def load(cls, policy_file: Path | None, tsa_cert: Path | None) -> OutsideAnchors:
@@ -124,7 +130,7 @@ def checkpoint_anchors(
             status = AnchorStatus.INVALID
         name = cosig.name if witness is None else witness.name
         cosigs.append(CosignatureState(name, cosig.key_id.hex(), cosig.timestamp, status))
-    stamp_status, when = _timestamp(conn, log_id, size, note, anchors.tsa_certs)
+    stamp_status, when = _timestamp(conn, log_id, size, note, anchors)
     return CheckpointAnchors(
         size=size,
         cosignatures=cosigs,
@@ -136,17 +142,36 @@ def checkpoint_anchors(
     )
 
 
+#: Most verified tokens an :class:`OutsideAnchors` remembers (then it starts afresh).
+MAX_CHECKED = 4096
+
+
 def _timestamp(
-    conn: Connection, log_id: int, size: int, note: str, certs: Sequence[x509.Certificate]
+    conn: Connection, log_id: int, size: int, note: str, anchors: OutsideAnchors
 ) -> tuple[AnchorStatus, datetime | None]:
     stamp = get_timestamp(conn, log_id, size)
     if stamp is None:
         return AnchorStatus.ABSENT, None
-    if not certs:
+    if not anchors.tsa_certs:
         return AnchorStatus.UNCHECKED, None
+    # key = SHA-256(len(token) (8 bytes) || token || note): one answer per exact pair of bytes
+    key = hashlib.sha256(
+        len(stamp.response).to_bytes(8, "big") + stamp.response + note.encode()
+    ).digest()
+    if key not in anchors._checked:
+        if len(anchors._checked) >= MAX_CHECKED:
+            anchors._checked.clear()
+        anchors._checked[key] = _verified_time(stamp.response, note, anchors.tsa_certs)
+    when = anchors._checked[key]
+    return (AnchorStatus.INVALID, None) if when is None else (AnchorStatus.VERIFIED, when)
+
+
+def _verified_time(
+    response: bytes, note: str, certs: Sequence[x509.Certificate]
+) -> datetime | None:
     from .tsa import TimestampError, verify_timestamp
 
     try:
-        return AnchorStatus.VERIFIED, verify_timestamp(stamp.response, note, certs)
+        return verify_timestamp(response, note, certs)
     except TimestampError:
-        return AnchorStatus.INVALID, None
+        return None
