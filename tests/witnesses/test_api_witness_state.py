@@ -189,32 +189,34 @@ def test_edited_cosignature_or_timestamp_fails_the_trail(
     anchored_log: dict[str, Any], admin_connection: Any
 ) -> None:
     """An edited cosignature time (the witness's signature no longer verifies) fails the trail
-    and is shown invalid; so does a timestamp token moved from another checkpoint."""
-    with admin_connection() as conn:
-        conn.exec_driver_sql(
-            "UPDATE cosignatures SET timestamp = timestamp + 1 "
-            "WHERE size = (SELECT max(size) FROM checkpoints) AND witness = 'witness.test/w0'"
-        )
+    and is shown invalid; so does a timestamp token moved from another checkpoint, on the same
+    running API that had verified (and remembered) the genuine token a moment before."""
     client, token = _client(anchored_log)
+    path = f"/v1/requests/{anchored_log['request']}"
     with client:
-        verdict = _get(client, token, f"/v1/requests/{anchored_log['request']}")["verification"]
-    assert verdict["status"] == "failed"
-    statuses = {c["witness"]: c["status"] for c in verdict["witnesses"]["cosignatures"]}
-    assert statuses == {"w0": "invalid", "w1": "verified"}
+        assert _get(client, token, path)["verification"]["status"] == "anchored"
+        with admin_connection() as conn:
+            conn.exec_driver_sql(
+                "UPDATE cosignatures SET timestamp = timestamp + 1 "
+                "WHERE size = (SELECT max(size) FROM checkpoints) AND witness = 'witness.test/w0'"
+            )
+        verdict = _get(client, token, path)["verification"]
+        assert verdict["status"] == "failed"
+        statuses = {c["witness"]: c["status"] for c in verdict["witnesses"]["cosignatures"]}
+        assert statuses == {"w0": "invalid", "w1": "verified"}
 
-    with admin_connection() as conn:
-        conn.exec_driver_sql(
-            "UPDATE cosignatures SET timestamp = timestamp - 1 WHERE witness = 'witness.test/w0' "
-            "AND size = (SELECT max(size) FROM checkpoints)"
-        )
-        conn.exec_driver_sql(
-            "UPDATE timestamps SET response = (SELECT response FROM timestamps t2 "
-            "WHERE t2.size = (SELECT min(size) FROM timestamps)) "
-            "WHERE size = (SELECT max(size) FROM timestamps)"
-        )
-    client, token = _client(anchored_log)
-    with client:
-        verdict = _get(client, token, f"/v1/requests/{anchored_log['request']}")["verification"]
+        with admin_connection() as conn:
+            conn.exec_driver_sql(
+                "UPDATE cosignatures SET timestamp = timestamp - 1 "
+                "WHERE witness = 'witness.test/w0' AND size = (SELECT max(size) FROM checkpoints)"
+            )
+            assert _get(client, token, path)["verification"]["status"] == "anchored"
+            conn.exec_driver_sql(
+                "UPDATE timestamps SET response = (SELECT response FROM timestamps t2 "
+                "WHERE t2.size = (SELECT min(size) FROM timestamps)) "
+                "WHERE size = (SELECT max(size) FROM timestamps)"
+            )
+        verdict = _get(client, token, path)["verification"]
     assert verdict["status"] == "failed"
     assert (verdict["witnesses"]["timestamp"], verdict["witnesses"]["trusted_time"]) == (
         "invalid",
