@@ -86,7 +86,7 @@ class MiddlewareConfig:
             retention=RetentionPolicy.from_file(env["AUDITLOG_RETENTION"])
             if env.get("AUDITLOG_RETENTION")
             else RetentionPolicy(),
-            anchors=WitnessSettings.from_env(env),
+            anchors=_checked(WitnessSettings.from_env(env)),
         )
 
     def open_recorder(self) -> AuditRecorder:
@@ -103,3 +103,10 @@ class MiddlewareConfig:
             max_payload_bytes=validate_limit(self.max_payload_bytes),
             close_witnesses=True,
         )
+
+
+def _checked(anchors: WitnessSettings) -> WitnessSettings:
+    """The outside anchors, their files read now: a bad policy or certificate is refused at
+    configuration, not at the first request."""
+    anchors.check()
+    return anchors

@@ -124,22 +124,25 @@ def test_serve_gets_checkpoints_cosigned_and_timestamped(
 
 def test_adapters_read_the_same_settings(tmp_path: Path) -> None:
     """MiddlewareConfig.from_env reads AUDITLOG_WITNESS_POLICY/TSA_URL/TSA_CERT into the same
-    WitnessSettings; a bad policy or a certificate without a URL is a ConfigurationError naming
-    it, before anything is opened; nothing configured sends nothing."""
+    WitnessSettings; an unreadable policy, one without witness URLs, or a certificate without a
+    URL is a ConfigurationError naming it at configuration, before anything is opened; nothing
+    configured sends nothing."""
     key = tmp_path / "signing.key"
     key.write_text(Signer.generate(ORIGIN).key_string)
     base = {"AUDITLOG_DB_URL": f"sqlite:///{tmp_path / 'a.db'}", "AUDITLOG_KEY_FILE": str(key)}
-    config = MiddlewareConfig.from_env(
-        {**base, "AUDITLOG_WITNESS_POLICY": str(tmp_path / "p"), "AUDITLOG_TSA_URL": "http://t"}
-    )
+    env = {**base, "AUDITLOG_WITNESS_POLICY": str(tmp_path / "p"), "AUDITLOG_TSA_URL": "http://t"}
+    with pytest.raises(ConfigurationError, match="cannot read witness policy"):
+        MiddlewareConfig.from_env(env)
+    (tmp_path / "p").write_text(f"witness w0 {_a_witness_key()}\nquorum w0\n")
+    with pytest.raises(ConfigurationError, match="no witness has a URL"):
+        MiddlewareConfig.from_env(env)
+    (tmp_path / "p").write_text(f"witness w0 {_a_witness_key()} http://127.0.0.1:9\nquorum w0\n")
+    config = MiddlewareConfig.from_env(env)
     assert config.anchors == WitnessSettings(
         policy_file=tmp_path / "p", tsa_url="http://t", tsa_cert=None
     )
-    with pytest.raises(ConfigurationError, match="cannot read witness policy"):
-        config.anchors.check()
-    (tmp_path / "p").write_text(f"witness w0 {_a_witness_key()}\nquorum w0\n")
-    with pytest.raises(ConfigurationError, match="no witness has a URL"):
-        config.anchors.check()
+    senders = config.anchors.open_senders(base["AUDITLOG_DB_URL"])
+    assert [type(s).__name__ for s in senders] == ["WitnessPool", "Timestamper"]
     with pytest.raises(ConfigurationError, match="without a TSA URL"):
         WitnessSettings(tsa_cert=tmp_path / "c").check()
     plain = MiddlewareConfig.from_env(base).anchors
