@@ -19,6 +19,7 @@ from auditlog.bundle.verify import parse_verifier_keys
 from auditlog.errors import AuditlogError, ConfigurationError, FormatError, NotFoundError
 from auditlog.ledger import DirectoryWitness
 from auditlog.store.db import create_db_engine, upgrade
+from auditlog.witnesses.state import OutsideAnchors
 
 from .access import AccessLog, AccessLogUnavailable
 from .console import install_console
@@ -88,6 +89,7 @@ def create_app(settings: ApiSettings, *, engine: Engine | None = None) -> FastAP
         read_engine=None
         if settings.api_read_db_url is None
         else create_db_engine(settings.api_read_db_url, read_only=True),
+        outside=OutsideAnchors.load(settings.witness_policy, settings.tsa_cert),
     )
 
     @asynccontextmanager

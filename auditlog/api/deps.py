@@ -19,6 +19,7 @@ from auditlog.errors import (
 )
 from auditlog.ledger import Signer, Verifier
 from auditlog.store.search import InvalidQueryError
+from auditlog.witnesses.state import OutsideAnchors
 
 from .access import AccessLog
 from .keys import ApiKey, AuthenticationError, Role, authenticate
@@ -49,6 +50,7 @@ class ApiState:
     engine: Engine
     access_log: AccessLog
     trusted: list[Verifier]
+    outside: OutsideAnchors = field(default_factory=OutsideAnchors)  # witness policy, TSA
     keyring: Any = None  # KeyProvider of the tenants' payload KEKs (C16), loaded on first use
     admin_signer: Signer | None = None  # signs holds and erasures placed through the API
     read_engine: Engine | None = None  # the served logs' database when not ``engine`` (replica)

@@ -84,11 +84,41 @@ class DraftPublic(BaseModel):
     token_ids: list[int]
 
 
+class CosignaturePublic(BaseModel):
+    """A witness's cosignature/v1 of the checkpoint, as stored, and whether it verifies."""
+
+    witness: str = Field(description="the policy's name for the witness, else its cosigner name")
+    key_id: str = Field(description="hex")
+    time: int = Field(description="POSIX seconds, as the witness signed it")
+    status: Literal["verified", "invalid", "unchecked", "unknown"] = Field(
+        description="verified/invalid under the configured policy's key; unchecked: no policy "
+        "configured; unknown: a cosigner the policy does not name"
+    )
+
+
+class WitnessStatePublic(BaseModel):
+    """The outside anchors of one checkpoint: cosignatures, witness policy, RFC 3161 time."""
+
+    log: str
+    checkpoint_size: int
+    cosignatures: list[CosignaturePublic]
+    policy_quorum: str | None = Field(description="None: no witness policy configured")
+    policy_satisfied: bool | None = Field(description="None: no witness policy configured")
+    timestamp: Literal["verified", "invalid", "unchecked", "absent"] = Field(
+        description="the RFC 3161 token of the checkpoint, checked against the configured TSA "
+        "certificate (unchecked: none configured)"
+    )
+    trusted_time: str | None = Field(description="verified genTime, ISO 8601 UTC")
+
+
 class VerdictPublic(BaseModel):
     """Verification of the trail against its log's newest signed checkpoint.
 
     ``anchored``: every record shown verifies against a checkpoint signed by a key the API was
-    given (AUDITLOG_API_TRUSTED_KEYS), and the request's end is among them. ``pending``: nothing
+    given (AUDITLOG_API_TRUSTED_KEYS), the request's end is among them, and the checkpoint's
+    outside anchors the API was configured to require hold (AUDITLOG_WITNESS_POLICY met,
+    AUDITLOG_TSA_CERT: a valid timestamp); a cosignature or timestamp that does not verify is
+    ``failed``. ``pending``: nothing
     failed but nothing is proven yet (the end is not yet covered by a checkpoint, or the only
     signatures are by keys stored in the database itself). ``failed``: the records do not verify.
     Records after the newest signed checkpoint are never shown.
@@ -98,6 +128,9 @@ class VerdictPublic(BaseModel):
     message: str
     trust: Literal["trusted", "untrusted"] | None
     checkpoint_size: int | None
+    witnesses: WitnessStatePublic | None = Field(
+        default=None, description="what the witnesses and the TSA say about that checkpoint"
+    )
 
 
 class TrailPublic(BaseModel):

@@ -57,6 +57,16 @@ class ApiSettings(BaseSettings):
         "holds and erasures placed through the API (C15, C16; its name is the log's origin); "
         "without it those writes answer 503",
     )
+    witness_policy: Path | None = Field(
+        default=None,
+        description="witness policy file (docs/WITNESSES.md): the stored cosignatures of each "
+        "verdict's checkpoint are checked against it, and a trail is anchored only when it holds",
+    )
+    tsa_cert: Path | None = Field(
+        default=None,
+        description="PEM with the RFC 3161 TSA's certificate and its root: a verdict's "
+        "checkpoint shows its trusted time, and is anchored only with a valid timestamp",
+    )
     api_default_page_size: int = Field(default=50, ge=1, le=MAX_PAGE_SIZE)
     api_max_page_size: int = Field(default=200, ge=1, le=MAX_PAGE_SIZE)
     api_replay_model_dir: Path | None = Field(

@@ -15,10 +15,12 @@ from auditlog.errors import FormatError, VerificationError
 from auditlog.ledger import Verifier, parse_header
 from auditlog.store.trail_reads import StoredTrail, signing_keys_of
 from auditlog.trails import Content, content_note, reader_payloads
+from auditlog.witnesses.state import OutsideAnchors
 
 if TYPE_CHECKING:
     from auditlog.crypto import KeyProvider
 
+from .anchors import witness_state
 from .schemas import DraftPublic, RecordPublic, TokenPublic, TrailPublic, VerdictPublic
 
 __all__ = ["trail_public", "verdict"]
@@ -36,11 +38,42 @@ def _header(body: bytes) -> dict[str, Any] | None:
 
 
 def verdict(
-    conn: Connection, trail: StoredTrail, trusted: Sequence[Verifier], extra_keys: Sequence[str]
+    conn: Connection,
+    trail: StoredTrail,
+    trusted: Sequence[Verifier],
+    extra_keys: Sequence[str],
+    outside: OutsideAnchors | None = None,
 ) -> tuple[VerdictPublic, Transcript | None]:
     """Verify ``trail`` against its bound: the newest signed checkpoint of its log (every record
-    of a stored trail lies below it). Returns the verdict (``VerdictPublic``) and, when the
+    of a stored trail lies below it), and that checkpoint's outside anchors against ``outside``
+    (witness policy, TSA certificates). Returns the verdict (``VerdictPublic``) and, when the
     trail verifies, its transcript."""
+    result, transcript = _ledger_verdict(conn, trail, trusted, extra_keys)
+    checkpoint = trail.bound.checkpoint
+    state, anchors = witness_state(
+        conn, trail.origin, trail.log_id, checkpoint.size, checkpoint.note,
+        outside or OutsideAnchors(),
+    )  # fmt: skip
+    result.witnesses = state
+    if result.status == "failed":
+        return result, transcript
+    if anchors.failed:
+        result.status = "failed"
+        result.message = (
+            f"a witness cosignature or the timestamp of checkpoint {checkpoint.size} does not "
+            "verify: edited or moved after it was made"
+        )
+        return result, None
+    shortfall = anchors.shortfall()
+    if result.status == "anchored" and shortfall is not None:
+        result.status = "pending"
+        result.message += f"; not anchored yet: {shortfall}"
+    return result, transcript
+
+
+def _ledger_verdict(
+    conn: Connection, trail: StoredTrail, trusted: Sequence[Verifier], extra_keys: Sequence[str]
+) -> tuple[VerdictPublic, Transcript | None]:
     checkpoint = trail.bound.checkpoint
     keys = signing_keys_of(conn, trail.log_id, checkpoint.note, extra_keys)
     bundle = build_bundle(conn, trail, checkpoint, keys)
@@ -87,11 +120,12 @@ def trail_public(
     trusted: Sequence[Verifier],
     extra_keys: Sequence[str],
     keys: KeyProvider | None = None,
+    outside: OutsideAnchors | None = None,
 ) -> TrailPublic:
     """The ``TrailPublic`` of a stored trail (verified transcript when it verifies); sealed
     payloads are shown decrypted when ``keys`` holds the tenant's KEK (C16), else as
     unavailable or erased (C16)."""
-    result, transcript = verdict(conn, trail, trusted, extra_keys)
+    result, transcript = verdict(conn, trail, trusted, extra_keys, outside)
     headers = [_header(r.body) for r in trail.records]
     stored = [
         (h, r.seq, None if r.payload is None else bytes(r.payload))

@@ -32,6 +32,7 @@ from auditlog.store.checkpoints import StoredCheckpoint
 from auditlog.store.cosignatures import list_cosignatures
 from auditlog.store.data_keys import erasure_bodies, read_data_key
 from auditlog.store.ledger_store import StoredNodeSource, get_log_id
+from auditlog.store.timestamps import get_timestamp
 from auditlog.store.trail_reads import (
     StoredTrail,
     covering_checkpoint,
@@ -42,7 +43,14 @@ from auditlog.store.trail_reads import (
 
 from .format import Bundle, BundleErasure, BundleRecord, encode_bundle
 
-__all__ = ["NoCheckpointError", "build_bundle", "export_bundle", "find_erasure", "with_erasure"]
+__all__ = [
+    "NoCheckpointError",
+    "build_bundle",
+    "export_bundle",
+    "find_erasure",
+    "with_erasure",
+    "with_outside_anchors",
+]
 
 
 def build_bundle(
@@ -50,8 +58,10 @@ def build_bundle(
     trail: StoredTrail,
     checkpoint: StoredCheckpoint,
     keys: Sequence[str],
+    timestamp: bytes | None = None,
 ) -> Bundle:
-    """The bundle of ``trail`` against ``checkpoint``: proofs read from the stored Merkle nodes."""
+    """The bundle of ``trail`` against ``checkpoint``: proofs read from the stored Merkle nodes
+    (``timestamp``: the checkpoint's RFC 3161 token, see :func:`with_outside_anchors`)."""
     source = StoredNodeSource(conn, trail.log_id)
     # One batch: the trail's records are neighbours, their proofs share most hashes.
     proofs = inclusion_proofs([r.seq for r in trail.records], checkpoint.size, source)
@@ -60,6 +70,7 @@ def build_bundle(
         request_id=trail.request_id,
         checkpoint=checkpoint.note,
         keys=tuple(sorted(keys)),
+        timestamp=timestamp,
         records=tuple(
             BundleRecord(
                 seq=r.seq,
@@ -148,6 +159,15 @@ def export_bundle(
     trail = find_trail(conn, request_id, tenants=tenants, trusted=trusted)
     checkpoint = covering_checkpoint(conn, trail, trusted, at_size=at_size)
     keys = signing_keys_of(conn, trail.log_id, checkpoint.note, extra_keys)
-    # The witnesses' cosignatures travel on the checkpoint note (C2SP: one line per witness).
-    bundle = build_bundle(conn, trail, _cosigned(conn, trail.log_id, checkpoint), keys)
+    checkpoint, timestamp = with_outside_anchors(conn, trail.log_id, checkpoint)
+    bundle = build_bundle(conn, trail, checkpoint, keys, timestamp)
     return encode_bundle(with_erasure(conn, bundle, trail, trusted, extra_keys))
+
+
+def with_outside_anchors(
+    conn: Connection, log_id: int, checkpoint: StoredCheckpoint
+) -> tuple[StoredCheckpoint, bytes | None]:
+    """The checkpoint as a bundle carries it: the witnesses' cosignatures on its note (C2SP:
+    one line per witness), and its stored RFC 3161 token (None without one)."""
+    stamp = get_timestamp(conn, log_id, checkpoint.size)
+    return _cosigned(conn, log_id, checkpoint), None if stamp is None else stamp.response

@@ -11,7 +11,9 @@ A bundle is one canonical JSON object (RFC 8785 bytes, docs/FORMAT.md section 9)
                   "proof": [<base64 hash>, ...]}, ...], # RFC 9162 inclusion proof at seq
      "erasure": {"log": <origin>, "checkpoint": <note>, # only when an erasure record names the
                  "keys": [...], "seq": <int>,           # request: that record, the checkpoint of
-                 "body": <base64>, "proof": [...]}}     # its own log covering it, its proof
+                 "body": <base64>, "proof": [...]},     # its own log covering it, its proof
+     "timestamp": <base64>}                            # optional: the checkpoint's RFC 3161
+                                                       # TimeStampResp (DER), when one is stored
 
 Binary values are standard base64 with padding (RFC 4648 section 4). Records are in chain order
 (``req_seq`` 0, 1, ...). The bytes depend only on the stored trail and the checkpoint chosen, so
@@ -88,6 +90,7 @@ class Bundle:
     keys: tuple[str, ...]
     records: tuple[BundleRecord, ...]
     erasure: BundleErasure | None = None  # absent unless an erasure record names the request
+    timestamp: bytes | None = None  # RFC 3161 TimeStampResp over the log's note, as stored
 
 
 def _b64(data: bytes) -> str:
@@ -125,6 +128,8 @@ def encode_bundle(bundle: Bundle) -> bytes:
             "body": _b64(e.body),
             "proof": [_b64(h) for h in e.proof],
         }
+    if bundle.timestamp is not None:  # likewise only when one is stored
+        obj["timestamp"] = _b64(bundle.timestamp)
     return canonical_json(obj)
 
 
@@ -208,10 +213,10 @@ def decode_bundle(data: bytes) -> Bundle:
         raise FormatError(
             f"unsupported bundle version: expected {BUNDLE_VERSION}, got {obj.get('v')!r}"
         )
-    if obj.keys() - {"erasure"} != _TOP_KEYS:
+    if obj.keys() - {"erasure", "timestamp"} != _TOP_KEYS:
         raise FormatError(
-            f"bundle members: expected {sorted(_TOP_KEYS)} (and optionally 'erasure'), "
-            f"got {sorted(obj)}"
+            f"bundle members: expected {sorted(_TOP_KEYS)} (and optionally 'erasure', "
+            f"'timestamp'), got {sorted(obj)}"
         )
     records = obj["records"]
     if type(records) is not list or not 0 < len(records) <= MAX_BUNDLE_RECORDS:
@@ -223,6 +228,7 @@ def decode_bundle(data: bytes) -> Bundle:
         keys=_keys(obj["keys"], "bundle member 'keys'"),
         records=tuple(_record(i, r) for i, r in enumerate(records)),
         erasure=_erasure(obj["erasure"]) if "erasure" in obj else None,
+        timestamp=_unb64(obj["timestamp"], "timestamp") if "timestamp" in obj else None,
     )
     if encode_bundle(bundle) != data:
         raise FormatError("bundle bytes are not in canonical form (RFC 8785, keys sorted)")

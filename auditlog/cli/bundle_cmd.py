@@ -23,6 +23,7 @@ from .options import (
     read_text_file,
     require_auditlog_database,
 )
+from .verify_witnesses import tsa_certificates
 
 if TYPE_CHECKING:
     from auditlog.bundle.verify import BundleReport
@@ -37,9 +38,10 @@ EXIT_UNPROVEN = 3
 VERIFY_BUNDLE_HELP = (
     "Verify an evidence bundle offline.\n\nExit codes: 0 intact under a --key given out of band "
     "(a key vouches for the log whose origin is its name; with --witness-key/--witness-policy, "
-    "the policy met); 1 integrity failure (a --key that did not sign it, or a bad cosignature, "
-    "included); 2 usage error; 3 nothing failed but nothing was proven (no --key: the bundle's "
-    "embedded keys vouch only for themselves; or the witness policy not met)."
+    "the policy met; with --tsa-cert, its timestamp valid); 1 integrity failure (a --key that did "
+    "not sign it, a bad cosignature or timestamp, included); 2 usage error; 3 nothing failed but "
+    "nothing was proven (no --key: the bundle's embedded keys vouch only for themselves; or the "
+    "witness policy not met, or no timestamp)."
 )
 
 
@@ -150,15 +152,24 @@ def verify_bundle_cmd(
     witness_policy: Annotated[
         Path | None, typer.Option("--witness-policy", help="Witness policy file (N-of-M groups)")
     ] = None,
+    tsa_cert: Annotated[
+        Path | None,
+        typer.Option(
+            "--tsa-cert",
+            help="PEM: the RFC 3161 TSA's certificate and its root; the bundle's "
+            "timestamp must verify under it and its trusted time is shown",
+        ),
+    ] = None,
 ) -> None:
     """Verify an evidence bundle offline (exit codes: ``VERIFY_BUNDLE_HELP``)."""
     import orjson
 
     from auditlog.bundle.format import decode_bundle
     from auditlog.bundle.verify import KeyTrust, verify_bundle
-    from auditlog.witnesses.audit import check_note_cosignatures
+    from auditlog.witnesses.audit import check_bundle_timestamp, check_note_cosignatures
 
     policy = load_witness_policy(witness_key, witness_policy)
+    certs = None if tsa_cert is None else tsa_certificates(tsa_cert)
     if file.is_dir():
         raise ConfigurationError(f"{file} is a directory, not a bundle file")
     data = file.read_bytes()  # an OSError is a usage error (exit 2, auditlog/cli/__init__.py)
@@ -172,8 +183,15 @@ def verify_bundle_cmd(
             typer.echo(f"FAILED: {exc}", err=True)
         raise typer.Exit(EXIT_INTEGRITY) from None
     witnessed = []
+    bundle = decode_bundle(data)
     if policy is not None:
-        witnessed = check_note_cosignatures(report.log, decode_bundle(data).checkpoint, policy)
+        witnessed = check_note_cosignatures(report.log, bundle.checkpoint, policy)
+    trusted_time = None
+    if certs is not None:
+        stamped, trusted_time = check_bundle_timestamp(
+            report.log, bundle.checkpoint, bundle.timestamp, certs
+        )
+        witnessed += stamped
     proven = report.trust is KeyTrust.TRUSTED
     code = EXIT_INTEGRITY if any(w.failed for w in witnessed) else 0
     if not code and (witnessed or not proven):
@@ -181,10 +199,12 @@ def verify_bundle_cmd(
     if as_json:
         out = _report_json(report)
         out["status"] = {0: "intact", 1: "failed", 3: "unproven"}[code]
-        if policy is not None:
+        if policy is not None or certs is not None:
             out["witness_findings"] = [
                 {"code": str(w.code), "message": w.message} for w in witnessed
             ]
+        if trusted_time is not None:
+            out["trusted_time"] = trusted_time.isoformat()
         typer.echo(orjson.dumps(out).decode())
         raise typer.Exit(code)
     for w in witnessed:
@@ -194,6 +214,8 @@ def verify_bundle_cmd(
         f"{report.request_id} ({report.num_records} records, tenant {report.tenant}) in log "
         f"{report.log}, checkpoint size {report.checkpoint_size}"
     )
+    if trusted_time is not None:
+        typer.echo(f"trusted time (RFC 3161) of the checkpoint: {trusted_time.isoformat()}")
     if report.erasure is not None:
         seqs = ", ".join(map(str, report.erased_payloads))
         typer.echo(f"payloads of records {seqs} {report.erasure.describe()}")

@@ -66,6 +66,31 @@ def serve(
             "refusal record without content (default 1 MiB)",
         ),
     ] = 1 << 20,
+    witness_policy: Annotated[
+        Path | None,
+        typer.Option(
+            "--witness-policy",
+            envvar="AUDITLOG_WITNESS_POLICY",
+            help="Witness policy file: every checkpoint goes to its witnesses' URLs "
+            "(C2SP tlog-witness) and their cosignatures are stored (docs/WITNESSES.md)",
+        ),
+    ] = None,
+    tsa_url: Annotated[
+        str | None,
+        typer.Option(
+            "--tsa-url",
+            envvar="AUDITLOG_TSA_URL",
+            help="RFC 3161 timestamp authority that stamps every checkpoint",
+        ),
+    ] = None,
+    tsa_cert: Annotated[
+        Path | None,
+        typer.Option(
+            "--tsa-cert",
+            envvar="AUDITLOG_TSA_CERT",
+            help="PEM: the TSA's certificate and its root; tokens that do not verify are not kept",
+        ),
+    ] = None,
 ) -> None:
     """Serve /v1/completions, /v1/chat/completions and /v1/models, recording every request.
 
@@ -89,6 +114,7 @@ def serve(
     from auditlog.recorder import FailMode
     from auditlog.recorder.spool import default_state_dir, spool_file
     from auditlog.server import ApiKeyTable, ServerSettings, create_app
+    from auditlog.witnesses.settings import WitnessSettings
 
     from .serving import run_server
 
@@ -104,12 +130,15 @@ def serve(
     if witness_dir.exists() and not witness_dir.is_dir():
         raise ConfigurationError(f"witness directory {witness_dir} is not a directory")
     log_origin = origin or signer.name
+    anchors = WitnessSettings(policy_file=witness_policy, tsa_url=tsa_url, tsa_cert=tsa_cert)
+    anchors.check()
     settings = ServerSettings(
         db_url=db,
         origin=log_origin,
         signers=[signer],
         api_keys=ApiKeyTable.from_file(api_keys),
         witness_dir=witness_dir,
+        anchors=anchors,
         spool_path=spool_file(state_dir or default_state_dir(), log_origin),
         fail_mode=FailMode.OPEN if fail_open else FailMode.CLOSED,
         model_name=model_name,
@@ -128,6 +157,11 @@ def serve(
     _prepare_database(settings)
     witness_dir.mkdir(parents=True, exist_ok=True)
     typer.echo(f"auditlog serve: log {settings.origin} in {db} ({settings.fail_mode})")
+    if anchors.enabled:
+        typer.echo(
+            f"auditlog serve: checkpoints also go to witness policy {witness_policy or '-'}, "
+            f"TSA {tsa_url or '-'}"
+        )
     run_server(create_app(settings), host=host, port=port)
 
 

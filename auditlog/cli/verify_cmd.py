@@ -12,6 +12,13 @@ import typer
 from auditlog.errors import AuditlogError, ConfigurationError
 
 from .options import DbOption, load_witness_policy, read_text_file, require_auditlog_database
+from .verify_witnesses import (
+    ask,
+    outside_anchors,
+    print_witness_state,
+    tsa_certificates,
+    witness_finding,
+)
 
 __all__ = ["EXIT_CODES_HELP", "parse_duration", "register"]
 
@@ -83,19 +90,32 @@ def verify(
             "witnessed or held but not yet replicated are pending (exit 3), not a rollback",
         ),
     ] = False,
+    ask_witnesses: Annotated[
+        bool,
+        typer.Option(
+            "--ask-witnesses",
+            help="Fetch each policy witness's latest cosigned checkpoint (its URL) and check the "
+            "database against it: catches a log rolled back to an earlier witnessed state",
+        ),
+    ] = False,
 ) -> None:
     """Recompute every hash, chain, checkpoint and node of the database (read-only)."""
     try:
         # configuration first: a bad policy or certificate is refused before the database opens
         policy = load_witness_policy(witness_key, witness_policy)
-        tsa_certs = None if tsa_cert is None else _tsa_certificates(tsa_cert)
+        tsa_certs = None if tsa_cert is None else tsa_certificates(tsa_cert)
         notes = [read_text_file(p, "trusted checkpoint") for p in trusted_checkpoint or []]
         max_pending_s = None if max_pending is None else parse_duration(max_pending)
         require_auditlog_database(db, writer=False)
+        asked = ask(db, policy, log, key) if ask_witnesses else None
+        notes += [] if asked is None else asked.notes
         report = _run(
             db, key, witness_dir, notes, log, request, max_pending_s, as_json, standby=standby
         )
-        witnessed, times = _outside_anchors(db, report, policy, tsa_certs)
+        witnessed, times, witnessed_at = outside_anchors(db, report, policy, tsa_certs)
+        if asked is not None:
+            witnessed = [*(witnessed or []), *asked.findings]
+        answered = {} if asked is None else asked.answered
     except AuditlogError as exc:
         typer.echo(f"auditlog verify: error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -107,10 +127,13 @@ def verify(
         out["exit_code"] = code
         out["verdict"] = {0: "intact", 1: "failed", 3: "unproven"}[code]
         if witnessed is not None:
-            out["witness_findings"] = [_witness_finding(f) for f in witnessed]
+            out["witness_findings"] = [witness_finding(f) for f in witnessed]
             out["trusted_time"] = {name: when.isoformat() for name, when in times.items()}
+            out["witnessed_at"] = witnessed_at
+            out["witnesses_answered"] = answered
         sys.stdout.write(orjson.dumps(out).decode() + "\n")
     else:
+        print_witness_state(witnessed_at, answered)
         _print(report, witnessed, times)
     raise typer.Exit(code)
 
@@ -122,37 +145,6 @@ def _exit_code(report: Any, witnessed: list[Any] | None) -> int:
     if any(w.failed for w in witnessed or ()):
         return 1
     return 3 if witnessed and code == 0 else code
-
-
-def _outside_anchors(
-    db: str, report: Any, policy: Any, tsa_certs: Any
-) -> tuple[list[Any] | None, dict[str, Any]]:
-    """Cosignatures against the witness policy, and RFC 3161 tokens against the TSA."""
-    if policy is None and tsa_certs is None:
-        return None, {}
-    from auditlog.witnesses.audit import check_database_cosignatures, check_database_timestamps
-
-    sizes = {r.log: r.size for r in report.logs}
-    witnessed = [] if policy is None else check_database_cosignatures(db, policy, sizes)
-    times: dict[str, Any] = {}
-    if tsa_certs is not None:
-        stamped, times = check_database_timestamps(db, tsa_certs, sizes)
-        witnessed += stamped
-    return witnessed, times
-
-
-def _tsa_certificates(path: Path) -> Any:
-    from auditlog.witnesses.tsa import load_tsa_certificates
-
-    try:
-        return load_tsa_certificates(path.read_bytes())
-    except OSError as exc:
-        raise ConfigurationError(f"cannot read TSA certificate {path}: {exc}") from exc
-
-
-def _witness_finding(f: Any) -> dict[str, Any]:
-    return {"log": f.log, "size": f.size, "code": str(f.code), "failed": f.failed,
-            "message": f.message}  # fmt: skip
 
 
 verify.__doc__ = f"{verify.__doc__}\n\n{EXIT_CODES_HELP}"

@@ -10,7 +10,9 @@ default 1 MiB: a larger request body gets 413 and a refusal trail without conten
 ``AUDITLOG_MAX_BODY_BYTES`` is refused with a message naming the new one), ``AUDITLOG_KEYRING``
 (payload encryption keyring, C16; default ``<AUDITLOG_KEY_FILE>.keyring``, created if missing),
 ``AUDITLOG_ENCRYPTION`` (``0`` records payloads unsealed), ``AUDITLOG_RETENTION`` (retention policy
-file, C14; default: every tenant in class ``default``).
+file, C14; default: every tenant in class ``default``), and the outside anchors of
+:class:`~auditlog.witnesses.settings.WitnessSettings`: ``AUDITLOG_WITNESS_POLICY`` (HTTP witnesses),
+``AUDITLOG_TSA_URL`` and ``AUDITLOG_TSA_CERT`` (RFC 3161 timestamps).
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ from pathlib import Path
 from auditlog.crypto import open_keyring
 from auditlog.errors import ConfigurationError
 from auditlog.gateway.auth import ApiKeyTable
-from auditlog.ledger import DirectoryWitness, Signer
+from auditlog.ledger import Signer
 from auditlog.protect.retention import RetentionPolicy
 from auditlog.recorder import DEFAULT_MAX_PAYLOAD_BYTES, AuditRecorder, FailMode
 from auditlog.recorder.limits import validate_limit
+from auditlog.witnesses.settings import WitnessSettings
 
 __all__ = ["MiddlewareConfig"]
 
@@ -43,6 +46,7 @@ class MiddlewareConfig:
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES  # recorder/limits.py
     keyring: Path | None = None  # payload encryption (C16); None: payloads unsealed
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
+    anchors: WitnessSettings = field(default_factory=WitnessSettings)  # HTTP witnesses, TSA
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> MiddlewareConfig:
@@ -82,13 +86,11 @@ class MiddlewareConfig:
             retention=RetentionPolicy.from_file(env["AUDITLOG_RETENTION"])
             if env.get("AUDITLOG_RETENTION")
             else RetentionPolicy(),
+            anchors=_checked(WitnessSettings.from_env(env)),
         )
 
     def open_recorder(self) -> AuditRecorder:
-        witnesses = []
-        if self.witness_dir is not None:
-            self.witness_dir.mkdir(parents=True, exist_ok=True)
-            witnesses.append(DirectoryWitness(self.witness_dir))
+        witnesses = self.anchors.recorder_witnesses(self.db_url, self.witness_dir)
         return AuditRecorder.open(
             self.db_url,
             origin=self.origin,
@@ -99,4 +101,12 @@ class MiddlewareConfig:
             key_provider=None if self.keyring is None else open_keyring(self.keyring),
             retention=self.retention,
             max_payload_bytes=validate_limit(self.max_payload_bytes),
+            close_witnesses=True,
         )
+
+
+def _checked(anchors: WitnessSettings) -> WitnessSettings:
+    """The outside anchors, their files read now: a bad policy or certificate is refused at
+    configuration, not at the first request."""
+    anchors.check()
+    return anchors

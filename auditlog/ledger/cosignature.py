@@ -35,6 +35,7 @@ __all__ = [
     "cosigned_note",
     "note_cosignatures",
     "parse_cosignature_line",
+    "without_cosignatures",
 ]
 
 #: Type byte of Ed25519 cosignature/v1 keys in key ids and verifier keys.
@@ -159,3 +160,18 @@ def note_cosignatures(note: str) -> list[Cosignature]:
         except FormatError:
             continue
     return found
+
+
+def without_cosignatures(note: str) -> str:
+    """``note`` with its cosignature/v1 lines removed: the log's note as signed and stored (the
+    inverse of :func:`cosigned_note`; what an RFC 3161 timestamp of the checkpoint covers)."""
+    if "\n\n" not in note:
+        return note
+    cut = note.rindex("\n\n") + 2
+    kept = []
+    for line in note[cut:].splitlines(keepends=True):
+        try:
+            parse_cosignature_line(line)
+        except FormatError:
+            kept.append(line)
+    return note[:cut] + "".join(kept)

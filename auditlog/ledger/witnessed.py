@@ -29,6 +29,7 @@ class WitnessFindingCode(enum.StrEnum):
     COSIGNATURE_INVALID = "cosignature.invalid"  # integrity failure
     COSIGNATURE_ORPHAN = "cosignature.orphan"  # integrity failure
     WITNESS_UNCOVERED = "witness.uncovered"  # unproven
+    WITNESS_UNASKED = "witness.unasked"  # unproven: too few witnesses told their latest view
     TIMESTAMP_INVALID = "timestamp.invalid"  # integrity failure (RFC 3161 token)
     TIMESTAMP_MISSING = "timestamp.missing"  # unproven
 

@@ -76,6 +76,9 @@ class AuditRecorder:
     ``retention``: record each new request's retention class in its start (C14).
     ``max_payload_bytes``: refuse a request whose prompt is larger (recorder/limits.py) with
     :class:`~auditlog.recorder.limits.PayloadTooLargeError`; nothing of it is stored.
+    ``close_witnesses``: the recorder owns its witnesses: :meth:`close` closes each one that has
+    a ``close()`` after the final checkpoint was handed to it (background senders then finish
+    sending it).
     """
 
     def __init__(
@@ -96,6 +99,7 @@ class AuditRecorder:
         key_provider: KeyProvider | None = None,
         retention: RetentionPolicy | None = None,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        close_witnesses: bool = False,
     ) -> None:
         if not signers:
             raise RecorderError("the recorder needs at least one checkpoint signing key")
@@ -104,6 +108,7 @@ class AuditRecorder:
         self.mode = mode
         self.signers = list(signers)
         self.witnesses = list(witnesses)
+        self._close_witnesses = close_witnesses
         self.stats = RecorderStats()
         self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
         self._owns_engine = False
@@ -269,6 +274,10 @@ class AuditRecorder:
         if self._writer.is_alive():
             raise RecorderError(f"{self._writer.name} did not stop within {timeout} s")
         self._lock.release()
+        for witness in self.witnesses if self._close_witnesses else ():
+            close = getattr(witness, "close", None)
+            if close is not None:
+                close()
         if self._owns_engine:
             close_engine(self.engine)
         if self._failure is not None:

@@ -15,7 +15,6 @@ from starlette.responses import Response
 from auditlog.events import Event
 from auditlog.gateway.auth import Identity
 from auditlog.gateway.request_ids import REQUEST_ID_HEADER, TRAIL_ID_HEADER, RequestIds, RequestName
-from auditlog.ledger import DirectoryWitness
 from auditlog.recorder import AuditRecorder
 
 from .engine_loop import EngineLoop
@@ -62,7 +61,7 @@ class InferenceService:
         """Open the recorder (migrating the database) and start the engine thread."""
         recorder = None
         if settings.recording:
-            witnesses = [DirectoryWitness(settings.witness_dir)] if settings.witness_dir else []
+            witnesses = settings.anchors.recorder_witnesses(settings.db_url, settings.witness_dir)
             recorder = AuditRecorder.open(
                 settings.db_url,
                 origin=settings.origin,
@@ -71,6 +70,7 @@ class InferenceService:
                 spool_path=settings.spool_path,
                 mode=settings.fail_mode,
                 max_payload_bytes=settings.max_payload_bytes,
+                close_witnesses=True,
                 **(settings.recorder_options or {}),
             )
         try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +11,7 @@ from auditlog.errors import ConfigurationError
 from auditlog.gateway.auth import ApiKeyTable
 from auditlog.recorder import DEFAULT_MAX_PAYLOAD_BYTES, FailMode
 from auditlog.recorder.limits import validate_limit
+from auditlog.witnesses.settings import WitnessSettings
 
 if TYPE_CHECKING:
     from auditlog.engine import LLMEngine
@@ -47,6 +48,7 @@ class ServerSettings:
     signers: Sequence[Signer]
     api_keys: ApiKeyTable
     witness_dir: Path | None = None
+    anchors: WitnessSettings = field(default_factory=WitnessSettings)  # HTTP witnesses, TSA
     spool_path: Path | None = None
     fail_mode: FailMode = FailMode.CLOSED
     model_name: str = DEFAULT_MODEL_NAME

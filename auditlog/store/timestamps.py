@@ -8,7 +8,7 @@ from sqlalchemy import Connection, insert, select
 
 from auditlog.store.schema import timestamps
 
-__all__ = ["StoredTimestamp", "insert_timestamp", "list_timestamps"]
+__all__ = ["StoredTimestamp", "get_timestamp", "insert_timestamp", "list_timestamps"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,3 +52,12 @@ def list_timestamps(conn: Connection, log_id: int) -> list[StoredTimestamp]:
         select(c.size, c.response, c.gen_time).where(c.log_id == log_id).order_by(c.size)
     )
     return [StoredTimestamp(int(s), bytes(r), int(g)) for s, r, g in rows]
+
+
+def get_timestamp(conn: Connection, log_id: int, size: int) -> StoredTimestamp | None:
+    """The timestamp of the log's checkpoint at ``size``, or None."""
+    c = timestamps.c
+    row = conn.execute(
+        select(c.response, c.gen_time).where(c.log_id == log_id, c.size == size)
+    ).first()
+    return None if row is None else StoredTimestamp(size, bytes(row[0]), int(row[1]))

@@ -15,7 +15,12 @@ from cryptography import x509
 
 from auditlog.errors import ConfigurationError, FormatError
 from auditlog.ledger.checkpoint import parse_checkpoint
-from auditlog.ledger.cosignature import Cosignature, CosignerKey, note_cosignatures
+from auditlog.ledger.cosignature import (
+    Cosignature,
+    CosignerKey,
+    note_cosignatures,
+    without_cosignatures,
+)
 from auditlog.ledger.note import split_note
 from auditlog.ledger.witness_policy import WitnessPolicy
 from auditlog.ledger.witnessed import WitnessFinding, WitnessFindingCode, check_witnessed
@@ -23,9 +28,12 @@ from auditlog.store import create_db_engine, list_checkpoints, list_logs
 from auditlog.store.cosignatures import list_cosignatures
 from auditlog.store.timestamps import list_timestamps
 
+from .monitor import WitnessAnswers, ask_witnesses
 from .tsa import TimestampError, verify_timestamp
 
 __all__ = [
+    "ask_about_database",
+    "check_bundle_timestamp",
     "check_database_cosignatures",
     "check_database_timestamps",
     "check_note_cosignatures",
@@ -58,10 +66,12 @@ def load_policy(keys: Sequence[str], policy_path: Path | None) -> WitnessPolicy 
 
 def check_database_cosignatures(
     db_url: str, policy: WitnessPolicy, sizes: Mapping[str, int]
-) -> list[WitnessFinding]:
-    """Check the cosignatures of every log in ``sizes`` (origin -> verified record count)."""
+) -> tuple[list[WitnessFinding], dict[str, int | None]]:
+    """Check the cosignatures of every log in ``sizes`` (origin -> verified record count).
+    Returns the findings and, per log, the largest size whose checkpoint the policy accepts."""
     engine = create_db_engine(db_url, read_only=True)
     findings: list[WitnessFinding] = []
+    witnessed: dict[str, int | None] = {}
     try:
         with engine.connect() as conn:
             ids = {log.origin: log.id for log in list_logs(conn)}
@@ -78,10 +88,11 @@ def check_database_cosignatures(
                             malformed.add(stored.size)
                     cosigs = list_cosignatures(conn, log_id)
                 kept = {s: c for s, c in cosigs.items() if s not in malformed}
-                findings += check_witnessed(origin, size, bodies, kept, policy)[0]
+                found, witnessed[origin] = check_witnessed(origin, size, bodies, kept, policy)
+                findings += found
     finally:
         engine.dispose()
-    return findings
+    return findings, witnessed
 
 
 def check_note_cosignatures(origin: str, note: str, policy: WitnessPolicy) -> list[WitnessFinding]:
@@ -90,6 +101,22 @@ def check_note_cosignatures(origin: str, note: str, policy: WitnessPolicy) -> li
     text = split_note(note)[0]
     size = parse_checkpoint(text).size
     return check_witnessed(origin, size, {size: text}, {size: note_cosignatures(note)}, policy)[0]
+
+
+def check_bundle_timestamp(
+    origin: str, note: str, token: bytes | None, certs: Sequence[x509.Certificate]
+) -> tuple[list[WitnessFinding], datetime | None]:
+    """Check an evidence bundle's RFC 3161 token over its checkpoint (the log's note as stored,
+    i.e. ``note`` without the cosignature lines the bundle adds): a token that does not verify
+    fails, a bundle without one is unproven. Returns the findings and the trusted time."""
+    size = parse_checkpoint(split_note(note)[0]).size
+    if token is None:
+        message = f"the bundle carries no timestamp of its checkpoint at size {size}"
+        return [_finding(origin, size, TIMESTAMP_MISSING, message)], None
+    try:
+        return [], verify_timestamp(token, without_cosignatures(note), certs)
+    except TimestampError as exc:
+        return [_finding(origin, size, TIMESTAMP_INVALID, exc)], None
 
 
 def check_database_timestamps(
@@ -134,3 +161,24 @@ def _finding(origin: str, size: int, code: WitnessFindingCode, what: object) -> 
     if isinstance(what, KeyError):
         what = f"a timestamp of a checkpoint at size {size} that the log does not hold"
     return WitnessFinding(origin, size, code, str(what))
+
+
+def ask_about_database(
+    db_url: str, policy: WitnessPolicy, *, origin: str | None, keys: Sequence[str]
+) -> WitnessAnswers:
+    """Ask the policy's witnesses for their latest view of the logs ``verify`` will check: the
+    one named ``origin``, else every log of the database and every origin a ``--key`` names (a
+    log deleted whole is still asked about). Call it before the database is verified."""
+    if not any(w.url is not None for w in policy.witnesses.values()):
+        raise ConfigurationError(
+            "--ask-witnesses needs a --witness-policy whose witnesses have URLs"
+        )
+    origins = {origin} if origin is not None else {k.strip().split("+", 1)[0] for k in keys}
+    if origin is None:
+        engine = create_db_engine(db_url, read_only=True)
+        try:
+            with engine.connect() as conn:
+                origins |= {log.origin for log in list_logs(conn)}
+        finally:
+            engine.dispose()
+    return ask_witnesses(policy, origins)

@@ -12,8 +12,10 @@ witnesses.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import structlog
+from cryptography import x509
 
 from auditlog.errors import AuditlogError
 from auditlog.store import get_log_id
@@ -21,7 +23,7 @@ from auditlog.store.timestamps import StoredTimestamp, insert_timestamp
 
 from .background import CheckpointQueue
 from .storing import write_retrying
-from .tsa import request_timestamp
+from .tsa import request_timestamp, verify_timestamp
 
 __all__ = ["Timestamper"]
 
@@ -34,10 +36,17 @@ class Timestamper(CheckpointQueue):
     thread_name = "auditlog-tsa"
 
     def __init__(
-        self, db_url: str, tsa_url: str, *, timeout_s: float = 10.0, max_pending: int = 256
+        self,
+        db_url: str,
+        tsa_url: str,
+        *,
+        timeout_s: float = 10.0,
+        max_pending: int = 256,
+        certs: Sequence[x509.Certificate] = (),
     ) -> None:
         super().__init__(db_url, max_pending=max_pending)
         self.tsa_url = tsa_url
+        self._certs = tuple(certs)  # when given, a token is stored only if it verifies
         self._timeout_s = timeout_s
         self.num_stamped = 0
         self.num_failed = 0
@@ -61,6 +70,8 @@ class Timestamper(CheckpointQueue):
     def _stamp(self, origin: str, size: int, note: str) -> None:
         assert self._engine is not None
         response, gen_time = request_timestamp(self.tsa_url, note, timeout_s=self._timeout_s)
+        if self._certs:
+            verify_timestamp(response, note, self._certs)
         stamp = StoredTimestamp(size=size, response=response, gen_time=gen_time)
         write_retrying(
             self._engine,

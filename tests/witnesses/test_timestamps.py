@@ -128,3 +128,64 @@ def test_deleted_tokens_leave_the_log_unproven(
         conn.exec_driver_sql("DELETE FROM timestamps")
     code, out = _verify(stamped, stamped["certs"])
     assert code == 3 and _codes(out) == ["timestamp.missing"] and out["trusted_time"] == {}
+
+
+def _export(stamped: dict[str, Any], tmp_path: Path, admin_connection: Admin) -> Path:
+    """The bundle of the request whose trail ends last (pinned to a stamped checkpoint)."""
+    with admin_connection() as conn:
+        request = conn.exec_driver_sql(
+            "SELECT request_id FROM records WHERE request_id IS NOT NULL ORDER BY seq DESC LIMIT 1"
+        ).scalar_one()
+    out = tmp_path / "bundle.json"
+    args = ["export", "--db", stamped["db"], "--request", request, "--out", str(out)]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    return out
+
+
+def _verify_bundle(path: Path, key: str, certs: Path) -> tuple[int, dict[str, Any]]:
+    args = ["verify-bundle", str(path), "--key", key, "--tsa-cert", str(certs), "--json"]
+    result = CliRunner().invoke(app, args)
+    return result.exit_code, orjson.loads(result.stdout)
+
+
+def test_bundle_carries_the_timestamp_and_verify_bundle_checks_it(
+    stamped: dict[str, Any], tmp_path: Path, admin_connection: Admin
+) -> None:
+    """C20 + trusted time: the bundle carries its checkpoint's RFC 3161 token; verify-bundle
+    --tsa-cert verifies it over the checkpoint and shows the trusted time (0). The bundle holder
+    attacks: a token of another checkpoint swapped in fails (1); the token removed leaves the
+    bundle unproven (3); another authority's certificate fails (1). Without --tsa-cert the
+    bundle verifies as before (0)."""
+    from dataclasses import replace
+
+    from auditlog.bundle.format import decode_bundle, encode_bundle
+
+    path = _export(stamped, tmp_path, admin_connection)
+    bundle = decode_bundle(path.read_bytes())
+    assert bundle.timestamp is not None
+    key, certs = stamped["key"], stamped["certs"]
+    code, out = _verify_bundle(path, key, certs)
+    assert (code, out["status"], out["witness_findings"]) == (0, "intact", [])
+    assert stamped["before"] <= datetime.fromisoformat(out["trusted_time"]) <= datetime.now(UTC)
+
+    engine = create_db_engine(stamped["db"])
+    with engine.connect() as conn:
+        first = list_timestamps(conn, get_log_id(conn, ORIGIN))[0]
+    engine.dispose()
+    assert first.response != bundle.timestamp
+    for name, forged, expected in (
+        ("moved", replace(bundle, timestamp=first.response), (1, "timestamp.invalid")),
+        ("stripped", replace(bundle, timestamp=None), (3, "timestamp.missing")),
+    ):
+        forged_path = tmp_path / f"{name}.json"
+        forged_path.write_bytes(encode_bundle(forged))
+        code, out = _verify_bundle(forged_path, key, certs)
+        assert (code, [f["code"] for f in out["witness_findings"]]) == (
+            expected[0],
+            [expected[1]],
+        )
+        assert "trusted_time" not in out
+    other = make_certificates(tmp_path / "other", "some other TSA")
+    assert _verify_bundle(path, key, other)[0] == 1
+    plain = CliRunner().invoke(app, ["verify-bundle", str(path), "--key", key])
+    assert plain.exit_code == 0, plain.output

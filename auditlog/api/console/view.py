@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from ..schemas import TrailPublic
+from ..schemas import TrailPublic, WitnessStatePublic
 
 __all__ = ["PROVENANCES", "ProvenanceStyle", "TokenView", "VerdictView", "token_views", "verdict"]
 
@@ -76,7 +76,7 @@ def token_views(trail: TrailPublic) -> list[TokenView]:
 
 #: CSS class of each verdict status (the status word is always printed as well).
 _TONE = {"anchored": "ok", "pending": "pending", "failed": "failed"}
-_KNOWN_FIELDS = ("status", "message", "trust", "checkpoint_size")
+_KNOWN_FIELDS = ("status", "message", "trust", "checkpoint_size", "witnesses")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +87,8 @@ class VerdictView:
     trust: str | None
     checkpoint_size: int | None
     log: str
-    extra: list[tuple[str, Any]]  # further fields of the API's verdict (witnesses, anchors...)
+    witnesses: WitnessStatePublic | None  # the checkpoint's cosignatures, policy, trusted time
+    extra: list[tuple[str, Any]]  # further fields of the API's verdict
 
 
 def verdict(trail: TrailPublic) -> VerdictView:
@@ -103,5 +104,6 @@ def verdict(trail: TrailPublic) -> VerdictView:
         trust=trust if isinstance(trust, str) else None,
         checkpoint_size=size if type(size) is int else None,
         log=trail.log,
+        witnesses=trail.verification.witnesses,
         extra=[(k, v) for k, v in fields.items() if k not in _KNOWN_FIELDS and v is not None],
     )

@@ -22,8 +22,9 @@ from auditlog.store.ledger_store import (
 )
 from auditlog.store.search import MAX_SQL_INT, InvalidQueryError
 
-from ..deps import AuditDep, ConnDep, KeyDep
-from ..schemas import ConsistencyProofPublic, LogPublic, VerifierKeysPublic
+from ..anchors import witness_state
+from ..deps import AuditDep, ConnDep, KeyDep, StateDep
+from ..schemas import ConsistencyProofPublic, LogPublic, VerifierKeysPublic, WitnessStatePublic
 from . import ERROR_RESPONSES
 
 __all__ = ["router"]
@@ -65,6 +66,31 @@ def checkpoint(log: Origin, key: KeyDep, audit: AuditDep, conn: ConnDep) -> Plai
             raise NoCheckpointError(f"log {log!r} has no signed checkpoint yet")
         note = latest.note
     return PlainTextResponse(note)
+
+
+@router.get(
+    "/witnesses", response_model=WitnessStatePublic, summary="Witness state of a checkpoint"
+)
+def witnesses(
+    log: Origin,
+    key: KeyDep,
+    audit: AuditDep,
+    conn: ConnDep,
+    state: StateDep,
+    size: Annotated[int | None, Query(ge=1, le=MAX_SQL_INT)] = None,
+) -> WitnessStatePublic:
+    """The witnesses' cosignatures of the log's latest checkpoint (or the one at ``size``),
+    each checked against the configured witness policy (AUDITLOG_WITNESS_POLICY), whether the
+    policy holds, and the checkpoint's RFC 3161 trusted time (AUDITLOG_TSA_CERT)."""
+    with audit.reading():
+        log_id = get_log_id(conn, log)
+        stored = (
+            latest_checkpoint(conn, log_id) if size is None else get_checkpoint(conn, log_id, size)
+        )
+        if stored is None:
+            raise NoCheckpointError(f"log {log!r} has no signed checkpoint yet")
+        public, _ = witness_state(conn, log, log_id, stored.size, stored.note, state.outside)
+        return public
 
 
 @router.get("/consistency", response_model=ConsistencyProofPublic, summary="Consistency proof")

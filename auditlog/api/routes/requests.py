@@ -16,7 +16,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import HTMLResponse
 
-from auditlog.bundle.export import build_bundle, with_erasure
+from auditlog.bundle.export import build_bundle, with_erasure, with_outside_anchors
 from auditlog.bundle.format import encode_bundle
 from auditlog.ledger import leaf_hash
 from auditlog.ledger.merkle_proofs import inclusion_proofs
@@ -167,7 +167,8 @@ def bundle(
         keys = signing_keys_of(
             conn, stored.log_id, checkpoint.note, state.settings.api_trusted_keys
         )
-        built = build_bundle(conn, stored, checkpoint, keys)
+        checkpoint, timestamp = with_outside_anchors(conn, stored.log_id, checkpoint)
+        built = build_bundle(conn, stored, checkpoint, keys, timestamp)
         # after an erasure: the erasure record and no payloads (bundle/export.py, C16)
         data = encode_bundle(
             with_erasure(conn, built, stored, state.trusted, state.settings.api_trusted_keys)
@@ -189,7 +190,12 @@ def transcript_html(
         stored = _find(conn, request_id, key, state)
         page = render_transcript(
             trail_public(
-                conn, stored, state.trusted, state.settings.api_trusted_keys, state.key_provider()
+                conn,
+                stored,
+                state.trusted,
+                state.settings.api_trusted_keys,
+                state.key_provider(),
+                state.outside,
             )
         )
     return HTMLResponse(page)
@@ -212,5 +218,10 @@ def trail(
     with audit.reading(request_id):
         stored = _find(conn, request_id, key, state)
         return trail_public(
-            conn, stored, state.trusted, state.settings.api_trusted_keys, state.key_provider()
+            conn,
+            stored,
+            state.trusted,
+            state.settings.api_trusted_keys,
+            state.key_provider(),
+            state.outside,
         )
