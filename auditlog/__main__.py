@@ -2,4 +2,5 @@
 
 from auditlog.cli import main
 
-main()
+if __name__ == "__main__":  # not again in the processes of ``verify --jobs`` (spawned)
+    main()

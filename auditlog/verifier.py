@@ -12,6 +12,11 @@ streams every row of every log into :func:`auditlog.ledger.verify_log` and decid
 - ``unproven`` when nothing failed but something was not proven: no key for a log (its own
   stored keys are then used, to find damage, never to vouch), records not yet covered, an empty
   database or log, a witness that holds nothing of a log, a request that does not exist.
+
+``jobs`` > 1 checks each log's records in ranges in that many processes
+(:mod:`auditlog.verify_ranges`). With a state file (:mod:`auditlog.verify_state`), a log whose
+state was saved is checked from there on (:mod:`auditlog.verify_resume`), and the state of
+each log that had no integrity failure is saved for the next run.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from auditlog.ledger import (
     Finding,
     FindingCode,
     Report,
+    Signer,
     Verifier,
     parse_checkpoint,
     verify_log,
@@ -37,6 +43,7 @@ from auditlog.ledger.held_erasures import check_held_erasures
 from auditlog.ledger.note import split_note
 from auditlog.ledger.report import PENDING_SUFFIX, Verdict
 from auditlog.ledger.shred import check_data_keys, erasures_by_request
+from auditlog.ledger.stitch import LogState
 from auditlog.ledger.tables import (
     check_key_rows,
     check_payload_rows,
@@ -44,16 +51,15 @@ from auditlog.ledger.tables import (
     orphan_rows,
     signers_of,
 )
+from auditlog.ledger.verify import verify_ranges
 from auditlog.standby import check_standby, lag_reason, split_lagging, vanished_reason
 from auditlog.store import create_db_engine, read_data_keys
-from auditlog.store.audit_reads import (
-    checkpoint_rows,
-    iter_all_records,
-    iter_node_levels,
-    rows_per_log,
-)
+from auditlog.store.audit_reads import checkpoint_rows, rows_per_log
 from auditlog.store.keys import list_keys
 from auditlog.store.ledger_store import LogInfo, list_logs
+from auditlog.verify_ranges import MIN_RANGE_LEVEL, DbPlan, RangePool
+from auditlog.verify_resume import check_prefix, check_unread_rows, prove_old_roots
+from auditlog.verify_state import read_state, write_state
 
 __all__ = ["DatabaseReport", "RequestVerdict", "verify_database"]
 
@@ -178,6 +184,10 @@ def verify_database(
     progress: Callable[[int], None] | None = None,
     on_log: Callable[[str, int], None] | None = None,
     standby: bool = False,
+    jobs: int = 1,
+    state_path: Path | None = None,
+    state_key: Signer | None = None,
+    min_range_level: int = MIN_RANGE_LEVEL,
 ) -> DatabaseReport:
     """Verify the logs of ``db_url`` (all, or the one named ``origin``); see the module docstring.
 
@@ -189,11 +199,18 @@ def verify_database(
     database is a streaming replica that may lag (``auditlog/standby.py``): kept checkpoints it
     does not store yet are a pending tail, not a rollback.
     Raises ConfigurationError for bad keys, a missing witness directory or database.
+
+    ``jobs``: processes checking ranges of each log (of at least 2^``min_range_level``
+    records). ``state_path``/``state_key``: the state file of incremental verification and the
+    key that signs it (a run with ``request_id`` reads every record, and saves the state too).
     """
     anchors = _anchors(keys, witness_dir, trusted_checkpoints)
     max_pending_ns = None if max_pending_s is None else int(max_pending_s * 1e9)
     report = DatabaseReport(keys_from_database=not anchors.keys)
+    saved = {} if state_path is None or state_key is None else read_state(state_path, state_key)
+    run = _Run(anchors, request_id, max_pending_ns, progress, saved, standby)
     engine = create_db_engine(db_url, read_only=True)
+    pool = RangePool(jobs, min_level=min_range_level)
     try:
         with engine.connect() as conn:
             if standby:
@@ -202,11 +219,11 @@ def verify_database(
             counts = rows_per_log(conn)
             logs = [log for log in all_logs if origin is None or log.origin == origin]
             for log in logs:
+                num_rows = counts["records"].get(log.id, 0)
                 if on_log is not None:
-                    on_log(log.origin, counts["records"].get(log.id, 0))
-                log_report = _verify_one(
-                    conn, log, anchors, request_id, max_pending_ns, progress, standby
-                )
+                    on_log(log.origin, num_rows)
+                plan = DbPlan(db_url, conn, log.id, num_rows, pool, progress)
+                log_report = run.verify_one(conn, log, plan, counts)
                 check_payload_rows(log_report, counts["payloads"].get(log.id, 0))
                 report.logs.append(log_report)
             _check_keys(conn, report, logs, whole=origin is None)
@@ -215,7 +232,11 @@ def verify_database(
             if origin is None and orphans is not None:
                 report.logs.append(orphans)
     finally:
+        pool.close()
         engine.dispose()
+    if state_path is not None and state_key is not None:
+        fresh = {r.log: run.states[r.log] for r in report.logs if r.ok and r.log in run.states}
+        write_state(state_path, state_key, {**saved, **fresh})
     if not report.logs:
         what = "the database holds no log" if origin is None else f"no log {origin!r}"
         report.unproven.append(what)
@@ -224,48 +245,86 @@ def verify_database(
     return report
 
 
-def _verify_one(
-    conn: Connection,
-    log: LogInfo,
-    anchors: _Anchors,
-    request_id: str | None,
-    max_pending_ns: int | None,
-    progress: Callable[[int], None] | None,
-    standby: bool = False,
-) -> Report:
-    rows = checkpoint_rows(conn, log.id)
-    stored_sizes = {r.size for r in rows}
-    stored_keys = list_keys(conn, log.id)
-    verifiers = anchors.keys.get(log.origin, [])
-    # Kept checkpoints can only be checked against a trusted key; without one the database's
-    # own keys are used to find damage inside it, and vouch for nothing.
-    kept = anchors.kept_notes(log.origin) if verifiers else []
-    lagging: list[int] = []
-    if standby:  # kept checkpoints a lagging standby does not store yet: pending, not rollback
-        kept, lagging = split_lagging(kept, stored_sizes)
-    if not verifiers:
-        verifiers = [v for k in stored_keys if (v := _parse_stored_key(k.verifier_key)) is not None]
-    report = verify_log(
-        origin=log.origin,
-        records=iter_all_records(conn, log.id),
-        checkpoints=rows,
-        verifiers=verifiers,
-        witnessed=kept,
-        nodes=iter_node_levels(conn, log.id),
-        request_id=request_id,
-        max_pending_ns=max_pending_ns,
-        now_ns=time.time_ns(),
-        progress=progress,
-    )
-    check_key_rows(report, stored_keys, anchors.keys.get(log.origin, []), [r.note for r in rows])
-    if anchors.witness is not None:
-        witnessed = anchors.witness.sizes(log.origin)
-        if standby:
-            witnessed = [size for size in witnessed if size in stored_sizes]
-        check_witnessed_stored(report, witnessed, stored_sizes)
-    _trust_reasons(report, anchors, [r.note for r in rows])
-    report.unproven.extend(lag_reason(size, max(stored_sizes, default=None)) for size in lagging)
-    return report
+class _Run:
+    """One ``verify_database`` run: what it trusts, and the states it starts from and reaches."""
+
+    def __init__(
+        self,
+        anchors: _Anchors,
+        request_id: str | None,
+        max_pending_ns: int | None,
+        progress: Callable[[int], None] | None,
+        saved: dict[str, LogState],
+        standby: bool = False,
+    ) -> None:
+        self.anchors, self.request_id, self.max_pending_ns = anchors, request_id, max_pending_ns
+        self.progress, self.saved, self.standby = progress, saved, standby
+        self.states: dict[str, LogState] = {}
+
+    def verify_one(
+        self, conn: Connection, log: LogInfo, plan: DbPlan, counts: dict[str, dict[int, int]]
+    ) -> Report:
+        anchors = self.anchors
+        rows = checkpoint_rows(conn, log.id)
+        stored_sizes = {r.size for r in rows}
+        stored_keys = list_keys(conn, log.id)
+        verifiers = anchors.keys.get(log.origin, [])
+        # Kept checkpoints can only be checked against a trusted key; without one the database's
+        # own keys are used to find damage inside it, and vouch for nothing.
+        kept = anchors.kept_notes(log.origin) if verifiers else []
+        if not verifiers:
+            verifiers = [
+                v for k in stored_keys if (v := _parse_stored_key(k.verifier_key)) is not None
+            ]
+        lagging: list[int] = []
+        if self.standby:  # kept checkpoints a lagging standby does not store yet: pending
+            kept, lagging = split_lagging(kept, stored_sizes)
+        resume = None if self.request_id is not None else self.saved.get(log.origin)
+        prefix_problem = None
+        if resume is not None:
+            prefix_problem = check_prefix(conn, log.id, resume)
+            prove_old_roots(conn, log.id, resume, {r.size for r in rows} | _sizes(kept))
+        report, state = verify_ranges(
+            origin=log.origin,
+            plan=plan,
+            checkpoints=rows,
+            verifiers=verifiers,
+            witnessed=kept,
+            request_id=self.request_id,
+            max_pending_ns=self.max_pending_ns,
+            now_ns=time.time_ns(),
+            resume=resume,
+        )
+        if self.progress is not None:
+            self.progress(report.size)
+        if resume is not None:
+            num_records = counts["records"].get(log.id, 0)
+            num_nodes = counts["nodes"].get(log.id, 0)
+            check_unread_rows(report, num_records, num_nodes, prefix_problem)
+        self.states[log.origin] = state
+        check_key_rows(
+            report, stored_keys, anchors.keys.get(log.origin, []), [r.note for r in rows]
+        )
+        if anchors.witness is not None:
+            witnessed = anchors.witness.sizes(log.origin)
+            if self.standby:
+                witnessed = [size for size in witnessed if size in stored_sizes]
+            check_witnessed_stored(report, witnessed, stored_sizes)
+        _trust_reasons(report, anchors, [r.note for r in rows])
+        newest = max(stored_sizes, default=None)
+        report.unproven.extend(lag_reason(size, newest) for size in lagging)
+        return report
+
+
+def _sizes(notes: list[str]) -> set[int]:
+    """The sizes of the checkpoint notes that parse (the others are reported by the verifier)."""
+    found = set()
+    for note in notes:
+        try:
+            found.add(parse_checkpoint(split_note(note)[0]).size)
+        except AuditlogError:
+            continue
+    return found
 
 
 def _check_keys(conn: Connection, report: DatabaseReport, logs: list[LogInfo], whole: bool) -> None:

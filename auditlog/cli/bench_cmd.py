@@ -16,7 +16,7 @@ from auditlog.errors import ConfigurationError
 
 __all__ = ["register"]
 
-BENCHMARKS = ("ledger", "recorder", "engine", "api", "server", "cli_start", "fleet")
+BENCHMARKS = ("ledger", "verify", "recorder", "engine", "api", "server", "cli_start", "fleet")
 
 
 def _bench_dir() -> Path:

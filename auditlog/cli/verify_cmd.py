@@ -98,6 +98,31 @@ def verify(
             "database against it: catches a log rolled back to an earlier witnessed state",
         ),
     ] = False,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs",
+            "-j",
+            help="Processes checking ranges of a log in parallel (default: every core)",
+        ),
+    ] = None,
+    state: Annotated[
+        Path | None,
+        typer.Option(
+            "--state",
+            help="State file of incremental verification: a log whose state it holds is "
+            "checked only from there on; the state of each log without failure is saved "
+            "(needs --state-key; docs/TRUST.md)",
+        ),
+    ] = None,
+    state_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--state-key",
+            help="Signing key of the verifier's own (auditlog keygen verify-state --out FILE) "
+            "that signs --state; keep it from the database's writer and administrator",
+        ),
+    ] = None,
 ) -> None:
     """Recompute every hash, chain, checkpoint and node of the database (read-only)."""
     try:
@@ -106,12 +131,16 @@ def verify(
         tsa_certs = None if tsa_cert is None else tsa_certificates(tsa_cert)
         notes = [read_text_file(p, "trusted checkpoint") for p in trusted_checkpoint or []]
         max_pending_s = None if max_pending is None else parse_duration(max_pending)
+        resume = _state_options(state, state_key)
+        if jobs is not None and jobs < 1:
+            raise ConfigurationError(f"--jobs must be 1 or more, got {jobs}")
         require_auditlog_database(db, writer=False)
         asked = ask(db, policy, log, key) if ask_witnesses else None
         notes += [] if asked is None else asked.notes
         report = _run(
-            db, key, witness_dir, notes, log, request, max_pending_s, as_json, standby=standby
-        )
+            db, key, witness_dir, notes, log, request, max_pending_s, as_json,
+            standby=standby, jobs=jobs, resume=resume,
+        )  # fmt: skip
         witnessed, times, witnessed_at = outside_anchors(db, report, policy, tsa_certs)
         if asked is not None:
             witnessed = [*(witnessed or []), *asked.findings]
@@ -150,6 +179,16 @@ def _exit_code(report: Any, witnessed: list[Any] | None) -> int:
 verify.__doc__ = f"{verify.__doc__}\n\n{EXIT_CODES_HELP}"
 
 
+def _state_options(state: Path | None, state_key: Path | None) -> tuple[Path, Any] | None:
+    if state is None and state_key is None:
+        return None
+    if state is None or state_key is None:
+        raise ConfigurationError("--state and --state-key go together")
+    from auditlog.verify_state import read_state_key
+
+    return state, read_state_key(state_key)
+
+
 def _run(
     db: str,
     key: list[str] | None,
@@ -161,6 +200,8 @@ def _run(
     as_json: bool,
     *,
     standby: bool = False,
+    jobs: int | None = None,
+    resume: tuple[Path, Any] | None = None,
 ) -> Any:
     from rich.console import Console
     from rich.markup import escape
@@ -173,6 +214,7 @@ def _run(
     )
 
     from auditlog.verifier import verify_database
+    from auditlog.verify_ranges import default_jobs
 
     console = Console(stderr=True)
     with Progress(
@@ -203,6 +245,9 @@ def _run(
             progress=advance,
             on_log=on_log,
             standby=standby,
+            jobs=default_jobs() if jobs is None else jobs,
+            state_path=None if resume is None else resume[0],
+            state_key=None if resume is None else resume[1],
         )
 
 
@@ -221,6 +266,7 @@ def _as_json(report: Any) -> dict[str, Any]:
                 "size": r.size,
                 "root": r.root.hex(),
                 "anchored_at": r.anchored_size,
+                "resumed_from": r.resumed_from,
                 "unproven": r.unproven,
                 "counts": r.counts,
                 "suppressed": {str(k): v for k, v in r.suppressed.items()},

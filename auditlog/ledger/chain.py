@@ -30,7 +30,7 @@ import orjson
 
 from auditlog.ledger.report import FindingCode
 
-__all__ = ["ChainChecker", "OpenChain", "ReportFn"]
+__all__ = ["ChainChecker", "Deferred", "OpenChain", "ReportFn"]
 
 #: ``report(index, code, expected, actual, message)``: where a finding goes.
 ReportFn = Callable[[int | None, FindingCode, object, object, str], None]
@@ -52,21 +52,38 @@ class OpenChain:
 
 _INT_TYPE = frozenset({int})
 
+#: A record whose chain began before the range that holds it: (index, header, leaf, payload).
+Deferred = tuple[int, dict[str, Any], bytes, bytes | None]
+#: A step's tokens records since its previous manifest: (index of the first, [[rid, n]], rids).
+OpenStep = tuple[int, list[list[Any]], set[str]]
+
 
 class ChainChecker:
     """Feed records in log order with :meth:`check`, then call :meth:`finish` once.
 
     ``check_steps`` is False where step manifests are not part of the input (a bundle holds one
     request's chain only).
+
+    ``ranged=True`` checks one range of a log whose earlier records it has not seen
+    (:mod:`auditlog.ledger.stitch` joins the ranges): a record of a request not started in the
+    range is kept in ``deferred`` instead of checked, the first start of each request id goes to
+    ``starts``, and the first manifest of each step is checked only against the tokens records
+    of the range (``first_manifests``, or ``deferred_manifests`` when they differ from its batch).
     """
 
-    def __init__(self, report: ReportFn, *, check_steps: bool = True) -> None:
+    def __init__(self, report: ReportFn, *, check_steps: bool = True, ranged: bool = False) -> None:
         self.report = report
         self.check_steps = check_steps
+        self.ranged = ranged
         self.chains: dict[str, OpenChain] = {}
         self.ended: set[str] = set()  # a request id is used once per log (O(requests) memory)
-        self.open_steps: dict[int, tuple[int, list[list[Any]], set[str]]] = {}
+        self.open_steps: dict[int, OpenStep] = {}
         self.num_started = self.num_ended = self.num_steps = self.num_tokens = 0
+        self.deferred: list[Deferred] = []
+        self.starts: list[tuple[int, str]] = []
+        self.first_manifests: dict[int, int] = {}  # step -> index; matched the range's records
+        self.deferred_manifests: list[tuple[int, dict[str, Any], list[list[Any]]]] = []
+        self.closed_steps: set[int] = set()
 
     def resume(self, request_id: str, *, req_seq: int, prev: str, tenant: str | None) -> None:
         """Continue a chain whose earlier records were checked before (spool replay)."""
@@ -88,7 +105,14 @@ class ChainChecker:
         if kind == "request.start":
             self._start(index, rid, h, leaf)
             return
-        chain = self._open_chain(index, rid, kind)
+        if self.ranged and rid not in self.chains and rid not in self.ended:
+            self.deferred.append((index, h, leaf, payload))
+            return
+        self.end_chain(index, rid, h)
+
+    def end_chain(self, index: int, rid: str, h: dict[str, Any]) -> None:
+        """The chain part of a ``request.end`` record."""
+        chain = self._open_chain(index, rid, h["kind"])
         if chain is not None:
             self._link(index, rid, chain, h)
             self._end(index, rid, chain, h)
@@ -127,18 +151,24 @@ class ChainChecker:
 
     # -- chains ---------------------------------------------------------------------------------
 
+    def restarted(self, index: int, rid: str) -> None:
+        """A request id started again: two requests would share one trail."""
+        state = "after its chain ended" if rid in self.ended else "while its chain is open"
+        self.report(
+            index,
+            FindingCode.CHAIN_RESTARTED,
+            "a new request id",
+            rid,
+            f"record {index}: request id {rid!r} started again {state}: two requests would "
+            f"share one trail",
+        )
+
     def _start(self, index: int, rid: str, h: dict[str, Any], leaf: bytes) -> None:
         self.num_started += 1
+        if self.ranged and rid not in self.ended and rid not in self.chains:
+            self.starts.append((index, rid))
         if rid in self.ended or rid in self.chains:
-            state = "after its chain ended" if rid in self.ended else "while its chain is open"
-            self.report(
-                index,
-                FindingCode.CHAIN_RESTARTED,
-                "a new request id",
-                rid,
-                f"record {index}: request id {rid!r} started again {state}: two requests would "
-                f"share one trail",
-            )
+            self.restarted(index, rid)
         clock = h.get("clock")
         if clock is not None and type(clock) is not str:
             self.report(index, FindingCode.HEADER_INVALID, "a string", clock, "clock: not a string")
@@ -216,8 +246,32 @@ class ChainChecker:
             pending[1].append([rid, n])
         chain = self.chains.get(rid)
         if chain is None:
-            self._open_chain(index, rid, "tokens")
+            if self.ranged and rid not in self.ended:
+                self.deferred.append((index, h, leaf, payload))
+            else:
+                self._open_chain(index, rid, "tokens")
             return
+        self._extend(index, rid, chain, h, leaf, payload)
+
+    def tokens_chain(
+        self, index: int, h: dict[str, Any], leaf: bytes, payload: bytes | None
+    ) -> None:
+        """The chain part of a ``tokens`` record (its step was accounted for in its range)."""
+        rid = h["request_id"]
+        chain = self._open_chain(index, rid, "tokens")
+        if chain is not None:
+            self._extend(index, rid, chain, h, leaf, payload)
+
+    def _extend(
+        self,
+        index: int,
+        rid: str,
+        chain: OpenChain,
+        h: dict[str, Any],
+        leaf: bytes,
+        payload: bytes | None,
+    ) -> None:
+        n = h["n"]
         if (
             h["req_seq"] != chain.next_req_seq
             or h["prev"] != chain.prev
@@ -292,6 +346,18 @@ class ChainChecker:
                 passes,
                 f"record {index}: step {step}: passes must be a non-negative integer",
             )
+        if self.ranged and step not in self.closed_steps:
+            # earlier ranges may hold this step's first tokens records: the stitcher decides
+            self.closed_steps.add(step)
+            if seen == batch:
+                self.first_manifests[step] = index
+            else:
+                self.deferred_manifests.append((index, h, seen))
+            return
+        self.compare_manifest(index, step, batch, seen)
+
+    def compare_manifest(self, index: int, step: int, batch: list[Any], seen: list[Any]) -> None:
+        """Report a manifest whose batch is not the step's tokens records ``seen``."""
         if seen == batch:
             return
         expected = {rid: n for rid, n in batch}

@@ -149,6 +149,42 @@ class MerkleFrontier:
         hashes.append(digest)
         return new_nodes
 
+    def append_subtree(self, level: int, digest: bytes) -> list[tuple[int, int, bytes]]:
+        """Add the hash of a perfect subtree of 2^level leaves (``size`` must be a multiple of
+        2^level); returns the new persisted nodes ``(level, index, hash)`` above ``level``."""
+        if self.size & ((1 << level) - 1):
+            raise VerificationError(f"a subtree of level {level} cannot follow {self.size} leaves")
+        levels, hashes = self._levels, self._hashes
+        self.size = size = self.size + (1 << level)
+        new_nodes: list[tuple[int, int, bytes]] = []
+        while not size >> level & 1:
+            levels.pop()
+            digest = node_hash(hashes.pop(), digest)
+            level += 1
+            if level % NODE_LEVEL_STRIDE == 0:
+                new_nodes.append((level, (size >> level) - 1, digest))
+        levels.append(level)
+        hashes.append(digest)
+        return new_nodes
+
+    def subtrees(self) -> list[tuple[int, bytes]]:
+        """The frontier as ``(level, hash)`` pairs, largest subtree first."""
+        return list(zip(self._levels, self._hashes, strict=True))
+
+    @classmethod
+    def from_subtrees(cls, subtrees: Sequence[tuple[int, bytes]]) -> MerkleFrontier:
+        """The frontier of a tree given by its perfect subtrees, largest first."""
+        frontier = cls()
+        for level, digest in subtrees:
+            _check_hash("frontier hash", digest)
+            frontier.append_subtree(level, digest)
+        return frontier
+
+    def copy(self) -> MerkleFrontier:
+        twin = MerkleFrontier()
+        twin.size, twin._levels, twin._hashes = self.size, list(self._levels), list(self._hashes)
+        return twin
+
     def root(self) -> bytes:
         """MTH of the first ``size`` leaves (RFC 9162 2.1.1); the empty tree: SHA-256("")."""
         if not self._hashes:

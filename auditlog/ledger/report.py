@@ -125,6 +125,8 @@ class FindingCode(enum.StrEnum):
     KEY_ORPHAN = "key.orphan"
     ERASURE_INCOMPLETE = "erasure.incomplete"
     ERASURE_HELD = "erasure.held"
+    STATE_PREFIX = "state.prefix"
+    ROWS_UNREAD = "rows.unread"
 
 
 #: Findings that are not integrity failures: an open chain is a request in flight (or a crash
@@ -191,6 +193,8 @@ class Report:
     starts: dict[str, dict[str, Any]] = field(default_factory=dict)
     # C16: request id -> the erasure that accounts for its shredded data key
     erased: dict[str, Erasure] = field(default_factory=dict)
+    # the size of the saved state a resumed run started from (records below it were not read)
+    resumed_from: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -228,3 +232,11 @@ class FindingCollector:
         self.report.findings.append(
             Finding(self.report.log, index, code, str(expected), str(actual), message)
         )
+
+    def absorb(self, findings: list[Finding], suppressed: dict[FindingCode, int]) -> None:
+        """Add the findings (and counts of suppressed ones) of a part of this log."""
+        for f in findings:
+            self.add(f.index, f.code, f.expected, f.actual, f.message)
+        for code, n in suppressed.items():
+            self.per_code[code] = self.per_code.get(code, 0) + n
+            self.report.suppressed[code] = self.report.suppressed.get(code, 0) + n

@@ -488,3 +488,36 @@ def test_erase_cli_hands_its_checkpoint_to_the_witness(sealed: dict[str, Any]) -
     verified = runner.invoke(app, args)
     assert verified.exit_code == 0, verified.output
     assert "request r-a2: payloads erased" in " ".join(verified.stdout.split())
+
+
+def test_incremental_run_keeps_the_data_key_rules(
+    sealed: dict[str, Any], admin_connection: AdminConn, tmp_path: Path
+) -> None:
+    """C16 with `--state` (docs/TRUST.md section 5): requests sealed before the saved state
+    keep their rules after it: an erasure appended after the state accounts for an old
+    request's key (0, naming the record); an old request's key deleted with no erasure is
+    key.absent (1), though no record of it is read again."""
+    state_key = tmp_path / "state.key"
+    state_key.write_text(Signer.generate("verify-state").key_string)
+    incremental = ["--state", str(tmp_path / "verify.state"), "--state-key", str(state_key)]
+
+    def resumed() -> tuple[int, dict[str, Any]]:
+        args = ["verify", "--db", sealed["db"], "--json", *incremental]
+        for key in sealed["keys"]:
+            args += ["--key", key]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code != 2, result.output
+        return result.exit_code, orjson.loads(result.stdout)
+
+    code, report = resumed()
+    assert code == 0, report
+    result = _erase(sealed, request_ids=["r-a1"])
+    code, report = resumed()
+    assert code == 0, report
+    log = next(r for r in report["logs"] if r["log"] == ORIGIN)
+    assert log["resumed_from"] == log["size"]
+    assert log["erased"]["r-a1"]["record"] == result.seq
+    with admin_connection() as conn:
+        conn.exec_driver_sql("DELETE FROM data_keys WHERE request_id = 'r-a2'")
+    code, report = resumed()
+    assert code == 1 and _codes(report) == {"key.absent"}, report

@@ -1,0 +1,63 @@
+"""The verifier's fast path for ``tokens`` headers accepts nothing the full checks refuse (C1, C6).
+
+:func:`~auditlog.ledger.records.parse_header` first tries a one-function check of a plain
+``tokens`` header; whatever it is unsure of goes through the full checks. Every header drawn
+here, valid or not, must get the same answer with the fast path as without it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from auditlog.errors import FormatError
+from auditlog.ledger import records
+from auditlog.ledger.records import ZERO_HASH, parse_header
+
+HEX = "ab" * 32
+VALID: dict[str, Any] = {
+    "v": 1, "log": "log.example/1", "seq": 7, "kind": "tokens", "request_id": "req-1",
+    "req_seq": 1, "ts": "1767225600123456789", "prev": HEX, "payload": HEX,
+    "tenant": "t", "step": 3, "n": 2, "prov": ["draft_accepted", "bonus"],
+}  # fmt: skip
+ODD: list[Any] = [None, True, False, 0, 1, -1, 2**53, 2**53 - 1, 1.5, "", "x", "0", "01",
+                  "12", HEX, HEX.upper(), ZERO_HASH, [], ["target"], ["target", "bonus"],
+                  ["nope", "target"], [1, 2], {}, {"a": 1}, "é"]  # fmt: skip
+
+
+def _answer(body: bytes) -> tuple[str, Any]:
+    try:
+        return "ok", parse_header(body)
+    except FormatError as exc:
+        return "refused", str(exc)
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    changes=st.dictionaries(
+        st.sampled_from([*VALID, "extra", "é"]), st.sampled_from(ODD), max_size=3
+    ),
+    drop=st.sets(st.sampled_from(list(VALID)), max_size=1),
+)
+def test_fast_path_agrees_with_the_full_checks(changes: dict[str, Any], drop: set[str]) -> None:
+    header = {k: v for k, v in {**VALID, **changes}.items() if k not in drop}
+    body = orjson.dumps(header, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    fast = _answer(body)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(records, "_TOKENS_KEYS", frozenset())  # the full checks only
+        full = _answer(body)
+    assert fast[0] == full[0], (header, fast, full)
+    if fast[0] == "ok":
+        assert fast[1] == full[1]
+
+
+def test_fast_path_takes_the_recorders_headers() -> None:
+    body = orjson.dumps(VALID, option=orjson.OPT_SORT_KEYS)
+    assert body == orjson.dumps(
+        parse_header(body) | {"ts": VALID["ts"]}, option=orjson.OPT_SORT_KEYS
+    )
+    assert records._plain_tokens(orjson.loads(body))
