@@ -29,7 +29,15 @@ from auditlog.store.trail_reads import find_trail
 if TYPE_CHECKING:
     from auditlog.crypto import KeyProvider
 
-__all__ = ["Content", "Trail", "TrailRecord", "content_note", "read_trail", "reader_payloads"]
+__all__ = [
+    "Content",
+    "ErasureRef",
+    "Trail",
+    "TrailRecord",
+    "content_note",
+    "read_trail",
+    "reader_payloads",
+]
 
 
 class Content(enum.StrEnum):
@@ -40,6 +48,31 @@ class Content(enum.StrEnum):
     UNAVAILABLE = "unavailable"  # sealed, and the reader holds no KEK of the tenant
     ERASED = "erased"  # sealed, and its data key was destroyed by an erasure record
     MISSING = "missing"  # sealed, and its data key is gone with no erasure record (tampering)
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureRef:
+    """The ``erasure`` record that names a request whose data key is gone (C16): where it is in
+    its (administrative) log and what it says: when, who ordered it, why, on what legal basis."""
+
+    log: str
+    seq: int
+    ts: int
+    principal: str
+    reason: str
+    legal_basis: str
+
+    @classmethod
+    def of(cls, log: str, seq: int, header: dict[str, Any]) -> ErasureRef:
+        """From the parsed header of erasure record ``seq`` of ``log``."""
+        return cls(
+            log=log,
+            seq=seq,
+            ts=int(header.get("ts", 0)),
+            principal=str(header.get("principal", "")),
+            reason=str(header.get("reason", "")),
+            legal_basis=str(header.get("legal_basis", "")),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +105,7 @@ class Trail:
     drafts: list[tuple[int, list[int]]] = field(default_factory=list)  # (step, proposals)
     end: dict[str, Any] | None = None
     content: Content = Content.PLAIN
-    erasure: tuple[str, int, str] | None = None  # (log, seq, reason) of the erasure record
+    erasure: ErasureRef | None = None  # the erasure record that destroyed the content
     checkpoint_size: int = 0  # the signed checkpoint that bounds what was read
     is_trusted: bool = False  # that checkpoint is signed by a key the reader passed
 
@@ -86,10 +119,10 @@ class Trail:
         return None if self.end is None else FinishReason(self.end["reason"])
 
 
-def content_note(content: Content, erasure: tuple[str, int, str] | None) -> str:
+def content_note(content: Content, erasure: ErasureRef | None) -> str:
     """What a reader shows in place of content it cannot show ("" when it shows it)."""
     if erasure is not None:
-        return f"erased (record {erasure[1]} of {erasure[0]}, {erasure[2]})"
+        return f"erased (record {erasure.seq} of {erasure.log}, {erasure.reason})"
     if content is Content.MISSING:
         return "data key missing with no erasure record: run auditlog verify"
     if content is Content.UNAVAILABLE:
@@ -160,7 +193,7 @@ def reader_payloads(
     origin: str,
     chain: list[tuple[dict[str, Any] | None, int, bytes | None]],
     keys: KeyProvider | None,
-) -> tuple[Content, tuple[str, int, str] | None, list[bytes | None]]:
+) -> tuple[Content, ErasureRef | None, list[bytes | None]]:
     """What a reader may see of a trail's payloads: ``chain`` is (header or None, seq, stored
     payload) in chain order. Unsealed payloads come back as stored; sealed ones opened with
     ``keys`` when it holds the tenant's KEK, else None (unavailable, erased or missing)."""
@@ -177,7 +210,7 @@ def reader_payloads(
         for log, seq, body in erasure_bodies(conn):
             h = parse_header(body)
             if {"log": origin, "request_id": request_id} in h["erased"]:
-                return Content.ERASED, (log, seq, h["reason"]), hidden
+                return Content.ERASED, ErasureRef.of(log, seq, h), hidden
         return Content.MISSING, None, hidden
     if keys is None:
         return Content.UNAVAILABLE, None, hidden

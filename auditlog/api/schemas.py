@@ -133,6 +133,17 @@ class VerdictPublic(BaseModel):
     )
 
 
+class ErasurePublic(BaseModel):
+    """The ``erasure`` record that destroyed a request's content (C16)."""
+
+    log: str = Field(description="the (administrative) log that holds the erasure record")
+    seq: int = Field(description="its index in that log")
+    ts: int = Field(description="when it was recorded (ns since the epoch)")
+    principal: str = Field(description="who ordered the erasure")
+    reason: str
+    legal_basis: str
+
+
 class TrailPublic(BaseModel):
     """A request's complete trail: metadata, transcript, raw records and verdict."""
 
@@ -158,6 +169,9 @@ class TrailPublic(BaseModel):
         description="plain, decrypted, unavailable (sealed, no KEK held), erased, missing",
     )
     content_note: str = Field(default="", description='e.g. "erased (record N of LOG, reason)"')
+    erasure: ErasurePublic | None = Field(
+        default=None, description="the erasure record, when content is erased"
+    )
 
 
 class CheckpointPublic(BaseModel):

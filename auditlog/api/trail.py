@@ -21,7 +21,14 @@ if TYPE_CHECKING:
     from auditlog.crypto import KeyProvider
 
 from .anchors import witness_state
-from .schemas import DraftPublic, RecordPublic, TokenPublic, TrailPublic, VerdictPublic
+from .schemas import (
+    DraftPublic,
+    ErasurePublic,
+    RecordPublic,
+    TokenPublic,
+    TrailPublic,
+    VerdictPublic,
+)
 
 __all__ = ["trail_public", "verdict"]
 
@@ -132,6 +139,8 @@ def trail_public(
         for h, r in zip(headers, trail.records, strict=True)
     ]
     content, erasure, opened = reader_payloads(conn, trail.origin, stored, keys)
+    if content is Content.MISSING:
+        _fail_missing_key(result, trail.request_id)
     if content is Content.DECRYPTED:  # verified over the ciphertext; shown decrypted
         chain = [(h, p) for h, p in zip(headers, opened, strict=True) if h]
         try:
@@ -190,4 +199,19 @@ def trail_public(
         verification=result,
         content=content.value,
         content_note=content_note(content, erasure),
+        erasure=None
+        if erasure is None
+        else ErasurePublic.model_validate(erasure, from_attributes=True),
+    )
+
+
+def _fail_missing_key(result: VerdictPublic, request_id: str) -> None:
+    """A sealed request whose data key is gone with no erasure record naming it was tampered
+    with: ``auditlog verify`` fails it (``key.absent``), and so does the trail's verdict, which
+    checks its records and anchors only (its records still verify over the ciphertext)."""
+    result.status = "failed"
+    result.message = (
+        f"the data key of request {request_id!r} is gone and no erasure record names it "
+        "(deleted outside an audited erasure): its content is lost, and `auditlog verify` "
+        f"fails this log; {result.message}"
     )

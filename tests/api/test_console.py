@@ -229,8 +229,9 @@ def test_revoking_the_key_ends_its_sessions(world: World) -> None:
 def test_trail_page_escapes_content_and_says_when_it_fails_or_is_erased(
     world: World, admin_connection: Callable[[], AbstractContextManager[Connection]]
 ) -> None:
-    """The hostile prompt is text; a tampered payload turns the verdict to failed; an erased
-    payload shows its tokens as erased (C16) instead of guessing them."""
+    """The hostile prompt is text; a tampered payload turns the verdict to failed; payloads
+    deleted with no erasure record show as an integrity problem under a failed verdict, not as
+    erased (C16), and their tokens are not guessed."""
     client = _client(world, "admin")
     page = client.get("/console/requests/req-00000")
     assert 'data-status="anchored"' in page.text
@@ -267,13 +268,17 @@ def test_trail_page_escapes_content_and_says_when_it_fails_or_is_erased(
                 payloads.c.log_id == log_id, payloads.c.seq.in_([r.seq for r in seqs])
             )
         )
-    erased = client.get(f"/console/requests/{other}")
-    assert erased.status_code == 200
+    gone = client.get(f"/console/requests/{other}")
+    assert gone.status_code == 200
     api = world.client.get(f"/v1/requests/{other}", headers=world.headers("admin")).json()
-    assert f'data-status="{api["verification"]["status"]}"' in erased.text
-    assert "Prompt text erased or unreadable" in erased.text
+    assert api["verification"]["status"] == "failed"
+    assert 'data-status="failed"' in gone.text
+    # Payloads deleted with no erasure record: an integrity problem, never shown as erased.
+    assert 'id="prompt-content" data-content="integrity"' in gone.text
+    assert "Integrity problem, not an erasure" in gone.text and "Erased</strong>" not in gone.text
     num_tokens = len(world.truth[other].token_ids)
-    assert erased.text.count('<span class="erased">erased</span>') == num_tokens
+    assert gone.text.count('<span class="integrity">missing</span>') == num_tokens
+    assert '<span class="erased">' not in gone.text
 
 
 def test_access_log_page_shows_who_read_what_newest_first(

@@ -22,7 +22,7 @@ from ..routes import replay as api_replay
 from ..routes import requests as api_requests
 from .forms import optional, parse_when, read_form
 from .pages import ConsoleRoute, PageDep, PageError, render
-from .view import PROVENANCES, token_views, verdict
+from .view import PROVENANCES, content_view, token_views, verdict
 
 __all__ = ["router"]
 
@@ -134,6 +134,7 @@ def trail_page(request_id: RequestId, page: PageDep, conn: ConnDep, state: State
         page,
         trail=trail,
         tokens=token_views(trail),
+        content=content_view(trail),
         verdict=verdict(trail),
         legend=PROVENANCES,
         bundle_url=trail_url(request_id) + "/bundle",

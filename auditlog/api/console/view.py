@@ -3,17 +3,31 @@
 Every token gets its provenance (C6) as a CSS class *and* a letter, so that the legend does not
 rely on colour alone, plus what an auditor asks about it: position, step, record, and the draft
 tokens proposed in its step with how many of them were accepted and rejected.
+
+Content the page cannot show (C16) is told apart from the API's trail model alone
+(:func:`content_view`): erased by a named erasure record, sealed without the tenant's key here, or
+missing with no erasure record to account for it, which is an integrity problem, never shown as an
+erasure (the API's verdict fails it).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from ..schemas import TrailPublic, WitnessStatePublic
+from ..schemas import ErasurePublic, TrailPublic, WitnessStatePublic
 
-__all__ = ["PROVENANCES", "ProvenanceStyle", "TokenView", "VerdictView", "token_views", "verdict"]
+__all__ = [
+    "PROVENANCES",
+    "ContentView",
+    "ProvenanceStyle",
+    "TokenView",
+    "VerdictView",
+    "content_view",
+    "token_views",
+    "verdict",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +86,39 @@ def token_views(trail: TrailPublic) -> list[TokenView]:
         )
         for t in trail.tokens
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class ContentView:
+    """Why content is not shown, if it is not: ``shown`` (all of it readable), ``erased`` (by
+    ``erasure``), ``sealed`` (no KEK of the tenant here) or ``integrity`` (a payload or data key
+    is gone and no erasure record names the request)."""
+
+    state: Literal["shown", "erased", "sealed", "integrity"]
+    erasure: ErasurePublic | None
+    prompt_hidden: bool  # the request.start payload (the prompt) is among those not shown
+    num_hidden: int  # payloads not shown
+    note: str  # the API's ``content_note``
+
+
+def content_view(trail: TrailPublic) -> ContentView:
+    """The trail's content state, read from the API's trail model (never re-derived)."""
+    start = next((r.seq for r in trail.records if r.kind == "request.start"), None)
+    hidden = trail.unreadable_payloads
+    state: Literal["shown", "erased", "sealed", "integrity"] = "shown"
+    if trail.erasure is not None:
+        state = "erased"
+    elif trail.content == "unavailable":
+        state = "sealed"
+    elif trail.content == "missing" or hidden:
+        state = "integrity"
+    return ContentView(
+        state=state,
+        erasure=trail.erasure,
+        prompt_hidden=start in hidden,
+        num_hidden=len(hidden),
+        note=trail.content_note,
+    )
 
 
 #: CSS class of each verdict status (the status word is always printed as well).
