@@ -133,7 +133,7 @@ class VerdictPublic(BaseModel):
     )
 
 
-class ErasurePublic(BaseModel):
+class TrailErasurePublic(BaseModel):
     """The ``erasure`` record that destroyed a request's content (C16)."""
 
     log: str = Field(description="the (administrative) log that holds the erasure record")
@@ -169,7 +169,7 @@ class TrailPublic(BaseModel):
         description="plain, decrypted, unavailable (sealed, no KEK held), erased, missing",
     )
     content_note: str = Field(default="", description='e.g. "erased (record N of LOG, reason)"')
-    erasure: ErasurePublic | None = Field(
+    erasure: TrailErasurePublic | None = Field(
         default=None, description="the erasure record, when content is erased"
     )
 

@@ -23,9 +23,9 @@ if TYPE_CHECKING:
 from .anchors import witness_state
 from .schemas import (
     DraftPublic,
-    ErasurePublic,
     RecordPublic,
     TokenPublic,
+    TrailErasurePublic,
     TrailPublic,
     VerdictPublic,
 )
@@ -201,7 +201,7 @@ def trail_public(
         content_note=content_note(content, erasure),
         erasure=None
         if erasure is None
-        else ErasurePublic.model_validate(erasure, from_attributes=True),
+        else TrailErasurePublic.model_validate(erasure, from_attributes=True),
     )
 
 

@@ -97,9 +97,7 @@ def test_erased_trail_names_the_erasure_record_and_shows_no_plaintext(
     assert after["erasure"]["legal_basis"] == "GDPR Art. 17(1)(a)"
     assert after["verification"]["status"] == before["verification"]["status"] == "anchored"
     page = _page(world, victim)
-    named = (
-        f"was erased by record <strong>{result.seq}</strong> of <code>{ADMIN_ORIGIN}</code> on "
-    )
+    named = f"was erased by record <strong>{result.seq}</strong> of <code>{ADMIN_ORIGIN}</code> on "
     for part in ("prompt", "output"):
         assert f'id="{part}-content" data-content="erased"' in page
     assert page.count(named) == 2  # the prompt, and the output

@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..schemas import ErasurePublic, TrailPublic, WitnessStatePublic
+from ..schemas import TrailErasurePublic, TrailPublic, WitnessStatePublic
 
 __all__ = [
     "PROVENANCES",
@@ -95,7 +95,7 @@ class ContentView:
     is gone and no erasure record names the request)."""
 
     state: Literal["shown", "erased", "sealed", "integrity"]
-    erasure: ErasurePublic | None
+    erasure: TrailErasurePublic | None
     prompt_hidden: bool  # the request.start payload (the prompt) is among those not shown
     num_hidden: int  # payloads not shown
     note: str  # the API's ``content_note``
