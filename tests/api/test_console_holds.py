@@ -92,7 +92,8 @@ def test_admin_places_a_hold_erasure_is_refused_then_released_and_erased(
     )
     assert erased.status_code == 201 and f"{ADMIN_ORIGIN}#3" in erased.text
     trail = admin.get(f"/console/requests/{own}").text
-    assert "Prompt text erased" in trail and "prompt \u00e9" not in trail
+    assert "The prompt text was erased by record <strong>3</strong>" in trail
+    assert f"{reason} ({basis})" in trail and "prompt \u00e9" not in trail
 
     assert _access(world, "admin") == [
         ("POST /console/sign-in", 303),

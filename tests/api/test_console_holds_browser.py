@@ -150,7 +150,9 @@ def test_admin_holds_refused_erasure_release_and_another_tenants_auditor(
     assert outcomes == ["refused", "erased"]
     admin.screenshot(path=str(shots / "erasures.png"), full_page=True)
     admin.goto(f"{server.base_url}/console/requests/{own}")
-    assert admin.get_by_text("Prompt text erased").is_visible()
+    erased = admin.locator("#prompt-content")
+    assert erased.get_attribute("data-content") == "erased" and erased.is_visible()
+    assert "data subject request (GDPR Art. 17(1)(a))" in erased.inner_text()
 
     # C18: every page view and post was recorded, naming the console route and its status.
     reads = _access(server, "admin")
