@@ -291,3 +291,34 @@ def test_small_pages_read_every_row(rec: dict[str, Any], monkeypatch: pytest.Mon
     append_signed(rec, open_request)
     code, report = resumed(rec)
     assert code == 0 and report["logs"][0]["resumed_from"] == default["logs"][0]["size"]
+
+
+def _drop_seq_check(conn: Connection) -> None:
+    """The administrator removes the ``seq >= 0`` check (the schema is no barrier to them)."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("PRAGMA ignore_check_constraints = ON")
+    else:
+        conn.exec_driver_sql("ALTER TABLE records DROP CONSTRAINT ck_records_seq_nonneg")
+
+
+@pytest.mark.parametrize("moved_to", [-1, 0])
+def test_record_moved_out_of_the_prefix_fails(
+    rec: dict[str, Any], admin_connection: Admin, moved_to: int
+) -> None:
+    """C9, C10: the administrator deletes record 1 below the state and keeps the row count by
+    putting a row where the resumed run never reads it (seq -1, or a second seq 0 once the
+    primary key is gone): the rows below the state are no longer exactly seq 0..S-1 (1)."""
+    assert resumed(rec)[0] == 0
+    with admin_connection() as conn:
+        _drop_seq_check(conn)
+        if moved_to == 0:
+            if conn.dialect.name == "sqlite":
+                pytest.skip("SQLite cannot drop a primary key in place")
+            conn.exec_driver_sql("ALTER TABLE records DROP CONSTRAINT pk_records CASCADE")
+            conn.exec_driver_sql("ALTER TABLE payloads DROP CONSTRAINT pk_payloads CASCADE")
+        conn.exec_driver_sql(f"UPDATE records SET seq = {moved_to} WHERE seq = 1")
+        conn.exec_driver_sql(f"UPDATE payloads SET seq = {moved_to} WHERE seq = 1")
+    code, report = resumed(rec)
+    assert code == 1, report
+    assert "rows.unread" in codes(report), report
+    assert full(rec)[0] == 1
