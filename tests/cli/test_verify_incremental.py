@@ -322,3 +322,40 @@ def test_record_moved_out_of_the_prefix_fails(
     assert code == 1, report
     assert "rows.unread" in codes(report), report
     assert full(rec)[0] == 1
+
+
+def test_state_not_advanced_by_a_failed_ranged_run(
+    rec: dict[str, Any], admin_connection: Admin
+) -> None:
+    """C8, C10: a run in ranges (--jobs 2) from a saved state, on a log with a record deleted
+    after the state, falls back to one range and fails; the state it keeps for that log must
+    still be the saved one (a state advanced over the deleted record would let the next run
+    start after the damage)."""
+    from auditlog.verifier import verify_database
+    from auditlog.verify_state import read_state, read_state_key
+
+    key = read_state_key(rec["state_key"])
+
+    def run() -> Any:
+        return verify_database(
+            rec["db"], keys=[rec["key"]], jobs=2, min_range_level=4,
+            state_path=rec["state"], state_key=key,
+        )  # fmt: skip
+
+    assert run().verdict.value == "intact"
+    size = read_state(rec["state"], key)[ORIGIN].size
+
+    def many(s: LogSequencer) -> None:
+        for i in range(12):
+            start(s, f"more-{i}")
+            tokens(s, f"more-{i}", 910_000 + i, 1)
+            manifest(s, 910_000 + i, [[f"more-{i}", 1]])
+            end(s, f"more-{i}", 1)
+
+    append_signed(rec, many)
+    with admin_connection() as conn:
+        conn.exec_driver_sql(f"DELETE FROM records WHERE seq = {size + 5}")
+        conn.exec_driver_sql(f"DELETE FROM payloads WHERE seq = {size + 5}")
+    assert run().verdict.value != "intact"
+    assert run().verdict.value != "intact"
+    assert read_state(rec["state"], key)[ORIGIN].size == size
