@@ -359,3 +359,24 @@ def test_state_not_advanced_by_a_failed_ranged_run(
     assert run().verdict.value != "intact"
     assert run().verdict.value != "intact"
     assert read_state(rec["state"], key)[ORIGIN].size == size
+
+
+@pytest.mark.parametrize("keep", [0, 40])
+def test_log_rolled_back_below_the_state_fails(
+    rec: dict[str, Any], admin_connection: Admin, keep: int
+) -> None:
+    """C10: the administrator rolls the log back below the saved state's size (rows, nodes and
+    checkpoints above ``keep`` removed, so that the rest is self-consistent): the state stands
+    for records no longer there (1), never intact, with or without --jobs."""
+    assert resumed(rec)[0] == 0
+    with admin_connection() as conn:
+        conn.exec_driver_sql(f"DELETE FROM records WHERE seq >= {keep}")
+        conn.exec_driver_sql(f"DELETE FROM payloads WHERE seq >= {keep}")
+        conn.exec_driver_sql(f"DELETE FROM nodes WHERE (idx + 1) * (1 << level) > {keep}")
+        conn.exec_driver_sql(f"DELETE FROM checkpoints WHERE size > {keep}")
+        for table in ("cosignatures", "timestamps"):
+            conn.exec_driver_sql(f"DELETE FROM {table} WHERE size > {keep}")
+    for jobs in ("1", "2"):
+        code, report = resumed(rec, "--jobs", jobs)
+        assert code == 1, report
+        assert codes(report) & {"state.prefix", "rows.unread"}, report
