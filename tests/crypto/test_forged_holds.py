@@ -192,3 +192,25 @@ def test_verify_passes_an_erasure_between_release_and_a_new_hold(
     _erase_unchecked(rec, "r-a1")
     code, report = _verify(rec)
     assert code == 1 and "erasure.held" in _codes(report), report
+
+
+def test_hold_hidden_by_its_kind_column_still_holds(
+    held: tuple[dict[str, Any], Hold], admin_connection: Any
+) -> None:
+    """C15, C16: the database administrator edits the unsigned ``kind`` index column of the
+    signed ``hold.place`` record (its body, leaf and checkpoint untouched): the hold is read
+    from the proven header, so it stays in force and the erasure is refused, the key kept."""
+    rec, hold = held
+    seq = int(hold.hold_id.rsplit("#", 1)[1])
+    with admin_connection() as conn:
+        log_id = get_log_id(conn, ADMIN)
+        conn.exec_driver_sql(
+            f"UPDATE records SET kind = 'erasure' WHERE log_id = {log_id} AND seq = {seq}"
+        )
+    engine = create_db_engine(rec["db"])
+    with engine.connect() as conn:
+        assert [h.hold_id for h in list_holds(conn, [rec["admin"].verifier])] == [hold.hold_id]
+    engine.dispose()
+    with pytest.raises(ErasureRefusedError):
+        _erase(rec, request_ids=["r-b1"])
+    assert "r-b1" in _keys_of(rec)
