@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from sqlalchemy import Connection, text
 from test_sealed_payloads import ADMIN, _codes, _erase, _verify, record_sealed
@@ -214,3 +215,26 @@ def test_hold_hidden_by_its_kind_column_still_holds(
     with pytest.raises(ErasureRefusedError):
         _erase(rec, request_ids=["r-b1"])
     assert "r-b1" in _keys_of(rec)
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_resumed_verify_fails_an_erasure_under_a_hold_placed_before_the_state(
+    held: tuple[dict[str, Any], Hold], tmp_path: Path, jobs: str
+) -> None:
+    """C15, C16, C8: the hold and the held request lie below the saved state of incremental
+    verification, the erasure after it: the resumed run still knows the hold (erasure.held)."""
+    rec, hold = held
+    state_key = tmp_path / "state.key"
+    state_key.write_text(Signer.generate("verify-state").key_string + "\n")
+    args = ["verify", "--db", rec["db"], "--json", "--jobs", jobs, "--state",
+            str(tmp_path / "verify.state"), "--state-key", str(state_key)]  # fmt: skip
+    for key in rec["keys"]:
+        args += ["--key", key]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    _erase_unchecked(rec, "r-b1")
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 1, again.output
+    report = orjson.loads(again.stdout)
+    assert all(log["resumed_from"] for log in report["logs"] if log["size"]), report
+    assert "erasure.held" in _codes(report)
