@@ -223,7 +223,7 @@ def test_resumed_verify_fails_an_erasure_under_a_hold_placed_before_the_state(
 ) -> None:
     """C15, C16, C8: the hold and the held request lie below the saved state of incremental
     verification, the erasure after it: the resumed run still knows the hold (erasure.held)."""
-    rec, hold = held
+    rec, _ = held
     state_key = tmp_path / "state.key"
     state_key.write_text(Signer.generate("verify-state").key_string + "\n")
     args = ["verify", "--db", rec["db"], "--json", "--jobs", jobs, "--state",
