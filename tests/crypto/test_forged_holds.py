@@ -238,3 +238,25 @@ def test_resumed_verify_fails_an_erasure_under_a_hold_placed_before_the_state(
     report = orjson.loads(again.stdout)
     assert all(log["resumed_from"] for log in report["logs"] if log["size"]), report
     assert "erasure.held" in _codes(report)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="proven_admin_logs picks its candidate logs by the unsigned kind column: with every "
+    "admin/erasure kind cell of the administrative log edited, a listing without own= (CLI "
+    "'holds', the auditor API's listing) shows no hold; decisions pass own= and are refused",
+)
+def test_hold_listing_survives_every_kind_column_edited(
+    held: tuple[dict[str, Any], Hold], admin_connection: Any
+) -> None:
+    """C15: the administrator edits the ``kind`` column of every record of the administrative
+    log; the hold (signed, checkpointed) must still be listed."""
+    rec, hold = held
+    with admin_connection() as conn:
+        log_id = get_log_id(conn, ADMIN)
+        conn.exec_driver_sql(f"UPDATE records SET kind = 'access' WHERE log_id = {log_id}")
+    engine = create_db_engine(rec["db"])
+    with engine.connect() as conn:
+        found = [h.hold_id for h in list_holds(conn, [rec["admin"].verifier])]
+    engine.dispose()
+    assert found == [hold.hold_id]
