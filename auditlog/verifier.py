@@ -54,7 +54,7 @@ from auditlog.ledger.tables import (
 from auditlog.ledger.verify import verify_ranges
 from auditlog.standby import check_standby, lag_reason, split_lagging, vanished_reason
 from auditlog.store import create_db_engine, read_data_keys
-from auditlog.store.audit_reads import checkpoint_rows, rows_per_log
+from auditlog.store.audit_reads import checkpoint_rows, record_seqs_below, rows_per_log
 from auditlog.store.keys import list_keys
 from auditlog.store.ledger_store import LogInfo, list_logs
 from auditlog.verify_ranges import MIN_RANGE_LEVEL, DbPlan, RangePool
@@ -280,7 +280,7 @@ class _Run:
         if self.standby:  # kept checkpoints a lagging standby does not store yet: pending
             kept, lagging = split_lagging(kept, stored_sizes)
         resume = None if self.request_id is not None else self.saved.get(log.origin)
-        prefix_problem = None
+        prefix_problem, saved_size = None, None if resume is None else resume.size
         if resume is not None:
             prefix_problem = check_prefix(conn, log.id, resume)
             prove_old_roots(conn, log.id, resume, {r.size for r in rows} | _sizes(kept))
@@ -297,10 +297,11 @@ class _Run:
         )
         if self.progress is not None:
             self.progress(report.size)
-        if resume is not None:
+        if saved_size is not None:
             num_records = counts["records"].get(log.id, 0)
             num_nodes = counts["nodes"].get(log.id, 0)
-            check_unread_rows(report, num_records, num_nodes, prefix_problem)
+            below = (saved_size, record_seqs_below(conn, log.id, saved_size))
+            check_unread_rows(report, num_records, num_nodes, prefix_problem, below)
         self.states[log.origin] = state
         check_key_rows(
             report, stored_keys, anchors.keys.get(log.origin, []), [r.note for r in rows]

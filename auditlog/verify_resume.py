@@ -75,12 +75,32 @@ def num_nodes(size: int) -> int:
 
 
 def check_unread_rows(
-    report: Report, num_records: int, num_node_rows: int, prefix_problem: str | None
+    report: Report,
+    num_records: int,
+    num_node_rows: int,
+    prefix_problem: str | None,
+    below: tuple[int, tuple[int, int, int, int]] | None = None,
 ) -> None:
-    """Rows a resumed run did not read must be exactly those of the verified tree."""
+    """Rows a resumed run did not read must be exactly those of the verified tree.
+
+    ``below``: the state's size S and :func:`~auditlog.store.audit_reads.record_seqs_below` at
+    S. The run reads the rows with seq >= S, so the rows below S must be exactly seq 0..S-1: a
+    row deleted there and another put at seq -1 or on a duplicate seq (the administrator can
+    drop the schema's checks) would keep the row count."""
     out = FindingCollector(report)
     if prefix_problem is not None:
         out.add(None, FindingCode.STATE_PREFIX, "the saved tree", "another", prefix_problem)
+    if below is not None and below[1] != (below[0], below[0], 0, below[0] - 1):
+        size, (num, distinct, low, high) = below
+        out.add(
+            None,
+            FindingCode.ROWS_UNREAD,
+            f"seq 0..{size - 1}",
+            f"{num} rows, {distinct} distinct seqs in [{low}, {high}]",
+            f"the log's record rows below the saved state ({size}) are {num} rows with "
+            f"{distinct} distinct seqs from {low} to {high}, not seq 0..{size - 1}: rows below "
+            f"the saved state were deleted, moved or duplicated",
+        )
     if num_records != report.size:
         out.add(
             None,

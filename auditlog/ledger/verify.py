@@ -191,7 +191,8 @@ def verify_ranges(
     try:
         stitch = _stitch(origin, plan, copy.deepcopy(start), check_sizes, request_id)
     except Misaligned:
-        stitch = _stitch(origin, plan.single(), start, check_sizes, request_id)
+        # a copy again: ``resume`` is the caller's saved state, kept as it is when this run fails
+        stitch = _stitch(origin, plan.single(), copy.deepcopy(start), check_sizes, request_id)
     state = stitch.finish()
     for finding in stitch.out.report.findings:
         out.add(finding.index, finding.code, finding.expected, finding.actual, finding.message)

@@ -91,9 +91,10 @@ def list_holds(
     released: set[str] = set()
     for log in proven_admin_logs(conn, trusted, own=own):
         for record in log.records:
-            if record.kind != RecordKind.ADMIN.value:
-                continue
+            # the proven header's kind: the ``kind`` column is an unsigned copy of it
             h = parse_header(record.body)
+            if h["kind"] != RecordKind.ADMIN.value:
+                continue
             if h.get("action") == PLACE and isinstance(h.get("scope"), dict):
                 hold_id = f"{log.bound.origin}#{record.seq}"
                 placed[hold_id] = Hold(

@@ -33,6 +33,7 @@ __all__ = [
     "iter_all_records",
     "iter_node_levels",
     "iter_record_rows",
+    "record_seqs_below",
     "rows_per_log",
 ]
 
@@ -209,3 +210,17 @@ def rows_per_log(conn: Connection) -> dict[str, dict[int, int]]:
         rows = conn.execute(select(table.c.log_id, func.count()).group_by(table.c.log_id))
         counts[name] = {int(log_id): int(n) for log_id, n in rows}
     return counts
+
+
+def record_seqs_below(conn: Connection, log_id: int, size: int) -> tuple[int, int, int, int]:
+    """(rows, distinct seqs, lowest seq, highest seq) of the log's records with ``seq < size``
+    (0, 0, 0, -1 when there are none): the rows a resumed verification does not read are
+    seq 0..size-1 exactly when this is (size, size, 0, size - 1)."""
+    query = select(
+        func.count(), func.count(records.c.seq.distinct()), func.min(records.c.seq),
+        func.max(records.c.seq),
+    ).where(records.c.log_id == log_id, records.c.seq < size)  # fmt: skip
+    num, distinct, low, high = conn.execute(query).one()
+    if not num:
+        return 0, 0, 0, -1
+    return int(num), int(distinct), int(low), int(high)

@@ -291,3 +291,92 @@ def test_small_pages_read_every_row(rec: dict[str, Any], monkeypatch: pytest.Mon
     append_signed(rec, open_request)
     code, report = resumed(rec)
     assert code == 0 and report["logs"][0]["resumed_from"] == default["logs"][0]["size"]
+
+
+def _drop_seq_check(conn: Connection) -> None:
+    """The administrator removes the ``seq >= 0`` check (the schema is no barrier to them)."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("PRAGMA ignore_check_constraints = ON")
+    else:
+        conn.exec_driver_sql("ALTER TABLE records DROP CONSTRAINT ck_records_seq_nonneg")
+
+
+@pytest.mark.parametrize("moved_to", [-1, 0])
+def test_record_moved_out_of_the_prefix_fails(
+    rec: dict[str, Any], admin_connection: Admin, moved_to: int
+) -> None:
+    """C9, C10: the administrator deletes record 1 below the state and keeps the row count by
+    putting a row where the resumed run never reads it (seq -1, or a second seq 0 once the
+    primary key is gone): the rows below the state are no longer exactly seq 0..S-1 (1)."""
+    assert resumed(rec)[0] == 0
+    with admin_connection() as conn:
+        _drop_seq_check(conn)
+        if moved_to == 0:
+            if conn.dialect.name == "sqlite":
+                pytest.skip("SQLite cannot drop a primary key in place")
+            conn.exec_driver_sql("ALTER TABLE records DROP CONSTRAINT pk_records CASCADE")
+            conn.exec_driver_sql("ALTER TABLE payloads DROP CONSTRAINT pk_payloads CASCADE")
+        conn.exec_driver_sql(f"UPDATE records SET seq = {moved_to} WHERE seq = 1")
+        conn.exec_driver_sql(f"UPDATE payloads SET seq = {moved_to} WHERE seq = 1")
+    code, report = resumed(rec)
+    assert code == 1, report
+    assert "rows.unread" in codes(report), report
+    assert full(rec)[0] == 1
+
+
+def test_state_not_advanced_by_a_failed_ranged_run(
+    rec: dict[str, Any], admin_connection: Admin
+) -> None:
+    """C8, C10: a run in ranges (--jobs 2) from a saved state, on a log with a record deleted
+    after the state, falls back to one range and fails; the state it keeps for that log must
+    still be the saved one (a state advanced over the deleted record would let the next run
+    start after the damage)."""
+    from auditlog.verifier import verify_database
+    from auditlog.verify_state import read_state, read_state_key
+
+    key = read_state_key(rec["state_key"])
+
+    def run() -> Any:
+        return verify_database(
+            rec["db"], keys=[rec["key"]], jobs=2, min_range_level=4,
+            state_path=rec["state"], state_key=key,
+        )  # fmt: skip
+
+    assert run().verdict.value == "intact"
+    size = read_state(rec["state"], key)[ORIGIN].size
+
+    def many(s: LogSequencer) -> None:
+        for i in range(12):
+            start(s, f"more-{i}")
+            tokens(s, f"more-{i}", 910_000 + i, 1)
+            manifest(s, 910_000 + i, [[f"more-{i}", 1]])
+            end(s, f"more-{i}", 1)
+
+    append_signed(rec, many)
+    with admin_connection() as conn:
+        conn.exec_driver_sql(f"DELETE FROM records WHERE seq = {size + 5}")
+        conn.exec_driver_sql(f"DELETE FROM payloads WHERE seq = {size + 5}")
+    assert run().verdict.value != "intact"
+    assert run().verdict.value != "intact"
+    assert read_state(rec["state"], key)[ORIGIN].size == size
+
+
+@pytest.mark.parametrize("keep", [0, 40])
+def test_log_rolled_back_below_the_state_fails(
+    rec: dict[str, Any], admin_connection: Admin, keep: int
+) -> None:
+    """C10: the administrator rolls the log back below the saved state's size (rows, nodes and
+    checkpoints above ``keep`` removed, so that the rest is self-consistent): the state stands
+    for records no longer there (1), never intact, with or without --jobs."""
+    assert resumed(rec)[0] == 0
+    with admin_connection() as conn:
+        conn.exec_driver_sql(f"DELETE FROM records WHERE seq >= {keep}")
+        conn.exec_driver_sql(f"DELETE FROM payloads WHERE seq >= {keep}")
+        conn.exec_driver_sql(f"DELETE FROM nodes WHERE (idx + 1) * (1 << level) > {keep}")
+        conn.exec_driver_sql(f"DELETE FROM checkpoints WHERE size > {keep}")
+        for table in ("cosignatures", "timestamps"):
+            conn.exec_driver_sql(f"DELETE FROM {table} WHERE size > {keep}")
+    for jobs in ("1", "2"):
+        code, report = resumed(rec, "--jobs", jobs)
+        assert code == 1, report
+        assert codes(report) & {"state.prefix", "rows.unread"}, report

@@ -61,3 +61,38 @@ def test_fast_path_takes_the_recorders_headers() -> None:
         parse_header(body) | {"ts": VALID["ts"]}, option=orjson.OPT_SORT_KEYS
     )
     assert records._plain_tokens(orjson.loads(body))
+
+
+def _byte_forms(body: bytes) -> list[bytes]:
+    """The same header written other ways: each is a forgery vector if only one path takes it."""
+    text = body.decode()
+    forms = [
+        text.replace(",", ", "), text.replace(":", ": "), " " + text, text + "\n",
+        "\ufeff" + text, text.replace('"seq":7', '"seq":7.0'), text.replace('"seq":7', '"seq":7e0'),
+        text.replace('"seq":7', '"seq":07'), text.replace('"n":2', '"n":2,"n":2'),
+        text.replace('"n":2', '"n":3,"n":2'), text.replace('"step":3', '"step":-0'),
+        text.replace('"tenant":"t"', '"tenant":"\\u0074"'), text.replace('"t"', '"\\u00e9"'),
+        text.replace('"tenant":"t"', '"tenant":"é"'), text.replace('"v":1,', "") + "",
+        text.replace('"kind":"tokens"', '"kind":"tok\\u0065ns"'),
+        text.replace('"kind":"tokens"', '"k\\u0069nd":"tokens"'),
+        text.replace('"log":"log.example/1","n":2', '"n":2,"log":"log.example/1"'),
+        text.replace('"prov":["draft_accepted","bonus"]', '"prov":["draft_accepted", "bonus"]'),
+        text.replace("/", "\\/"), text.replace('"req_seq":1', '"req_seq":1,"req_seq":1'),
+        text[:-1] + ',"extra":1}', text[:-1] + ',"v":1}',
+    ]  # fmt: skip
+    return [f.encode() for f in forms if f != text]
+
+
+def test_fast_path_agrees_on_other_byte_forms() -> None:
+    """Whitespace, duplicate keys, key order, unicode escapes, non-canonical numbers, a BOM:
+    the fast path refuses exactly what the full checks refuse (all but the raw UTF-8 tenant)."""
+    body = orjson.dumps(VALID, option=orjson.OPT_SORT_KEYS)
+    forms = _byte_forms(body)
+    assert len(forms) >= 20
+    for form in forms:
+        fast = _answer(form)
+        with pytest.MonkeyPatch.context() as m:
+            m.setattr(records, "_TOKENS_KEYS", frozenset())
+            full = _answer(form)
+        assert fast[0] == full[0], (form, fast, full)
+        assert fast[0] == "refused" or form == body.replace(b'"t"', '"é"'.encode()), form
