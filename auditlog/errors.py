@@ -15,6 +15,7 @@ __all__ = [
     "FormatError",
     "InvalidRequestError",
     "KeyUnavailableError",
+    "LogRolledBackError",
     "NoCheckpointError",
     "NotFoundError",
     "RecorderError",
@@ -64,6 +65,12 @@ class ConflictError(AuditlogError):
 
 class RecorderError(AuditlogError):
     """The recorder cannot accept or persist events (closed, failed, misconfigured)."""
+
+
+class LogRolledBackError(RecorderError):
+    """A recorder refuses to resume a log that a witness has cosigned larger than the database
+    holds, or with another tree: the database was rolled back or rewritten, and appending would
+    fork the log (C10). Nothing is appended; the operator must restore the missing tail."""
 
 
 class UnrecordableEventError(RecorderError):

@@ -166,8 +166,9 @@ def serve(
 
 
 def _prepare_database(settings: Any) -> None:
-    """Migrate the database and replay a leftover spool now, so that a server that cannot record
-    says why in one line and never starts (the recorder refuses a spool it cannot replay)."""
+    """Migrate the database, replay a leftover spool and ask the witnesses now, so that a server
+    that cannot record says why in one line and never starts (the recorder refuses a spool it
+    cannot replay, and a database its witnesses have seen larger or different)."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from auditlog.recorder import AuditRecorder
@@ -176,14 +177,21 @@ def _prepare_database(settings: Any) -> None:
 
     try:
         upgrade(settings.db_url)
+        witnesses = settings.anchors.recorder_witnesses(settings.db_url, settings.witness_dir)
         if settings.spool_path is not None and settings.spool_path.exists():
+            # The spool first (its checkpoints may be what the witnesses hold); the recorder
+            # then checks the database against the witnesses, as the server's would.
             AuditRecorder.open(
                 settings.db_url,
                 origin=settings.origin,
                 signers=settings.signers,
                 spool_path=settings.spool_path,
+                witnesses=witnesses,
+                close_witnesses=True,
                 migrate=False,
             ).close()
+        else:
+            _check_witnesses(settings, witnesses)
     except SQLAlchemyError as exc:
         if not is_outage(exc):
             raise
@@ -193,6 +201,22 @@ def _prepare_database(settings: Any) -> None:
             f"({first[0] if first else type(exc).__name__}); start it again once the database "
             "is back"
         ) from None
+
+
+def _check_witnesses(settings: Any, witnesses: list[Any]) -> None:
+    """Refuse to start on a database that a witness has seen larger or different (a policy
+    witness's latest cosigned checkpoint, the witness directory's newest note): the recorder
+    would refuse it in the server's start-up, with a traceback; here it is one line
+    (:class:`~auditlog.errors.LogRolledBackError`, exit 2). An unanswering witness does not
+    stop the server (it is logged as a warning)."""
+    from auditlog.recorder.recovery import check_database
+    from auditlog.store import close_engine, create_db_engine
+
+    engine = create_db_engine(settings.db_url)
+    try:
+        check_database(engine, settings.origin, witnesses)
+    finally:
+        close_engine(engine)
 
 
 def _tenant(value: str) -> str:

@@ -13,8 +13,9 @@ Durability contract (docs/DESIGN.md section 5), in RFC 2119 words:
   first ``n_tokens`` tokens (and its start record) is durable.
 - On open, the recorder replays a leftover spool, resumes the log from the database (size,
   Merkle frontier, open chains), MUST refuse to resume a database smaller than, or different
-  from, its witnesses' newest checkpoint, and closes every chain left open with ``request.end``
-  reason ``interrupted``.
+  from, its witnesses' newest checkpoint (a policy witness is asked for its latest cosigned one;
+  one that does not answer is logged, never blocks: recovery.py), and closes every chain left
+  open with ``request.end`` reason ``interrupted``.
 - It signs a checkpoint every ``checkpoint_every`` records or ``checkpoint_interval_ms``, and at
   close; each goes to the database (same transaction as the records it covers) and then to every
   witness.

@@ -19,6 +19,7 @@ class RecorderStats:
     spooled_batches: int = 0
     replayed_records: int = 0
     interrupted_on_resume: int = 0
+    witnesses_unanswered_on_resume: int = 0  # policy witnesses not asked: rollback not excluded
     last_flush_ms: float = 0.0
     max_flush_ms: float = 0.0
     queue_depth: int = 0

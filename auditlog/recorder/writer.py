@@ -24,13 +24,13 @@ from auditlog.errors import RecorderError
 from auditlog.events import Event
 from auditlog.ledger import Signer
 from auditlog.protect.retention import RetentionPolicy
-from auditlog.store import latest_checkpoint, register_key
+from auditlog.store import StoredNodeSource, latest_checkpoint, register_key
 
 from .checks import safe_text
 from .commit import Committer, SignedCheckpoint
 from .durability import DurabilityTracker
 from .gate import RECENT_IDS_KEPT
-from .recovery import check_against_witnesses
+from .recovery import check_against_witnesses, witness_notes
 from .sequencer import LogSequencer
 from .stats import RecorderStats
 from .translate import interrupt_open_chains, sequence_events
@@ -118,12 +118,17 @@ class LogWriter:
         committer = self.committer
         if committer.spool.exists():  # a crash during an outage: replay (checked) first
             committer.replay_leftover()
+        # Asked before the transaction (network); the writer lock keeps the log from growing.
+        view = witness_notes(self.origin, self.witnesses)
+        self.stats.witnesses_unanswered_on_resume = len(view.unanswered)
         with engine.begin() as conn:
             sealer = None if self._key_provider is None else PayloadSealer(self._key_provider)
             self.seq = LogSequencer.resume(
                 conn, self.origin, sealer=sealer, retention=self._retention
             )
-            check_against_witnesses(conn, self.seq, self.witnesses)
+            seq = self.seq
+            source = StoredNodeSource(conn, seq.log_id)
+            check_against_witnesses(seq.origin, seq.size, source, view.notes)
             latest = latest_checkpoint(conn, self.seq.log_id)
             if latest is not None:
                 self._last_checkpoint_size = latest.size

@@ -1,5 +1,9 @@
 """Ask the witnesses what they last cosigned: rollback detection for ``auditlog verify``.
 
+A resuming recorder asks the same question (:func:`ask_latest`, through
+:meth:`~auditlog.witnesses.pool.WitnessPool.latest_cosigned`) and refuses to extend a database
+that a witness has seen larger or different (``auditlog.recorder.recovery``).
+
 Stored cosignatures prove that a checkpoint was witnessed, not that it is the latest one: an
 administrator who cuts the log back to an earlier *witnessed* checkpoint (and deletes the newer
 checkpoints and cosignatures with the records) leaves a database that verifies. The witnesses
@@ -33,7 +37,7 @@ from auditlog.ledger.witnessed import WitnessFinding, WitnessFindingCode
 
 from .protocol import MAX_RESPONSE_BYTES, WitnessRefused, WitnessUnavailable
 
-__all__ = ["WitnessAnswers", "ask_witnesses", "latest_cosigned"]
+__all__ = ["LatestAnswers", "WitnessAnswers", "ask_latest", "ask_witnesses", "latest_cosigned"]
 
 
 def monitor_url(witness: PolicyWitness, origin: str) -> str:
@@ -76,6 +80,34 @@ def latest_cosigned(witness: PolicyWitness, origin: str, *, timeout_s: float = 1
 
 
 @dataclass(slots=True)
+class LatestAnswers:
+    """What each witness of a policy answered about one log: the verified notes it cosigned,
+    the witnesses that cosigned none (404), and why the others gave no usable answer."""
+
+    notes: dict[str, str] = field(default_factory=dict)  # policy name -> cosigned note
+    none: list[str] = field(default_factory=list)  # policy names that cosigned nothing
+    failed: dict[str, str] = field(default_factory=dict)  # policy name -> why no answer
+
+
+def ask_latest(policy: WitnessPolicy, origin: str, *, timeout_s: float = 10.0) -> LatestAnswers:
+    """Ask every witness of ``policy`` that has a URL for its latest cosigned checkpoint of
+    ``origin`` (:func:`latest_cosigned`): the one place where ``auditlog verify
+    --ask-witnesses`` and a resuming recorder ask."""
+    answers = LatestAnswers()
+    for witness in (w for w in policy.witnesses.values() if w.url is not None):
+        try:
+            note = latest_cosigned(witness, origin, timeout_s=timeout_s)
+        except (WitnessUnavailable, WitnessRefused) as exc:
+            answers.failed[witness.name] = str(exc)
+            continue
+        if note is None:
+            answers.none.append(witness.name)
+        else:
+            answers.notes[witness.name] = note
+    return answers
+
+
+@dataclass(slots=True)
 class WitnessAnswers:
     """What the witnesses said: the notes to check the database against, and the findings."""
 
@@ -91,23 +123,14 @@ def ask_witnesses(
     log in ``origins``; a log for which the answering witnesses do not satisfy the policy's
     quorum gets an unproven ``witness.unasked`` finding."""
     answers = WitnessAnswers()
-    asked = [w for w in policy.witnesses.values() if w.url is not None]
     for origin in sorted(set(origins)):
-        answered: list[str] = []
-        why: list[str] = []
-        for witness in asked:
-            try:
-                note = latest_cosigned(witness, origin, timeout_s=timeout_s)
-            except (WitnessUnavailable, WitnessRefused) as exc:
-                why.append(str(exc))
-                continue
-            if note is None:
-                why.append(f"{witness.name}: has cosigned no checkpoint of this log")
-                continue
-            answers.notes.append(note)
-            answered.append(witness.name)
+        latest = ask_latest(policy, origin, timeout_s=timeout_s)
+        answered = list(latest.notes)
+        answers.notes += latest.notes.values()
         answers.answered[origin] = answered
         if not policy.satisfied(answered):
+            why = list(latest.failed.values())
+            why += [f"{name}: has cosigned no checkpoint of this log" for name in latest.none]
             message = (
                 f"a rollback is not excluded: {len(answered)} witness(es) answered "
                 f"({', '.join(answered) or 'none'}), fewer than quorum {policy.quorum!r}"

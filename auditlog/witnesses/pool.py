@@ -31,6 +31,7 @@ from auditlog.store.cosignatures import insert_cosignatures, last_cosigned_size
 
 from .background import CheckpointQueue
 from .client import WitnessClient
+from .monitor import LatestAnswers, ask_latest
 from .protocol import WitnessAhead, WitnessUnavailable
 from .storing import write_retrying
 
@@ -89,6 +90,13 @@ class WitnessPool(CheckpointQueue):
             return WitnessState(
                 s.size, s.witnessed_size, list(s.cosigned_by), dict(s.errors), s.rollback
             )
+
+    def latest_cosigned(self, origin: str) -> LatestAnswers:
+        """Ask every witness for its latest cosigned checkpoint of ``origin`` (the monitoring
+        endpoint, :func:`~auditlog.witnesses.monitor.ask_latest`): a resuming recorder checks
+        its database against the answers. Blocks on the network, at most ``timeout_s`` per
+        witness; a witness that does not answer is named in ``failed``, never raised."""
+        return ask_latest(self.policy, origin, timeout_s=self._timeout_s)
 
     # -- the background thread --------------------------------------------------------------
 

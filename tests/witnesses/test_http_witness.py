@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import Engine
 from witness_env import StartWitnesses
 
+from auditlog.errors import LogRolledBackError
 from auditlog.ledger import Signer
 from auditlog.ledger.cosignature import CosignerKey
 from auditlog.ledger.note import split_note
@@ -36,21 +37,21 @@ def _policy(witnesses: list, threshold: str) -> WitnessPolicy:  # type: ignore[t
 
 
 def _record(
-    db_url: str, signer: Signer, pool: WitnessPool, tmp_path: Path, *, seed: int, n: int
+    db_url: str, signer: Signer, pool: WitnessPool | None, tmp_path: Path, *, seed: int, n: int
 ) -> int:
     engine = SyntheticEngine(seed=seed, prefix=f"s{seed}")
     with AuditRecorder.open(
         db_url,
         origin=ORIGIN,
         signers=[signer],
-        witnesses=[pool],
+        witnesses=[] if pool is None else [pool],
         spool_path=tmp_path / f"spool-{seed}",
         checkpoint_every=25,
         max_batch_events=8,
     ) as recorder:
         for event in engine.run(n):
             recorder.record(event)
-    assert pool.wait_idle(60)
+    assert pool is None or pool.wait_idle(60)
     return recorder.stats.records
 
 
@@ -153,8 +154,10 @@ def test_rollback_is_refused_by_the_witness_and_surfaced(
 
 def test_fork_is_refused_by_the_witness_with_422(tmp_path: Path, witnesses: StartWitnesses) -> None:
     """A rewritten log: a second database with the same origin and key but other records grows
-    past what the witnesses cosigned. The consistency proof from their size cannot verify: both
-    answer 422, nothing is cosigned, and the refusal names the fork."""
+    past what the witnesses cosigned. A recorder given the witnesses refuses to start on it
+    (they hold a larger tree than its empty log: LogRolledBackError, nothing recorded). Recorded
+    without them and its checkpoint then submitted, the consistency proof from the witnesses'
+    size cannot verify: both answer 422, nothing is cosigned, and the refusal names the fork."""
     signer = Signer.generate(ORIGIN)
     ws = witnesses(2, {ORIGIN: signer.verifier_key})
     policy = _policy(ws, "all")
@@ -165,7 +168,11 @@ def test_fork_is_refused_by_the_witness_with_422(tmp_path: Path, witnesses: Star
     _record(honest, signer, pool, tmp_path, seed=6, n=3)
     pool.close()
     pool = WitnessPool(forged, policy)  # knows nothing: it learns each witness's size from 409
-    _record(forged, signer, pool, tmp_path, seed=7, n=12)
+    with pytest.raises(LogRolledBackError, match="rolled back; refusing to resume"):
+        _record(forged, signer, pool, tmp_path, seed=7, n=12)
+    _record(forged, signer, None, tmp_path, seed=7, n=12)
+    pool.submit(ORIGIN, _stored(forged)[2], _latest_note(forged))
+    assert pool.wait_idle(60)
     pool.close()
     state = pool.state(ORIGIN)
     assert state.cosigned_by == [] and state.witnessed_size is None

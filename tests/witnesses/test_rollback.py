@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 import pytest
+from rollback_attack import truncate_log
 from typer.testing import CliRunner
 from witness_env import RunningWitness, StartWitnesses
 
@@ -80,19 +81,6 @@ def _verify(rec: dict[str, Any], *extra: str) -> tuple[int, dict[str, Any]]:
     return result.exit_code, orjson.loads(result.stdout)
 
 
-def _truncate(admin_connection: Any, size: int) -> None:
-    """The administrator cuts the log back to ``size`` records, leaving no trace in it."""
-    with admin_connection() as conn:
-        for table in ("cosignatures", "timestamps", "checkpoints"):
-            conn.exec_driver_sql(f"DELETE FROM {table} WHERE size > {size}")
-        for table in ("payloads", "records"):
-            conn.exec_driver_sql(f"DELETE FROM {table} WHERE seq >= {size}")
-        for level in range(64):  # node (level, idx) covers leaves idx*2^level .. (idx+1)*2^level-1
-            conn.exec_driver_sql(
-                f"DELETE FROM nodes WHERE level = {level} AND idx >= {(size >> level)}"
-            )
-
-
 def _all_findings(out: dict[str, Any]) -> list[str]:
     ledger = [f["code"] for log in out["logs"] for f in log["findings"]]
     return ledger + [f["code"] for f in out.get("witness_findings", [])]
@@ -120,7 +108,7 @@ def test_rollback_to_a_witnessed_state_is_caught_only_with_the_witnesses(
     note = latest_cosigned(policy.witnesses["w0"], ORIGIN)
     assert note is not None
     kept.write_text(note)
-    _truncate(admin_connection, rec["first"])
+    truncate_log(admin_connection, rec["first"])
 
     code, out = _verify(rec, "--witness-policy", str(rec["policy"]))
     assert (code, out["logs"][0]["size"]) == (0, rec["first"])  # the gap, stated in TRUST.md
@@ -163,7 +151,7 @@ def test_unanswering_witness_leaves_the_rollback_open(
     args = ("--witness-policy", str(two_sessions["policy"]), "--ask-witnesses")
     code, out = _verify(two_sessions, *args)
     assert (code, _all_findings(out)) == (3, ["witness.unasked"])
-    _truncate(admin_connection, two_sessions["first"])
+    truncate_log(admin_connection, two_sessions["first"])
     code, out = _verify(two_sessions, *args)
     assert code == 1 and "witness.rollback" in _all_findings(out)
 
