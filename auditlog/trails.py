@@ -23,6 +23,7 @@ from auditlog.bundle.transcript import build_transcript
 from auditlog.errors import KeyUnavailableError, NoCheckpointError, NotFoundError
 from auditlog.events import FinishReason, Provenance
 from auditlog.ledger import RecordKind, Verifier, parse_header
+from auditlog.ledger.erasure_ref import ErasureRef
 from auditlog.store import erasure_bodies, get_log_id, read_data_key
 from auditlog.store.trail_reads import find_trail
 
@@ -48,31 +49,6 @@ class Content(enum.StrEnum):
     UNAVAILABLE = "unavailable"  # sealed, and the reader holds no KEK of the tenant
     ERASED = "erased"  # sealed, and its data key was destroyed by an erasure record
     MISSING = "missing"  # sealed, and its data key is gone with no erasure record (tampering)
-
-
-@dataclass(frozen=True, slots=True)
-class ErasureRef:
-    """The ``erasure`` record that names a request whose data key is gone (C16): where it is in
-    its (administrative) log and what it says: when, who ordered it, why, on what legal basis."""
-
-    log: str
-    seq: int
-    ts: int
-    principal: str
-    reason: str
-    legal_basis: str
-
-    @classmethod
-    def of(cls, log: str, seq: int, header: dict[str, Any]) -> ErasureRef:
-        """From the parsed header of erasure record ``seq`` of ``log``."""
-        return cls(
-            log=log,
-            seq=seq,
-            ts=int(header.get("ts", 0)),
-            principal=str(header.get("principal", "")),
-            reason=str(header.get("reason", "")),
-            legal_basis=str(header.get("legal_basis", "")),
-        )
 
 
 @dataclass(frozen=True, slots=True)

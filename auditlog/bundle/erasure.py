@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from auditlog.errors import FormatError, VerificationError
 from auditlog.ledger import (
@@ -22,6 +21,7 @@ from auditlog.ledger import (
     parse_header,
     verify_inclusion,
 )
+from auditlog.ledger.erasure_ref import ErasureRef
 from auditlog.ledger.note import split_note
 
 from .format import Bundle, BundleErasure
@@ -36,23 +36,8 @@ class KeyTrust(enum.StrEnum):
     UNTRUSTED = "untrusted"  # only a key embedded in the bundle itself
 
 
-@dataclass(frozen=True, slots=True)
-class ErasureInfo:
-    """The verified ``erasure`` record that destroyed the request's content (C16)."""
-
-    log: str
-    seq: int
-    ts: int
-    principal: str
-    reason: str
-    legal_basis: str
-
-    def describe(self) -> str:
-        """``erased by record N of LOG (reason, legal basis)``."""
-        return (
-            f"erased by record {self.seq} of {self.log} ({self.reason}, {self.legal_basis}; "
-            f"ordered by {self.principal})"
-        )
+#: The verified erasure record a bundle carries: the one erasure-record value of the readers.
+ErasureInfo = ErasureRef
 
 
 def check_erasure(
@@ -105,12 +90,5 @@ def check_erasure(
         verify_inclusion(leaf_hash(e.body), e.seq, checkpoint.size, list(e.proof), checkpoint.root)
     except VerificationError as exc:
         raise VerificationError(f"{where}: inclusion proof failed: {exc}") from None
-    info = ErasureInfo(
-        log=e.log,
-        seq=e.seq,
-        ts=int(header["ts"]),
-        principal=str(header.get("principal", "")),
-        reason=str(header.get("reason", "")),
-        legal_basis=str(header.get("legal_basis", "")),
-    )
+    info = ErasureRef.of(e.log, e.seq, header)
     return info, KeyTrust.TRUSTED if bound else KeyTrust.UNTRUSTED
