@@ -20,11 +20,17 @@ import orjson
 from sqlalchemy import Connection
 
 from auditlog.bundle.transcript import build_transcript
-from auditlog.errors import KeyUnavailableError, NoCheckpointError, NotFoundError
+from auditlog.errors import FormatError, KeyUnavailableError, NoCheckpointError, NotFoundError
 from auditlog.events import FinishReason, Provenance
 from auditlog.ledger import RecordKind, Verifier, parse_header
 from auditlog.ledger.erasure_ref import ErasureRef
-from auditlog.store import erasure_bodies, get_log_id, read_data_key
+from auditlog.store import (
+    UnprovenAdminLogError,
+    erasure_bodies,
+    get_log_id,
+    read_data_key,
+    reader_admin_logs,
+)
 from auditlog.store.trail_reads import find_trail
 
 if TYPE_CHECKING:
@@ -36,6 +42,7 @@ __all__ = [
     "Trail",
     "TrailRecord",
     "content_note",
+    "proven_erasure",
     "read_trail",
     "reader_payloads",
 ]
@@ -49,6 +56,7 @@ class Content(enum.StrEnum):
     UNAVAILABLE = "unavailable"  # sealed, and the reader holds no KEK of the tenant
     ERASED = "erased"  # sealed, and its data key was destroyed by an erasure record
     MISSING = "missing"  # sealed, and its data key is gone with no erasure record (tampering)
+    UNPROVEN = "erasure-unproven"  # key gone; an erasure record names it, but is not proven
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +109,11 @@ def content_note(content: Content, erasure: ErasureRef | None) -> str:
         return f"erased (record {erasure.seq} of {erasure.log}, {erasure.reason})"
     if content is Content.MISSING:
         return "data key missing with no erasure record: run auditlog verify"
+    if content is Content.UNPROVEN:
+        return (
+            "data key missing; an erasure record names the request, but no checkpoint signed by "
+            "a trusted key covers it: not shown as erased; run auditlog verify"
+        )
     if content is Content.UNAVAILABLE:
         return "encrypted: unavailable without the tenant's key"
     return ""
@@ -137,7 +150,7 @@ def read_trail(
         for r in stored
     ]
     content, erasure, payloads = reader_payloads(
-        conn, origin, [(r.header, r.seq, r.payload) for r in trail_records], keys
+        conn, origin, [(r.header, r.seq, r.payload) for r in trail_records], keys, trusted
     )
     # One decoder of transcripts for the whole project: the bundle's (pure) one.
     transcript = build_transcript(
@@ -169,10 +182,14 @@ def reader_payloads(
     origin: str,
     chain: list[tuple[dict[str, Any] | None, int, bytes | None]],
     keys: KeyProvider | None,
+    trusted: Sequence[Verifier] = (),
 ) -> tuple[Content, ErasureRef | None, list[bytes | None]]:
     """What a reader may see of a trail's payloads: ``chain`` is (header or None, seq, stored
     payload) in chain order. Unsealed payloads come back as stored; sealed ones opened with
-    ``keys`` when it holds the tenant's KEK, else None (unavailable, erased or missing)."""
+    ``keys`` when it holds the tenant's KEK, else None (unavailable, erased or missing).
+
+    A missing data key counts as erased only by an ``erasure`` record proven against its log's
+    newest checkpoint signed by a key of ``trusted`` (:func:`proven_erasure`)."""
     from auditlog.crypto import open_payload
 
     stored = [p for _, _, p in chain]
@@ -183,11 +200,8 @@ def reader_payloads(
     key = read_data_key(conn, get_log_id(conn, origin), request_id)
     hidden: list[bytes | None] = [None] * len(chain)
     if key is None:
-        for log, seq, body in erasure_bodies(conn):
-            h = parse_header(body)
-            if {"log": origin, "request_id": request_id} in h["erased"]:
-                return Content.ERASED, ErasureRef.of(log, seq, h), hidden
-        return Content.MISSING, None, hidden
+        content, erasure = proven_erasure(conn, origin, request_id, trusted)
+        return content, erasure, hidden
     if keys is None:
         return Content.UNAVAILABLE, None, hidden
     try:
@@ -198,3 +212,31 @@ def reader_payloads(
     except KeyUnavailableError:
         return Content.UNAVAILABLE, None, hidden
     return Content.DECRYPTED, None, opened
+
+
+def proven_erasure(
+    conn: Connection, origin: str, request_id: str, trusted: Sequence[Verifier]
+) -> tuple[Content, ErasureRef | None]:
+    """Why the data key of ``request_id`` (log ``origin``) is gone, as a reader may say it (C16):
+    ``ERASED`` with the ``erasure`` record that names it when that record lies in an
+    administrative log proven against its newest checkpoint signed by a key of ``trusted`` (with
+    no key given, by a key stored for the log, as for the trail's own bound); ``UNPROVEN`` when
+    only an unproven record names it (a row a database writer could have inserted, or one no
+    checkpoint covers yet); ``MISSING`` when nothing does."""
+    target = {"log": origin, "request_id": request_id}
+    try:
+        for log in reader_admin_logs(conn, trusted):
+            for record in log.records:
+                h = parse_header(record.body)  # the signed kind, not the ``kind`` column
+                if h["kind"] == RecordKind.ERASURE.value and target in h.get("erased", []):
+                    return Content.ERASED, ErasureRef.of(log.bound.origin, record.seq, h)
+    except UnprovenAdminLogError:
+        pass  # an administrative log that does not match its checkpoint proves nothing
+    for _, _, body in erasure_bodies(conn):
+        try:
+            named = parse_header(body).get("erased", [])
+        except FormatError:
+            continue  # an unreadable row names nothing (verify reports it)
+        if target in named:
+            return Content.UNPROVEN, None
+    return Content.MISSING, None

@@ -56,6 +56,12 @@ class ApiState:
     read_engine: Engine | None = None  # the served logs' database when not ``engine`` (replica)
 
     @property
+    def admin_keys(self) -> list[Verifier]:
+        """The administrative key whose checkpoints prove holds and erasures (empty without
+        ``AUDITLOG_API_ADMIN_SIGNING_KEY``; readers then prove them under ``trusted``)."""
+        return [] if self.admin_signer is None else [self.admin_signer.verifier]
+
+    @property
     def reads(self) -> Engine:
         """Where the served logs are read: ``settings.api_read_db_url``, else ``engine``."""
         return self.engine if self.read_engine is None else self.read_engine

@@ -166,7 +166,10 @@ class TrailPublic(BaseModel):
     verification: VerdictPublic
     content: str = Field(
         default="plain",
-        description="plain, decrypted, unavailable (sealed, no KEK held), erased, missing",
+        description=(
+            "plain, decrypted, unavailable (sealed, no KEK held), erased (by a proven erasure "
+            "record), erasure-unproven (an erasure record names it, not proven), missing"
+        ),
     )
     content_note: str = Field(default="", description='e.g. "erased (record N of LOG, reason)"')
     erasure: TrailErasurePublic | None = Field(

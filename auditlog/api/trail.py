@@ -128,19 +128,23 @@ def trail_public(
     extra_keys: Sequence[str],
     keys: KeyProvider | None = None,
     outside: OutsideAnchors | None = None,
+    admin: Sequence[Verifier] = (),
 ) -> TrailPublic:
     """The ``TrailPublic`` of a stored trail (verified transcript when it verifies); sealed
     payloads are shown decrypted when ``keys`` holds the tenant's KEK (C16), else as
-    unavailable or erased (C16)."""
+    unavailable, or erased when an erasure record proven under ``admin`` or ``trusted`` names
+    the request (C16)."""
     result, transcript = verdict(conn, trail, trusted, extra_keys, outside)
     headers = [_header(r.body) for r in trail.records]
     stored = [
         (h, r.seq, None if r.payload is None else bytes(r.payload))
         for h, r in zip(headers, trail.records, strict=True)
     ]
-    content, erasure, opened = reader_payloads(conn, trail.origin, stored, keys)
+    content, erasure, opened = reader_payloads(conn, trail.origin, stored, keys, [*admin, *trusted])
     if content is Content.MISSING:
         _fail_missing_key(result, trail.request_id)
+    elif content is Content.UNPROVEN:
+        _unproven_erasure(result, trail.request_id)
     if content is Content.DECRYPTED:  # verified over the ciphertext; shown decrypted
         chain = [(h, p) for h, p in zip(headers, opened, strict=True) if h]
         try:
@@ -202,6 +206,19 @@ def trail_public(
         erasure=None
         if erasure is None
         else TrailErasurePublic.model_validate(erasure, from_attributes=True),
+    )
+
+
+def _unproven_erasure(result: VerdictPublic, request_id: str) -> None:
+    """A sealed request whose data key is gone and whose erasure record is not proven against a
+    checkpoint signed by a trusted key: nothing proves why the content is gone, so the trail is
+    not anchored (pending; ``auditlog verify`` decides, and fails a forged erasure record)."""
+    if result.status == "anchored":
+        result.status = "pending"
+    result.message = (
+        f"the data key of request {request_id!r} is gone and the erasure record that names it "
+        "is not covered by a checkpoint signed by a trusted key (AUDITLOG_API_ADMIN_SIGNING_KEY "
+        f"or AUDITLOG_API_TRUSTED_KEYS): not proven erased; run auditlog verify; {result.message}"
     )
 
 

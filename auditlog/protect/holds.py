@@ -76,7 +76,11 @@ class Hold:
 
 
 def list_holds(
-    conn: Connection, trusted: Sequence[Verifier], *, own: str | None = None
+    conn: Connection,
+    trusted: Sequence[Verifier],
+    *,
+    own: str | None = None,
+    by_key_name: bool = True,
 ) -> list[Hold]:
     """The holds in force (C15): placed and not released, read only from records proven under
     ``trusted`` (the administrative keys the caller holds: a record counts only when it is in a
@@ -86,10 +90,11 @@ def list_holds(
     it inserted holds nothing. Raises :class:`~auditlog.store.UnprovenAdminLogError` when an
     administrative log (``own``, the log the caller writes, or any log signed by ``trusted``)
     has records its signed checkpoint does not cover: decisions on holds are then refused.
+    ``by_key_name``: see :func:`~auditlog.store.proven_admin_logs`.
     """
     placed: dict[str, Hold] = {}
     released: set[str] = set()
-    for log in proven_admin_logs(conn, trusted, own=own):
+    for log in proven_admin_logs(conn, trusted, own=own, by_key_name=by_key_name):
         for record in log.records:
             # the proven header's kind: the ``kind`` column is an unsigned copy of it
             h = parse_header(record.body)

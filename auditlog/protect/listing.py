@@ -15,16 +15,15 @@ is read from its ``request.start``. A reader scoped to tenants sees:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from sqlalchemy import Connection
 
-from auditlog.errors import FormatError
-from auditlog.ledger import RecordKind, parse_header
+from auditlog.ledger import RecordKind, Verifier, parse_header
 from auditlog.protect.holds import Hold
-from auditlog.store import bodies_of_kind, request_tenants
+from auditlog.store import reader_admin_logs, request_tenants
 
 __all__ = [
     "ErasureEntry",
@@ -65,24 +64,32 @@ def _named(header: dict[str, Any], member: str) -> list[dict[str, Any]]:
     return [t for t in found if isinstance(t, dict)] if isinstance(found, list) else []
 
 
-def _decisions(conn: Connection) -> list[tuple[str, str, dict[str, Any]]]:
-    """``(entry id, outcome, header)`` of every erasure and refusal, in no particular order."""
+def _decisions(
+    conn: Connection, trusted: Sequence[Verifier]
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """``(entry id, outcome, header)`` of every erasure and refusal proven under ``trusted``
+    (``auditlog.store.reader_admin_logs``: a row a database writer inserted is not one), in no
+    particular order. The kind is the signed header's, never the ``kind`` column."""
     found: list[tuple[str, str, dict[str, Any]]] = []
-    for kind, outcome in ((RecordKind.ERASURE, "erased"), (RecordKind.ADMIN, "refused")):
-        for origin, seq, body in bodies_of_kind(conn, kind.value):
-            try:
-                header = parse_header(body)
-            except FormatError:
-                continue  # verify reports it; a list cannot show what it cannot read
-            if kind is RecordKind.ADMIN and header.get("action") != REFUSED:
+    for log in reader_admin_logs(conn, trusted):
+        for record in log.records:
+            header = parse_header(record.body)  # proven: these bytes are the signed ones
+            if header["kind"] == RecordKind.ERASURE.value:
+                outcome = "erased"
+            elif header["kind"] == RecordKind.ADMIN.value and header.get("action") == REFUSED:
+                outcome = "refused"
+            else:
                 continue
-            found.append((f"{origin}#{seq}", outcome, header))
+            found.append((f"{log.bound.origin}#{record.seq}", outcome, header))
     return found
 
 
-def list_erasures(conn: Connection) -> list[ErasureEntry]:
-    """Every erasure and refused erasure in every log, oldest first, with each request's tenant."""
-    decisions = _decisions(conn)
+def list_erasures(conn: Connection, trusted: Sequence[Verifier]) -> list[ErasureEntry]:
+    """Every erasure and refused erasure proven under ``trusted`` (the administrative keys; with
+    none, the keys stored for each log), oldest first, with each request's tenant. Raises
+    :class:`~auditlog.store.UnprovenAdminLogError` when an administrative log does not match
+    its signed checkpoint."""
+    decisions = _decisions(conn, trusted)
     named = [
         str(t.get("request_id"))
         for _, outcome, h in decisions

@@ -6,7 +6,12 @@ Every function takes a ``Connection`` and runs in the caller's transaction.
 
 from __future__ import annotations
 
-from auditlog.store.admin_reads import ProvenLog, UnprovenAdminLogError, proven_admin_logs
+from auditlog.store.admin_reads import (
+    ProvenLog,
+    UnprovenAdminLogError,
+    proven_admin_logs,
+    reader_admin_logs,
+)
 from auditlog.store.checkpoints import (
     StoredCheckpoint,
     get_checkpoint,
@@ -93,6 +98,7 @@ __all__ = [
     "read_data_keys",
     "read_record",
     "read_request",
+    "reader_admin_logs",
     "register_key",
     "request_id_used",
     "request_tenants",

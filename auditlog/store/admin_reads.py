@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, or_, select
+from sqlalchemy import ColumnElement, Connection, or_, select
 
 from auditlog.errors import AuditlogError
 from auditlog.ledger import MerkleFrontier, RecordKind, Verifier, leaf_hash
@@ -26,7 +26,7 @@ from auditlog.store.ledger_store import StoredRecord, iter_records
 from auditlog.store.schema import logs, records
 from auditlog.store.trail_reads import LogBound, newest_signed_checkpoint
 
-__all__ = ["ProvenLog", "UnprovenAdminLogError", "proven_admin_logs"]
+__all__ = ["ProvenLog", "UnprovenAdminLogError", "proven_admin_logs", "reader_admin_logs"]
 
 
 class UnprovenAdminLogError(AuditlogError):
@@ -74,12 +74,17 @@ def _prove(conn: Connection, bound: LogBound) -> ProvenLog:
     return ProvenLog(bound, rows)
 
 
-def _admin_kind_logs(conn: Connection) -> list[tuple[int, str]]:
-    """The logs holding any ``admin`` or ``erasure`` record, by id (the candidates: a log the
-    administrative key signed that holds neither decides nothing)."""
+def _candidate_logs(conn: Connection, names: Sequence[str]) -> list[tuple[int, str]]:
+    """The logs that may hold administrative records, by id: those holding any ``admin`` or
+    ``erasure`` record by the ``kind`` column, and those named ``names`` (the administrative
+    logs the caller knows by name). The ``kind`` column is an unsigned copy of the header's
+    kind: a log whose every kind cell was edited is still found by its name."""
     kinds = (RecordKind.ADMIN.value, RecordKind.ERASURE.value)
     having = select(records.c.log_id).where(records.c.kind.in_(kinds)).distinct()
-    query = select(logs.c.id, logs.c.origin).where(logs.c.id.in_(having)).order_by(logs.c.id)
+    where: ColumnElement[bool] = logs.c.id.in_(having)
+    if names:
+        where = or_(where, logs.c.origin.in_(sorted(set(names))))
+    query = select(logs.c.id, logs.c.origin).where(where).order_by(logs.c.id)
     return [(row[0], row[1]) for row in conn.execute(query)]
 
 
@@ -97,17 +102,40 @@ def _unsigned_log(conn: Connection, origin: str, proven: set[str]) -> bool:
 
 
 def proven_admin_logs(
-    conn: Connection, trusted: Sequence[Verifier], *, own: str | None = None
+    conn: Connection,
+    trusted: Sequence[Verifier],
+    *,
+    own: str | None = None,
+    by_key_name: bool = True,
 ) -> list[ProvenLog]:
     """Every log holding administrative records whose newest checkpoint opens under ``trusted``
     (the administrative keys the caller holds), its records proven against that checkpoint.
     ``own``: the administrative log the caller writes, which must be proven if it holds any
-    record. Raises
+    record. ``by_key_name``: the logs named like a key of ``trusted`` are candidates too (an
+    administrative log is named after its key by default); pass False when ``trusted`` are
+    engine keys, whose logs are large and decide nothing. Raises
     :class:`UnprovenAdminLogError` when a log cannot be proven (see module docstring)."""
     if not trusted:
         raise UnprovenAdminLogError("no administrative key to prove holds with")
+    return _proven_logs(conn, trusted, own=own, by_key_name=by_key_name)
+
+
+def reader_admin_logs(conn: Connection, trusted: Sequence[Verifier]) -> list[ProvenLog]:
+    """The administrative logs as a trail reader may show them: proven like
+    :func:`proven_admin_logs` under ``trusted``, or, with no key given, under the keys stored for
+    each log (the reader's whole view is then untrusted, as its trails are). Raises
+    :class:`UnprovenAdminLogError` likewise."""
+    return _proven_logs(conn, trusted, own=None, by_key_name=False)
+
+
+def _proven_logs(
+    conn: Connection, trusted: Sequence[Verifier], *, own: str | None, by_key_name: bool
+) -> list[ProvenLog]:
+    names = [v.name for v in trusted] if by_key_name else []
+    if own is not None:
+        names.append(own)
     proven = []
-    for log_id, origin in _admin_kind_logs(conn):
+    for log_id, origin in _candidate_logs(conn, names):
         bound = newest_signed_checkpoint(conn, log_id, origin, trusted)
         if bound is not None:
             proven.append(_prove(conn, bound))

@@ -20,15 +20,18 @@ import pytest
 from api_helpers import ADMIN_ORIGIN, ENGINE_ORIGIN, World, build_world, fixed_signer
 from console_helpers import sign_in
 from fastapi.testclient import TestClient
-from sqlalchemy import Connection, delete
+from sqlalchemy import Connection, delete, text
 
+from auditlog.ledger import RecordKind, Signer, build_record
 from auditlog.protect import ErasureOrder, erase
-from auditlog.store.ledger_store import get_log_id
+from auditlog.protect.admin_log import append_admin_record
+from auditlog.store.ledger_store import get_log_id, load_log_state
 from auditlog.store.schema import data_keys
-from auditlog.verifier import verify_database
+from auditlog.verifier import Verdict, verify_database
 
 AdminConn = Callable[[], AbstractContextManager[Connection]]
 TENANT, AUDITOR = "tenant-0", "auditor0"
+EVIL = "test.example/evil-admin"
 
 
 @pytest.fixture
@@ -61,6 +64,117 @@ def _verify(world: World) -> Any:
         fixed_signer(ADMIN_ORIGIN).verifier_key,
     ]
     return verify_database(world.db_url, keys=keys)
+
+
+def _delete_key(admin_connection: AdminConn, request_id: str) -> None:
+    with admin_connection() as conn:
+        log_id = get_log_id(conn, ENGINE_ORIGIN)
+        gone = conn.execute(
+            delete(data_keys).where(
+                data_keys.c.log_id == log_id, data_keys.c.request_id == request_id
+            )
+        )
+        assert gone.rowcount == 1
+
+
+def _erasure_fields(request_id: str) -> dict[str, Any]:
+    return {
+        "principal": "mallory",
+        "reason": "routine clean-up",
+        "legal_basis": "GDPR Art. 17(1)(a)",
+        "erased": [{"log": ENGINE_ORIGIN, "request_id": request_id}],
+    }
+
+
+def _insert_erasure_row(conn: Connection, origin: str, request_id: str, *, seq: int) -> None:
+    """The database writer's INSERT of one well-formed ``erasure`` record at ``seq``."""
+    record = build_record(
+        log=origin,
+        seq=seq,
+        kind=RecordKind.ERASURE,
+        request_id=None,
+        req_seq=None,
+        ts=1_700_000_000_000_000_000,
+        prev=None,
+        payload=None,
+        fields=_erasure_fields(request_id),
+    )
+    conn.execute(
+        text(
+            "INSERT INTO records (log_id, seq, kind, request_id, req_seq, tenant, ts, leaf, body)"
+            " VALUES (:log_id, :seq, 'erasure', NULL, NULL, NULL, :ts, :leaf, :body)"
+        ),
+        {
+            "log_id": get_log_id(conn, origin),
+            "seq": seq,
+            "ts": record.ts,
+            "leaf": record.leaf,
+            "body": record.body,
+        },
+    )
+
+
+def _forge_in_own_log(world: World, admin_connection: AdminConn, victim: str) -> None:
+    """A log of the attacker's own, with a checkpoint signed by the attacker's key (stored in
+    the database like any key) over a well-formed erasure record naming the victim."""
+    with admin_connection() as conn:
+        append_admin_record(
+            conn,
+            signer=Signer.generate(EVIL),
+            origin=EVIL,
+            kind=RecordKind.ERASURE,
+            fields=_erasure_fields(victim),
+            now_ns=1_700_000_000_000_000_000,
+        )
+
+
+def _forge_past_admin_checkpoint(world: World, admin_connection: AdminConn, victim: str) -> None:
+    """A real erasure (of another request) makes the administrative log; the writer then appends
+    an erasure row naming the victim past its signed checkpoint."""
+    other = next(r for r, t in world.truth.items() if t.tenant == TENANT and r != victim)
+    order = ErasureOrder(by="dpo", reason="r", legal_basis="b", request_ids=[other])
+    erase(world.engine, order, signer=fixed_signer(ADMIN_ORIGIN))
+    with admin_connection() as conn:
+        size = load_log_state(conn, get_log_id(conn, ADMIN_ORIGIN)).size
+        _insert_erasure_row(conn, ADMIN_ORIGIN, victim, seq=size)
+
+
+@pytest.mark.parametrize(
+    "forge", [_forge_in_own_log, _forge_past_admin_checkpoint], ids=["own-log", "past-checkpoint"]
+)
+def test_forged_erasure_record_is_not_shown_as_an_erasure(
+    sealed_world: World,
+    admin_connection: AdminConn,
+    forge: Callable[[World, AdminConn, str], None],
+) -> None:
+    """C16, attacker (database administrator, no administrative signing key): the victim's data
+    key deleted and an erasure record naming it forged, in a log signed by a key of the
+    attacker's own or past the administrative log's signed checkpoint. The API and the console
+    do not say "erased": the content is "erasure-unproven", the verdict is not anchored, the page
+    names no erasure record, the forged record is not listed as an erasure, and ``auditlog
+    verify`` does not say intact."""
+    world = sealed_world
+    victim = world.request_of(TENANT)
+    assert _api(world, victim)["verification"]["status"] == "anchored"
+    forge(world, admin_connection, victim)
+    _delete_key(admin_connection, victim)
+    trail = _api(world, victim)
+    assert trail["content"] == "erasure-unproven" and trail["erasure"] is None
+    assert trail["verification"]["status"] != "anchored"
+    assert "not proven erased" in trail["verification"]["message"]
+    page = _page(world, victim)
+    for part in ("prompt", "output"):
+        assert f'id="{part}-content" data-content="unproven"' in page
+    assert "Not proven erased" in page
+    assert "erased by record" not in page.lower() and 'data-content="erased"' not in page
+    assert 'data-status="anchored"' not in _verdict_section(page)
+    listed = world.client.get("/v1/erasures", headers=world.headers("admin"))
+    assert listed.status_code in (200, 409), listed.text
+    if listed.status_code == 200:
+        named = [r["request_id"] for e in listed.json()["items"] for r in e["requests"]]
+        assert victim not in named
+    report = _verify(world)
+    assert report.verdict is not Verdict.INTACT, report.findings
 
 
 def _verdict_section(page: str) -> str:

@@ -179,11 +179,18 @@ def test_erasure_member_that_is_not_the_signed_record_fails(
 
 
 def test_html_export_shows_the_erasure(sealed: dict[str, Any], tmp_path: Path) -> None:
+    """C16: the HTML export names the erasure record when it is proven under a ``--key`` (the
+    administrative key); with the engine's key alone it says the erasure is not proven."""
     result = _erase(sealed, request_ids=["r-a1"])
-    page = _export(sealed, tmp_path, "t.html", "r-a1", "--format", "html", "--key",
-                   sealed["keys"][0]).read_text()  # fmt: skip
+    engine_key, admin_key = sealed["keys"]
+    page = _export(sealed, tmp_path, "t.html", "r-a1", "--format", "html", "--key", engine_key,
+                   "--key", admin_key).read_text()  # fmt: skip
     assert f"erased (record {result.seq} of {ADMIN}, data subject request)" in page
     assert SECRET not in page
+    unproven = _export(sealed, tmp_path, "u.html", "r-a1", "--format", "html", "--key",
+                       engine_key).read_text()  # fmt: skip
+    assert "erased (record" not in unproven and SECRET not in unproven
+    assert "no checkpoint signed by a trusted key covers it" in unproven
 
 
 def test_api_bundle_after_erasure_carries_the_erasure(

@@ -240,12 +240,6 @@ def test_resumed_verify_fails_an_erasure_under_a_hold_placed_before_the_state(
     assert "erasure.held" in _codes(report)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="proven_admin_logs picks its candidate logs by the unsigned kind column: with every "
-    "admin/erasure kind cell of the administrative log edited, a listing without own= (CLI "
-    "'holds', the auditor API's listing) shows no hold; decisions pass own= and are refused",
-)
 def test_hold_listing_survives_every_kind_column_edited(
     held: tuple[dict[str, Any], Hold], admin_connection: Any
 ) -> None:

@@ -377,12 +377,14 @@ def test_api_trail_and_html_show_decrypted_unavailable_or_erased(sealed: dict[st
     trusted = parse_verifier_keys(sealed["keys"][:1])
     ring = LocalKeyring.load(sealed["keyring"])
 
+    admin = parse_verifier_keys(sealed["keys"][1:])
+
     def show(keys: Any) -> Any:
         engine = create_db_engine(sealed["db"], read_only=True)
         try:
             with engine.connect() as conn:
                 stored = find_trail(conn, "r-a1", tenants=None, trusted=trusted)
-                return trail_public(conn, stored, trusted, [], keys)
+                return trail_public(conn, stored, trusted, [], keys, admin=admin)
         finally:
             engine.dispose()
 

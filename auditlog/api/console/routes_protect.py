@@ -94,10 +94,10 @@ async def release_page(page: PageDep, state: StateDep) -> Response:
 
 
 @router.get("/erasures")
-def erasures_page(page: PageDep, conn: ConnDep) -> Response:
+def erasures_page(page: PageDep, conn: ConnDep, state: StateDep) -> Response:
     """Erasures and refused erasures the caller may see; for admins, the erasure form."""
     page.require(Role.AUDITOR, Role.ADMIN)
-    result = api_protect.erasures(page.key, page.audit, conn)
+    result = api_protect.erasures(page.key, page.audit, conn, state)
     return render(page.request, "erasures.html", page, items=result.items)
 
 

@@ -91,10 +91,11 @@ def token_views(trail: TrailPublic) -> list[TokenView]:
 @dataclass(frozen=True, slots=True)
 class ContentView:
     """Why content is not shown, if it is not: ``shown`` (all of it readable), ``erased`` (by
-    ``erasure``), ``sealed`` (no KEK of the tenant here) or ``integrity`` (a payload or data key
-    is gone and no erasure record names the request)."""
+    ``erasure``, a proven record), ``unproven`` (an erasure record names the request but is not
+    proven against a checkpoint of a trusted key), ``sealed`` (no KEK of the tenant here) or
+    ``integrity`` (a payload or data key is gone and no erasure record names the request)."""
 
-    state: Literal["shown", "erased", "sealed", "integrity"]
+    state: Literal["shown", "erased", "unproven", "sealed", "integrity"]
     erasure: TrailErasurePublic | None
     prompt_hidden: bool  # the request.start payload (the prompt) is among those not shown
     num_hidden: int  # payloads not shown
@@ -105,9 +106,11 @@ def content_view(trail: TrailPublic) -> ContentView:
     """The trail's content state, read from the API's trail model (never re-derived)."""
     start = next((r.seq for r in trail.records if r.kind == "request.start"), None)
     hidden = trail.unreadable_payloads
-    state: Literal["shown", "erased", "sealed", "integrity"] = "shown"
+    state: Literal["shown", "erased", "unproven", "sealed", "integrity"] = "shown"
     if trail.erasure is not None:
         state = "erased"
+    elif trail.content == "erasure-unproven":
+        state = "unproven"
     elif trail.content == "unavailable":
         state = "sealed"
     elif trail.content == "missing" or hidden:

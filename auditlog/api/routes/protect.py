@@ -141,12 +141,17 @@ def _holds(conn: ConnDep, key: ApiKey, state: ApiState) -> list[HoldPublic]:
     if signer is not None:
         in_force = list_holds(conn, [signer.verifier], own=signer.name)
     else:
-        in_force = list_holds(conn, state.trusted)
+        # the engines' keys: their logs are large and hold no holds, so only a log holding
+        # administrative records by its kind column is proven (none is named like a key)
+        in_force = list_holds(conn, state.trusted, by_key_name=False)
     return [hold_public(h) for h in visible_holds(conn, in_force, _tenants(key))]
 
 
-def _erasures(conn: ConnDep, key: ApiKey) -> list[ErasurePublic]:
-    return [erasure_public(e) for e in visible_erasures(list_erasures(conn), _tenants(key))]
+def _erasures(conn: ConnDep, key: ApiKey, state: ApiState) -> list[ErasurePublic]:
+    """The erasures and refusals proven under the API's administrative key (without one, under
+    its trusted keys): an erasure row no checkpoint of that key covers is not listed (C16)."""
+    entries = list_erasures(conn, state.admin_keys or state.trusted)
+    return [erasure_public(e) for e in visible_erasures(entries, _tenants(key))]
 
 
 def _request_ids(holds: list[HoldPublic]) -> list[str]:
@@ -225,10 +230,10 @@ def hold(
 
 
 @router.get("/erasures", response_model=ErasureList, summary="Erasures and refused erasures")
-def erasures(key: AdminOrAuditor, audit: AuditDep, conn: ConnDep) -> ErasureList:
+def erasures(key: AdminOrAuditor, audit: AuditDep, conn: ConnDep, state: StateDep) -> ErasureList:
     """Erasures and refused erasures, oldest first (auditors: their tenants' requests only)."""
     with audit.reading() as access:
-        items = _erasures(conn, key)
+        items = _erasures(conn, key, state)
         access.request_ids.extend(r.request_id for e in items for r in e.requests)
         return ErasureList(items=items)
 
@@ -269,18 +274,20 @@ def order_erasure(
         entry_id = f"{result.origin}#{result.seq}"
         # read back from the primary: ``conn`` may be a read replica that has not replayed it yet
         with state.engine.connect() as written:
-            entry = next(e for e in list_erasures(written) if e.entry_id == entry_id)
+            entry = next(
+                e for e in list_erasures(written, [signer.verifier]) if e.entry_id == entry_id
+            )
         access.request_ids[:] = [t.request_id for t in entry.targets]
         return erasure_public(entry)
 
 
 @router.get("/erasures/{erasure_id:path}", response_model=ErasurePublic, summary="An erasure")
 def erasure(
-    erasure_id: RecordId, key: AdminOrAuditor, audit: AuditDep, conn: ConnDep
+    erasure_id: RecordId, key: AdminOrAuditor, audit: AuditDep, conn: ConnDep, state: StateDep
 ) -> ErasurePublic:
     """One erasure or refusal; 404 when unknown or not the caller's to see."""
     with audit.reading() as access:
-        found = next((e for e in _erasures(conn, key) if e.id == erasure_id), None)
+        found = next((e for e in _erasures(conn, key, state) if e.id == erasure_id), None)
         if found is None:
             raise NotFoundError(f"no erasure {erasure_id!r}")
         access.request_ids.extend(r.request_id for r in found.requests)

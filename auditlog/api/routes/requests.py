@@ -196,6 +196,7 @@ def transcript_html(
                 state.settings.api_trusted_keys,
                 state.key_provider(),
                 state.outside,
+                state.admin_keys,
             )
         )
     return HTMLResponse(page)
@@ -224,4 +225,5 @@ def trail(
             state.settings.api_trusted_keys,
             state.key_provider(),
             state.outside,
+            state.admin_keys,
         )
