@@ -114,7 +114,7 @@ def record_worker(
         signers=[Signer.generate(origin)],
         spool_path=spool,
         max_batch_events=batch_events,
-    )
+    ).start()
     barrier.wait()
     t0 = time.perf_counter()
     steps = 0

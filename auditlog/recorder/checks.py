@@ -36,6 +36,7 @@ __all__ = [
     "MAX_TS",
     "check_event",
     "check_texts",
+    "event_context",
     "safe_text",
     "start_fields",
     "start_payload",
@@ -263,3 +264,12 @@ def _model_ref(ref: ModelRef) -> dict[str, Any]:
         "tokenizer_sha256": ref.tokenizer_sha256,
         "architecture": ref.architecture,
     }
+
+
+def event_context(event: object) -> dict[str, Any]:
+    """Request id and step of an event, for structured logs."""
+    if isinstance(event, BatchStep):
+        ids = sorted(safe_text(str(rid)) for rid in set(event.request_ids))[:8]
+        return {"step": event.step_id, "request_ids": ids}
+    request_id = getattr(event, "request_id", None)
+    return {"request_id": None if request_id is None else safe_text(str(request_id))}

@@ -36,12 +36,12 @@ from sqlalchemy import Engine
 
 from auditlog.crypto import KeyProvider
 from auditlog.errors import RecorderError
-from auditlog.events import BatchStep, Event, RequestStarted
+from auditlog.events import Event, RequestStarted
 from auditlog.ledger import Signer
 from auditlog.protect.retention import RetentionPolicy
 from auditlog.store import WriterLock, close_engine, create_db_engine, upgrade
 
-from .checks import safe_text
+from .checks import event_context, safe_text
 from .commit import Committer
 from .durability import UNTIL_END, DurabilityTracker
 from .gate import EventGate
@@ -66,11 +66,9 @@ class AuditRecorder:
     """Records engine events as per-request chains in one log (one writer thread per log).
 
     Tuning (group commit): the writer gathers events for ``flush_interval_ms`` after the first
-    one (at most ``max_batch_events``) and commits them in one transaction. A longer interval
-    means fewer transactions and less contention with the engine thread, and a longer wait for a
-    fail-closed token. Measured on the reference engine (bench/recorder.py --engine, 2-core CPU):
-    2 ms gave 4.4 % fail-open overhead and 3.7 ms p50 added latency; 10 ms (the default) gave
-    2.0 % and 11.7 ms.
+    one (at most ``max_batch_events``) and commits them in one transaction: a longer interval is
+    less contention with the engine thread and a longer wait for a fail-closed token
+    (docs/PERFORMANCE.md).
 
     ``key_provider``: seal every payload of every new request (C16) with a fresh data key
     wrapped by the request tenant's key-encryption key (docs/FORMAT.md section 3.4).
@@ -144,19 +142,29 @@ class AuditRecorder:
             key_provider=key_provider,
             retention=retention,
         )
-        self._lock.acquire()
-        try:
-            self._log_writer.resume(engine)
-        except BaseException:
-            self._lock.release()
-            raise
-        # One writer thread sequences and commits. (A two-stage pipeline was measured slower:
-        # the sqlite3 driver re-takes the GIL per row, and a busy sequencer thread makes each of
-        # those waits a switch interval long.)
-        self._writer = threading.Thread(
-            target=self._log_writer.run, name=f"auditlog-writer[{origin}]", daemon=True
-        )
-        self._writer.start()
+        self._writer: threading.Thread | None = None  # started by start()
+
+    def start(self) -> AuditRecorder:
+        """Take the log's writer lock, resume the log from the database (asking the witnesses
+        whether it was rolled back) and start the writer thread; returns the recorder. The
+        constructor does no I/O: :meth:`open` and ``with`` call this."""
+        with self._put_lock:
+            if self._writer is not None or self._closed:
+                raise RecorderError("recorder already started (or closed)")
+            self._lock.acquire()
+            try:
+                self._log_writer.resume(self.engine)
+            except BaseException:
+                self._lock.release()
+                raise
+            # One writer thread sequences and commits. (A two-stage pipeline was measured
+            # slower: the sqlite3 driver re-takes the GIL per row, and a busy sequencer thread
+            # makes each of those waits a switch interval long.)
+            self._writer = threading.Thread(
+                target=self._log_writer.run, name=f"auditlog-writer[{self.origin}]", daemon=True
+            )
+            self._writer.start()
+        return self
 
     @property
     def last_checkpoint_note(self) -> str | None:
@@ -182,7 +190,7 @@ class AuditRecorder:
             upgrade(db_url)
         engine = create_db_engine(db_url)
         try:
-            recorder = cls(engine=engine, origin=origin, signers=signers, **options)
+            recorder = cls(engine=engine, origin=origin, signers=signers, **options).start()
         except BaseException:
             engine.dispose()
             raise
@@ -204,14 +212,13 @@ class AuditRecorder:
         dropped (recorder/gate.py).
         """
         with self._put_lock:  # close() takes it too: nothing is queued behind the stop mark
-            if self._closed:
-                raise RecorderError("recorder is closed")
+            self._check_open()
             if self._failure is not None:
                 raise RecorderError(f"recorder failed: {self._failure}") from self._failure
             try:
                 admitted = self._gate.admit(event)
             except RecorderError as exc:
-                log.warning("recorder.refused", **_event_context(event), error=safe_text(str(exc)))
+                log.warning("recorder.refused", **event_context(event), error=safe_text(str(exc)))
                 if isinstance(event, RequestStarted) and type(event.request_id) is str:
                     self._durable.refuse(event.request_id, exc)
                 raise
@@ -251,13 +258,18 @@ class AuditRecorder:
 
     def _flush(self, done: threading.Event, timeout: float | None) -> None:
         with self._put_lock:
-            if self._closed:
-                raise RecorderError("recorder is closed")
+            self._check_open()
             self._queue.put(done)
         if not done.wait(timeout):
             raise RecorderError(f"flush did not complete within {timeout} s")
         if self._failure is not None:
             raise RecorderError(f"recorder failed: {self._failure}") from self._failure
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RecorderError("recorder is closed")
+        if self._writer is None:
+            raise RecorderError("recorder not started: call start() (open() starts it)")
 
     def checkpoint_now(self, timeout: float | None = 30.0) -> None:
         """Block until every event queued so far is durable and covered by a committed signed
@@ -271,10 +283,11 @@ class AuditRecorder:
                 return
             self._closed = True
             self._queue.put(STOP)
-        self._writer.join(timeout)
-        if self._writer.is_alive():
-            raise RecorderError(f"{self._writer.name} did not stop within {timeout} s")
-        self._lock.release()
+        if self._writer is not None:  # never started: nothing to stop, no lock held
+            self._writer.join(timeout)
+            if self._writer.is_alive():
+                raise RecorderError(f"{self._writer.name} did not stop within {timeout} s")
+            self._lock.release()
         for witness in self.witnesses if self._close_witnesses else ():
             close = getattr(witness, "close", None)
             if close is not None:
@@ -285,16 +298,7 @@ class AuditRecorder:
             raise RecorderError(f"recorder failed: {self._failure}") from self._failure
 
     def __enter__(self) -> AuditRecorder:
-        return self
+        return self if self._writer is not None else self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _event_context(event: object) -> dict[str, Any]:
-    """Request id and step of an event, for structured logs."""
-    if isinstance(event, BatchStep):
-        ids = sorted(safe_text(str(rid)) for rid in set(event.request_ids))[:8]
-        return {"step": event.step_id, "request_ids": ids}
-    request_id = getattr(event, "request_id", None)
-    return {"request_id": None if request_id is None else safe_text(str(request_id))}
