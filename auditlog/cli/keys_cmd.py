@@ -2,34 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
 from auditlog.errors import ConfigurationError
 
-from .options import DbOption, require_auditlog_database
-
-if TYPE_CHECKING:
-    from sqlalchemy import Engine
+from .options import DbOption
+from .options import open_store as _open
 
 __all__ = ["register"]
-
-
-@contextmanager
-def _open(db: str, *, read_only: bool = False) -> Iterator[Engine]:
-    """The audit store of ``db``, which must exist at this schema (nothing is created); closed
-    so that a SQLite database is left as it was found (rollback-journal mode)."""
-    from auditlog.store.db import close_engine, create_db_engine
-
-    require_auditlog_database(db, writer=not read_only)
-    engine = create_db_engine(db, read_only=read_only)
-    try:
-        yield engine
-    finally:
-        close_engine(engine)
 
 
 def _role(value: str) -> Any:

@@ -7,12 +7,17 @@ value is checked when the command line is parsed, before a command creates or op
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from auditlog.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 __all__ = [
     "DB_ENVVAR",
@@ -22,8 +27,12 @@ __all__ = [
     "check_new_file",
     "database_url",
     "load_witness_policy",
+    "open_store",
     "parse_db",
+    "parse_tenant",
+    "read_signer",
     "read_text_file",
+    "refuse_foreign_database",
     "require_auditlog_database",
 ]
 
@@ -61,6 +70,16 @@ DbOption = Annotated[str, typer.Option("--db", envvar=DB_ENVVAR, help=_DB_HELP, 
 OptionalDbOption = Annotated[
     str | None, typer.Option("--db", envvar=DB_ENVVAR, help=_DB_HELP, parser=parse_db)
 ]
+
+
+def parse_tenant(value: str) -> str:
+    """Typer parser of a tenant name: the one rule of :mod:`auditlog.tenants`."""
+    from auditlog.tenants import is_tenant_name, tenant_name_error
+
+    if not is_tenant_name(value):
+        raise typer.BadParameter(tenant_name_error(value))
+    return value
+
 
 StateDirOption = Annotated[
     Path | None,
@@ -103,6 +122,49 @@ def require_auditlog_database(url: str, *, writer: bool = True) -> None:
 
 
 _AUDITLOG_TABLES = {"alembic_version", "logs", "records"}
+
+
+def refuse_foreign_database(url: str, *, yes: bool = False) -> None:
+    """Raise ConfigurationError when ``url`` names an existing database that holds another
+    application's tables and no auditlog schema (unless ``yes``): a writer adds its tables to
+    such a database only when asked (``auditlog db upgrade --yes``). A missing SQLite file is
+    fine (the writer creates it); nothing is created here."""
+    from sqlalchemy.engine import make_url
+
+    from auditlog.store.db import current_revision, existing_tables
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and not Path(str(parsed.database)).exists():
+        return
+    if yes or current_revision(url) is not None:
+        return
+    tables = existing_tables(url)
+    if tables:
+        raise ConfigurationError(
+            f"the database holds tables of another application ({', '.join(tables[:5])}) and "
+            "no auditlog schema: `auditlog db upgrade --yes` adds the audit tables to it"
+        )
+
+
+@contextmanager
+def open_store(db: str, *, read_only: bool = False) -> Iterator[Engine]:
+    """The audit store of ``db``, which must exist at this schema (nothing is created); closed
+    so that a SQLite database is left as it was found (rollback-journal mode)."""
+    from auditlog.store.db import close_engine, create_db_engine
+
+    require_auditlog_database(db, writer=not read_only)
+    engine = create_db_engine(db, read_only=read_only)
+    try:
+        yield engine
+    finally:
+        close_engine(engine)
+
+
+def read_signer(path: Path, what: str = "signing key file") -> Any:
+    """The :class:`~auditlog.ledger.Signer` whose private key string ``path`` holds."""
+    from auditlog.ledger import Signer
+
+    return Signer.from_key_string(read_text_file(path, what).strip())
 
 
 def _shown(url: str) -> str:

@@ -9,7 +9,11 @@ import typer
 
 from auditlog.errors import ConfigurationError
 
+from .options import DbOption, open_store, parse_tenant, read_signer
+
 __all__ = ["register"]
+
+TenantOption = Annotated[str | None, typer.Option("--tenant", parser=parse_tenant)]
 
 WitnessOption = Annotated[
     Path | None,
@@ -42,6 +46,7 @@ def keyring_create(
             "--tenant",
             help="Give this tenant its own random KEK (repeatable); "
             "without any, a master key derives every tenant's KEK",
+            parser=parse_tenant,
         ),
     ] = None,
 ) -> None:
@@ -56,7 +61,7 @@ def keyring_create(
 def keyring_export(
     source: Annotated[Path, typer.Argument(help="Keyring holding the tenant's KEK")],
     dest: Annotated[Path, typer.Argument(help="New keyring file with that tenant's KEK only")],
-    tenant: Annotated[str, typer.Option("--tenant", help="The tenant")],
+    tenant: Annotated[str, typer.Option("--tenant", help="The tenant", parser=parse_tenant)],
 ) -> None:
     """Write a keyring holding one tenant's KEK: what that tenant's auditors are given."""
     from auditlog.crypto import export_tenant
@@ -66,7 +71,7 @@ def keyring_export(
 
 
 def erase(
-    db: Annotated[str, typer.Option("--db", help="Database URL")],
+    db: DbOption,
     key_file: Annotated[
         Path, typer.Option("--key-file", help="Signing key of the administrative log")
     ],
@@ -76,7 +81,9 @@ def erase(
     request: Annotated[
         list[str] | None, typer.Option("--request", help="Request id to erase (repeatable)")
     ] = None,
-    tenant: Annotated[str | None, typer.Option("--tenant", help="With --principal")] = None,
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", help="With --principal", parser=parse_tenant)
+    ] = None,
     principal: Annotated[
         str | None, typer.Option("--principal", help="Erase this principal's requests in --tenant")
     ] = None,
@@ -93,15 +100,11 @@ def erase(
     witness_dir: WitnessOption = None,
 ) -> None:
     """Crypto-shred requests' payloads: a signed erasure record, then their data keys go."""
-    from auditlog.ledger import Signer
     from auditlog.protect import ErasureOrder
     from auditlog.protect import erase as do_erase
-    from auditlog.store import create_db_engine
 
-    try:
-        signer = Signer.from_key_string(key_file.read_text().strip())
-    except FileNotFoundError:
-        raise ConfigurationError(f"key file {key_file} not found") from None
+    signer = read_signer(key_file)
+    _check_witness_dir(witness_dir)
     order = ErasureOrder(
         by=by,
         reason=reason,
@@ -111,12 +114,11 @@ def erase(
         principal=principal,
         subject=subject,
     )
-    engine = create_db_engine(db)
-    try:
-        result = do_erase(engine, order, signer=signer, origin=origin)
-    finally:  # a refusal is a signed record too
-        _submit(engine, origin or signer.name, witness_dir)
-        engine.dispose()
+    with open_store(db) as engine:
+        try:
+            result = do_erase(engine, order, signer=signer, origin=origin)
+        finally:  # a refusal is a signed record too
+            _submit(engine, origin or signer.name, witness_dir)
     typer.echo(
         f"erasure record {result.seq} of {result.origin}: erased {len(result.erased)} request(s): "
         + ", ".join(r for _, r in result.erased)
@@ -126,7 +128,6 @@ def erase(
 hold_app = typer.Typer(help="Legal holds (C15): signed records that stop erasure and retention.")
 retention_app = typer.Typer(help="Retention classes (C14).")
 
-DbOption = Annotated[str, typer.Option("--db", envvar="AUDITLOG_DB_URL", help="Database URL")]
 KeyFileOption = Annotated[
     Path, typer.Option("--key-file", help="Signing key of the administrative log")
 ]
@@ -136,13 +137,10 @@ OriginOption = Annotated[
 ]
 
 
-def _signer(key_file: Path):  # type: ignore[no-untyped-def]
-    from auditlog.ledger import Signer
-
-    try:
-        return Signer.from_key_string(key_file.read_text().strip())
-    except FileNotFoundError:
-        raise ConfigurationError(f"key file {key_file} not found") from None
+def _check_witness_dir(witness_dir: Path | None) -> None:
+    """Refuse a ``--witness-dir`` that is a file before anything is written."""
+    if witness_dir is not None and witness_dir.exists() and not witness_dir.is_dir():
+        raise ConfigurationError(f"witness directory {witness_dir} is not a directory")
 
 
 def _ns(text: str | None) -> int | None:
@@ -168,7 +166,7 @@ def hold_place(
     key_file: KeyFileOption,
     by: Annotated[str, typer.Option("--by", help="Who places the hold")],
     reason: Annotated[str, typer.Option("--reason", help="Why (case, regulator, order)")],
-    tenant: Annotated[str | None, typer.Option("--tenant")] = None,
+    tenant: TenantOption = None,
     principal: Annotated[str | None, typer.Option("--principal")] = None,
     request: Annotated[str | None, typer.Option("--request")] = None,
     since: Annotated[
@@ -180,8 +178,9 @@ def hold_place(
 ) -> None:
     """Place a legal hold (a signed record); prints its id."""
     from auditlog.protect import HoldScope, place_hold
-    from auditlog.store import create_db_engine
 
+    signer = read_signer(key_file)
+    _check_witness_dir(witness_dir)
     scope = HoldScope(
         tenant=tenant,
         principal=principal,
@@ -189,14 +188,9 @@ def hold_place(
         start_ns=_ns(since),
         end_ns=_ns(until),
     )
-    engine = create_db_engine(db)
-    try:
-        hold = place_hold(
-            engine, scope, by=by, reason=reason, signer=_signer(key_file), origin=origin
-        )
-        _submit(engine, origin or _signer(key_file).name, witness_dir)
-    finally:
-        engine.dispose()
+    with open_store(db) as engine:
+        hold = place_hold(engine, scope, by=by, reason=reason, signer=signer, origin=origin)
+        _submit(engine, origin or signer.name, witness_dir)
     typer.echo(hold.hold_id)
 
 
@@ -212,14 +206,12 @@ def hold_release(
 ) -> None:
     """Release a legal hold (a signed record)."""
     from auditlog.protect import release_hold
-    from auditlog.store import create_db_engine
 
-    engine = create_db_engine(db)
-    try:
-        release_hold(engine, hold_id, by=by, reason=reason, signer=_signer(key_file), origin=origin)
-        _submit(engine, origin or _signer(key_file).name, witness_dir)
-    finally:
-        engine.dispose()
+    signer = read_signer(key_file)
+    _check_witness_dir(witness_dir)
+    with open_store(db) as engine:
+        release_hold(engine, hold_id, by=by, reason=reason, signer=signer, origin=origin)
+        _submit(engine, origin or signer.name, witness_dir)
     typer.echo(f"released {hold_id}")
 
 
@@ -241,15 +233,10 @@ def hold_list(
     from auditlog.cli.bundle_cmd import _keys
     from auditlog.ledger import Verifier
     from auditlog.protect import list_holds
-    from auditlog.store import create_db_engine
 
     trusted = [Verifier.from_key_string(k) for k in _keys(key)]
-    engine = create_db_engine(db, read_only=True)
-    try:
-        with engine.connect() as conn:
-            holds = list_holds(conn, trusted)
-    finally:
-        engine.dispose()
+    with open_store(db, read_only=True) as engine, engine.connect() as conn:
+        holds = list_holds(conn, trusted)
     for h in holds:
         line = {"id": h.hold_id, "scope": h.scope.to_json(), "reason": h.reason, "by": h.placed_by}
         typer.echo(orjson.dumps({**line, "ts": str(h.placed_ts)}).decode())
@@ -269,16 +256,12 @@ def retention_apply(
     import time
 
     from auditlog.protect import apply_retention
-    from auditlog.store import create_db_engine
 
-    engine = create_db_engine(db)
-    try:
-        result = apply_retention(
-            engine, signer=_signer(key_file), origin=origin, now_ns=_ns(now) or time.time_ns()
-        )
-        _submit(engine, origin or _signer(key_file).name, witness_dir)
-    finally:
-        engine.dispose()
+    signer, now_ns = read_signer(key_file), _ns(now) or time.time_ns()
+    _check_witness_dir(witness_dir)
+    with open_store(db) as engine:
+        result = apply_retention(engine, signer=signer, origin=origin, now_ns=now_ns)
+        _submit(engine, origin or signer.name, witness_dir)
     if result is None:
         typer.echo("nothing is due")
     else:

@@ -96,6 +96,8 @@ def _sqlite_engine(url: URL, *, read_only: bool, echo: bool) -> Engine:
             f"SQLite URL must name a database file (sqlite:///<path>), got {url!s}"
         )
     path = Path(database).expanduser().resolve()
+    if path.is_dir():
+        raise ConfigurationError(f"{path} is a directory, not a database file")
     if read_only and not path.is_file():
         raise ConfigurationError(f"database file does not exist: {path}")
     if not read_only and not path.parent.is_dir():

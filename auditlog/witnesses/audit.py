@@ -56,6 +56,10 @@ def load_policy(keys: Sequence[str], policy_path: Path | None) -> WitnessPolicy 
                 raise ConfigurationError(
                     f"cannot read witness policy {policy_path}: {exc}"
                 ) from exc
+            except UnicodeDecodeError:
+                raise ConfigurationError(
+                    f"witness policy {policy_path} is not a text file (not UTF-8)"
+                ) from None
             return WitnessPolicy.parse(text)
         if keys:
             return WitnessPolicy.all_of(CosignerKey.from_key_string(k) for k in keys)
