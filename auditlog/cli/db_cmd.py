@@ -8,7 +8,7 @@ import typer
 
 from auditlog.errors import ConfigurationError
 
-from .options import DbOption
+from .options import DbOption, refuse_foreign_database
 
 __all__ = ["register"]
 
@@ -37,28 +37,16 @@ def upgrade_cmd(
     from alembic.util.exc import CommandError
     from sqlalchemy.engine import make_url
 
-    from auditlog.store.db import current_revision, existing_tables, upgrade
+    from auditlog.store.db import current_revision, upgrade
 
-    url = make_url(db)
-    missing_file = url.get_backend_name() == "sqlite" and not _file_exists(url.database)
-    if not missing_file and current_revision(db) is None:
-        tables = existing_tables(db)
-        if tables and not yes:
-            raise ConfigurationError(
-                f"the database holds tables of another application ({', '.join(tables[:5])}) and "
-                "no auditlog schema: pass --yes to add the audit tables to it"
-            )
+    if partitions is not None and make_url(db).get_backend_name() != "postgresql":
+        raise ConfigurationError("partitioning the ledger tables is a PostgreSQL feature")
+    refuse_foreign_database(db, yes=yes)
     try:
         upgrade(db, partitions=partitions)
     except CommandError as exc:
         raise ConfigurationError(f"cannot migrate the database: {exc}") from None
     typer.echo(f"schema at revision {current_revision(db)}")
-
-
-def _file_exists(path: str | None) -> bool:
-    from pathlib import Path
-
-    return bool(path) and Path(str(path)).exists()
 
 
 def register(app: typer.Typer) -> None:

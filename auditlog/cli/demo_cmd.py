@@ -15,7 +15,7 @@ import typer
 
 from auditlog.errors import ConfigurationError
 
-from .options import DbOption, StateDirOption, read_text_file
+from .options import DbOption, StateDirOption, read_text_file, refuse_foreign_database
 
 __all__ = ["DEMO_ORIGIN", "demo_requests", "register"]
 
@@ -124,6 +124,7 @@ def demo(
     if witness_dir.exists() and not witness_dir.is_dir():
         raise ConfigurationError(f"witness directory {witness_dir} is not a directory")
     signer, new_key = _signer(key_file)
+    refuse_foreign_database(db_url)
     upgrade(db_url)  # the first thing created: the database (nothing else if it cannot be)
     if new_key:
         _save_key(key_file, signer)

@@ -14,7 +14,13 @@ import typer
 
 from auditlog.errors import ConfigurationError
 
-from .options import DbOption, StateDirOption, read_text_file
+from .options import (
+    DbOption,
+    StateDirOption,
+    parse_tenant,
+    read_text_file,
+    refuse_foreign_database,
+)
 
 __all__ = ["register"]
 
@@ -130,6 +136,13 @@ def serve(
     if witness_dir.exists() and not witness_dir.is_dir():
         raise ConfigurationError(f"witness directory {witness_dir} is not a directory")
     log_origin = origin or signer.name
+    # An existing keyring is checked now; a missing one is created once the database is known
+    # to be usable (a refused start leaves no file behind).
+    keyring_path = (
+        None if no_encryption else keyring or key_file.with_name(key_file.name + ".keyring")
+    )
+    new_keyring = keyring_path is not None and not keyring_path.exists()
+    key_provider = None if keyring_path is None or new_keyring else open_keyring(keyring_path)
     anchors = WitnessSettings(policy_file=witness_policy, tsa_url=tsa_url, tsa_cert=tsa_cert)
     anchors.check()
     settings = ServerSettings(
@@ -145,9 +158,7 @@ def serve(
         device=device,
         max_payload_bytes=max_payload_bytes,
         recorder_options={
-            "key_provider": None
-            if no_encryption
-            else open_keyring(keyring or key_file.with_name(key_file.name + ".keyring")),
+            "key_provider": key_provider,
             "retention": RetentionPolicy.from_file(retention)
             if retention is not None
             else RetentionPolicy(),
@@ -155,6 +166,8 @@ def serve(
     )
     settings.validate()
     _prepare_database(settings)
+    if new_keyring and settings.recorder_options is not None and keyring_path is not None:
+        settings.recorder_options["key_provider"] = open_keyring(keyring_path)
     witness_dir.mkdir(parents=True, exist_ok=True)
     typer.echo(f"auditlog serve: log {settings.origin} in {db} ({settings.fail_mode})")
     if anchors.enabled:
@@ -176,6 +189,7 @@ def _prepare_database(settings: Any) -> None:
     from auditlog.store import upgrade
 
     try:
+        refuse_foreign_database(settings.db_url)
         upgrade(settings.db_url)
         witnesses = settings.anchors.recorder_witnesses(settings.db_url, settings.witness_dir)
         if settings.spool_path is not None and settings.spool_path.exists():
@@ -219,18 +233,10 @@ def _check_witnesses(settings: Any, witnesses: list[Any]) -> None:
         close_engine(engine)
 
 
-def _tenant(value: str) -> str:
-    from auditlog.tenants import is_tenant_name, tenant_name_error
-
-    if not is_tenant_name(value):
-        raise typer.BadParameter(tenant_name_error(value))
-    return value
-
-
 def client_key(
     tenant: Annotated[
         str,
-        typer.Option("--tenant", help="Tenant the key's requests belong to", parser=_tenant),
+        typer.Option("--tenant", help="Tenant the key's requests belong to", parser=parse_tenant),
     ],
     principal: Annotated[str, typer.Option("--principal", help="Caller identity (C3)")],
     api_keys: Annotated[Path, typer.Option("--api-keys", help="Keys file of auditlog serve")] = (

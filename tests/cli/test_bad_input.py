@@ -154,7 +154,33 @@ DB_COMMANDS: dict[str, Callable[[Good, str], list[str]]] = {
     "keys revoke": lambda g, db: ["keys", "revoke", "--db", db, "k1"],
     "db upgrade": lambda g, db: ["db", "upgrade", "--db", db],
     "api": lambda g, db: ["api", "--db", db, "--signing-key", str(g.api_key), "--port", "9"],
+    "erase": lambda g, db: [
+        "erase",
+        "--db",
+        db,
+        *_admin(g),
+        "--legal-basis",
+        "l",
+        "--request",
+        "r",
+    ],
+    "hold place": lambda g, db: ["hold", "place", "--db", db, *_admin(g), "--tenant", "acme"],
+    "hold release": lambda g, db: ["hold", "release", "--db", db, *_admin(g), "h1"],
+    "hold list": lambda g, db: ["hold", "list", "--db", db, "--key", g.key],
+    "retention apply": lambda g, db: [
+        "retention",
+        "apply",
+        "--db",
+        db,
+        "--key-file",
+        str(g.api_key),
+    ],
 }
+
+
+def _admin(good: Good) -> list[str]:
+    """The options every administrative command takes: a valid signing key, who and why."""
+    return ["--key-file", str(good.api_key), "--by", "a", "--reason", "r"]
 
 
 def _bad_db_file(good: Good, work: Path, kind: str, blob: bytes, offset: int) -> str:
@@ -250,6 +276,29 @@ def test_db_upgrade_refuses_another_applications_database_without_yes(good: Good
         assert result.exit_code == 0, result.output
 
 
+def test_writers_refuse_another_applications_database(good: Good) -> None:
+    """serve and demo add their tables to a database of other tables no more than db upgrade
+    does without --yes; db upgrade --partitions on SQLite creates no file before refusing."""
+
+    def crm(command: list[str]) -> Callable[[Path], list[str]]:
+        def args(work: Path) -> list[str]:
+            _sqlite_of_another_application(work / "crm.db")
+            entry = {"sha256": hashlib.sha256(b"k").hexdigest(), "tenant": "a", "principal": "p"}
+            (work / "api-keys.json").write_text(json.dumps({"keys": [entry]}))
+            return [*command, "--db", str(work / "crm.db")]
+
+        return args
+
+    pytest.importorskip("torch")
+    serve = ["serve", "--key-file", str(good.api_key), "--port", "1"]
+    for command in (["demo", "--requests", "1"], serve):
+        assert "another application" in _assert_refused(good, crm(command), {}), command
+    out = _assert_refused(
+        good, lambda w: ["db", "upgrade", "--db", "new.db", "--partitions", "4"], {}
+    )
+    assert "PostgreSQL" in out
+
+
 # -- files given to options -------------------------------------------------------------------
 
 
@@ -272,6 +321,18 @@ def test_binary_or_directory_trusted_checkpoint_and_key_files(
         {},
     )
     _assert_refused(good, lambda w: ["verify-bundle", str(good.bundle), "--key", given_file(w)], {})
+    _assert_refused(
+        good, lambda w: ["verify", "--db", str(good.db), "--witness-policy", given_file(w)], {}
+    )
+    admin = ["--by", "a", "--reason", "r"]
+    for command in (
+        ["erase", "--legal-basis", "l", "--request", "r", *admin],
+        ["hold", "place", "--tenant", "acme", *admin],
+        ["retention", "apply"],
+    ):
+        _assert_refused(
+            good, lambda w, c=command: [*c, "--db", str(good.db), "--key-file", given_file(w)], {}
+        )
     if as_directory:  # (a damaged bundle file is an integrity failure, exit 1: test_api_bundle)
         _assert_refused(good, lambda w: ["verify-bundle", given_file(w)], {})
 
@@ -345,8 +406,18 @@ def test_one_tenant_rule_for_inference_keys_and_auditor_keys(good: Good, tenant:
     def auditor_key(work: Path) -> list[str]:
         return ["keys", "create", "--db", str(good.db), "--role", "auditor", "--tenant", tenant]
 
-    assert "tenant" in _assert_refused(good, client_key, {})
-    assert "tenant" in _assert_refused(good, auditor_key, {})
+    def hold(work: Path) -> list[str]:
+        return ["hold", "place", "--db", str(good.db), *_admin(good), "--tenant", tenant]
+
+    def erasure(work: Path) -> list[str]:
+        order = ["--legal-basis", "l", "--tenant", tenant, "--principal", "p"]
+        return ["erase", "--db", str(good.db), *_admin(good), *order]
+
+    def keyring(work: Path) -> list[str]:
+        return ["keyring", "create", str(work / "keyring"), "--tenant", tenant]
+
+    for args in (client_key, auditor_key, hold, erasure, keyring):
+        assert "tenant" in _assert_refused(good, args, {})
 
 
 def _not_a_list_of_keys(value: str) -> bool:
