@@ -81,11 +81,21 @@ def parse_tenant(value: str) -> str:
     return value
 
 
+def parse_state_dir(value: str) -> Path:
+    """Typer parser of ``--state-dir``: refused when it names something that is not a directory
+    (else the spool would fail only once the database is down)."""
+    path = Path(value).expanduser()
+    if path.exists() and not path.is_dir():
+        raise typer.BadParameter(f"{value} is not a directory")
+    return path
+
+
 StateDirOption = Annotated[
     Path | None,
     typer.Option(
         "--state-dir",
         envvar="AUDITLOG_STATE_DIR",
+        parser=parse_state_dir,
         help="where a writer keeps its outage spool (default: $XDG_STATE_HOME/auditlog, "
         "else ~/.local/state/auditlog)",
     ),

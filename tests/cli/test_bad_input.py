@@ -465,9 +465,15 @@ def test_commands_with_files_of_their_own_refuse_bad_ones(good: Good) -> None:
         keys = str(work / "api-keys.json")
         return ["client-key", "--tenant", "acme", "--principal", "p", "--api-keys", keys]
 
+    def serve_state_dir_a_file(work: Path) -> list[str]:
+        (work / "state-file").write_text("not a directory\n")
+        serve = ["serve", "--db", str(good.db), "--key-file", str(good.api_key), "--port", "1"]
+        return [*serve, "--state-dir", str(work / "state-file")]
+
     pytest.importorskip("torch")
     for args in (demo_bad_db, serve_without_key, keygen_over_directory, client_key_bad_file):
         _assert_refused(good, args, {})
+    assert "not a directory" in _assert_refused(good, serve_state_dir_a_file, {})
     _assert_refused(good, lambda w: ["bench", "no-such-benchmark"], {})
 
 
