@@ -4,10 +4,12 @@ gets a clear message).
 
 The commands are discovered from the ``auditlog`` app itself, so a command added later is fuzzed
 here without a change to this file. Each generated command line carries one input the command
-cannot accept (a bad ``--db``, from the option or ``$AUDITLOG_DB_URL``, where it takes one; else
-bad values for its required parameters), and any of its other options with generated bad values
-and flags. Every value that names a file starts with ``./``, so that it is never a valid tenant,
-benchmark or other name either. tests/cli/test_bad_input.py holds the cases of specific inputs.
+cannot accept (a bad ``--db`` where it takes one; else bad values for its required parameters),
+and any of its other options with generated bad values and flags; an option read from an
+environment variable (``$AUDITLOG_DB_URL``, ``$AUDITLOG_STATE_DIR``, ...) is given there as often
+as on the command line. Every value that names a file starts with ``./``, so that it is never a
+valid tenant, benchmark or other name either. tests/cli/test_bad_input.py holds the cases of
+specific inputs.
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from auditlog.cli import app
-from auditlog.cli.options import DB_ENVVAR
 
 UNREACHABLE_PG = "postgresql://root@127.0.0.1:1/audit"
 MISSING_PG = "postgresql://root@/auditlog_no_such_database?host=/var/run/postgresql"
@@ -125,19 +126,17 @@ def _command_line(name: str, data: st.DataObject) -> tuple[list[str], dict[str, 
     argv, env, arguments = name.split(), {}, []
     for param in _value_params(command):
         if "--db" in param.opts:
-            db = data.draw(st.sampled_from(BAD_DBS), label="--db")
-            if data.draw(st.booleans(), label="--db from the environment"):
-                env[DB_ENVVAR] = db
-            else:
-                argv += ["--db", db]
-            continue
-        if param.required:
+            value = data.draw(st.sampled_from(BAD_DBS), label="--db")
+        elif param.required:
             value = data.draw(st.sampled_from(BAD_FILES), label=param.name)
         elif data.draw(st.integers(0, 3), label=f"give {param.name}") == 0:
             value = data.draw(BAD_VALUES, label=param.name)
         else:
             continue
-        if param.param_type_name == "argument":
+        envvar = param.envvar if isinstance(param.envvar, str) else None
+        if envvar and data.draw(st.booleans(), label=f"{param.name} from ${envvar}"):
+            env[envvar] = value
+        elif param.param_type_name == "argument":
             arguments.append(value)
         else:
             argv += [param.opts[0], value]
