@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from auditlog.errors import RecorderError
 from auditlog.events import FinishReason, ModelRef, RequestFinished, RequestStarted
@@ -54,7 +55,7 @@ def test_constructor_does_no_io_and_start_reports_an_unreachable_database(
     assert not (tmp_path / "spool.jsonl").exists()
     with pytest.raises(RecorderError, match="not started"):
         recorder.record(_start("r-1"))
-    with pytest.raises(Exception, match="(?i)connect|refused"):
+    with pytest.raises(OperationalError, match=r"(?i)connect|refused"):
         recorder.start()
     recorder.close()  # nothing to stop
     engine.dispose()
