@@ -17,7 +17,8 @@ anything:
 4. ``RequestStarted``: the input the app runs (``prompt`` of a completion, ``messages`` of a
    chat; ``openai_wire.prompt_text``), every other body field as parameters (C5; floats and
    integers beyond 2^53 as decimal strings), ``tokenization``, ``path``, the query string if any
-   (``query_string``) and the caller's ``x_request_id``.
+   (``query_string``), the caller's ``x_request_id`` and ``input_form`` (``text``, ``json`` or
+   ``absent``: ``asgi_policy.recorded_input``), so a prompt ``"[1,2]"`` and ``[1, 2]`` differ.
 
 Then the app runs; ``asgi_exchange`` records and releases its answer (fail-closed, C21), one
 ``BatchStep`` per SSE event that carries output (one for a JSON answer), its "tokens" the
@@ -50,7 +51,7 @@ from auditlog.events import ModelRef, RequestStarted
 from auditlog.gateway.auth import ApiKeyTable, Identity
 from auditlog.gateway.body_limit import read_body
 from auditlog.gateway.openai_errors import ApiError
-from auditlog.gateway.openai_wire import TOKENIZATION, json_safe, prompt_text
+from auditlog.gateway.openai_wire import TOKENIZATION, json_safe
 from auditlog.gateway.refusals import record_refusal, refusal_events
 from auditlog.gateway.request_ids import REQUEST_ID_HEADER, RequestIds
 from auditlog.recorder import (
@@ -62,7 +63,7 @@ from auditlog.recorder import (
 
 from .asgi_exchange import TRAIL_HEADER, Exchange
 from .asgi_identity import Caller, identify, request_headers
-from .asgi_policy import NOT_AUDITED, input_field, is_guarded, refusal, route_path, send_error
+from .asgi_policy import NOT_AUDITED, is_guarded, recorded_input, refusal, route_path, send_error
 from .asgi_request import Refused, check_headers, loads_strict, too_large, unrecordable
 from .settings import MiddlewareConfig
 
@@ -209,10 +210,9 @@ class AuditMiddleware:
         self, request_id: str, identity: Identity, headers: Mapping[str, str], path: str,
         query: str, body: dict[str, Any],
     ) -> RequestStarted:  # fmt: skip
-        used = input_field(path)
-        text = prompt_text(body, used)
+        used, text, form = recorded_input(body, path)
         params = {k: json_safe(v) for k, v in body.items() if k != used}
-        params |= {"tokenization": TOKENIZATION, "path": path}
+        params |= {"tokenization": TOKENIZATION, "path": path, "input_form": form}
         if query:
             params["query_string"] = query
         if headers.get(REQUEST_ID_HEADER):
