@@ -15,7 +15,8 @@ logprobs), ``comment`` (SSE comments carrying text), ``sse-id`` (an ``id`` field
 headers), ``dup-key`` (each choice also carries :data:`SECRET` under a first, shadowed ``text``
 key), ``huge`` (the answer padded past the recorder's step limit), ``echo-error`` (a 422 that
 echoes the prompt, as FastAPI's validation errors do), ``long-error`` (an in-stream error event
-with a long message).
+with a long message), ``error-null`` and ``error-beside`` (every answer and chunk also carries
+``"error": null`` / an error object whose ``type`` is :data:`SECRET`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ RAN: list[Any] = []  # every input the app ran, in order
 SLOW_S = 3.0
 SECRET = "UNRECORDED-SECRET"
 PADDING = 2**20  # bytes past the recorder's step limit (MAX_STEP_TOKENS)
+ERRORS = {"error-null": {"error": None},
+          "error-beside": {"error": {"message": "m", "type": SECRET}}}  # fmt: skip
 LOGPROBS = {"tokens": ["E"], "token_logprobs": [-0.25], "top_logprobs": None, "text_offset": [0]}
 
 
@@ -93,7 +96,7 @@ async def _generate(request: Request) -> Response:
         for c in choices:
             c["message"] = {"role": "assistant", "content": c.pop("delta")["content"]}
     obj = {"id": "x", "object": "text_completion", "created": 0, "model": model,
-           "choices": choices}  # fmt: skip
+           "choices": choices, **ERRORS.get(model, {})}  # fmt: skip
     if model == "always-gzip":
         raw = gzip.compress(json.dumps(obj).encode())
         return Response(raw, media_type="application/json", headers={"content-encoding": "gzip"})
@@ -121,7 +124,8 @@ def _stream(answers: list[str], chat: bool, model: str, index: Any) -> Response:
                 last = j == 1
                 chunk = {"id": "x", "object": "chunk", "created": 0, "model": model,
                          "choices": [_choice(index if i == 0 else i, part, chat,
-                                             "stop" if last else None, model)]}  # fmt: skip
+                                             "stop" if last else None, model)],
+                         **ERRORS.get(model, {})}  # fmt: skip
                 if model == "ndjson":
                     yield json.dumps(chunk).encode() + b"\n"
                 elif model == "split-crlf":
