@@ -16,7 +16,8 @@ the app never sees it:
 
 The app's answers are read by :func:`loads_answer`, as strict but faster (orjson), and exact
 for integers (a long digit run goes through :func:`loads_strict`). An answer with a duplicate
-key is refused too: a client keeps the last value, but the bytes that leave carry both.
+key is refused too (a client keeps the last value, but the bytes that leave carry both), and
+so is one nested deeper than :data:`MAX_DEPTH` (recording it would exhaust the stack).
 
 A compressed request body (any ``Content-Encoding`` but ``identity``) is refused (415): the app
 would read what the middleware cannot. So is a ``Content-Type`` other than ``application/json``
@@ -128,9 +129,9 @@ _LONG_INTEGER = re.compile(rb"\d{19,}")  # may pass 2^63: orjson would read it a
 def loads_answer(raw: bytes) -> dict[str, Any]:
     """A JSON object the app answered (a whole answer or one event), read as a client reads it,
     or :class:`Refused`. Faster than :func:`loads_strict` (orjson) and as strict about
-    encodings, ``NaN``, surrogates and duplicate keys (a client keeps the last value, but the
-    bytes carry both: the shadowed one would leave unrecorded); a body with a long digit run
-    goes through :func:`loads_strict`, so integers stay exact."""
+    encodings, ``NaN``, surrogates, nesting and duplicate keys (a client keeps the last value,
+    but the bytes carry both: the shadowed one would leave unrecorded); a body with a long digit
+    run goes through :func:`loads_strict`, so integers stay exact."""
     if _LONG_INTEGER.search(raw):
         return loads_strict(raw)
     try:
@@ -150,15 +151,18 @@ _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"(\s*:)?', re.DOTALL)
 
 
 def _num_keys(root: Any) -> int:
-    """Keys of every object in ``root`` (equal to the key tokens unless one repeats)."""
-    num, stack = 0, [root]
+    """Keys of every object in ``root`` (equal to the key tokens unless one repeats);
+    :class:`Refused` past :data:`MAX_DEPTH` (what records it recurses)."""
+    num, stack = 0, [(root, 1)]
     while stack:
-        value = stack.pop()
+        value, depth = stack.pop()
+        if isinstance(value, dict | list) and depth > MAX_DEPTH:
+            raise _invalid_json(f"nested deeper than {MAX_DEPTH}")
         if isinstance(value, dict):
             num += len(value)
-            stack.extend(value.values())
+            stack.extend((item, depth + 1) for item in value.values())
         elif isinstance(value, list):
-            stack.extend(value)
+            stack.extend((item, depth + 1) for item in value)
     return num
 
 

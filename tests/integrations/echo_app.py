@@ -13,10 +13,11 @@ logprobs), ``comment`` (SSE comments carrying text), ``sse-id`` (an ``id`` field
 ``always-gzip`` (a gzip answer whatever the client accepts), ``slow`` (answers after
 :data:`SLOW_S`), ``text-plain`` (a 200 answer as ``text/plain``), ``two-ct`` (two Content-Type
 headers), ``dup-key`` (each choice also carries :data:`SECRET` under a first, shadowed ``text``
-key), ``huge`` (the answer padded past the recorder's step limit), ``echo-error`` (a 422 that
-echoes the prompt, as FastAPI's validation errors do), ``long-error`` (an in-stream error event
-with a long message), ``error-null`` and ``error-beside`` (every answer and chunk also carries
-``"error": null`` / an error object whose ``type`` is :data:`SECRET`).
+key), ``deep`` (each choice carries a field nested :data:`DEEP` levels), ``huge`` (the answer
+padded past the recorder's step limit), ``echo-error`` (a 422 that echoes the prompt, as
+FastAPI's validation errors do), ``long-error`` (an in-stream error event with a long message),
+``error-null`` and ``error-beside`` (every answer and chunk also carries ``"error": null`` / an
+error object whose ``type`` is :data:`SECRET`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from starlette.routing import Route
 RAN: list[Any] = []  # every input the app ran, in order
 SLOW_S = 3.0
 SECRET = "UNRECORDED-SECRET"
+DEEP = 990  # levels of nesting: recursive code over it exhausts the stack
 PADDING = 2**20  # bytes past the recorder's step limit (MAX_STEP_TOKENS)
 ERRORS = {"error-null": {"error": None},
           "error-beside": {"error": {"message": "m", "type": SECRET}}}  # fmt: skip
@@ -66,8 +68,13 @@ def _event(obj: dict[str, Any], end: bytes = b"\n\n") -> bytes:
 
 
 def _dumps(obj: dict[str, Any]) -> bytes:
-    """JSON; under ``dup-key`` every ``"text": `` is preceded by a shadowed ``"text": SECRET``."""
+    """JSON; under ``dup-key`` every ``"text": `` is preceded by a shadowed ``"text": SECRET``,
+    under ``deep`` every choice carries a field nested :data:`DEEP` levels."""
     raw = json.dumps(obj).encode()
+    if obj.get("model") == "deep":
+        return raw.replace(
+            b'"finish_reason"', b'"x": ' + b"[" * DEEP + b"]" * DEEP + b', "finish_reason"'
+        )
     if obj.get("model") != "dup-key":
         return raw
     return raw.replace(b'"text": ', b'"text": "' + SECRET.encode() + b'", "text": ')
@@ -100,7 +107,7 @@ async def _generate(request: Request) -> Response:
     if model == "always-gzip":
         raw = gzip.compress(json.dumps(obj).encode())
         return Response(raw, media_type="application/json", headers={"content-encoding": "gzip"})
-    if model == "dup-key":
+    if model in ("dup-key", "deep"):
         return Response(_dumps(obj), media_type="application/json")
     if model == "text-plain":
         return Response(" ".join(answers), media_type="text/plain")

@@ -1,11 +1,12 @@
 """Issue 16, fail-closed at the recorder's own limits: what the trail cannot hold is cut or refused.
 
-Against the echoing Starlette app under uvicorn, with the official ``openai`` client and raw HTTP.
-An answer whose bytes carry text the trail would not hold (a duplicate key: clients keep the last
-value, the bytes carry both), an answer or error over the recorder's limits (a step over
-``MAX_STEP_TOKENS``, an error text over ``MAX_ERROR_LENGTH``) MUST be cut with an error and a
-closed trail, never released, never a crash that leaves the trail open (C21, C6). A request whose
-parameters the recorder cannot hold MUST be refused before the app with a small refusal record.
+Against the echoing Starlette app under uvicorn, with the official ``openai`` client and raw
+HTTP. An answer whose bytes carry text the trail would not hold (a duplicate key: clients keep
+the last value, the bytes carry both), an answer nested past ``MAX_DEPTH``, an answer or error
+over the recorder's limits (a step over ``MAX_STEP_TOKENS``, an error text over
+``MAX_ERROR_LENGTH``) MUST be cut with an error and a closed trail, never released, never a
+crash that leaves the trail open (C21, C6). A request whose parameters the recorder cannot hold
+MUST be refused before the app with a small refusal record.
 """
 
 from __future__ import annotations
@@ -46,12 +47,13 @@ def _raw(a: Audited, body: dict[str, Any], rid: str) -> tuple[int, bytes]:
         return r.status_code, b"".join(r.iter_raw())
 
 
-@pytest.mark.parametrize("model", ["dup-key", "huge", "echo-error", "long-error"])
+@pytest.mark.parametrize("model", ["dup-key", "deep", "huge", "echo-error", "long-error"])
 @pytest.mark.parametrize("stream", [False, True])
 def test_answers_the_trail_cannot_hold_are_cut(echo: Audited, model: str, stream: bool) -> None:
-    """A duplicate ``text`` key (the shadowed value is in the bytes), content over the step
-    limit, a 422 echoing a long prompt, an in-stream error message over the end record's limit:
-    nothing of it leaves; 502 (JSON) or an error event (stream); the trail is closed ``error``."""
+    """A duplicate ``text`` key (the shadowed value is in the bytes), a field nested 990 deep
+    (recording it recursed into a 500), content over the step limit, a 422 echoing a long
+    prompt, an in-stream error message over the end record's limit: nothing of it leaves; 502
+    (JSON) or an error event (stream); the trail is closed ``error``."""
     if model == "long-error" and not stream:
         pytest.skip("an in-stream error")
     body = {"model": model, "prompt": "P" * 5000 if model == "echo-error" else "hi",
