@@ -13,7 +13,9 @@ other than ``role`` and ``content`` also reaches the client (``tool_calls`` with
 and so does every non-empty field of the choice itself other than ``index``, ``finish_reason``,
 ``text``, ``delta`` and ``message`` (``logprobs``, ``stop_reason``, ...) and every non-empty
 top-level field other than the envelope (``id``, ``object``, ``created``, ``model``,
-``system_fingerprint``, ``service_tier``, ``usage``, ``choices``), such as ``prompt_logprobs``.
+``system_fingerprint``, ``service_tier``, ``usage``, ``choices``), such as ``prompt_logprobs``
+and ``error`` (an error does not hide the choices beside it: ``"error": null`` is no error, and
+an error object is recorded whole as well as naming the end's error).
 Each is recorded too, as its own step, marked: ``U+001E <field name> U+001F <value>``, the value
 as is when it is a string, else as canonical JSON (sorted keys; floats as decimal strings,
 integers beyond 2^53 as decimal strings). A step's text is therefore either plain content or,
@@ -138,11 +140,10 @@ def response_delta(obj: Any) -> ChoiceDelta:
     if not isinstance(obj, dict):
         raise WireFormatError("answer is not a JSON object")
     out = ChoiceDelta()
-    if "error" in obj:
-        err = obj["error"]
+    err = obj.get("error")
+    if err not in _EMPTY:  # recorded whole below too (a marked field): type, code, param
         message = err.get("message") if isinstance(err, dict) else err
         out.error = message if isinstance(message, str) else canonical_json(err)
-        return out
     if isinstance(obj.get("usage"), dict):
         out.usage = obj["usage"]
     choices = obj.get("choices")

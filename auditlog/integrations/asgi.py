@@ -12,11 +12,13 @@ anything:
 3. the body (``asgi_request``): read under the payload limit (``max_payload_bytes``, default
    1 MiB as ``auditlog serve``: ``auditlog.gateway.body_limit``, 413), parsed strictly as the app
    will parse it, checked (``asgi_policy.refusal``); a refused body gets 400/413/415 and a small
-   refusal trail (``auditlog.gateway.refusals``: ``params.refused`` = the error code, no content);
+   refusal trail (``auditlog.gateway.refusals``: ``params.refused`` = the error code, no content),
+   as is a start the recorder cannot hold (413 prompt, 400 parameters: ``unrecordable``);
 4. ``RequestStarted``: the input the app runs (``prompt`` of a completion, ``messages`` of a
    chat; ``openai_wire.prompt_text``), every other body field as parameters (C5; floats and
    integers beyond 2^53 as decimal strings), ``tokenization``, ``path``, the query string if any
-   (``query_string``) and the caller's ``x_request_id``.
+   (``query_string``), the caller's ``x_request_id`` and ``input_form`` (``text``, ``json`` or
+   ``absent``: ``asgi_policy.recorded_input``), so a prompt ``"[1,2]"`` and ``[1, 2]`` differ.
 
 Then the app runs; ``asgi_exchange`` records and releases its answer (fail-closed, C21), one
 ``BatchStep`` per SSE event that carries output (one for a JSON answer), its "tokens" the
@@ -44,11 +46,12 @@ from typing import Any
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from auditlog.errors import UnrecordableEventError
 from auditlog.events import ModelRef, RequestStarted
 from auditlog.gateway.auth import ApiKeyTable, Identity
 from auditlog.gateway.body_limit import read_body
 from auditlog.gateway.openai_errors import ApiError
-from auditlog.gateway.openai_wire import TOKENIZATION, json_safe, prompt_text
+from auditlog.gateway.openai_wire import TOKENIZATION, json_safe
 from auditlog.gateway.refusals import record_refusal, refusal_events
 from auditlog.gateway.request_ids import REQUEST_ID_HEADER, RequestIds
 from auditlog.recorder import (
@@ -60,8 +63,8 @@ from auditlog.recorder import (
 
 from .asgi_exchange import TRAIL_HEADER, Exchange
 from .asgi_identity import Caller, identify, request_headers
-from .asgi_policy import NOT_AUDITED, input_field, is_guarded, refusal, route_path, send_error
-from .asgi_request import Refused, check_headers, loads_strict
+from .asgi_policy import NOT_AUDITED, is_guarded, recorded_input, refusal, route_path, send_error
+from .asgi_request import Refused, check_headers, loads_strict, too_large, unrecordable
 from .settings import MiddlewareConfig
 
 __all__ = ["DEFAULT_PATHS", "TRAIL_HEADER", "AuditMiddleware"]
@@ -184,7 +187,7 @@ class AuditMiddleware:
             try:
                 read = await read_body(receive, headers, self.max_payload_bytes)
             except PayloadTooLargeError as exc:
-                raise _too_large(exc) from None
+                raise too_large(exc) from None
             if read.gone:
                 return  # the client left before its request was complete: nothing ran
             body = loads_strict(read.raw)
@@ -198,8 +201,8 @@ class AuditMiddleware:
         started = self._started(name.trail_id, caller.identity, headers, path, query, body)
         try:
             self.recorder().record(started)
-        except PayloadTooLargeError as exc:  # the recorder's own limit may be the lower one
-            await self._refuse(caller, None, _too_large(exc), path, send)
+        except UnrecordableEventError as exc:  # the recorder's limits (payload, parameters)
+            await self._refuse(caller, None, unrecordable(exc), path, send)
             return
         await self._run(scope, read.messages, receive, send, name.trail_id)
 
@@ -207,10 +210,9 @@ class AuditMiddleware:
         self, request_id: str, identity: Identity, headers: Mapping[str, str], path: str,
         query: str, body: dict[str, Any],
     ) -> RequestStarted:  # fmt: skip
-        used = input_field(path)
-        text = prompt_text(body, used)
+        used, text, form = recorded_input(body, path)
         params = {k: json_safe(v) for k, v in body.items() if k != used}
-        params |= {"tokenization": TOKENIZATION, "path": path}
+        params |= {"tokenization": TOKENIZATION, "path": path, "input_form": form}
         if query:
             params["query_string"] = query
         if headers.get(REQUEST_ID_HEADER):
@@ -297,12 +299,6 @@ def _start_record(
         engine=ENGINE_LABEL,
         client=identity.client,
     )
-
-
-def _too_large(exc: PayloadTooLargeError) -> Refused:
-    """413 for a request over the payload limit; its refusal trail keeps size and limit only."""
-    return Refused(413, str(exc), code="request_too_large",
-                   details={"size": exc.size, "limit": exc.limit})  # fmt: skip
 
 
 def _without_accept_encoding(scope: Scope) -> Scope:

@@ -10,12 +10,15 @@ Fail-closed means that a byte leaves only once what it carries is recorded and d
   sends after ``[DONE]`` is released. An unterminated last event is never released.
 - ``application/json``: the whole answer is parsed, recorded, and released (with its
   ``http.response.start``) once the end record is durable. An error status (400 and above) is
-  recorded as ``error`` with the whole body as text (at most :data:`MAX_ERROR_BODY_BYTES`, else
-  cut: a validation error can echo the request).
+  recorded as ``error`` with the whole body as text (at most the recorder's ``MAX_ERROR_LENGTH``
+  characters with its ``HTTP <status>: `` prefix, else cut: a validation error can echo the
+  request); so is an in-stream error message (longer: cut).
 - Anything else is cut: another media type (NDJSON, plain text with status 200), a
   ``Content-Encoding`` (a compressing middleware inside this one: it MUST wrap the audit
   middleware instead), an event or answer that is not strict JSON (``asgi_request.loads_answer``)
-  or whose choice cannot be attributed (``openai_wire``). A cut before the response started is a
+  or whose choice cannot be attributed (``openai_wire``), or whose content or a marked field is
+  over the recorder's step limit (``MAX_STEP_TOKENS`` bytes, 1 MiB: a long non-streamed
+  answer with logprobs reaches it; stream it instead). A cut before the response started is a
   502 OpenAI-shaped error; during a stream, an SSE ``error`` event that ends it. Either way the
   trail ends ``error`` with the reason, and nothing else the app sends is released.
 - The client leaving (``disconnected``, set by the middleware's connection watch) ends the trail
@@ -34,18 +37,19 @@ from auditlog.events import BatchStep, FinishReason, Provenance, RequestFinished
 from auditlog.gateway.openai_wire import ChoiceDelta, WireFormatError, response_delta
 from auditlog.gateway.request_ids import TRAIL_ID_HEADER
 from auditlog.recorder import AuditRecorder
+from auditlog.recorder.checks import MAX_ERROR_LENGTH, MAX_STEP_TOKENS
 
 from .asgi_policy import error_body
 from .asgi_request import Refused, loads_answer
 from .asgi_sse import DONE, UTF8_NAMES, SseReader, media_type
 
-__all__ = ["MAX_ERROR_BODY_BYTES", "TRAIL_HEADER", "Exchange"]
+__all__ = ["TRAIL_HEADER", "Exchange"]
 
 TRAIL_HEADER = TRAIL_ID_HEADER.encode("ascii")
-MAX_ERROR_BODY_BYTES = 64 * 1024
 MAX_BUFFERED_BYTES = 64 * 1024 * 1024  # an answer or one event, held until it is recorded
 _SINGLE = (b"content-type", b"content-encoding")
 _CUT_CODE = "audit_unrecordable_response"
+_MAX_REASON = 1024  # characters of a cut's reason
 _DROPPED_HEADERS = frozenset({TRAIL_HEADER, b"content-length"})
 
 
@@ -159,10 +163,11 @@ class Exchange:
             self.closed = True
             return
         if self.status >= 400:
-            if len(raw) > MAX_ERROR_BODY_BYTES:
-                await self.cut(f"HTTP {self.status} error body over {MAX_ERROR_BODY_BYTES} bytes")
+            text = f"HTTP {self.status}: {_error_text(raw)}"
+            if len(text) > MAX_ERROR_LENGTH:  # the end record could not hold it
+                await self.cut(f"HTTP {self.status} error body over {MAX_ERROR_LENGTH} characters")
                 return
-            self.error = f"HTTP {self.status}: {_error_text(raw)}"
+            self.error = text
         else:
             try:
                 self._absorb(response_delta(loads_answer(raw)))
@@ -176,6 +181,7 @@ class Exchange:
 
     async def cut(self, reason: str) -> None:
         """Release nothing more; end the trail ``error``; tell the client (module docstring)."""
+        reason = reason[:_MAX_REASON]  # it may quote the app (a media type): sent as recorded
         self.error = reason
         await self.close_trail()
         self.closed = True
@@ -194,13 +200,17 @@ class Exchange:
     def _absorb(self, delta: ChoiceDelta) -> None:
         """Record one chunk's output as steps (content, then each marked field; C6)."""
         if delta.error is not None:
+            if len(delta.error) > MAX_ERROR_LENGTH:
+                raise WireFormatError(f"error message over {MAX_ERROR_LENGTH} characters")
             self.error = self.error or delta.error
         if delta.finish_reason is not None:
             self.finish_reason = delta.finish_reason
         if self.ended:
             return
-        for text in delta.recorded_steps():
-            ids = tuple(text.encode("utf-8"))
+        steps = [tuple(text.encode("utf-8")) for text in delta.recorded_steps()]
+        if any(len(ids) > MAX_STEP_TOKENS for ids in steps):  # checked before any is recorded
+            raise WireFormatError(f"a step over {MAX_STEP_TOKENS} bytes (the recorder's limit)")
+        for ids in steps:
             self.recorder.record(
                 BatchStep(
                     step_id=next(self.steps),
@@ -255,7 +265,7 @@ class Exchange:
                 n_generated=self.n_generated,
                 n_delivered=min(self.n_delivered, self.n_generated),
                 ts=time.time_ns(),
-                error=self.error or "",
+                error=(self.error or "")[:MAX_ERROR_LENGTH],  # only own reasons are longer
             )
         )
 

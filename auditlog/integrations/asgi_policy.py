@@ -28,6 +28,8 @@ from typing import Any
 import orjson
 from starlette.types import Scope, Send
 
+from auditlog.gateway.openai_wire import prompt_text
+
 __all__ = [
     "GUARDED_PATHS",
     "GUARDED_PREFIX",
@@ -38,6 +40,7 @@ __all__ = [
     "error_body",
     "input_field",
     "is_guarded",
+    "recorded_input",
     "refusal",
     "route_path",
     "send_error",
@@ -50,7 +53,9 @@ _TOOL_FIELDS = ("tools", "functions", "tool_choice")
 _EMPTY: tuple[Any, ...] = (None, [], {})
 CHAT_PATH = "/v1/chat/completions"
 INPUT_FIELDS = ("prompt", "messages")
-RESERVED_PARAMS = frozenset({"tokenization", "path", "query_string", "x_request_id", "refused"})
+RESERVED_PARAMS = frozenset(
+    {"tokenization", "path", "query_string", "x_request_id", "refused", "input_form"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +85,16 @@ def is_guarded(path: str) -> bool:
 def input_field(path: str) -> str:
     """The body field that holds the input the app runs for an audited ``path``."""
     return "messages" if path == CHAT_PATH else "prompt"
+
+
+def recorded_input(body: Mapping[str, Any], path: str) -> tuple[str, str, str]:
+    """The input field of ``path``, its text as recorded (``openai_wire.prompt_text``) and how
+    that text reads (``input_form``): ``text`` (the string the app ran), ``json`` (the canonical
+    JSON of the value the app ran: token ids, messages) or ``absent``. Without the form, a
+    prompt ``"[1,2]"`` and the token ids ``[1, 2]`` would be recorded alike."""
+    used = input_field(path)
+    form = "absent" if used not in body else "text" if isinstance(body[used], str) else "json"
+    return used, prompt_text(body, used), form
 
 
 def refusal(body: Mapping[str, Any], path: str) -> Refusal | None:

@@ -15,7 +15,9 @@ the app never sees it:
 - a top level that is not an object.
 
 The app's answers are read by :func:`loads_answer`, as strict but faster (orjson), and exact
-for integers (a long digit run goes through :func:`loads_strict`).
+for integers (a long digit run goes through :func:`loads_strict`). An answer with a duplicate
+key is refused too (a client keeps the last value, but the bytes that leave carry both), and
+so is one nested deeper than :data:`MAX_DEPTH` (recording it would exhaust the stack).
 
 A compressed request body (any ``Content-Encoding`` but ``identity``) is refused (415): the app
 would read what the middleware cannot. So is a ``Content-Type`` other than ``application/json``
@@ -34,7 +36,8 @@ from typing import Any
 
 import orjson
 
-from auditlog.errors import AuditlogError
+from auditlog.errors import AuditlogError, UnrecordableEventError
+from auditlog.recorder.limits import PayloadTooLargeError
 
 from .asgi_sse import UTF8_NAMES, media_type
 
@@ -44,6 +47,8 @@ __all__ = [
     "check_headers",
     "loads_answer",
     "loads_strict",
+    "too_large",
+    "unrecordable",
 ]
 
 MAX_DEPTH = 64
@@ -123,10 +128,10 @@ _LONG_INTEGER = re.compile(rb"\d{19,}")  # may pass 2^63: orjson would read it a
 
 def loads_answer(raw: bytes) -> dict[str, Any]:
     """A JSON object the app answered (a whole answer or one event), read as a client reads it,
-    or :class:`Refused`. Faster than :func:`loads_strict` (orjson; an answer's duplicate keys are
-    read as clients read them, the last one wins) but as strict about encodings, ``NaN`` and
-    surrogates; a body with a long digit run goes through :func:`loads_strict`, so integers stay
-    exact."""
+    or :class:`Refused`. Faster than :func:`loads_strict` (orjson) and as strict about
+    encodings, ``NaN``, surrogates, nesting and duplicate keys (a client keeps the last value,
+    but the bytes carry both: the shadowed one would leave unrecorded); a body with a long digit
+    run goes through :func:`loads_strict`, so integers stay exact."""
     if _LONG_INTEGER.search(raw):
         return loads_strict(raw)
     try:
@@ -135,7 +140,30 @@ def loads_answer(raw: bytes) -> dict[str, Any]:
         raise _invalid_json(str(exc)[:200]) from None
     if not isinstance(value, dict):
         raise _invalid_json("not a JSON object")
+    if sum(1 for m in _JSON_STRING.finditer(raw) if m.group(1)) != _num_keys(value):
+        raise _invalid_json("duplicate key")
     return value
+
+
+# a JSON string token and, if it is a key, its colon; scanned from the start of valid JSON,
+# every quote outside a string opens one, so the matches are exactly the string tokens
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"(\s*:)?', re.DOTALL)
+
+
+def _num_keys(root: Any) -> int:
+    """Keys of every object in ``root`` (equal to the key tokens unless one repeats);
+    :class:`Refused` past :data:`MAX_DEPTH` (what records it recurses)."""
+    num, stack = 0, [(root, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list) and depth > MAX_DEPTH:
+            raise _invalid_json(f"nested deeper than {MAX_DEPTH}")
+        if isinstance(value, dict):
+            num += len(value)
+            stack.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1) for item in value)
+    return num
 
 
 def _check_tree(root: Any) -> None:
@@ -176,3 +204,16 @@ def check_headers(headers: Mapping[str, str]) -> None:
             415, f"request Content-Encoding {encoding[:40]!r} is not accepted: send plain JSON",
             param="content-encoding", code="unsupported_encoding",
         )  # fmt: skip
+
+
+def too_large(exc: PayloadTooLargeError) -> Refused:
+    """413 for a request over the payload limit; its refusal trail keeps size and limit only."""
+    return Refused(413, str(exc), code="request_too_large",
+                   details={"size": exc.size, "limit": exc.limit})  # fmt: skip
+
+
+def unrecordable(exc: UnrecordableEventError) -> Refused:
+    """413 for a prompt over the recorder's payload limit, else 400 (its parameters too large)."""
+    if isinstance(exc, PayloadTooLargeError):
+        return too_large(exc)
+    return Refused(400, f"request cannot be recorded: {exc}"[:1024], code="unrecordable_request")

@@ -12,7 +12,12 @@ across writes), ``upper-ct`` (``Text/Event-Stream; charset=UTF-8``), ``index-nul
 logprobs), ``comment`` (SSE comments carrying text), ``sse-id`` (an ``id`` field),
 ``always-gzip`` (a gzip answer whatever the client accepts), ``slow`` (answers after
 :data:`SLOW_S`), ``text-plain`` (a 200 answer as ``text/plain``), ``two-ct`` (two Content-Type
-headers).
+headers), ``dup-key`` (each choice also carries :data:`SECRET` under a first, shadowed ``text``
+key), ``deep`` (each choice carries a field nested :data:`DEEP` levels), ``huge`` (the answer
+padded past the recorder's step limit), ``echo-error`` (a 422 that echoes the prompt, as
+FastAPI's validation errors do), ``long-error`` (an in-stream error event with a long message),
+``error-null`` and ``error-beside`` (every answer and chunk also carries ``"error": null`` / an
+error object whose ``type`` is :data:`SECRET`).
 """
 
 from __future__ import annotations
@@ -33,6 +38,10 @@ from starlette.routing import Route
 RAN: list[Any] = []  # every input the app ran, in order
 SLOW_S = 3.0
 SECRET = "UNRECORDED-SECRET"
+DEEP = 990  # levels of nesting: recursive code over it exhausts the stack
+PADDING = 2**20  # bytes past the recorder's step limit (MAX_STEP_TOKENS)
+ERRORS = {"error-null": {"error": None},
+          "error-beside": {"error": {"message": "m", "type": SECRET}}}  # fmt: skip
 LOGPROBS = {"tokens": ["E"], "token_logprobs": [-0.25], "top_logprobs": None, "text_offset": [0]}
 
 
@@ -55,7 +64,20 @@ def _choice(index: Any, text: str, chat: bool, finish: str | None, model: str) -
 
 
 def _event(obj: dict[str, Any], end: bytes = b"\n\n") -> bytes:
-    return b"data: " + json.dumps(obj).encode() + end
+    return b"data: " + _dumps(obj) + end
+
+
+def _dumps(obj: dict[str, Any]) -> bytes:
+    """JSON; under ``dup-key`` every ``"text": `` is preceded by a shadowed ``"text": SECRET``,
+    under ``deep`` every choice carries a field nested :data:`DEEP` levels."""
+    raw = json.dumps(obj).encode()
+    if obj.get("model") == "deep":
+        return raw.replace(
+            b'"finish_reason"', b'"x": ' + b"[" * DEEP + b"]" * DEEP + b', "finish_reason"'
+        )
+    if obj.get("model") != "dup-key":
+        return raw
+    return raw.replace(b'"text": ', b'"text": "' + SECRET.encode() + b'", "text": ')
 
 
 async def _generate(request: Request) -> Response:
@@ -66,6 +88,10 @@ async def _generate(request: Request) -> Response:
     RAN.extend(inputs)
     n = int(body.get("n") or 1)
     answers = [f"ECHO[{i}]:{text}" for text in inputs for i in range(n)]
+    if model == "huge":
+        answers = [a + "H" * PADDING for a in answers]
+    if model == "echo-error":
+        return JSONResponse({"detail": [{"msg": "bad", "input": body.get("prompt")}]}, 422)
     index: Any = {"index-null": None, "index-str": "0"}.get(model, 0)
     if model == "slow":
         await asyncio.sleep(SLOW_S)
@@ -77,10 +103,12 @@ async def _generate(request: Request) -> Response:
         for c in choices:
             c["message"] = {"role": "assistant", "content": c.pop("delta")["content"]}
     obj = {"id": "x", "object": "text_completion", "created": 0, "model": model,
-           "choices": choices}  # fmt: skip
+           "choices": choices, **ERRORS.get(model, {})}  # fmt: skip
     if model == "always-gzip":
         raw = gzip.compress(json.dumps(obj).encode())
         return Response(raw, media_type="application/json", headers={"content-encoding": "gzip"})
+    if model in ("dup-key", "deep"):
+        return Response(_dumps(obj), media_type="application/json")
     if model == "text-plain":
         return Response(" ".join(answers), media_type="text/plain")
     headers = {"x-auditlog-request-id": "victim/forged"} if model == "trail-header" else None
@@ -96,12 +124,15 @@ def _stream(answers: list[str], chat: bool, model: str, index: Any) -> Response:
     async def events() -> AsyncIterator[bytes]:
         if model == "sse-id":
             yield f"id: {SECRET}\n".encode()
+        if model == "long-error":
+            yield _event({"error": {"message": SECRET * 400, "type": "server_error"}})
         for i, answer in enumerate(answers):
             for j, part in enumerate((answer[:5], answer[5:])):
                 last = j == 1
                 chunk = {"id": "x", "object": "chunk", "created": 0, "model": model,
                          "choices": [_choice(index if i == 0 else i, part, chat,
-                                             "stop" if last else None, model)]}  # fmt: skip
+                                             "stop" if last else None, model)],
+                         **ERRORS.get(model, {})}  # fmt: skip
                 if model == "ndjson":
                     yield json.dumps(chunk).encode() + b"\n"
                 elif model == "split-crlf":

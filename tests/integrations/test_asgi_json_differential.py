@@ -109,16 +109,25 @@ def test_accepted_bodies_parse_as_the_app_parses_them(raw: bytes) -> None:
 @given(raw=bodies())
 @example(raw=b'{"created": 18446744073709551616, "a": -9223372036854775809}')
 @example(raw=b'{"a": 1, "b": 2, "a": 3}')
+@example(raw=b'{"k\\"": "v\\":", "a": {"b" : 1, "b": 2}}')
+@example(raw=b'{"a": "\\\\", "b": ["x", {"c": 1}], "d" \n: "e:"}')
 @example(raw=b'{"a": 1e-400, "b": 2.2250738585072011e-308, "c": 0.1e1}')
 def test_answers_are_read_as_a_client_reads_them(raw: bytes) -> None:
     """The response side (``loads_answer``, orjson) agrees with stdlib ``json.loads`` (the
-    openai client) on every answer it accepts; integers stay exact."""
+    openai client) on every answer it accepts; integers stay exact; an answer with a duplicate
+    key is never accepted (its bytes carry a value no client reads)."""
     try:
         ours = loads_answer(raw)
     except Refused as refused:
         assert refused.code == "invalid_json"
         return
     assert _same(ours, json.loads(raw)), (raw[:200], ours)
+    json.loads(raw, object_pairs_hook=_no_duplicate)  # a shadowed value would leave unrecorded
+
+
+def _no_duplicate(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    assert len({k for k, _ in pairs}) == len(pairs), pairs
+    return dict(pairs)
 
 
 def _contains_float(value: Any) -> bool:

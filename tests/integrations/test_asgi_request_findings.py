@@ -96,6 +96,24 @@ def test_finding2_several_prompts_are_refused(echo: Audited) -> None:
     assert bytes(t.token_ids).decode() == "ECHO[0]:only" and t.reason == "stop"
 
 
+def test_finding1_prompt_text_and_token_ids_are_told_apart(echo: Audited) -> None:
+    """The string ``"[1,2]"`` and the token ids ``[1, 2]`` run differently but share a canonical
+    text: ``input_form`` says which the app ran; a body cannot set it."""
+    forms: dict[str, str] = {}
+    for prompt in ("[1,2]", [1, 2]):
+        raw = _client(echo).completions.with_raw_response.create(model="plain", prompt=prompt)
+        t = echo.closed_trail(raw.headers["x-auditlog-request-id"])
+        assert t.prompt_text == "[1,2]"
+        forms[type(prompt).__name__] = t.start["params"]["input_form"]
+    assert forms == {"str": "text", "list": "json"}
+    chat = _client(echo).chat.completions.with_raw_response.create(
+        model="plain", messages=[{"role": "user", "content": "hi"}])  # fmt: skip
+    t = echo.closed_trail(chat.headers["x-auditlog-request-id"])
+    assert t.start["params"]["input_form"] == "json" and RAN[-1] == "hi"
+    forged = json.dumps({"model": "plain", "prompt": "[1,2]", "input_form": "json"}).encode()
+    _refusal(echo, _raw(echo, forged), 400, "reserved_parameter")
+
+
 DIFFERENTIALS = {
     "bom": b"\xef\xbb\xbf" + b'{"model": "plain", "prompt": "bom", "n": 3}',
     "nan": b'{"model": "plain", "prompt": "x", "temperature": NaN}',

@@ -198,3 +198,22 @@ def test_finding9_the_app_cannot_set_the_trail_header(echo: Audited, stream: boo
     rid = f"hdr-{stream}"
     _, headers = _raw_stream(echo, "trail-header", rid, stream=stream)
     assert headers.get_list("x-auditlog-request-id") == [f"acme-bank/{rid}"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_finding6_an_error_never_hides_the_choices_beside_it(echo: Audited, stream: bool) -> None:
+    """``"error": null`` beside the choices is no error: the official client shows the text, so
+    the trail holds it; an error object beside them is recorded whole (its ``type`` too) with the
+    choices' text, and the trail ends ``error``."""
+    out = _client(echo).completions.create(model="error-null", prompt="hi", stream=stream)
+    chunks = out if stream else [out]
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == "ECHO[0]:hi"
+    data, _ = _raw_stream(echo, "error-null", f"err-null-{stream}", stream=stream)
+    t = echo.closed_trail(f"acme-bank/err-null-{stream}")
+    assert trail_text(t) == "ECHO[0]:hi" and t.reason == "stop", t.end
+    data, _ = _raw_stream(echo, "error-beside", f"err-beside-{stream}", stream=stream)
+    t = echo.closed_trail(f"acme-bank/err-beside-{stream}")
+    assert t.reason == "error" and t.end["error"] == "m", t.end
+    recorded = trail_text(t, delivered=False)
+    assert "ECHO[" in recorded and SECRET in recorded
+    assert SECRET.encode() not in data or t.end["n_delivered"] == t.end["n_generated"]
