@@ -19,18 +19,15 @@ from auditlog.ledger.hashes import (
     node_hash,
     sha256_hex,
 )
-from auditlog.ledger.merkle import (
+from auditlog.ledger.merkle_proofs import consistency_proof, inclusion_proof, inclusion_proofs
+from auditlog.ledger.merkle_tree import (
     NODE_LEVEL_STRIDE,
     MemoryNodeSource,
     MerkleFrontier,
     NodeSource,
-    consistency_proof,
-    inclusion_proof,
     root_hash,
-    verify_consistency,
-    verify_inclusion,
 )
-from auditlog.ledger.merkle_proofs import inclusion_proofs
+from auditlog.ledger.merkle_verify import verify_consistency, verify_inclusion
 from auditlog.ledger.note import OpenedNote, Signer, Verifier, key_id, open_note, sign_note
 from auditlog.ledger.records import (
     FORMAT_VERSION,
