@@ -16,7 +16,7 @@ from sqlalchemy import Connection, and_, func, insert, select
 
 from auditlog.crypto.envelope import DataKey
 from auditlog.errors import NotFoundError, StoreError
-from auditlog.ledger.records import RecordKind
+from auditlog.ledger.record_format import RecordKind
 from auditlog.ledger.verify import StoredRecord
 from auditlog.store.bulk import fetch_rows, insert_rows
 from auditlog.store.checkpoints import (
