@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from auditlog.ledger.merkle import MerkleFrontier
+from auditlog.ledger.merkle_tree import MerkleFrontier
 from auditlog.ledger.node_check import NodeLevels
 from auditlog.ledger.scan import RangeResult, scan_range
 from auditlog.store import create_db_engine

@@ -19,12 +19,9 @@ from __future__ import annotations
 from sqlalchemy import Connection
 
 from auditlog.errors import AuditlogError
-from auditlog.ledger.merkle import (
-    NODE_LEVEL_STRIDE,
-    consistency_proof,
-    root_hash,
-    verify_consistency,
-)
+from auditlog.ledger.merkle_proofs import consistency_proof
+from auditlog.ledger.merkle_tree import NODE_LEVEL_STRIDE, root_hash
+from auditlog.ledger.merkle_verify import verify_consistency
 from auditlog.ledger.report import FindingCode, FindingCollector, Report
 from auditlog.ledger.stitch import LogState
 from auditlog.store import StoredNodeSource

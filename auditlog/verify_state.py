@@ -22,7 +22,7 @@ import orjson
 
 from auditlog.errors import AuditlogError, ConfigurationError
 from auditlog.ledger.chain import OpenChain
-from auditlog.ledger.merkle import MerkleFrontier
+from auditlog.ledger.merkle_tree import MerkleFrontier
 from auditlog.ledger.note import Signer
 from auditlog.ledger.stitch import LogState
 

@@ -34,7 +34,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from auditlog.ledger.merkle import MerkleFrontier
+from auditlog.ledger.merkle_tree import MerkleFrontier
 from auditlog.ledger.records import Record, RecordKind, build_record, payload_bytes
 from auditlog.store import append_batch, create_db_engine, ensure_log, upgrade
 from auditlog.store.db import normalize_url

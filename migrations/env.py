@@ -1,8 +1,8 @@
 """Alembic environment for auditlog.
 
-Run through ``auditlog.store.db.upgrade`` (or ``auditlog db upgrade``), which hands over an open
-connection in ``config.attributes["connection"]``; the migration then runs inside that caller's
-transaction. Offline mode (``--sql``) renders the DDL for the URL in ``sqlalchemy.url``.
+Run through ``auditlog.store.migrate.upgrade`` (or ``auditlog db upgrade``), which hands over an
+open connection in ``config.attributes["connection"]``; the migration then runs inside that
+caller's transaction. Offline mode (``--sql``) renders the DDL for the URL in ``sqlalchemy.url``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from alembic import context
 from sqlalchemy import Connection
 
 from auditlog.errors import ConfigurationError
-from auditlog.store.db import create_db_engine
+from auditlog.store.engines import create_db_engine
 from auditlog.store.schema import metadata
 
 

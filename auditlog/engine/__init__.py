@@ -1,6 +1,6 @@
 """Reference inference engine: paged KV cache, continuous batching, speculative decoding.
 
-``LLMEngine`` emits ``auditlog.events`` into an event sink; see ``llm_engine`` for the contract.
+``LLMEngine`` emits ``auditlog.events`` into an event sink; see ``engine_core`` for the contract.
 Importing this package loads torch but builds nothing.
 """
 

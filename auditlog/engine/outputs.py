@@ -32,6 +32,7 @@ __all__ = [
     "RequestOutput",
     "StepOutput",
     "append_tokens",
+    "collect_outputs",
     "final_output",
     "find_stop",
     "num_tokens_within",
@@ -163,3 +164,32 @@ def final_output(
         error=seq.error,
     )
     return output, n_delivered
+
+
+def collect_outputs(
+    step: Callable[[], list[StepOutput]], prompt_ids: dict[str, tuple[int, ...]]
+) -> list[RequestOutput]:
+    """Call ``step`` until every request of ``prompt_ids`` (id -> prompt token ids) has finished;
+    their outputs, in the order of ``prompt_ids``."""
+    ids = list(prompt_ids)
+    tokens: dict[str, list[int]] = {rid: [] for rid in ids}
+    texts: dict[str, list[str]] = {rid: [] for rid in ids}
+    ends: dict[str, StepOutput] = {}
+    while len(ends) < len(ids):
+        for out in step():
+            if out.request_id in tokens:
+                tokens[out.request_id].extend(out.new_token_ids)
+                texts[out.request_id].append(out.text_delta)
+                if out.finished:
+                    ends[out.request_id] = out
+    return [
+        RequestOutput(
+            request_id=rid,
+            prompt_token_ids=prompt_ids[rid],
+            token_ids=tuple(tokens[rid]),
+            text="".join(texts[rid]),
+            finish_reason=ends[rid].finish_reason,
+            error=ends[rid].error,
+        )
+        for rid in ids
+    ]

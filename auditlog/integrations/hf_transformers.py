@@ -40,29 +40,11 @@ from auditlog.events import (
     RequestStarted,
 )
 from auditlog.gateway.openai_wire import json_safe
+from auditlog.integrations.hf_assisted import _StepStreamer, step_provenance
 
 __all__ = ["HFAuditAdapter", "step_provenance"]
 
 _SAMPLING_FIELDS = ("do_sample", "temperature", "top_k", "top_p", "max_new_tokens", "eos_token_id")
-
-
-def step_provenance(proposals: Sequence[int], accepted: Sequence[int]) -> list[Provenance]:
-    """Provenance of one assisted step's tokens (module docstring)."""
-    out: list[Provenance] = []
-    for i, token in enumerate(accepted):
-        if (
-            i < len(proposals)
-            and token == proposals[i]
-            and all(p is Provenance.DRAFT_ACCEPTED for p in out)
-        ):
-            out.append(Provenance.DRAFT_ACCEPTED)
-        elif not proposals:
-            out.append(Provenance.TARGET)
-        elif i < len(proposals):
-            out.append(Provenance.TARGET_RECOVERED)
-        else:
-            out.append(Provenance.BONUS)
-    return out
 
 
 class HFAuditAdapter:
@@ -265,48 +247,6 @@ class HFAuditAdapter:
         eos = gen_config.eos_token_id
         streamer.finish(eos if isinstance(eos, list) else [] if eos is None else [eos])
         return output
-
-
-class _StepStreamer:
-    """A transformers streamer (``put``/``end``) turning each assisted step into a BatchStep."""
-
-    def __init__(
-        self, adapter: HFAuditAdapter, request_id: str, proposals: list[list[int]]
-    ) -> None:
-        self.adapter, self.request_id, self.proposals = adapter, request_id, proposals
-        self.generated: list[int] = []
-        self._prompt_seen = False
-        self._done = False
-
-    def put(self, value: Any) -> None:
-        if not self._prompt_seen:  # generate() first puts the prompt
-            self._prompt_seen = True
-            return
-        accepted = [int(t) for t in value.reshape(-1).tolist()]
-        drafted = self.proposals[-1] if self.proposals else []
-        self.proposals.clear()
-        provs = step_provenance(drafted, accepted)
-        self.generated.extend(accepted)
-        self.adapter.sink(
-            BatchStep(
-                step_id=next(self.adapter._steps), ts=time.time_ns(), token_ids=tuple(accepted),
-                request_ids=(self.request_id,) * len(accepted), provenance=tuple(provs),
-                drafts={self.request_id: tuple(drafted)} if drafted else {},
-            )
-        )  # fmt: skip
-
-    def end(self) -> None:
-        """Called by generate(); the end record is written by ``finish`` (it knows the EOS)."""
-
-    def finish(self, eos: Sequence[int]) -> None:
-        if not self._done:
-            self._done = True
-            self.adapter._finish(self.request_id, self.generated, eos, error="")
-
-    def fail(self, error: str) -> None:
-        if not self._done:
-            self._done = True
-            self.adapter._finish(self.request_id, self.generated, (), error=error)
 
 
 def _params(config: Any) -> dict[str, Any]:

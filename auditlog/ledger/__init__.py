@@ -19,30 +19,25 @@ from auditlog.ledger.hashes import (
     node_hash,
     sha256_hex,
 )
-from auditlog.ledger.merkle import (
+from auditlog.ledger.header_parse import parse_header
+from auditlog.ledger.merkle_proofs import consistency_proof, inclusion_proof, inclusion_proofs
+from auditlog.ledger.merkle_tree import (
     NODE_LEVEL_STRIDE,
     MemoryNodeSource,
     MerkleFrontier,
     NodeSource,
-    consistency_proof,
-    inclusion_proof,
     root_hash,
-    verify_consistency,
-    verify_inclusion,
 )
-from auditlog.ledger.merkle_proofs import inclusion_proofs
+from auditlog.ledger.merkle_verify import verify_consistency, verify_inclusion
 from auditlog.ledger.note import OpenedNote, Signer, Verifier, key_id, open_note, sign_note
-from auditlog.ledger.records import (
+from auditlog.ledger.record_format import (
     FORMAT_VERSION,
     PROVENANCE_CODES,
     REQUEST_KINDS,
     ZERO_HASH,
-    Record,
     RecordKind,
-    build_record,
-    parse_header,
-    payload_bytes,
 )
+from auditlog.ledger.records import Record, build_record, payload_bytes
 from auditlog.ledger.verify import (
     Finding,
     FindingCode,

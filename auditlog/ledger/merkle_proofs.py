@@ -1,9 +1,11 @@
-"""Many RFC 9162 inclusion proofs of one tree at once (a trail's records, a bundle).
+"""RFC 9162 inclusion and consistency proofs (2.1.3.1, 2.1.4.1) from persisted hashes.
 
-:func:`inclusion_proofs` returns exactly what :func:`auditlog.ledger.merkle.inclusion_proof`
-returns for each index, but the proofs of neighbouring leaves share most of their hashes: one call
-reads the persisted hashes it needs in a few range reads per level, then computes every subtree
-hash and every right-edge range hash once, memoised for the duration of the call.
+:func:`inclusion_proof` and :func:`consistency_proof` build one proof in O(log n) range reads.
+Many proofs of one tree at once (a trail's records, a bundle): :func:`inclusion_proofs` returns
+exactly what :func:`inclusion_proof` returns for each index, but the proofs of neighbouring leaves
+share most of their hashes: one call reads the persisted hashes it needs in a few range reads per
+level, then computes every subtree hash and every right-edge range hash once, memoised for the
+duration of the call.
 """
 
 from __future__ import annotations
@@ -12,18 +14,65 @@ from collections.abc import Sequence
 
 from auditlog.errors import VerificationError
 from auditlog.ledger.hashes import node_hash
-from auditlog.ledger.merkle import (
+from auditlog.ledger.merkle_tree import (
     NODE_LEVEL_STRIDE,
     NodeSource,
     _largest_power_of_two_below,
+    _range_hash,
     _read,
     _subtree,
 )
 
-__all__ = ["inclusion_proofs"]
+__all__ = ["consistency_proof", "inclusion_proof", "inclusion_proofs"]
 
 #: Most unneeded hashes that a batch of proofs reads to join two range reads of one level into one.
 MERGE_GAP = 64
+
+
+def _path_ranges(index: int, size: int) -> list[tuple[int, int]]:
+    """The leaf ranges [start, stop) whose MTH make up PATH(index, D[size]) (RFC 9162 2.1.3.1),
+    leaf-side first."""
+    if not 0 <= index < size:
+        raise VerificationError(f"leaf index {index} is outside a tree of size {size}")
+    ranges: list[tuple[int, int]] = []
+    start, stop, m = 0, size, index
+    while stop - start > 1:
+        k = _largest_power_of_two_below(stop - start)
+        if m < k:  # PATH(m, D[0:k]) : MTH(D[k:n])
+            ranges.append((start + k, stop))
+            stop = start + k
+        else:  # PATH(m - k, D[k:n]) : MTH(D[0:k])
+            ranges.append((start, start + k))
+            start, m = start + k, m - k
+    ranges.reverse()
+    return ranges
+
+
+def inclusion_proof(index: int, size: int, source: NodeSource) -> list[bytes]:
+    """PATH(index, D[size]) of RFC 9162 2.1.3.1, leaf-side first."""
+    return [_range_hash(source, start, stop) for start, stop in _path_ranges(index, size)]
+
+
+def consistency_proof(size1: int, size2: int, source: NodeSource) -> list[bytes]:
+    """PROOF(size1, D[size2]) of RFC 9162 2.1.4.1 (defined for 0 < size1 <= size2)."""
+    if not 0 < size1 <= size2:
+        raise VerificationError(
+            f"consistency proof needs 0 < size1 <= size2, got size1 {size1}, size2 {size2}"
+        )
+    proof: list[bytes] = []
+    start, stop, m, complete = 0, size2, size1, True
+    while m != stop - start:  # SUBPROOF(m, D[start:stop], complete)
+        k = _largest_power_of_two_below(stop - start)
+        if m <= k:  # SUBPROOF(m, D[0:k], b) : MTH(D[k:n])
+            proof.append(_range_hash(source, start + k, stop))
+            stop = start + k
+        else:  # SUBPROOF(m - k, D[k:n], false) : MTH(D[0:k])
+            proof.append(_range_hash(source, start, start + k))
+            start, m, complete = start + k, m - k, False
+    if not complete:  # SUBPROOF(m, D[m], false) = [MTH(D[m])]
+        proof.append(_range_hash(source, start, stop))
+    proof.reverse()
+    return proof
 
 
 def inclusion_proofs(indices: Sequence[int], size: int, source: NodeSource) -> list[list[bytes]]:

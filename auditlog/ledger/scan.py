@@ -23,9 +23,9 @@ from typing import Any
 from auditlog.errors import AuditlogError
 from auditlog.ledger.chain import ChainChecker
 from auditlog.ledger.hashes import LEAF_HASH_PREFIX
-from auditlog.ledger.merkle import MerkleFrontier
+from auditlog.ledger.header_parse import parse_header
+from auditlog.ledger.merkle_tree import MerkleFrontier
 from auditlog.ledger.node_check import NodeCheck, NodeLevels
-from auditlog.ledger.records import parse_header
 from auditlog.ledger.report import Finding, FindingCode, FindingCollector, Report
 
 __all__ = ["PROGRESS_EVERY", "RangeResult", "RecordRow", "scan_range"]

@@ -18,7 +18,7 @@ from typing import Any
 
 from auditlog.ledger.chain import ChainChecker, OpenChain, OpenStep
 from auditlog.ledger.hashes import EMPTY_ROOT
-from auditlog.ledger.merkle import MerkleFrontier
+from auditlog.ledger.merkle_tree import MerkleFrontier
 from auditlog.ledger.node_check import NodeCheck
 from auditlog.ledger.report import FindingCode, FindingCollector
 from auditlog.ledger.scan import RangeResult

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
 from auditlog.ledger.anchors import check_anchors, check_pending, open_checkpoints, open_kept
-from auditlog.ledger.merkle import MerkleFrontier
+from auditlog.ledger.merkle_tree import MerkleFrontier
 from auditlog.ledger.node_check import NodeCheck, NodeLevels
 from auditlog.ledger.note import Verifier
 from auditlog.ledger.report import (

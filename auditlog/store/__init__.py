@@ -30,30 +30,23 @@ from auditlog.store.data_keys import (
     read_data_keys,
     request_tenants,
 )
-from auditlog.store.db import (
-    close_engine,
-    create_db_engine,
-    current_revision,
-    ensure_schema_current,
-    head_revision,
-    normalize_url,
-    upgrade,
-)
+from auditlog.store.engines import close_engine, create_db_engine, normalize_url
 from auditlog.store.keys import SigningKey, list_keys, register_key, retire_key
-from auditlog.store.ledger_store import (
-    LogInfo,
-    LogState,
+from auditlog.store.ledger_reads import (
     StoredNodeSource,
     StoredRecord,
-    append_batch,
-    ensure_log,
-    get_log_id,
     iter_records,
-    list_logs,
-    load_log_state,
     read_record,
     read_request,
     request_id_used,
+)
+from auditlog.store.ledger_writes import LogState, append_batch, load_log_state
+from auditlog.store.log_registry import LogInfo, ensure_log, get_log_id, list_logs
+from auditlog.store.migrate import (
+    current_revision,
+    ensure_schema_current,
+    head_revision,
+    upgrade,
 )
 from auditlog.store.roles import grant_writer
 from auditlog.store.writer_lock import WriterLock, WriterLockError

@@ -22,7 +22,7 @@ from sqlalchemy import ColumnElement, Connection, or_, select
 
 from auditlog.errors import AuditlogError
 from auditlog.ledger import MerkleFrontier, RecordKind, Verifier, leaf_hash
-from auditlog.store.ledger_store import StoredRecord, iter_records
+from auditlog.store.ledger_reads import StoredRecord, iter_records
 from auditlog.store.schema import logs, records
 from auditlog.store.trail_reads import LogBound, newest_signed_checkpoint
 

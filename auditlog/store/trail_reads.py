@@ -34,7 +34,7 @@ from auditlog.errors import (
 from auditlog.ledger import RecordKind, Verifier, open_checkpoint, parse_header
 from auditlog.store.checkpoints import StoredCheckpoint
 from auditlog.store.keys import list_keys
-from auditlog.store.ledger_store import _STORED_COLUMNS, _WITH_PAYLOADS, StoredRecord, _stored
+from auditlog.store.ledger_reads import _STORED_COLUMNS, _WITH_PAYLOADS, StoredRecord, _stored
 from auditlog.store.schema import checkpoints, logs, records
 
 __all__ = [

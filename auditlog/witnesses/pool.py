@@ -23,7 +23,7 @@ import structlog
 from auditlog.errors import AuditlogError, RecorderError
 from auditlog.ledger.checkpoint import parse_checkpoint
 from auditlog.ledger.cosignature import Cosignature
-from auditlog.ledger.merkle import consistency_proof
+from auditlog.ledger.merkle_proofs import consistency_proof
 from auditlog.ledger.note import split_note
 from auditlog.ledger.witness_policy import WitnessPolicy
 from auditlog.store import StoredNodeSource, get_log_id

@@ -1,6 +1,6 @@
 """The verifier's fast path for ``tokens`` headers accepts nothing the full checks refuse (C1, C6).
 
-:func:`~auditlog.ledger.records.parse_header` first tries a one-function check of a plain
+:func:`~auditlog.ledger.header_parse.parse_header` first tries a one-function check of a plain
 ``tokens`` header; whatever it is unsure of goes through the full checks. Every header drawn
 here, valid or not, must get the same answer with the fast path as without it.
 """
@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from auditlog.errors import FormatError
-from auditlog.ledger import records
+from auditlog.ledger import header_parse
 from auditlog.ledger.records import ZERO_HASH, parse_header
 
 HEX = "ab" * 32
@@ -48,7 +48,7 @@ def test_fast_path_agrees_with_the_full_checks(changes: dict[str, Any], drop: se
     body = orjson.dumps(header, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
     fast = _answer(body)
     with pytest.MonkeyPatch.context() as m:
-        m.setattr(records, "_TOKENS_KEYS", frozenset())  # the full checks only
+        m.setattr(header_parse, "_TOKENS_KEYS", frozenset())  # the full checks only
         full = _answer(body)
     assert fast[0] == full[0], (header, fast, full)
     if fast[0] == "ok":
@@ -60,7 +60,7 @@ def test_fast_path_takes_the_recorders_headers() -> None:
     assert body == orjson.dumps(
         parse_header(body) | {"ts": VALID["ts"]}, option=orjson.OPT_SORT_KEYS
     )
-    assert records._plain_tokens(orjson.loads(body))
+    assert header_parse._plain_tokens(orjson.loads(body))
 
 
 def _byte_forms(body: bytes) -> list[bytes]:
@@ -92,7 +92,7 @@ def test_fast_path_agrees_on_other_byte_forms() -> None:
     for form in forms:
         fast = _answer(form)
         with pytest.MonkeyPatch.context() as m:
-            m.setattr(records, "_TOKENS_KEYS", frozenset())
+            m.setattr(header_parse, "_TOKENS_KEYS", frozenset())
             full = _answer(form)
         assert fast[0] == full[0], (form, fast, full)
         assert fast[0] == "refused" or form == body.replace(b'"t"', '"é"'.encode()), form
