@@ -207,6 +207,16 @@ def test_second_log_without_checkpoint_is_not_intact(rec: dict[str, Any]) -> Non
     assert shadow["verdict"] == "unproven" and "no trusted key" in shadow["unproven"][0]
 
 
+def test_log_option_gives_that_log_verdict_alone(rec: dict[str, Any]) -> None:
+    """``--log ORIGIN`` is the verdict of that log only: a forged second log is not read then,
+    and only the run over the whole database says it is not intact (docs/TRUST.md 3)."""
+    with writer(rec["db"]) as conn:
+        forge_tail(conn, origin="aaa.example/shadow")
+    code, report = anchored(rec, "--log", ORIGIN)
+    assert code == 0 and [r["log"] for r in report["logs"]] == [ORIGIN]
+    assert anchored(rec)[0] == 3
+
+
 def test_consistent_unsigned_tail_is_pending_then_failed(rec: dict[str, Any]) -> None:
     """Finding 5: a consistent tail after the newest checkpoint is never intact: pending within
     --max-pending, a failure beyond it."""
