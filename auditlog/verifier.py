@@ -338,10 +338,7 @@ def _sizes(notes: list[str]) -> set[int]:
 def _check_keys(conn: Connection, report: DatabaseReport, logs: list[LogInfo], whole: bool) -> None:
     """Wrapped data keys against sealed requests and erasure records (C16). Erasures may
     sit in any log, so only a whole-database run can account for an absent key."""
-    stored = {
-        log.origin: {rid: key.wrapped for rid, key in read_data_keys(conn, log.id).items()}
-        for log in logs
-    }
+    stored = {log.origin: read_data_keys(conn, log.id) for log in logs}
     erasures = erasures_by_request(report.logs) if whole else None
     check_data_keys(report.logs, stored, erasures=erasures)
     check_held_erasures(report.logs)
