@@ -45,6 +45,7 @@ from auditlog.ledger.report import PENDING_SUFFIX, Verdict
 from auditlog.ledger.shred import check_data_keys, erasures_by_request
 from auditlog.ledger.stitch import LogState
 from auditlog.ledger.tables import (
+    check_anchor_rows,
     check_key_rows,
     check_payload_rows,
     check_witnessed_stored,
@@ -54,7 +55,12 @@ from auditlog.ledger.tables import (
 from auditlog.ledger.verify import verify_ranges
 from auditlog.standby import check_standby, lag_reason, split_lagging, vanished_reason
 from auditlog.store import create_db_engine, read_data_keys
-from auditlog.store.audit_reads import checkpoint_rows, record_seqs_below, rows_per_log
+from auditlog.store.audit_reads import (
+    anchor_sizes,
+    checkpoint_rows,
+    record_seqs_below,
+    rows_per_log,
+)
 from auditlog.store.keys import list_keys
 from auditlog.store.ledger_store import LogInfo, list_logs
 from auditlog.verify_ranges import MIN_RANGE_LEVEL, DbPlan, RangePool
@@ -306,6 +312,7 @@ class _Run:
         check_key_rows(
             report, stored_keys, anchors.keys.get(log.origin, []), [r.note for r in rows]
         )
+        check_anchor_rows(report, anchor_sizes(conn, log.id), stored_sizes)
         if anchors.witness is not None:
             witnessed = anchors.witness.sizes(log.origin)
             if self.standby:
@@ -331,10 +338,7 @@ def _sizes(notes: list[str]) -> set[int]:
 def _check_keys(conn: Connection, report: DatabaseReport, logs: list[LogInfo], whole: bool) -> None:
     """Wrapped data keys against sealed requests and erasure records (C16). Erasures may
     sit in any log, so only a whole-database run can account for an absent key."""
-    stored = {
-        log.origin: {rid: key.wrapped for rid, key in read_data_keys(conn, log.id).items()}
-        for log in logs
-    }
+    stored = {log.origin: read_data_keys(conn, log.id) for log in logs}
     erasures = erasures_by_request(report.logs) if whole else None
     check_data_keys(report.logs, stored, erasures=erasures)
     check_held_erasures(report.logs)

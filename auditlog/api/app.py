@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
 from starlette.routing import BaseRoute, Match
 
 from auditlog.bundle.verify import parse_verifier_keys
@@ -23,7 +24,7 @@ from auditlog.witnesses.state import OutsideAnchors
 
 from .access import AccessLog, AccessLogUnavailable
 from .console import install_console
-from .deps import ApiState, AuditDep, KeyDep, status_of
+from .deps import ApiState, AuditDep, KeyDep, record_invalid_input, status_of
 from .routes import logs, protect, replay, requests, steps, tiles
 from .settings import ApiSettings
 
@@ -40,6 +41,13 @@ def _known_path(route: BaseRoute, request: Request) -> bool:
 
 def _error(status_code: int, detail: str) -> JSONResponse:
     return JSONResponse(status_code=status_code, content={"detail": detail})
+
+
+def _no_access_record() -> JSONResponse:
+    return _error(
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        "the access record of this read could not be written; nothing is returned",
+    )
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
@@ -159,7 +167,11 @@ def create_app(settings: ApiSettings, *, engine: Engine | None = None) -> FastAP
         return _error(status_of(exc), str(exc))
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_r: Request, exc: RequestValidationError) -> Response:
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        try:  # access-logged like every answer to a known caller (C18)
+            await run_in_threadpool(record_invalid_input, request)
+        except AccessLogUnavailable:
+            return _no_access_record()
         # FastAPI's own answer, ASCII-escaped: an input echoed back may hold a lone surrogate
         # (JSON bodies can carry one), which UTF-8 cannot encode.
         body = json.dumps({"detail": jsonable_encoder(exc.errors())}, ensure_ascii=True)
@@ -167,9 +179,6 @@ def create_app(settings: ApiSettings, *, engine: Engine | None = None) -> FastAP
 
     @app.exception_handler(AccessLogUnavailable)
     async def _unavailable(_r: Request, _exc: AccessLogUnavailable) -> JSONResponse:
-        return _error(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            "the access record of this read could not be written; nothing is returned",
-        )
+        return _no_access_record()
 
     return app

@@ -35,6 +35,7 @@ __all__ = [
     "ConnDep",
     "KeyDep",
     "StateDep",
+    "record_invalid_input",
     "status_of",
 ]
 
@@ -208,6 +209,32 @@ class Audit:
             self.commit(scope.request_ids, status_of(exc))
             raise
         self.commit(scope.request_ids, ok)
+
+
+def record_invalid_input(request: Request) -> None:
+    """The access record of a 422 (parameters that do not validate, answered before any
+    handler ran) to a caller whose bearer key authenticates: every answer to a known caller is
+    recorded (C18); an unknown caller's is not, as for a 401. Raises
+    :class:`~auditlog.api.access.AccessLogUnavailable` when the record cannot be written."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return
+    state = get_state(request)
+    try:
+        with state.engine.connect() as conn:
+            key = authenticate(conn, token.strip())
+    except AuthenticationError:
+        return
+    route = request.scope.get("route")
+    reason = request.headers.get("x-audit-reason")
+    state.access_log.record(
+        key=key,
+        endpoint=f"{request.method} {getattr(route, 'path', request.url.path)}",
+        request_ids=[],
+        reason=None if reason is None or len(reason) > MAX_REASON_LENGTH else reason,
+        status=422,  # Unprocessable Content
+        params=dict(request.query_params),
+    )
 
 
 def get_audit(

@@ -116,6 +116,7 @@ class FindingCode(enum.StrEnum):
     CHECKPOINT_MISSING = "checkpoint.missing"
     KEY_ROW = "key.row"
     ROW_ORPHAN = "row.orphan"
+    ANCHOR_ORPHAN = "anchor.orphan"
     WITNESS_INVALID = "witness.invalid"
     WITNESS_ROLLBACK = "witness.rollback"
     WITNESS_REWRITE = "witness.rewrite"

@@ -213,7 +213,8 @@ class _Loop:
             self.result.admin.append((index, h))
         elif h["kind"] == "request.start":
             self.result.sealed[h["request_id"]] = (index, h["enc"]["dek"])
-            self.result.starts[h["request_id"]] = {k: h.get(k) for k in _SCOPE_FIELDS}
+            start = {k: h.get(k) for k in _SCOPE_FIELDS}
+            self.result.starts[h["request_id"]] = {**start, "kek": h["enc"]["kek"]}
 
 
 #: Kinds remembered for the checks after the pass (C15, C16), besides sealed ``request.start``.

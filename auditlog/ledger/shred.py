@@ -5,7 +5,9 @@ sealed request's commitment to its wrapped data key, and each ``erasure`` record
 wrapped keys in; findings and the erased requests out. Needs no decryption key: the check
 compares SHA-256 digests of wrapped keys only. For every sealed request of a log:
 
-- its wrapped key is stored and hashes to the header's ``enc.dek`` (else ``key.mismatch``);
+- its wrapped key is stored and hashes to the header's ``enc.dek``, and the row's ``tenant`` and
+  ``kek_id`` copy the header's ``tenant`` and ``enc.kek`` (else ``key.mismatch``: an erasure by
+  tenant selects keys by that column, a reader unwraps with that KEK);
 - or it is absent and an ``erasure`` record names it, covered by a checkpoint signed by a trusted
   key of its log (the request is then *erased* by that record; named only by an erasure no
   trusted checkpoint covers, the log is unproven); absent with no such record is ``key.absent``
@@ -20,10 +22,22 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 from auditlog.ledger.report import Erasure, FindingCode, FindingCollector, Report
 
-__all__ = ["check_data_keys", "erasures_by_request"]
+__all__ = ["StoredKey", "check_data_keys", "erasures_by_request"]
+
+
+class StoredKey(Protocol):
+    """A ``data_keys`` row (``auditlog.crypto.DataKey``)."""
+
+    @property
+    def tenant(self) -> str: ...
+    @property
+    def kek_id(self) -> str: ...
+    @property
+    def wrapped(self) -> bytes: ...
 
 
 def erasures_by_request(reports: Sequence[Report]) -> dict[tuple[str, str], Erasure]:
@@ -50,21 +64,21 @@ def erasures_by_request(reports: Sequence[Report]) -> dict[tuple[str, str], Eras
 
 def check_data_keys(
     reports: Sequence[Report],
-    stored: Mapping[str, Mapping[str, bytes]],
+    stored: Mapping[str, Mapping[str, StoredKey]],
     *,
     erasures: Mapping[tuple[str, str], Erasure] | None,
 ) -> None:
-    """Check each report's sealed requests against ``stored`` (log -> request id -> wrapped
-    key bytes); fill ``Report.erased``. ``erasures`` None means the erasure records are not all
-    known (some logs not read): an absent key then makes the log unproven, not failed."""
+    """Check each report's sealed requests against ``stored`` (log -> request id -> its
+    ``data_keys`` row); fill ``Report.erased``. ``erasures`` None means the erasure records are
+    not all known (some logs not read): an absent key then makes the log unproven, not failed."""
     for report in reports:
         keys = stored.get(report.log, {})
         out = FindingCollector(report)
         num_unknown = num_unanchored = 0
         for request_id, (index, digest) in report.sealed.items():
-            wrapped = keys.get(request_id)
+            row = keys.get(request_id)
             erasure = None if erasures is None else erasures.get((report.log, request_id))
-            if wrapped is None:
+            if row is None:
                 if erasures is None:
                     num_unknown += 1
                 elif erasure is None:
@@ -81,7 +95,8 @@ def check_data_keys(
                 else:  # an unsigned (or untrusted) erasure proves nothing, and fails nothing yet
                     num_unanchored += 1
                 continue
-            actual = hashlib.sha256(wrapped).hexdigest()
+            _check_copies(out, index, request_id, row, report.starts.get(request_id, {}))
+            actual = hashlib.sha256(row.wrapped).hexdigest()
             if actual != digest:
                 out.add(
                     index,
@@ -119,3 +134,21 @@ def check_data_keys(
                 f"{num_unknown} sealed request(s) have no data key and the erasure records of "
                 f"other logs were not read: verify the whole database to account for them"
             )
+
+
+def _check_copies(
+    out: FindingCollector, index: int, request_id: str, row: StoredKey, start: Mapping[str, object]
+) -> None:
+    """The row's ``tenant``/``kek_id`` against its ``request.start`` (a state file of an older
+    run may lack the KEK id: then only the tenant is compared)."""
+    committed = (start.get("tenant"), start.get("kek", row.kek_id))
+    if committed != (row.tenant, row.kek_id):
+        out.add(
+            index,
+            FindingCode.KEY_MISMATCH,
+            f"tenant {committed[0]}, KEK {committed[1]}",
+            f"tenant {row.tenant}, KEK {row.kek_id}",
+            f"record {index}: the data_keys row of request {request_id!r} names tenant "
+            f"{row.tenant!r} and KEK {row.kek_id!r}, its request.start {committed[0]!r} and "
+            f"{committed[1]!r}",
+        )

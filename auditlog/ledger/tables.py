@@ -12,6 +12,7 @@ from auditlog.ledger.report import FindingCode, FindingCollector, Report
 
 __all__ = [
     "KeyRow",
+    "check_anchor_rows",
     "check_key_rows",
     "check_payload_rows",
     "check_witnessed_stored",
@@ -98,6 +99,25 @@ def check_payload_rows(report: Report, num_stored: int) -> None:
             f"the log stores {num_stored} payload rows, {num_stored - read} of them without a "
             f"record",
         )
+
+
+def check_anchor_rows(
+    report: Report, anchored: Mapping[str, Iterable[int]], stored_sizes: set[int]
+) -> None:
+    """Cosignature and timestamp rows (``anchored``: table -> checkpoint sizes they name) of a
+    checkpoint the log does not store: rows no checkpoint accounts for (one deleted under them,
+    or rows added for a size never signed)."""
+    out = FindingCollector(report)
+    for table, sizes in anchored.items():
+        for size in sorted(set(sizes) - stored_sizes):
+            out.add(
+                None,
+                FindingCode.ANCHOR_ORPHAN,
+                f"a stored checkpoint of size {size}",
+                "absent",
+                f"table {table} holds rows of a checkpoint of size {size}, which the log does "
+                f"not store",
+            )
 
 
 def check_witnessed_stored(

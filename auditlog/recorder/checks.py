@@ -52,8 +52,9 @@ CLOCK = "CLOCK_REALTIME ns since 1970-01-01T00:00:00Z"
 
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
 
-#: Times must stay below 10^20 ns (docs/FORMAT.md: ``ts`` is at most 20 decimal digits).
-MAX_TS = 10**20 - 1
+#: Times must fit the store's signed 64-bit ``ts`` column (docs/FORMAT.md 3.1; so at most 19
+#: decimal digits, within the header's 20): a larger one would stop the writer at the insert.
+MAX_TS = 2**63 - 1
 #: Indexed string columns (request id, tenant) are at most this long in the store.
 MAX_ID_LENGTH = 255
 #: Largest canonical payload of a ``request.start`` (prompt ids and text), in bytes.
@@ -140,7 +141,7 @@ def _check_id(value: object, what: str) -> None:
 
 def _check_ts(ts: object, where: str) -> None:
     if type(ts) is not int or not 0 <= ts <= MAX_TS:
-        raise UnrecordableEventError(f"{where}: ts must be integer nanoseconds in [0, 10^20)")
+        raise UnrecordableEventError(f"{where}: ts must be integer nanoseconds in [0, 2^63)")
 
 
 def _check_token_ids(ids: tuple[int, ...], where: str) -> None:

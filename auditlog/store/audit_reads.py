@@ -19,6 +19,7 @@ from auditlog.store.checkpoints import list_checkpoints
 from auditlog.store.schema import (
     checkpoints,
     cosignatures,
+    data_keys,
     nodes,
     payloads,
     records,
@@ -29,6 +30,7 @@ from auditlog.store.schema import (
 __all__ = [
     "TABLES_BY_LOG",
     "NodeWindow",
+    "anchor_sizes",
     "checkpoint_rows",
     "iter_all_records",
     "iter_node_levels",
@@ -46,6 +48,7 @@ TABLES_BY_LOG = (
     "signing_keys",
     "cosignatures",
     "timestamps",
+    "data_keys",
 )
 
 _COLUMNS = "r.seq, r.kind, r.request_id, r.req_seq, r.ts, r.tenant, r.body, r.leaf, p.data"
@@ -205,7 +208,9 @@ def checkpoint_rows(conn: Connection, log_id: int) -> list[CheckpointRow]:
 def rows_per_log(conn: Connection) -> dict[str, dict[int, int]]:
     """``{table: {log_id: number of rows}}`` for every table of :data:`TABLES_BY_LOG`."""
     counts: dict[str, dict[int, int]] = {}
-    tables = (records, payloads, nodes, checkpoints, signing_keys, cosignatures, timestamps)
+    tables = (
+        records, payloads, nodes, checkpoints, signing_keys, cosignatures, timestamps, data_keys
+    )  # fmt: skip
     for name, table in zip(TABLES_BY_LOG, tables, strict=True):
         rows = conn.execute(select(table.c.log_id, func.count()).group_by(table.c.log_id))
         counts[name] = {int(log_id): int(n) for log_id, n in rows}
@@ -224,3 +229,13 @@ def record_seqs_below(conn: Connection, log_id: int, size: int) -> tuple[int, in
     if not num:
         return 0, 0, 0, -1
     return int(num), int(distinct), int(low), int(high)
+
+
+def anchor_sizes(conn: Connection, log_id: int) -> dict[str, set[int]]:
+    """``{table: checkpoint sizes}`` that the log's ``cosignatures`` and ``timestamps`` rows
+    name (each such row belongs to the stored checkpoint of its size)."""
+    out: dict[str, set[int]] = {}
+    for table in (cosignatures, timestamps):
+        query = select(table.c.size).where(table.c.log_id == log_id).distinct()
+        out[table.name] = {int(size) for size in conn.execute(query).scalars()}
+    return out

@@ -156,3 +156,24 @@ def test_unknown_query_parameters_are_capped_in_access_records(world: World) -> 
     assert len(capped) == 33 and capped["…"] == "68 more parameters not recorded"
     report = verify_database(world.db_url, keys=[world.api_signer.verifier_key], origin=API_ORIGIN)
     assert report.ok, report.findings
+
+
+def test_parameters_that_do_not_validate_are_access_logged(world: World) -> None:
+    """C18 (issue 9): a 422 to an authenticated caller (parameters FastAPI refuses before any
+    handler runs) is an answer like any other and is recorded with its status and parameters;
+    without a valid key it is a 401 and nothing is written."""
+    admin = world.headers("admin")
+    assert world.client.get("/v1/logs", headers=admin).status_code == 200  # the log exists
+    before = len(_access_headers(world))
+    for path, params in (("/v1/requests", {"limit": "abc"}), ("/v1/logs/consistency", {})):
+        assert world.client.get(path, params=params, headers=admin).status_code == 422
+    anonymous = world.client.get("/v1/requests", params={"limit": "abc"})
+    assert anonymous.status_code == 401
+    written = _access_headers(world)[before:]
+    assert [(h["endpoint"], h["status"]) for h in written] == [
+        ("GET /v1/requests", 422),
+        ("GET /v1/logs/consistency", 422),
+    ]
+    assert written[0]["params"] == {"limit": "abc"}
+    report = verify_database(world.db_url, keys=[world.api_signer.verifier_key], origin=API_ORIGIN)
+    assert report.ok, report.findings

@@ -1,7 +1,8 @@
 """Property (issue 9): no mutation of a small demo-like database verifies intact (exit 0).
 
-Mutations, drawn by hypothesis (deterministic under CI=true, see tests/conftest.py): any cell of
-any table the verifier covers, a deleted row of any table, an added row (records at any seq,
+Mutations, drawn by hypothesis (deterministic under CI=true, see tests/conftest.py), of a
+database whose payloads are sealed: any cell of any table the verifier covers (``data_keys``
+included), a deleted row of any table, an added row (records at any seq,
 payloads, nodes, checkpoints, signing keys, logs), an extra log with records, a consistent
 unsigned tail. The attacker is the database administrator (triggers off); nobody holds the
 trusted key or writes the witness. Columns that no signature or hash covers are named in

@@ -20,7 +20,16 @@ from trust_helpers import ORIGIN, anchored, codes, forge_tail, record_db, verify
 
 from auditlog.ledger import Checkpoint, DirectoryWitness, Signer, sign_checkpoint
 from auditlog.store.db import upgrade
-from auditlog.store.schema import checkpoints, nodes, payloads, records, signing_keys
+from auditlog.store.schema import (
+    checkpoints,
+    cosignatures,
+    data_keys,
+    nodes,
+    payloads,
+    records,
+    signing_keys,
+    timestamps,
+)
 
 Admin = Callable[[], AbstractContextManager[Connection]]
 MAX_SEQ = 2**63 - 1
@@ -157,6 +166,37 @@ def test_rows_of_an_unlisted_log_fail(rec: dict[str, Any], admin_connection: Adm
     assert code == 1 and "row.orphan" in codes(report)
 
 
+def test_cosignature_timestamp_and_data_key_rows_nothing_accounts_for_fail(
+    rec: dict[str, Any], admin_connection: Admin
+) -> None:
+    """Rows of the tables beside the records that no checkpoint or log accounts for (foreign
+    keys dropped): a cosignature or an RFC 3161 timestamp of a checkpoint size the log does not
+    store (``anchor.orphan``), a wrapped data key of a log id no log lists (``row.orphan``)."""
+    with admin_connection() as conn:
+        conn.execute(
+            insert(cosignatures).values(
+                log_id=1, size=10**6, witness="w", key_id="abcdef01", timestamp=1,
+                signature=b"\x00" * 64, received=0,
+            )
+        )  # fmt: skip
+        conn.execute(
+            insert(timestamps).values(
+                log_id=1, size=10**6 + 1, response=b"0", gen_time=0, received=0
+            )
+        )
+        if conn.dialect.name == "postgresql":  # not a ledger table: its foreign key is on
+            conn.exec_driver_sql("ALTER TABLE data_keys DISABLE TRIGGER ALL")
+        conn.execute(
+            insert(data_keys).values(
+                log_id=77, request_id="r", tenant="t", kek_id="k", wrapped=b"0"
+            )
+        )
+    code, report = anchored(rec)
+    assert code == 1 and codes(report) >= {"anchor.orphan", "row.orphan"}
+    messages = " ".join(f["message"] for log in report["logs"] for f in log["findings"])
+    assert "cosignatures" in messages and "timestamps" in messages and "data_keys" in messages
+
+
 def test_second_log_without_checkpoint_is_not_intact(rec: dict[str, Any]) -> None:
     """Finding 3: a log the writer inserted, with records and no checkpoint."""
     with writer(rec["db"]) as conn:
@@ -165,6 +205,16 @@ def test_second_log_without_checkpoint_is_not_intact(rec: dict[str, Any]) -> Non
     assert code == 3, report
     shadow = next(r for r in report["logs"] if r["log"] == "aaa.example/shadow")
     assert shadow["verdict"] == "unproven" and "no trusted key" in shadow["unproven"][0]
+
+
+def test_log_option_gives_that_log_verdict_alone(rec: dict[str, Any]) -> None:
+    """``--log ORIGIN`` is the verdict of that log only: a forged second log is not read then,
+    and only the run over the whole database says it is not intact (docs/TRUST.md 3)."""
+    with writer(rec["db"]) as conn:
+        forge_tail(conn, origin="aaa.example/shadow")
+    code, report = anchored(rec, "--log", ORIGIN)
+    assert code == 0 and [r["log"] for r in report["logs"]] == [ORIGIN]
+    assert anchored(rec)[0] == 3
 
 
 def test_consistent_unsigned_tail_is_pending_then_failed(rec: dict[str, Any]) -> None:

@@ -21,6 +21,7 @@ from sqlalchemy.pool import NullPool
 from typer.testing import CliRunner
 
 from auditlog.cli import app
+from auditlog.crypto import LocalKeyring, create_keyring
 from auditlog.ledger import DirectoryWitness, RecordKind, Signer, payload_bytes
 from auditlog.recorder import AuditRecorder, LogSequencer
 from auditlog.store import append_batch
@@ -31,10 +32,14 @@ from auditlog.synthetic import SyntheticEngine
 ORIGIN = "test.example/trust"
 
 
-def record_db(db_url: str, tmp_path: Path, *, n_requests: int = 6) -> dict[str, Any]:
-    """A database recorded by the real recorder, witnessed in ``tmp_path / "witness"``."""
+def record_db(
+    db_url: str, tmp_path: Path, *, n_requests: int = 6, sealed: bool = False
+) -> dict[str, Any]:
+    """A database recorded by the real recorder, witnessed in ``tmp_path / "witness"``;
+    ``sealed``: payloads sealed under a keyring in ``tmp_path`` (rows in ``data_keys``)."""
     signer = Signer.generate(ORIGIN)
     witness = tmp_path / "witness"
+    keys = LocalKeyring.load(create_keyring(tmp_path / "keyring.json")) if sealed else None
     with AuditRecorder.open(
         db_url,
         origin=ORIGIN,
@@ -43,6 +48,7 @@ def record_db(db_url: str, tmp_path: Path, *, n_requests: int = 6) -> dict[str, 
         spool_path=tmp_path / "spool",
         checkpoint_every=30,
         max_batch_events=8,
+        key_provider=keys,
     ) as recorder:
         for event in SyntheticEngine(seed=11).run(n_requests):
             recorder.record(event)

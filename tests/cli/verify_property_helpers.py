@@ -1,6 +1,7 @@
 """Shared set-up of the verifier's mutation properties (test_verify_property.py,
 test_verify_ranges_property.py): a small demo-like recorded database, fresh copies of it, and the
-mutations the database administrator may make (triggers off).
+mutations the database administrator may make (triggers off). Payloads are sealed, so the
+wrapped data keys (``data_keys``) are mutated too.
 
 Mutations, drawn by hypothesis: any cell of any table the verifier covers, a deleted row of any
 table, an added row (records at any seq, payloads, nodes, checkpoints, signing keys, logs), an
@@ -49,6 +50,10 @@ TABLES = {
         ("log_id", "key_name", "key_id", "verifier_key"),
     ),
     "logs": (("id",), ("id", "origin")),
+    "data_keys": (
+        ("log_id", "request_id"),
+        ("log_id", "request_id", "tenant", "kek_id", "wrapped"),
+    ),
 }
 
 
@@ -61,7 +66,7 @@ def copies(
     """(the recorded template, a factory of fresh copies of it)."""
     base = tmp_path_factory.mktemp("template")
     if request.param == "sqlite":
-        rec = record_db(f"sqlite:///{base / 'audit.db'}", base, n_requests=3)
+        rec = record_db(f"sqlite:///{base / 'audit.db'}", base, n_requests=3, sealed=True)
         with sqlite3.connect(base / "audit.db") as db:  # fold the WAL into the file we copy
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
@@ -78,7 +83,7 @@ def copies(
         from auditlog.store.db import upgrade
 
         upgrade(url)
-        rec = record_db(url, base, n_requests=3)
+        rec = record_db(url, base, n_requests=3, sealed=True)
         _check_template(rec)
         template = url.rsplit("/", 1)[1].split("?")[0]
         server = normalize_url(url).set(database="postgres")
@@ -138,7 +143,7 @@ def disable_guards(conn: Connection) -> None:
             conn.exec_driver_sql(f'DROP TRIGGER "{name}"')
         conn.exec_driver_sql("PRAGMA foreign_keys = OFF")
     else:
-        for name in TABLES:
+        for name in TABLES:  # data_keys too: not append-only, but its foreign key is a trigger
             conn.exec_driver_sql(f"ALTER TABLE {name} DISABLE TRIGGER ALL")
 
 

@@ -323,6 +323,23 @@ def test_swapped_or_orphan_keys_fail(sealed: dict[str, Any], admin_connection: A
     assert code == 1 and _codes(report) == {"key.mismatch", "key.orphan"}
 
 
+@pytest.mark.parametrize("column", ["tenant", "kek_id"])
+def test_data_key_row_moved_to_another_tenant_or_kek_fails(
+    sealed: dict[str, Any], admin_connection: AdminConn, column: str
+) -> None:
+    """C16: the ``tenant`` and ``kek_id`` columns of a ``data_keys`` row copy its
+    ``request.start`` (``tenant``, ``enc.kek``). An edited one hid the key from an erasure by
+    tenant, or made the content unreadable to its tenant's auditor, and verified intact."""
+    with admin_connection() as conn:
+        conn.exec_driver_sql(
+            f"UPDATE data_keys SET {column} = 'elsewhere' WHERE request_id = 'r-a1'"
+        )
+    code, report = _verify(sealed)
+    assert code == 1 and _codes(report) == {"key.mismatch"}
+    finding = next(f for log in report["logs"] for f in log["findings"])
+    assert "elsewhere" in finding["actual"] and "r-a1" in finding["message"]
+
+
 def test_erasure_record_without_the_deletion_fails(
     sealed: dict[str, Any], admin_connection: AdminConn
 ) -> None:

@@ -83,6 +83,8 @@ def _bad_starts(start: RequestStarted) -> dict[str, RequestStarted]:
         "negative big int": r(start, params={"seed": -(2**60)}),
         "oversized prompt": r(start, prompt_text="x" * (MAX_PAYLOAD_BYTES + 1)),
         "oversized params": r(start, params={"stop": ["y" * 300_000]}),
+        "ts beyond the ts column": r(start, ts=2**63),
+        "ts of 20 digits": r(start, ts=10**20 - 1),
     }
 
 
@@ -144,6 +146,41 @@ def test_refused_start_refuses_that_request_alone(
     db.dispose()
     assert len(trail.token_ids) == 3 and trail.end is not None
     assert verify_database(db_url, keys=[signer.verifier_key]).ok
+
+
+@pytest.mark.parametrize("ts", [2**63, 10**20 - 1])
+def test_times_beyond_the_ts_column_are_refused_at_the_gate(
+    db_url: str, signer: Signer, tmp_path: Path, ts: int
+) -> None:
+    """A time that the header's 20 digits allow but the store's signed 64-bit ``ts`` column does
+    not (docs/FORMAT.md 3.1) is refused in the caller's thread, for a start, a step and an end:
+    it used to pass the gate and stop the writer at the insert, for every tenant."""
+    engine = SyntheticEngine(seed=13)
+    with _open(db_url, signer, tmp_path) as recorder:
+        good, late = engine.start(2), engine.start(1)
+        engine.remaining.pop(late.request_id)  # the engine forgets the refused request
+        recorder.record(good)
+        with pytest.raises(UnrecordableEventError, match=r"2\^63"):
+            recorder.record(dataclasses.replace(late, ts=ts))
+        step = engine.step()
+        assert step is not None
+        with pytest.raises(UnrecordableEventError, match=r"2\^63"):
+            recorder.record(dataclasses.replace(step, ts=ts))
+        recorder.record(step)
+        while (step := engine.step()) is not None:
+            recorder.record(step)
+        ends = engine.finish_done()
+        for end in ends:
+            if end.request_id == good.request_id:
+                with pytest.raises(UnrecordableEventError, match=r"2\^63"):
+                    recorder.record(dataclasses.replace(end, ts=ts))
+            recorder.record(end)
+        done = _run_clean(recorder, engine, 3)  # the writer is alive for everyone
+        for request_id in [good.request_id, *done]:
+            recorder.wait_closed(request_id, timeout=30)
+        assert recorder._writer.is_alive()
+    report = verify_database(db_url, keys=[signer.verifier_key])
+    assert report.ok, report.findings[:3]
 
 
 def _slip_past_the_gate(recorder: AuditRecorder, event: object) -> None:
