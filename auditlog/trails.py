@@ -24,6 +24,7 @@ from auditlog.errors import FormatError, KeyUnavailableError, NoCheckpointError,
 from auditlog.events import FinishReason, Provenance
 from auditlog.ledger import RecordKind, Verifier, parse_header
 from auditlog.ledger.erasure_ref import ErasureRef
+from auditlog.ledger.shred import key_matches_start
 from auditlog.store import (
     UnprovenAdminLogError,
     erasure_bodies,
@@ -57,6 +58,7 @@ class Content(enum.StrEnum):
     ERASED = "erased"  # sealed, and its data key was destroyed by an erasure record
     MISSING = "missing"  # sealed, and its data key is gone with no erasure record (tampering)
     UNPROVEN = "erasure-unproven"  # key gone; an erasure record names it, but is not proven
+    MISMATCH = "key-mismatch"  # a data key is stored, but not the one the start committed to
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +111,8 @@ def content_note(content: Content, erasure: ErasureRef | None) -> str:
         return f"erased (record {erasure.seq} of {erasure.log}, {erasure.reason})"
     if content is Content.MISSING:
         return "data key missing with no erasure record: run auditlog verify"
+    if content is Content.MISMATCH:
+        return "the stored data key is not the one the request committed to: run auditlog verify"
     if content is Content.UNPROVEN:
         return (
             "data key missing; an erasure record names the request, but no checkpoint signed by "
@@ -202,6 +206,8 @@ def reader_payloads(
     if key is None:
         content, erasure = proven_erasure(conn, origin, request_id, trusted)
         return content, erasure, hidden
+    if not key_matches_start(first, key):  # verify fails it (key.mismatch)
+        return Content.MISMATCH, None, hidden
     if keys is None:
         return Content.UNAVAILABLE, None, hidden
     try:

@@ -168,7 +168,8 @@ class TrailPublic(BaseModel):
         default="plain",
         description=(
             "plain, decrypted, unavailable (sealed, no KEK held), erased (by a proven erasure "
-            "record), erasure-unproven (an erasure record names it, not proven), missing"
+            "record), erasure-unproven (an erasure record names it, not proven), missing, "
+            "key-mismatch (a stored data key the request did not commit to)"
         ),
     )
     content_note: str = Field(default="", description='e.g. "erased (record N of LOG, reason)"')

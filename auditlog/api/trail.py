@@ -143,6 +143,13 @@ def trail_public(
     content, erasure, opened = reader_payloads(conn, trail.origin, stored, keys, [*admin, *trusted])
     if content is Content.MISSING:
         _fail_missing_key(result, trail.request_id)
+    elif content is Content.MISMATCH:
+        _fail(
+            result,
+            f"the stored data key of request {trail.request_id!r} is not the one its "
+            "request.start committed to (digest, tenant or KEK id): `auditlog verify` fails "
+            "this log (key.mismatch)",
+        )
     elif content is Content.UNPROVEN:
         _unproven_erasure(result, trail.request_id)
     if content is Content.DECRYPTED:  # verified over the ciphertext; shown decrypted
@@ -220,6 +227,11 @@ def _unproven_erasure(result: VerdictPublic, request_id: str) -> None:
         "is not covered by a checkpoint signed by a trusted key (AUDITLOG_API_ADMIN_SIGNING_KEY "
         f"or AUDITLOG_API_TRUSTED_KEYS): not proven erased; run auditlog verify; {result.message}"
     )
+
+
+def _fail(result: VerdictPublic, why: str) -> None:
+    result.status = "failed"
+    result.message = f"{why}; {result.message}"
 
 
 def _fail_missing_key(result: VerdictPublic, request_id: str) -> None:

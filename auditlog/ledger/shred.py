@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from auditlog.ledger.report import Erasure, FindingCode, FindingCollector, Report
 
-__all__ = ["StoredKey", "check_data_keys", "erasures_by_request"]
+__all__ = ["StoredKey", "check_data_keys", "erasures_by_request", "key_matches_start"]
 
 
 class StoredKey(Protocol):
@@ -152,3 +152,17 @@ def _check_copies(
             f"{row.tenant!r} and KEK {row.kek_id!r}, its request.start {committed[0]!r} and "
             f"{committed[1]!r}",
         )
+
+
+def key_matches_start(start: Mapping[str, Any], row: StoredKey) -> bool:
+    """Whether ``row`` is the data key the sealed ``request.start`` header ``start`` committed
+    to: its wrapped bytes hash to ``enc.dek`` and its ``tenant``/``kek_id`` copy the header's
+    ``tenant`` and ``enc.kek`` (what :func:`check_data_keys` requires, for one trail's reader)."""
+    enc = start.get("enc")
+    if not isinstance(enc, Mapping):
+        return False
+    return (
+        hashlib.sha256(row.wrapped).hexdigest() == enc.get("dek")
+        and row.tenant == start.get("tenant")
+        and row.kek_id == enc.get("kek")
+    )

@@ -257,3 +257,35 @@ def test_key_deleted_without_erasure_is_an_integrity_problem_not_an_erasure(
     assert "erased by record" not in page.lower() and 'data-content="erased"' not in page
     assert page.count('<span class="integrity">missing</span>') == len(trail["tokens"]) > 0
     assert '<span class="erased">' not in page
+
+
+@pytest.mark.parametrize("column", ["tenant", "kek_id", "wrapped"])
+def test_edited_data_key_row_fails_the_trail(
+    sealed_world: World, admin_connection: AdminConn, column: str
+) -> None:
+    """C16, attacker (database administrator): the victim's ``data_keys`` row edited (its tenant,
+    so an erasure by tenant would miss it; its KEK id, so no reader can open it; or its wrapped
+    bytes). ``auditlog verify`` fails it (key.mismatch), and so do the API's verdict and the
+    console page, which show an integrity problem, not content and not "anchored"."""
+    world = sealed_world
+    victim = world.request_of(TENANT)
+    assert _api(world, victim)["verification"]["status"] == "anchored"
+    value: Any = {"tenant": "tenant-9", "kek_id": "kek-forged", "wrapped": b"\x00" * 60}[column]
+    with admin_connection() as conn:
+        log_id = get_log_id(conn, ENGINE_ORIGIN)
+        conn.execute(
+            data_keys.update()
+            .where(data_keys.c.log_id == log_id, data_keys.c.request_id == victim)
+            .values({column: value})
+        )
+    report = _verify(world)
+    assert report.verdict is Verdict.FAILED
+    assert "key.mismatch" in {f.code.value for f in report.findings}
+    trail = _api(world, victim)
+    assert trail["content"] == "key-mismatch" and trail["prompt_text"] is None
+    assert trail["verification"]["status"] == "failed"
+    assert "key.mismatch" in trail["verification"]["message"]
+    page = _page(world, victim)
+    assert 'data-status="failed"' in _verdict_section(page)
+    for part in ("prompt", "output"):
+        assert f'id="{part}-content" data-content="integrity"' in page
