@@ -122,6 +122,14 @@ class ApiKeyTable:
             raise AuthenticationError("incorrect API key provided")
         return identity
 
+    def rejection(self, authorization: str | None) -> AuthenticationError | None:
+        """What :meth:`authenticate` raises for this header, or None if it is accepted."""
+        try:
+            self.authenticate(authorization)
+        except AuthenticationError as exc:
+            return exc
+        return None
+
 
 def _entry_hash(entry: Any, index: int, path: Path) -> str:
     if not isinstance(entry, dict):

@@ -82,8 +82,6 @@ def error_body(
 
 def _response(err: ApiError, request: Request | None = None) -> JSONResponse:
     headers = {**(_id_headers(request) or {}), **err.headers}
-    if err.status == 401:
-        headers["www-authenticate"] = "Bearer"
     return JSONResponse(err.body(), status_code=err.status, headers=headers or None)
 
 
@@ -151,7 +149,8 @@ def as_api_error(exc: Exception) -> ApiError:
     if isinstance(exc, ApiError):
         return exc
     if isinstance(exc, AuthenticationError):
-        return ApiError(401, str(exc), type=AUTHENTICATION, code="invalid_api_key")
+        return ApiError(401, str(exc), type=AUTHENTICATION, code="invalid_api_key",
+                        headers={"www-authenticate": "Bearer"})  # fmt: skip
     if isinstance(exc, InvalidRequestError):
         return ApiError.bad_request(str(exc))
     if isinstance(exc, PayloadTooLargeError):  # over max_payload_bytes: nothing of it stored

@@ -63,7 +63,14 @@ from auditlog.recorder import (
 
 from .asgi_exchange import TRAIL_HEADER, Exchange
 from .asgi_identity import Caller, identify, request_headers
-from .asgi_policy import NOT_AUDITED, is_guarded, recorded_input, refusal, route_path, send_error
+from .asgi_policy import (
+    NOT_AUDITED,
+    is_guarded,
+    recorded_input,
+    refusal,
+    route_path,
+    send_api_error,
+)
 from .asgi_request import Refused, check_headers, loads_strict, too_large, unrecordable
 from .settings import MiddlewareConfig
 
@@ -141,7 +148,9 @@ class AuditMiddleware:
             await self._audited(scope, path, receive, send)
         elif is_guarded(path):
             log.warning("asgi.unaudited_endpoint_refused", path=path)  # C23
-            await send_error(send, 400, NOT_AUDITED, param=None, code="endpoint_not_audited")
+            await send_api_error(
+                send, ApiError.bad_request(NOT_AUDITED, code="endpoint_not_audited")
+            )
         else:
             await self.app(scope, receive, send)
 
@@ -180,7 +189,7 @@ class AuditMiddleware:
             name = ids.name(caller.namespace, headers.get(REQUEST_ID_HEADER))
             await ids.reserve(name)
         except ApiError as err:
-            await send_error(send, err.status, err.message, param=err.param, code=err.code)
+            await send_api_error(send, err)
             return
         try:
             check_headers(headers)
@@ -243,8 +252,7 @@ class AuditMiddleware:
         await record_refusal(recorder, events, fail_closed=self.fail_closed)
         log.info("asgi.request_refused", trail_id=trail_id, code=refused.code)
         trail = [(TRAIL_HEADER, trail_id.encode("latin-1"))]
-        await send_error(send, refused.status, refused.message, param=refused.param,
-                         code=refused.code, headers=trail)  # fmt: skip
+        await send_api_error(send, refused.api_error(), trail)
 
     # -- the app -----------------------------------------------------------------------------
 

@@ -5,9 +5,10 @@
   (Starlette's ``Headers.get``) reads the first of several, other code the last, so two of them
   would let the trail and the app disagree on who called. Several are refused (400).
 - With a key table configured, the bearer key MUST be in it: a missing, malformed or unknown key
-  is refused (401) by the middleware, before the body is read; only a small refusal record
-  (no content) is written, in the namespace ``<default tenant>/key:<16 hex>`` (or
-  ``<default tenant>/anonymous``), under an id the middleware generates.
+  is refused (401) by the middleware, before the body is read, with the answer ``auditlog
+  serve`` gives (``ApiKeyTable.authenticate``'s error, ``openai_errors.as_api_error``); only a
+  small refusal record (no content) is written, in the namespace ``<default tenant>/key:<16
+  hex>`` (or ``<default tenant>/anonymous``), under an id the middleware generates.
 - With no key table, every caller is recorded as unmapped, named by its key's hash (the app is
   then the only authentication; a deployment SHOULD configure the table).
 - Body fields never name the caller: tenant, principal, client and request ids come from the
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from starlette.types import Scope
 
 from auditlog.gateway.auth import ApiKeyTable, Identity
+from auditlog.gateway.openai_errors import as_api_error
 from auditlog.gateway.request_ids import NAMESPACE_SEPARATOR
 
 from .asgi_request import Refused
@@ -63,7 +65,10 @@ def identify(
     principal = client or "anonymous"
     unmapped = Identity(tenant=default_tenant, principal=principal, client=client)
     caller = Caller(unmapped, f"{default_tenant}{NAMESPACE_SEPARATOR}{principal}")
-    if table is None:
+    rejection = table.rejection(authorization) if table is not None else None
+    if rejection is None:
         return caller, None
-    message = "incorrect API key provided" if digest else "missing or malformed API key"
-    return caller, Refused(401, message, code="invalid_api_key")
+    # The server's answer to the same key (one authentication error, one OpenAI error body).
+    err = as_api_error(rejection)
+    return caller, Refused(err.status, err.message, code=err.code or "invalid_api_key",
+                           error_type=err.type, headers=err.headers)  # fmt: skip

@@ -28,6 +28,8 @@ from typing import Any
 import orjson
 from starlette.types import Scope, Send
 
+from auditlog.gateway.openai_errors import INVALID_REQUEST, ApiError
+from auditlog.gateway.openai_errors import error_body as openai_error_body
 from auditlog.gateway.openai_wire import prompt_text
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "recorded_input",
     "refusal",
     "route_path",
+    "send_api_error",
     "send_error",
 ]
 
@@ -124,6 +127,15 @@ def refusal(body: Mapping[str, Any], path: str) -> Refusal | None:
     return None
 
 
+async def send_api_error(
+    send: Send, err: ApiError, headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
+    """``err`` answered as ``auditlog serve`` answers it: status, body, type and headers."""
+    extra = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in err.headers.items()]
+    await send_error(send, err.status, err.message, param=err.param, code=err.code,
+                     headers=[*headers, *extra], error_type=err.type)  # fmt: skip
+
+
 async def send_error(
     send: Send,
     status: int,
@@ -132,9 +144,9 @@ async def send_error(
     param: str | None,
     code: str | None,
     headers: Sequence[tuple[bytes, bytes]] = (),
-    error_type: str = "invalid_request_error",
+    error_type: str = INVALID_REQUEST,
 ) -> None:
-    """An OpenAI-shaped error answer: ``{"error": {"message", "type", "param", "code"}}``."""
+    """An OpenAI-shaped error answer (``auditlog.gateway.openai_errors.error_body``)."""
     body = error_body(message, param=param, code=code, error_type=error_type)
     await send(
         {
@@ -151,7 +163,5 @@ async def send_error(
 
 
 def error_body(message: str, *, param: str | None, code: str | None, error_type: str) -> bytes:
-    """``{"error": {"message", "type", "param", "code"}}`` as JSON bytes."""
-    return orjson.dumps(
-        {"error": {"message": message, "type": error_type, "param": param, "code": code}}
-    )
+    """The server's OpenAI error body (``openai_errors.error_body``) as JSON bytes."""
+    return orjson.dumps(openai_error_body(message, type=error_type, param=param, code=code))

@@ -37,6 +37,7 @@ from typing import Any
 import orjson
 
 from auditlog.errors import AuditlogError, UnrecordableEventError
+from auditlog.gateway.openai_errors import INVALID_REQUEST, ApiError
 from auditlog.recorder.limits import PayloadTooLargeError
 
 from .asgi_sse import UTF8_NAMES, media_type
@@ -67,10 +68,18 @@ class Refused(AuditlogError):
         param: str | None = None,
         code: str = "invalid_request",
         details: dict[str, int] | None = None,
+        error_type: str = INVALID_REQUEST,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status, self.message, self.param, self.code = status, message, param, code
         self.details = details or {}  # recorded in the refusal trail (sizes, never content)
+        self.error_type, self.headers = error_type, dict(headers or {})
+
+    def api_error(self) -> ApiError:
+        """The answer: the server's OpenAI error for the same status, type and code."""
+        return ApiError(self.status, self.message, type=self.error_type, param=self.param,
+                        code=self.code, headers=self.headers)  # fmt: skip
 
 
 def _invalid_json(message: str) -> Refused:

@@ -92,8 +92,6 @@ class PayloadLimit:
         except (ApiError, AuditlogError) as first:
             err = as_api_error(first)
         headers_out = {**id_headers, **err.headers}
-        if err.status == 401:
-            headers_out["www-authenticate"] = "Bearer"
         response = JSONResponse(err.body(), status_code=err.status, headers=headers_out)
         await response(scope, _no_body, send)
 

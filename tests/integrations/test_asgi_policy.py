@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
+from auditlog.gateway.openai_errors import as_api_error, database_unavailable
 from auditlog.gateway.openai_wire import ChoiceDelta, response_delta
 from auditlog.integrations.asgi import AuditMiddleware
 from auditlog.integrations.asgi_policy import is_guarded, refusal, route_path
@@ -158,6 +160,37 @@ def test_request_ids_are_per_tenant_and_checked_in_the_log(
         assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request_id"
 
 
+@pytest.mark.postgres
+def test_a_database_outage_is_answered_as_the_server_answers_it(
+    tmp_path: Path,
+    make_pg_database: Callable[[], AbstractContextManager[str]],
+    set_pg_outage: Callable[..., None],
+) -> None:
+    """C19, C22: a caller-chosen id that cannot be checked in the log during a real outage is
+    refused with ``auditlog serve``'s answer (the one OpenAI error body: 503
+    ``service_unavailable`` with ``Retry-After``), and its id stays free afterwards."""
+    with make_pg_database() as pg_url:
+        recorder, signer, db_url, witness = open_recorder(tmp_path, ORIGIN, pg_url)
+        identities = ApiKeyTable.from_plain_keys({ACME: ("acme-bank", "svc@acme-bank")})
+        try:
+            with serve(AuditMiddleware(_app(), recorder=recorder, identities=identities)) as url:
+                set_pg_outage(db_url, down=True)
+                try:
+                    refused = _post(url, ACME, "during-outage")
+                finally:
+                    set_pg_outage(db_url, down=False)
+                again = _post(url, ACME, "during-outage")
+                assert again.status_code == 200, again.text
+                _closed_trail(recorder, db_url, "acme-bank/during-outage")
+        finally:
+            recorder.close()
+        report = verify_database(db_url, keys=[signer.verifier_key], witness_dir=witness)
+        assert report.ok, report.findings[:3]
+    expected = database_unavailable()
+    assert refused.status_code == 503 and refused.json() == expected.body(), refused.text
+    assert refused.headers["retry-after"] == expected.headers["retry-after"]
+
+
 def test_unaudited_post_endpoints_are_refused_gets_pass(audited: tuple[str, Any, str]) -> None:
     """C23: POST /v1/responses would reach the client unrecorded: refused, OpenAI-shaped."""
     url, *_ = audited
@@ -248,11 +281,16 @@ def test_unknown_keys_are_refused_before_anything_is_written(
 ) -> None:
     """C3, C19: with a key table, an unknown or missing key is refused (401) by the middleware;
     the refusal is a small trail in the key's own namespace, under an id the middleware chose,
-    with no content (the body is never read)."""
+    with no content (the body is never read). The answer is ``auditlog serve``'s: the one
+    authentication error, as the one OpenAI error body, with ``WWW-Authenticate``."""
     url, recorder, db_url = audited
+    table = ApiKeyTable.from_plain_keys({})
     for key in ("sk-unknown-1", "sk-unknown-2"):
         r = _post(url, key, "mine-1", prompt="SECRET " * 1000)
         assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key", r.text
+        served = as_api_error(table.rejection(f"Bearer {key}") or AssertionError())
+        assert r.json() == served.body() and served.type == "authentication_error"
+        assert r.headers["www-authenticate"] == "Bearer"
         trail_id = r.headers["x-auditlog-request-id"]
         assert trail_id.startswith(f"unmapped/key:{hash_api_key(key)[:16]}/asgi-")
         t = _closed_trail(recorder, db_url, trail_id)
@@ -261,6 +299,7 @@ def test_unknown_keys_are_refused_before_anything_is_written(
         assert t.start["params"]["refused"] == "invalid_api_key"
     anonymous = httpx.post(f"{url}/v1/completions", json={"model": "m", "prompt": "x"})
     assert anonymous.status_code == 401
+    assert anonymous.json() == as_api_error(table.rejection(None) or AssertionError()).body()
     assert anonymous.headers["x-auditlog-request-id"].startswith("unmapped/anonymous/asgi-")
     assert ChoiceDelta(text="plain").recorded_steps() == ["plain"]
 
