@@ -42,7 +42,8 @@ from sqlalchemy import (
     update,
 )
 
-from auditlog.errors import AuditlogError, InvalidRequestError, NotFoundError
+from auditlog.errors import InvalidRequestError, NotFoundError
+from auditlog.gateway.auth import AuthenticationError
 from auditlog.tenants import is_tenant_name, tenant_name_error
 
 __all__ = [
@@ -65,10 +66,6 @@ KEY_PREFIX = "alk_"
 _ID_HEX_DIGITS = 16
 _SECRET_BYTES = 32
 _TOKEN_RE = re.compile(r"\Aalk_([0-9a-f]{16})\.([A-Za-z0-9_-]{43})\Z")
-
-
-class AuthenticationError(AuditlogError):
-    """A bearer key is missing, malformed, unknown or revoked (the API answers 401)."""
 
 
 class Role(enum.StrEnum):

@@ -40,7 +40,8 @@ _CLIENT_ID_HEX_DIGITS = 16
 
 
 class AuthenticationError(AuditlogError):
-    """The bearer key is missing, malformed or unknown (the server answers 401)."""
+    """The bearer key is missing, malformed, unknown or revoked: 401 from the inference server,
+    the audit middleware and the auditor API alike (one authentication error type)."""
 
 
 def hash_api_key(key: str) -> str:
