@@ -64,12 +64,14 @@ from auditlog.recorder import (
 from .asgi_exchange import TRAIL_HEADER, Exchange
 from .asgi_identity import Caller, identify, request_headers
 from .asgi_policy import (
-    NOT_AUDITED,
+    deny_endpoint,
+    deny_websocket,
     is_guarded,
     recorded_input,
     refusal,
     route_path,
     send_api_error,
+    without_accept_encoding,
 )
 from .asgi_request import Refused, check_headers, loads_strict, too_large, unrecordable
 from .settings import MiddlewareConfig
@@ -138,7 +140,7 @@ class AuditMiddleware:
             await self.app(scope, receive, self._lifespan_send(send))
             return
         if scope["type"] == "websocket" and is_guarded(route_path(scope)):
-            await _deny_websocket(route_path(scope), receive, send)  # C23: output unrecorded
+            await deny_websocket(route_path(scope), receive, send)  # C23: output unrecorded
             return
         if scope["type"] != "http" or scope.get("method") in _READ_METHODS:
             await self.app(scope, receive, send)
@@ -147,10 +149,7 @@ class AuditMiddleware:
         if path in self.paths:
             await self._audited(scope, path, receive, send)
         elif is_guarded(path):
-            log.warning("asgi.unaudited_endpoint_refused", path=path)  # C23
-            await send_api_error(
-                send, ApiError.bad_request(NOT_AUDITED, code="endpoint_not_audited")
-            )
+            await deny_endpoint(path, send)  # C23: output unrecorded
         else:
             await self.app(scope, receive, send)
 
@@ -278,7 +277,7 @@ class AuditMiddleware:
 
         watcher = asyncio.create_task(watch())
         try:
-            await self.app(_without_accept_encoding(scope), app_receive, ex.on_send)
+            await self.app(without_accept_encoding(scope), app_receive, ex.on_send)
         except BaseException as exc:
             if not ex.disconnected:
                 ex.error = ex.error or f"server raised {type(exc).__name__}: {exc}"
@@ -295,29 +294,8 @@ def _start_record(
     request_id: str, identity: Identity, text: str, params: dict[str, Any], target: ModelRef
 ) -> RequestStarted:
     return RequestStarted(
-        request_id=request_id,
-        tenant=identity.tenant,
-        principal=identity.principal,
-        prompt_token_ids=tuple(text.encode("utf-8")),
-        prompt_text=text,
-        params={**params, "tokenization": TOKENIZATION},
-        target=target,
-        draft=None,
-        ts=time.time_ns(),
-        engine=ENGINE_LABEL,
-        client=identity.client,
-    )
-
-
-def _without_accept_encoding(scope: Scope) -> Scope:
-    """The scope the app sees: no ``Accept-Encoding``, so nothing inside compresses."""
-    headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"accept-encoding"]
-    return {**scope, "headers": headers}
-
-
-async def _deny_websocket(path: str, receive: Receive, send: Send) -> None:
-    """Close a WebSocket under a guarded path before it is accepted (HTTP 403 to the client)."""
-    log.warning("asgi.unaudited_websocket_refused", path=path)
-    message = await receive()
-    if message["type"] == "websocket.connect":
-        await send({"type": "websocket.close", "code": 1008, "reason": NOT_AUDITED})
+        request_id=request_id, tenant=identity.tenant, principal=identity.principal,
+        prompt_token_ids=tuple(text.encode("utf-8")), prompt_text=text,
+        params={**params, "tokenization": TOKENIZATION}, target=target, draft=None,
+        ts=time.time_ns(), engine=ENGINE_LABEL, client=identity.client,
+    )  # fmt: skip

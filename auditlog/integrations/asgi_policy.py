@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from starlette.types import Scope, Send
+import structlog
+from starlette.types import Receive, Scope, Send
 
 from auditlog.gateway.openai_errors import INVALID_REQUEST, ApiError
 from auditlog.gateway.openai_errors import error_body as openai_error_body
@@ -39,6 +40,8 @@ __all__ = [
     "NOT_AUDITED",
     "RESERVED_PARAMS",
     "Refusal",
+    "deny_endpoint",
+    "deny_websocket",
     "error_body",
     "input_field",
     "is_guarded",
@@ -47,7 +50,10 @@ __all__ = [
     "route_path",
     "send_api_error",
     "send_error",
+    "without_accept_encoding",
 ]
+
+log = structlog.get_logger("auditlog.integrations")
 
 GUARDED_PREFIX = "/v1/"
 GUARDED_PATHS = frozenset({"/invocations"})
@@ -68,6 +74,20 @@ class Refusal:
     message: str
     param: str | None
     code: str
+
+
+async def deny_endpoint(path: str, send: Send) -> None:
+    """Refuse a request to a guarded path the middleware does not audit (400)."""
+    log.warning("asgi.unaudited_endpoint_refused", path=path)
+    await send_api_error(send, ApiError.bad_request(NOT_AUDITED, code="endpoint_not_audited"))
+
+
+async def deny_websocket(path: str, receive: Receive, send: Send) -> None:
+    """Close a WebSocket under a guarded path before it is accepted (HTTP 403 to the client)."""
+    log.warning("asgi.unaudited_websocket_refused", path=path)
+    message = await receive()
+    if message["type"] == "websocket.connect":
+        await send({"type": "websocket.close", "code": 1008, "reason": NOT_AUDITED})
 
 
 def route_path(scope: Scope) -> str:
@@ -165,3 +185,9 @@ async def send_error(
 def error_body(message: str, *, param: str | None, code: str | None, error_type: str) -> bytes:
     """The server's OpenAI error body (``openai_errors.error_body``) as JSON bytes."""
     return orjson.dumps(openai_error_body(message, type=error_type, param=param, code=code))
+
+
+def without_accept_encoding(scope: Scope) -> Scope:
+    """The scope the app sees: no ``Accept-Encoding``, so nothing inside compresses."""
+    headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"accept-encoding"]
+    return {**scope, "headers": headers}
