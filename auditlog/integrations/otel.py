@@ -5,19 +5,21 @@ is durable, into one span named ``{gen_ai.operation.name} {gen_ai.request.model}
 record's time to the end record's, with:
 
 - ``gen_ai.operation.name``, ``gen_ai.provider.name``, ``gen_ai.request.model``,
-  ``gen_ai.response.id`` (the trail's request id), ``gen_ai.response.finish_reasons``,
-  ``gen_ai.usage.input_tokens`` / ``gen_ai.usage.output_tokens`` (prompt tokens; tokens generated),
-  and the sampling parameters recorded in the start record as ``gen_ai.request.temperature``,
-  ``top_p``, ``top_k``, ``max_tokens``, ``seed``, ``frequency_penalty``, ``presence_penalty``,
-  ``stop_sequences``;
+  ``gen_ai.response.model``, ``gen_ai.response.id`` (the trail's request id),
+  ``gen_ai.response.finish_reasons``, ``gen_ai.usage.input_tokens`` /
+  ``gen_ai.usage.output_tokens`` (prompt tokens; tokens generated), and the sampling parameters
+  recorded in the start record as ``gen_ai.request.temperature``, ``top_p``, ``top_k``,
+  ``max_tokens``, ``seed``, ``frequency_penalty``, ``presence_penalty``, ``stop_sequences``;
 - ``auditlog.log.origin``, ``auditlog.request.id``, ``auditlog.record.leaf_index`` (the end
   record's index in the Merkle log), ``auditlog.record.hash`` (its RFC 9162 leaf hash, hex), and
   ``auditlog.verdict.url`` when a URL template is configured: enough to find and verify the
   trail, nothing of its content.
 
 Content (prompt and output token ids and prompt text) goes into ``gen_ai.input.messages`` /
-``gen_ai.output.messages`` only with ``capture_content=True`` (the conventions require it to be
-optional; the audit log, not the telemetry backend, is the access-controlled sink).
+``gen_ai.output.messages`` (the conventions' message JSON: ``role``, ``parts``, an output's
+``finish_reason``; token ids as a part of type ``token_ids``) only with ``capture_content=True``
+(the conventions require it to be optional; the audit log, not the telemetry backend, is the
+access-controlled sink).
 
 :class:`SpanSink` wraps a recorder's ``record``: on each ``RequestFinished`` it queues the request,
 and a background thread waits for the end record to be durable, reads the trail and exports it.
@@ -85,6 +87,7 @@ class GenAiSpanExporter:
             "gen_ai.operation.name": self.operation,
             "gen_ai.provider.name": self.provider,
             "gen_ai.request.model": model,
+            "gen_ai.response.model": model,  # the recorded target served the request
             "gen_ai.response.id": trail.request_id,
             "gen_ai.response.finish_reasons": [str(trail.end["reason"])],
             "gen_ai.usage.input_tokens": len(trail.prompt_token_ids),
@@ -106,14 +109,7 @@ class GenAiSpanExporter:
                 origin=trail.origin, request_id=trail.request_id
             )
         if self.capture_content:
-            attrs["gen_ai.input.messages"] = orjson.dumps(
-                [{"role": "user", "parts": [{"type": "text", "content": trail.prompt_text or ""}],
-                  "token_ids": trail.prompt_token_ids}]
-            ).decode()  # fmt: skip
-            attrs["gen_ai.output.messages"] = orjson.dumps(
-                [{"role": "assistant", "token_ids": trail.token_ids,
-                  "finish_reason": str(trail.end["reason"])}]
-            ).decode()  # fmt: skip
+            attrs |= _content(trail)
         return attrs
 
     def export(self, trail: Trail) -> None:
@@ -132,6 +128,22 @@ class GenAiSpanExporter:
             span.set_attribute("error.type", "engine_error")
             span.set_status(Status(StatusCode.ERROR))
         span.end(end_time=int(trail.end["ts"]) if trail.end else None)
+
+
+def _content(trail: Trail) -> dict[str, str]:
+    """The messages in the conventions' JSON shape (a message: ``role`` and ``parts``, an output
+    message also ``finish_reason``; a part: ``type`` and more). The prompt is a ``text`` part; the
+    token ids, the recorded content, are a generic part of type ``token_ids``."""
+    prompt = [{"type": "text", "content": trail.prompt_text or ""},
+              {"type": "token_ids", "content": trail.prompt_token_ids}]  # fmt: skip
+    output = [{"type": "token_ids", "content": trail.token_ids}]
+    reason = str(trail.end["reason"]) if trail.end else ""
+    return {
+        "gen_ai.input.messages": orjson.dumps([{"role": "user", "parts": prompt}]).decode(),
+        "gen_ai.output.messages": orjson.dumps(
+            [{"role": "assistant", "parts": output, "finish_reason": reason}]
+        ).decode(),
+    }
 
 
 _STOP = object()

@@ -4,6 +4,7 @@ leaf hash as stored in the log), and no content may appear unless configured."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -76,7 +77,7 @@ def test_one_genai_span_per_request_naming_its_end_record(tmp_path: Path, db_url
         a = dict(span.attributes or {})
         assert span.name == "text_completion tiny-llama"
         assert a["gen_ai.operation.name"] == "text_completion"
-        assert a["gen_ai.request.model"] == "tiny-llama"
+        assert a["gen_ai.request.model"] == a["gen_ai.response.model"] == "tiny-llama"
         assert a["gen_ai.request.temperature"] == 0.7 and a["gen_ai.request.top_p"] == 0.9
         assert a["gen_ai.request.seed"] == 3 and a["gen_ai.request.max_tokens"] == 4
         assert list(a["gen_ai.request.stop_sequences"]) == ["\n"]
@@ -94,9 +95,18 @@ def test_one_genai_span_per_request_naming_its_end_record(tmp_path: Path, db_url
 
 
 def test_content_only_when_configured(tmp_path: Path, db_url: str) -> None:
+    """With content configured, the messages follow the conventions' JSON shape: every message
+    has ``role`` and ``parts`` (an output message also ``finish_reason``), every part a ``type``;
+    the prompt text and the token ids exactly as recorded."""
     memory, _, _ = _run(tmp_path, db_url, capture=True)
     spans = {s.attributes["gen_ai.response.id"]: s for s in memory.get_finished_spans()}
     a = dict(spans["r1"].attributes or {})
     assert a.keys() >= CONTENT_KEYS
-    assert "secret prompt" in a["gen_ai.input.messages"]
-    assert "[7,9]" in a["gen_ai.output.messages"].replace(" ", "")
+    inputs = json.loads(str(a["gen_ai.input.messages"]))
+    outputs = json.loads(str(a["gen_ai.output.messages"]))
+    assert [m["role"] for m in inputs] == ["user"] and [m["role"] for m in outputs] == ["assistant"]
+    assert outputs[0]["finish_reason"] == "length"
+    assert all(isinstance(part["type"], str) for m in inputs + outputs for part in m["parts"])
+    assert inputs[0]["parts"] == [{"type": "text", "content": "secret prompt"},
+                                  {"type": "token_ids", "content": [1, 2, 3]}]  # fmt: skip
+    assert outputs[0]["parts"] == [{"type": "token_ids", "content": [7, 9]}]
