@@ -15,13 +15,12 @@ import os
 import sqlite3
 import subprocess
 import sys
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cli_files import snapshot, workdir
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -82,42 +81,17 @@ def good(tmp_path_factory: pytest.TempPathFactory) -> Good:
     return Good(home, db, witness, signer.verifier_key, request_id, bundle, api_key)
 
 
-def _snapshot(*roots: Path) -> dict[str, str]:
-    """Every path under ``roots`` with a digest of its content (``dir`` for a directory)."""
-    seen = {}
-    for root in roots:
-        for dirpath, dirnames, filenames in os.walk(root):
-            for name in dirnames:
-                seen[os.path.join(dirpath, name)] = "dir"
-            for name in filenames:
-                path = os.path.join(dirpath, name)
-                seen[path] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    return seen
-
-
-@contextmanager
-def _workdir() -> Iterator[Path]:
-    """A fresh, empty working directory (relative default paths land here)."""
-    before = os.getcwd()
-    with tempfile.TemporaryDirectory() as tmp:
-        os.chdir(tmp)
-        try:
-            yield Path(tmp)
-        finally:
-            os.chdir(before)
-
-
 def _assert_refused(good: Good, args: Callable[[Path], list[str]], env: dict[str, str]) -> str:
     """Run ``auditlog <args(workdir)>``; assert exit 2, no traceback, nothing created or changed.
 
     Returns the output (stdout and stderr) for further checks.
     """
-    with _workdir() as work:
+    with workdir() as work:
         argv = args(work)
-        before = _snapshot(work, good.home)
+        before = snapshot(work, good.home)
         env = {"AUDITLOG_STATE_DIR": str(work / "state"), **env}
         result = CliRunner().invoke(app, argv, env=env)
-        after = _snapshot(work, good.home)
+        after = snapshot(work, good.home)
     output = result.output
     assert result.exit_code == 2, (argv, env, output, result.exception)
     assert result.exception is None or isinstance(result.exception, SystemExit), (
@@ -270,7 +244,7 @@ def test_db_upgrade_refuses_another_applications_database_without_yes(good: Good
 
     out = _assert_refused(good, args, {})
     assert "another application" in out and "--yes" in out
-    with _workdir() as work:
+    with workdir() as work:
         _sqlite_of_another_application(work / "crm.db")
         result = CliRunner().invoke(app, ["db", "upgrade", "--db", "crm.db", "--yes"])
         assert result.exit_code == 0, result.output
@@ -377,7 +351,7 @@ def test_export_refuses_a_directory_and_an_existing_file_without_force(good: Goo
 
     assert "is a directory" in _assert_refused(good, into_directory, {})
     assert "--force" in _assert_refused(good, over_file, {})
-    with _workdir() as work:
+    with workdir() as work:
         (work / "trail.bundle").write_bytes(b"replace me")
         result = CliRunner().invoke(app, export("trail.bundle", "--force"))
         assert result.exit_code == 0, result.output

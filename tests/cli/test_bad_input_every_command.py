@@ -14,18 +14,14 @@ specific inputs.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import os
 import sqlite3
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import typer.main
+from cli_files import snapshot, workdir
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -93,28 +89,6 @@ BAD_VALUES = st.one_of(
 )
 
 
-def _snapshot(root: Path) -> dict[str, str]:
-    seen = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames:
-            seen[os.path.join(dirpath, name)] = "dir"
-        for name in filenames:
-            path = os.path.join(dirpath, name)
-            seen[path] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    return seen
-
-
-@contextmanager
-def _workdir() -> Iterator[Path]:
-    before = os.getcwd()
-    with tempfile.TemporaryDirectory() as tmp:
-        os.chdir(tmp)
-        try:
-            yield Path(tmp)
-        finally:
-            os.chdir(before)
-
-
 def _value_params(command: Any) -> list[Any]:
     return [p for p in command.params if p.name != "help" and not getattr(p, "is_flag", False)]
 
@@ -169,13 +143,13 @@ def test_every_command_is_discovered() -> None:
 def test_every_command_refuses_generated_bad_input(name: str, data: Any, blob: bytes) -> None:
     """Exit 2 (verify-bundle: 1 for a damaged bundle), one message, no traceback, and the working
     directory exactly as it was: nothing created, nothing changed."""
-    with _workdir() as work:
+    with workdir() as work:
         _make_files(work, blob)
         argv, env = _command_line(name, data)
-        before = _snapshot(work)
+        before = snapshot(work)
         env = {"AUDITLOG_STATE_DIR": str(work / "state"), "HOME": str(work), **env}
         result = CliRunner().invoke(app, argv, env=env)
-        after = _snapshot(work)
+        after = snapshot(work)
     output = result.output
     assert result.exit_code in EXIT_CODES.get(name, {2}), (argv, env, output, result.exception)
     assert result.exception is None or isinstance(result.exception, SystemExit), (
