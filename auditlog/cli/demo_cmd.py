@@ -16,6 +16,7 @@ import typer
 from auditlog.errors import ConfigurationError
 
 from .options import DbOption, StateDirOption, read_text_file, refuse_foreign_database
+from .startup import NewPaths, check_device, check_witnesses_first, sqlite_files
 
 __all__ = ["DEMO_ORIGIN", "demo_requests", "register"]
 
@@ -118,6 +119,7 @@ def demo(
     # One intra-op thread: on a small shared machine more threads spin against each other and
     # against the recorder's threads (measured: 20x slower steps with 2 threads under load).
     torch.set_num_threads(threads)
+    check_device(device)
     console = Console()
     db_url = db
     create_db_engine(db_url).dispose()  # checks the URL and the file's directory; opens nothing
@@ -125,23 +127,35 @@ def demo(
         raise ConfigurationError(f"witness directory {witness_dir} is not a directory")
     signer, new_key = _signer(key_file)
     refuse_foreign_database(db_url)
-    upgrade(db_url)  # the first thing created: the database (nothing else if it cannot be)
-    if new_key:
-        _save_key(key_file, signer)
-    witness_dir.mkdir(parents=True, exist_ok=True)
-    # Payloads sealed by default (C16): a master keyring next to the signing key.
-    keyring = open_keyring(key_file.with_name(key_file.name + ".keyring"))
-    recorder = AuditRecorder.open(
-        db_url,
-        origin=DEMO_ORIGIN,
-        signers=[signer],
-        witnesses=[DirectoryWitness(witness_dir)],
-        spool_path=spool_file(state_dir or default_state_dir(), DEMO_ORIGIN),
-        migrate=False,
-        key_provider=keyring,
-        retention=RetentionPolicy(),
-    )
-    engine = LLMEngine.demo(device=device, event_sink=recorder.record)
+    keyring_file = key_file.with_name(key_file.name + ".keyring")
+    # Payloads sealed by default (C16): a master keyring next to the signing key. An existing
+    # one is checked now; every check that can refuse runs before anything is created.
+    keyring = open_keyring(keyring_file, create=False) if keyring_file.exists() else None
+    witness = DirectoryWitness(witness_dir)
+    check_witnesses_first(db_url, DEMO_ORIGIN, [witness])
+    spool = spool_file(state_dir or default_state_dir(), DEMO_ORIGIN)
+    created = NewPaths(*sqlite_files(db_url), key_file, keyring_file, witness_dir)
+    with created.removed_on_error():
+        upgrade(db_url)  # the first thing created: the database
+        if new_key:
+            _save_key(key_file, signer)
+        witness_dir.mkdir(parents=True, exist_ok=True)
+        keyring = keyring or open_keyring(keyring_file)
+        recorder = AuditRecorder.open(
+            db_url,
+            origin=DEMO_ORIGIN,
+            signers=[signer],
+            witnesses=[witness],
+            spool_path=spool,
+            migrate=False,
+            key_provider=keyring,
+            retention=RetentionPolicy(),
+        )
+        try:
+            engine = LLMEngine.demo(device=device, event_sink=recorder.record)
+        except BaseException:
+            recorder.close()
+            raise
     import shlex
     import time
 
