@@ -21,6 +21,7 @@ from .options import (
     read_text_file,
     refuse_foreign_database,
 )
+from .startup import NewPaths, check_device, check_witnesses_first, sqlite_files
 
 __all__ = ["register"]
 
@@ -127,6 +128,7 @@ def serve(
     # One intra-op thread by default: on a small machine more threads spin against the recorder
     # and the event loop (see the demo command).
     torch.set_num_threads(threads)
+    check_device(device)
 
     if not key_file.exists():
         raise ConfigurationError(
@@ -165,17 +167,25 @@ def serve(
         },
     )
     settings.validate()
-    _prepare_database(settings)
-    if new_keyring and settings.recorder_options is not None and keyring_path is not None:
-        settings.recorder_options["key_provider"] = open_keyring(keyring_path)
-    witness_dir.mkdir(parents=True, exist_ok=True)
+    # A refused start creates nothing: what it made before the refusal is removed again.
+    new_files = [keyring_path] if new_keyring and keyring_path is not None else []
+    created = NewPaths(*sqlite_files(db), witness_dir, *new_files)
+    with created.removed_on_error():
+        _prepare_database(settings)
+        if new_keyring and settings.recorder_options is not None and keyring_path is not None:
+            settings.recorder_options["key_provider"] = open_keyring(keyring_path)
+        witness_dir.mkdir(parents=True, exist_ok=True)
     typer.echo(f"auditlog serve: log {settings.origin} in {db} ({settings.fail_mode})")
     if anchors.enabled:
         typer.echo(
             f"auditlog serve: checkpoints also go to witness policy {witness_policy or '-'}, "
             f"TSA {tsa_url or '-'}"
         )
-    run_server(create_app(settings), host=host, port=port)
+    try:
+        run_server(create_app(settings), host=host, port=port)
+    except ConfigurationError:  # it did not start (a port taken): nothing was recorded
+        created.remove()
+        raise
 
 
 def _prepare_database(settings: Any) -> None:
@@ -190,11 +200,11 @@ def _prepare_database(settings: Any) -> None:
 
     try:
         refuse_foreign_database(settings.db_url)
-        upgrade(settings.db_url)
         witnesses = settings.anchors.recorder_witnesses(settings.db_url, settings.witness_dir)
         if settings.spool_path is not None and settings.spool_path.exists():
             # The spool first (its checkpoints may be what the witnesses hold); the recorder
             # then checks the database against the witnesses, as the server's would.
+            upgrade(settings.db_url)
             AuditRecorder.open(
                 settings.db_url,
                 origin=settings.origin,
@@ -205,7 +215,12 @@ def _prepare_database(settings: Any) -> None:
                 migrate=False,
             ).close()
         else:
-            _check_witnesses(settings, witnesses)
+            # Before the database is created or migrated: a refusal leaves it as it was (an
+            # older schema is checked once migrated).
+            checked = check_witnesses_first(settings.db_url, settings.origin, witnesses)
+            upgrade(settings.db_url)
+            if not checked:
+                _check_witnesses(settings, witnesses)
     except SQLAlchemyError as exc:
         if not is_outage(exc):
             raise

@@ -2,7 +2,8 @@
 
 SIGTERM and SIGINT shut the server down cleanly (open requests end, the recorder drains and signs
 a final checkpoint); the command then exits 0. uvicorn on its own re-raises the signal after the
-shutdown, which makes a clean stop look like a kill (exit 143).
+shutdown, which makes a clean stop look like a kill (exit 143). A server that does not start (a
+port taken, a refused lifespan start-up) is a ConfigurationError (exit 2), not uvicorn's exit 3.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ def run_server(app: Any, *, host: str, port: int, log_level: str = "info") -> No
     previous = signal.signal(signal.SIGTERM, _ignore)
     try:
         server.run()
+    except SystemExit:  # uvicorn exits 3 when it cannot bind or its lifespan start-up fails
+        if server.started:
+            raise
     finally:
         signal.signal(signal.SIGTERM, previous)
     if not server.started:
