@@ -74,30 +74,32 @@ def create_app(settings: ApiSettings, *, engine: Engine | None = None) -> FastAP
 
     Raises ConfigurationError for an unreadable signing key or a malformed trusted key.
     """
-    if settings.api_migrate:
-        upgrade(engine or settings.db_url)
-    db = engine or create_db_engine(settings.db_url)
     try:
         trusted = parse_verifier_keys(settings.api_trusted_keys)
     except FormatError as exc:
         raise ConfigurationError(f"AUDITLOG_API_TRUSTED_KEYS: {exc}") from exc
+    signer, admin_signer = settings.load_signer(), settings.load_admin_signer()
+    outside = OutsideAnchors.load(settings.witness_policy, settings.tsa_cert)
+    if settings.api_migrate:  # after every check that can refuse: a refusal migrates nothing
+        upgrade(engine or settings.db_url)
+    db = engine or create_db_engine(settings.db_url)
     state = ApiState(
         settings=settings,
         engine=db,
         access_log=AccessLog(
             engine=db,
             origin=settings.api_origin,
-            signer=settings.load_signer(),
+            signer=signer,
             witnesses=[DirectoryWitness(settings.api_witness_dir)]
             if settings.api_witness_dir is not None
             else [],
         ),
         trusted=trusted,
-        admin_signer=settings.load_admin_signer(),
+        admin_signer=admin_signer,
         read_engine=None
         if settings.api_read_db_url is None
         else create_db_engine(settings.api_read_db_url, read_only=True),
-        outside=OutsideAnchors.load(settings.witness_policy, settings.tsa_cert),
+        outside=outside,
     )
 
     @asynccontextmanager

@@ -10,6 +10,7 @@ import typer
 from auditlog.errors import ConfigurationError
 
 from .options import OptionalDbOption, require_auditlog_database
+from .startup import NewPaths, sqlite_files
 
 __all__ = ["register"]
 
@@ -59,7 +60,13 @@ def api(
 
     from .serving import run_server
 
-    run_server(create_app(settings), host=host, port=port)
+    # With --migrate a new SQLite file is created; a server that does not start removes it.
+    created = NewPaths(*sqlite_files(settings.db_url)) if migrate else NewPaths()
+    try:
+        run_server(create_app(settings), host=host, port=port)
+    except ConfigurationError:  # refused before it served anything (a port taken)
+        created.remove()
+        raise
 
 
 def load_api_settings(**overrides: Any) -> Any:
