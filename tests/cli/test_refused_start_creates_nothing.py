@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cli_files import snapshot
 from typer.testing import CliRunner
 
 from auditlog.cli import app
@@ -48,14 +49,6 @@ def _run(command: list[str], cwd: Path, **env: str) -> tuple[int, str]:
         timeout=TIMEOUT_S,
     )
     return proc.returncode, proc.stdout + proc.stderr
-
-
-def _snapshot(root: Path) -> dict[str, bytes | None]:
-    """Every path under ``root`` with its bytes (None for a directory)."""
-    return {
-        str(p.relative_to(root)): None if p.is_dir() else p.read_bytes()
-        for p in sorted(root.rglob("*"))
-    }
 
 
 def _assert_refused(code: int, out: str, last_line_has: str) -> None:
@@ -94,10 +87,10 @@ def test_demo_refused_by_its_witness_creates_nothing(tmp_path: Path, empty_db_ur
     run = tmp_path / "run"
     _witnessed(tmp_path, run / "witness", Signer.generate(DEMO_ORIGIN))
     db = "fresh.db" if empty_db_url.startswith("sqlite") else empty_db_url
-    before = _snapshot(run)
+    before = snapshot(run)
     code, out = _run(["demo", "--db", db, "-n", "1", "--state-dir", str(tmp_path / "st")], run)
     _assert_refused(code, out, "rolled back")
-    assert _snapshot(run) == before
+    assert snapshot(run) == before
     assert not (tmp_path / "st").exists()
     if not empty_db_url.startswith("sqlite"):
         assert existing_tables(empty_db_url) == []
@@ -130,10 +123,10 @@ def test_serve_refused_by_its_witness_creates_nothing(tmp_path: Path, empty_db_u
     signer = Signer.from_key_string((run / "signing.key").read_text().strip())
     _witnessed(tmp_path, run / "witness", signer)
     db = "fresh.db" if empty_db_url.startswith("sqlite") else empty_db_url
-    before = _snapshot(run)
+    before = snapshot(run)
     code, out = _run(["serve", "--db", db, *args, "--port", "0"], run)
     _assert_refused(code, out, "rolled back")
-    assert _snapshot(run) == before
+    assert snapshot(run) == before
     assert not (tmp_path / "state").exists()
     if not empty_db_url.startswith("sqlite"):
         assert existing_tables(empty_db_url) == []
@@ -144,26 +137,26 @@ def test_serve_refusing_its_spool_removes_the_database_it_created(tmp_path: Path
     spool = spool_file(tmp_path / "state", ORIGIN)
     spool.parent.mkdir()
     spool.write_bytes(b'{"checkpoint": 1}\n')
-    before, state = _snapshot(run), _snapshot(tmp_path / "state")
+    before, state = snapshot(run), snapshot(tmp_path / "state")
     code, out = _run(["serve", "--db", "fresh.db", *args, "--port", "0"], run)
     _assert_refused(code, out, "cannot be replayed")
-    assert _snapshot(run) == before and _snapshot(tmp_path / "state") == state
+    assert snapshot(run) == before and snapshot(tmp_path / "state") == state
 
 
 def test_serve_on_a_taken_port_removes_what_it_created(tmp_path: Path, busy_port: int) -> None:
     run, args = _serve_setup(tmp_path)
-    before = _snapshot(run)
+    before = snapshot(run)
     code, out = _run(["serve", "--db", "fresh.db", *args, "--port", str(busy_port)], run)
     _assert_refused(code, out, "did not start")
-    assert _snapshot(run) == before
+    assert snapshot(run) == before
 
 
 def test_serve_with_an_unusable_device_creates_nothing(tmp_path: Path) -> None:
     run, args = _serve_setup(tmp_path)
-    before = _snapshot(run)
+    before = snapshot(run)
     code, out = _run(["serve", "--db", "fresh.db", *args, "--device", "no-such-device"], run)
     _assert_refused(code, out, "--device")
-    assert _snapshot(run) == before
+    assert snapshot(run) == before
 
 
 def _api_key(run: Path) -> list[str]:
@@ -179,11 +172,11 @@ def test_api_migrate_refused_creates_nothing(
     migration, and a server that cannot bind its port removes the database it created."""
     monkeypatch.chdir(tmp_path)
     args = ["api", "--db", "fresh.db", "--migrate", *_api_key(tmp_path)]
-    before = _snapshot(tmp_path)
+    before = snapshot(tmp_path)
     bad_key = {"AUDITLOG_API_TRUSTED_KEYS": '["not-a-key"]'}
     code, out = _run([*args, "--port", "0"], tmp_path, **bad_key)
     _assert_refused(code, out, "AUDITLOG_API_TRUSTED_KEYS")
-    assert _snapshot(tmp_path) == before
+    assert snapshot(tmp_path) == before
     code, out = _run([*args, "--port", str(busy_port)], tmp_path)
     _assert_refused(code, out, "did not start")
-    assert _snapshot(tmp_path) == before
+    assert snapshot(tmp_path) == before
