@@ -3,7 +3,9 @@ logs, read back and narrowed to a set of tenants.
 
 Every erasure is an ``erasure`` record; every refused erasure an ``admin`` record
 ``erase.refused``; both name their requests by ``(log, request_id)``. The tenant of each request
-is read from its ``request.start``. A reader scoped to tenants sees:
+is read from its ``request.start`` as signed: covered by its log's newest checkpoint signed by a
+reader's key, included under its root (``auditlog.store.proven_tenants``), never from the unsigned
+``records.tenant`` column or a row no checkpoint covers. A reader scoped to tenants sees:
 
 - a hold only when every tenant its scope names (``tenant``, and the tenant of its
   ``request_id``) is one of theirs and it names at least one: a hold on a principal or a time
@@ -23,7 +25,7 @@ from sqlalchemy import Connection
 
 from auditlog.ledger import RecordKind, Verifier, parse_header
 from auditlog.protect.holds import Hold
-from auditlog.store import reader_admin_logs, request_tenants
+from auditlog.store import proven_tenants, reader_admin_logs
 
 __all__ = [
     "ErasureEntry",
@@ -84,9 +86,12 @@ def _decisions(
     return found
 
 
-def list_erasures(conn: Connection, trusted: Sequence[Verifier]) -> list[ErasureEntry]:
+def list_erasures(
+    conn: Connection, trusted: Sequence[Verifier], *, log_keys: Sequence[Verifier] = ()
+) -> list[ErasureEntry]:
     """Every erasure and refused erasure proven under ``trusted`` (the administrative keys; with
-    none, the keys stored for each log), oldest first, with each request's tenant. Raises
+    none, the keys stored for each log), oldest first, with each request's tenant as its signed
+    ``request.start`` says under ``log_keys`` (the keys of the logs it names). Raises
     :class:`~auditlog.store.UnprovenAdminLogError` when an administrative log does not match
     its signed checkpoint."""
     decisions = _decisions(conn, trusted)
@@ -95,7 +100,7 @@ def list_erasures(conn: Connection, trusted: Sequence[Verifier]) -> list[Erasure
         for _, outcome, h in decisions
         for t in _named(h, "erased" if outcome == "erased" else "refused")
     ]
-    tenants = request_tenants(conn, named)
+    tenants = proven_tenants(conn, named, log_keys)
     entries = []
     for entry_id, outcome, h in decisions:
         targets = tuple(
@@ -145,15 +150,20 @@ def _hold_tenants(hold: Hold, found: dict[str, set[str | None]]) -> set[str | No
 
 
 def visible_holds(
-    conn: Connection, holds: Iterable[Hold], tenants: Collection[str] | None
+    conn: Connection,
+    holds: Iterable[Hold],
+    tenants: Collection[str] | None,
+    *,
+    log_keys: Sequence[Verifier] = (),
 ) -> list[Hold]:
-    """The holds a reader of ``tenants`` (None: every tenant) sees."""
+    """The holds a reader of ``tenants`` (None: every tenant) sees; the tenant of a request a
+    hold names is the one its signed ``request.start`` says under ``log_keys``."""
     holds = list(holds)
     if tenants is None:
         return holds
     ids = [h.scope.request_id for h in holds if h.scope.request_id is not None]
     found: dict[str, set[str | None]] = {}
-    for (_, request_id), tenant in request_tenants(conn, ids).items():
+    for (_, request_id), tenant in proven_tenants(conn, ids, log_keys).items():
         found.setdefault(request_id, set()).add(tenant)
     shown = []
     for hold in holds:

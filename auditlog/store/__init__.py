@@ -28,7 +28,6 @@ from auditlog.store.data_keys import (
     purge_freed_keys,
     read_data_key,
     read_data_keys,
-    request_tenants,
 )
 from auditlog.store.engines import close_engine, create_db_engine, normalize_url
 from auditlog.store.keys import SigningKey, list_keys, register_key, retire_key
@@ -49,6 +48,7 @@ from auditlog.store.migrate import (
     upgrade,
 )
 from auditlog.store.roles import grant_writer
+from auditlog.store.tenant_reads import proven_tenants
 from auditlog.store.writer_lock import WriterLock, WriterLockError
 
 __all__ = [
@@ -86,6 +86,7 @@ __all__ = [
     "load_log_state",
     "normalize_url",
     "proven_admin_logs",
+    "proven_tenants",
     "purge_freed_keys",
     "read_data_key",
     "read_data_keys",
@@ -94,7 +95,6 @@ __all__ = [
     "reader_admin_logs",
     "register_key",
     "request_id_used",
-    "request_tenants",
     "retire_key",
     "upgrade",
 ]

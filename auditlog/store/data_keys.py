@@ -20,7 +20,6 @@ __all__ = [
     "purge_freed_keys",
     "read_data_key",
     "read_data_keys",
-    "request_tenants",
 ]
 
 _COLUMNS = ("log_id", "request_id", "tenant", "kek_id", "wrapped")
@@ -136,18 +135,3 @@ def bodies_of_kind(conn: Connection, kind: str) -> list[tuple[str, int, bytes]]:
         .order_by(records.c.log_id, records.c.seq)
     )
     return [(r[0], r[1], bytes(r[2])) for r in rows]
-
-
-def request_tenants(conn: Connection, request_ids: Iterable[str]) -> dict[tuple[str, str], str]:
-    """The tenant of each named request, from its ``request.start``: ``{(origin, request_id):
-    tenant}`` over every log (a request without a start record, or without a tenant, is absent).
-    For the requests named by holds and erasures, which are few."""
-    wanted = sorted(set(request_ids))
-    if not wanted:
-        return {}
-    rows = conn.execute(
-        select(logs.c.origin, records.c.request_id, records.c.tenant)
-        .join(logs, logs.c.id == records.c.log_id)
-        .where(records.c.request_id.in_(wanted), records.c.req_seq == 0)
-    )
-    return {(r[0], r[1]): r[2] for r in rows if r[2] is not None}

@@ -144,13 +144,14 @@ def _holds(conn: ConnDep, key: ApiKey, state: ApiState) -> list[HoldPublic]:
         # the engines' keys: their logs are large and hold no holds, so only a log holding
         # administrative records by its kind column is proven (none is named like a key)
         in_force = list_holds(conn, state.trusted, by_key_name=False)
-    return [hold_public(h) for h in visible_holds(conn, in_force, _tenants(key))]
+    shown = visible_holds(conn, in_force, _tenants(key), log_keys=state.trusted)
+    return [hold_public(h) for h in shown]
 
 
 def _erasures(conn: ConnDep, key: ApiKey, state: ApiState) -> list[ErasurePublic]:
     """The erasures and refusals proven under the API's administrative key (without one, under
     its trusted keys): an erasure row no checkpoint of that key covers is not listed (C16)."""
-    entries = list_erasures(conn, state.admin_keys or state.trusted)
+    entries = list_erasures(conn, state.admin_keys or state.trusted, log_keys=state.trusted)
     return [erasure_public(e) for e in visible_erasures(entries, _tenants(key))]
 
 
@@ -275,7 +276,9 @@ def order_erasure(
         # read back from the primary: ``conn`` may be a read replica that has not replayed it yet
         with state.engine.connect() as written:
             entry = next(
-                e for e in list_erasures(written, [signer.verifier]) if e.entry_id == entry_id
+                e
+                for e in list_erasures(written, [signer.verifier], log_keys=state.trusted)
+                if e.entry_id == entry_id
             )
         access.request_ids[:] = [t.request_id for t in entry.targets]
         return erasure_public(entry)

@@ -1,0 +1,203 @@
+"""Readers under attack (C15, C16, C19): database edits by the writer role (INSERT only) or the
+database administrator (anything, without the signing keys) after which a reader must not show
+what the verifier did not prove, on SQLite and PostgreSQL.
+
+Holds and erasures are narrowed to an auditor's tenants by the tenant of each request they name
+(``auditlog.protect.listing``). That tenant must be the one the request's signed, covered
+``request.start`` says, never the unsigned ``records.tenant`` column nor a row no checkpoint
+covers: otherwise one edit moves an erasure or a hold out of its tenant's view and into
+another's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from api_helpers import ADMIN_ORIGIN, ENGINE_ORIGIN, World, build_world, fixed_signer
+from sqlalchemy import Connection, select, text
+
+from auditlog.ledger import RecordKind, build_record, parse_header
+from auditlog.ledger.records import BASE_FIELDS
+from auditlog.protect import ErasureOrder, HoldScope, erase, place_hold
+from auditlog.store.ledger_store import get_log_id, load_log_state
+from auditlog.store.schema import records
+
+AdminConn = Callable[[], AbstractContextManager[Connection]]
+VICTIM_TENANT, OTHER_TENANT = "tenant-0", "tenant-1"
+VICTIM_AUDITOR, OTHER_AUDITOR = "auditor0", "auditor12"
+SIDE_ORIGIN = "test.example/side"
+
+
+@pytest.fixture
+def sealed_world(db_url: str, tmp_path: Path) -> Iterator[World]:
+    built = build_world(db_url, tmp_path, sealed=True)
+    yield built
+    built.client.close()
+    built.engine.dispose()
+
+
+def _erase(world: World, victim: str) -> None:
+    order = ErasureOrder(by="dpo", reason="r17", legal_basis="Art. 17", request_ids=[victim])
+    erase(world.engine, order, signer=fixed_signer(ADMIN_ORIGIN))
+
+
+def _hold(world: World, victim: str) -> None:
+    place_hold(
+        world.engine,
+        HoldScope(request_id=victim),
+        by="counsel",
+        reason="litigation",
+        signer=fixed_signer(ADMIN_ORIGIN),
+    )
+
+
+def _erased_ids(world: World, who: str) -> list[str]:
+    response = world.client.get("/v1/erasures", headers=world.headers(who))
+    assert response.status_code == 200, response.text
+    return [r["request_id"] for e in response.json()["items"] for r in e["requests"]]
+
+
+def _held_ids(world: World, who: str) -> list[str]:
+    response = world.client.get("/v1/holds", headers=world.headers(who))
+    assert response.status_code == 200, response.text
+    return [h["scope"]["request_id"] for h in response.json()["items"]]
+
+
+def _start_row(conn: Connection, victim: str) -> Any:
+    log_id = get_log_id(conn, ENGINE_ORIGIN)
+    return conn.execute(
+        select(records.c.seq, records.c.body, records.c.ts).where(
+            records.c.log_id == log_id, records.c.request_id == victim, records.c.req_seq == 0
+        )
+    ).one()
+
+
+def _retag_column(admin_connection: AdminConn, victim: str) -> None:
+    """The administrator edits the unsigned ``records.tenant`` copy of the victim's start."""
+    with admin_connection() as conn:
+        conn.execute(
+            records.update()
+            .where(
+                records.c.log_id == get_log_id(conn, ENGINE_ORIGIN),
+                records.c.request_id == victim,
+            )
+            .values(tenant=OTHER_TENANT)
+        )
+
+
+def _forged_start(conn: Connection, origin: str, victim: str, seq: int) -> dict[str, Any]:
+    """A well-formed ``request.start`` of ``victim`` in ``origin`` at ``seq``, of the other
+    tenant (header and column)."""
+    row = _start_row(conn, victim)
+    header = parse_header(bytes(row.body))
+    fields = {k: v for k, v in header.items() if k not in BASE_FIELDS}
+    fields["tenant"] = OTHER_TENANT
+    record = build_record(
+        log=origin,
+        seq=seq,
+        kind=RecordKind.REQUEST_START,
+        request_id=victim,
+        req_seq=0,
+        ts=row.ts,
+        prev="0" * 64,
+        payload=None,
+        fields=fields,
+    )
+    return {
+        "seq": seq,
+        "kind": RecordKind.REQUEST_START.value,
+        "request_id": victim,
+        "tenant": OTHER_TENANT,
+        "ts": row.ts,
+        "leaf": record.leaf,
+        "body": record.body,
+    }
+
+
+def _insert(conn: Connection, log_id: int, row: dict[str, Any]) -> None:
+    conn.execute(
+        text(
+            "INSERT INTO records (log_id, seq, kind, request_id, req_seq, tenant, ts, leaf, body)"
+            " VALUES (:log_id, :seq, :kind, :request_id, 0, :tenant, :ts, :leaf, :body)"
+        ),
+        {"log_id": log_id, **row},
+    )
+
+
+def _claim_in_own_log(admin_connection: AdminConn, victim: str) -> None:
+    """The writer (INSERT only) adds a log of its own holding a start of the victim's id."""
+    with admin_connection() as conn:
+        conn.execute(text("INSERT INTO logs (origin, created) VALUES (:o, 1)"), {"o": SIDE_ORIGIN})
+        _insert(conn, get_log_id(conn, SIDE_ORIGIN), _forged_start(conn, SIDE_ORIGIN, victim, 0))
+
+
+def _claim_past_checkpoint(admin_connection: AdminConn, victim: str) -> None:
+    """The writer (INSERT only) appends a second start of the victim's id to the engine's log,
+    past its signed checkpoint."""
+    with admin_connection() as conn:
+        log_id = get_log_id(conn, ENGINE_ORIGIN)
+        size = load_log_state(conn, log_id).size
+        _insert(conn, log_id, _forged_start(conn, ENGINE_ORIGIN, victim, size + 1_000))
+
+
+def _rewrite_start(admin_connection: AdminConn, victim: str) -> None:
+    """The administrator rewrites the victim's start in place: header (tenant), leaf, column."""
+    with admin_connection() as conn:
+        log_id = get_log_id(conn, ENGINE_ORIGIN)
+        seq = _start_row(conn, victim).seq
+        forged = _forged_start(conn, ENGINE_ORIGIN, victim, seq)
+        conn.execute(
+            records.update()
+            .where(records.c.log_id == log_id, records.c.seq == seq)
+            .values(body=forged["body"], leaf=forged["leaf"], tenant=OTHER_TENANT)
+        )
+
+
+ATTACKS = {
+    "column": _retag_column,
+    "header": _rewrite_start,
+    "own-log": _claim_in_own_log,
+    "past-checkpoint": _claim_past_checkpoint,
+}
+
+
+@pytest.mark.parametrize("attack", ATTACKS.values(), ids=ATTACKS.keys())
+def test_erasure_listing_follows_the_signed_tenant(
+    sealed_world: World, admin_connection: AdminConn, attack: Callable[[AdminConn, str], None]
+) -> None:
+    """C16, C19, attacker (administrator editing ``records.tenant``, or rewriting the start's
+    header, leaf and column; writer inserting a start of the same request id in a log of its
+    own or past the engine's checkpoint): the erasure of a tenant-0 request is never listed for
+    another tenant's auditor, and stays listed for tenant-0's unless its start was rewritten
+    (then it proves no tenant, and only an unscoped reader sees the entry)."""
+    world = sealed_world
+    victim = world.request_of(VICTIM_TENANT)
+    _erase(world, victim)
+    assert victim in _erased_ids(world, VICTIM_AUDITOR)
+    assert victim not in _erased_ids(world, OTHER_AUDITOR)
+    attack(admin_connection, victim)
+    assert victim not in _erased_ids(world, OTHER_AUDITOR)
+    # a rewritten start proves no tenant: the entry is then nobody's but an unscoped reader's
+    assert (victim in _erased_ids(world, VICTIM_AUDITOR)) is (attack is not _rewrite_start)
+    assert victim in _erased_ids(world, "admin")
+
+
+@pytest.mark.parametrize("attack", ATTACKS.values(), ids=ATTACKS.keys())
+def test_hold_listing_follows_the_signed_tenant(
+    sealed_world: World, admin_connection: AdminConn, attack: Callable[[AdminConn, str], None]
+) -> None:
+    """C15, C19, attacker as above: a hold on a tenant-0 request stays listed for tenant-0's
+    auditor and is never listed for another tenant's."""
+    world = sealed_world
+    victim = world.request_of(VICTIM_TENANT)
+    _hold(world, victim)
+    assert victim in _held_ids(world, VICTIM_AUDITOR)
+    assert victim not in _held_ids(world, OTHER_AUDITOR)
+    attack(admin_connection, victim)
+    assert victim not in _held_ids(world, OTHER_AUDITOR)
+    assert (victim in _held_ids(world, VICTIM_AUDITOR)) is (attack is not _rewrite_start)
+    assert victim in _held_ids(world, "admin")
