@@ -59,6 +59,7 @@ class Content(enum.StrEnum):
     MISSING = "missing"  # sealed, and its data key is gone with no erasure record (tampering)
     UNPROVEN = "erasure-unproven"  # key gone; an erasure record names it, but is not proven
     MISMATCH = "key-mismatch"  # a data key is stored, but not the one the start committed to
+    INCOMPLETE = "erasure-incomplete"  # a proven erasure names it, yet a data key is stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +114,11 @@ def content_note(content: Content, erasure: ErasureRef | None) -> str:
         return "data key missing with no erasure record: run auditlog verify"
     if content is Content.MISMATCH:
         return "the stored data key is not the one the request committed to: run auditlog verify"
+    if content is Content.INCOMPLETE:
+        return (
+            "a proven erasure record names the request, yet a data key is stored for it (put "
+            "back after the erasure): not shown; run auditlog verify"
+        )
     if content is Content.UNPROVEN:
         return (
             "data key missing; an erasure record names the request, but no checkpoint signed by "
@@ -193,7 +199,8 @@ def reader_payloads(
     ``keys`` when it holds the tenant's KEK, else None (unavailable, erased or missing).
 
     A missing data key counts as erased only by an ``erasure`` record proven against its log's
-    newest checkpoint signed by a key of ``trusted`` (:func:`proven_erasure`)."""
+    newest checkpoint signed by a key of ``trusted`` (:func:`proven_erasure`); a stored key that
+    such a record names (a copy put back after the erasure) opens nothing."""
     from auditlog.crypto import open_payload
 
     stored = [p for _, _, p in chain]
@@ -208,6 +215,8 @@ def reader_payloads(
         return content, erasure, hidden
     if not key_matches_start(first, key):  # verify fails it (key.mismatch)
         return Content.MISMATCH, None, hidden
+    if proven_erasure(conn, origin, request_id, trusted)[0] is Content.ERASED:
+        return Content.INCOMPLETE, None, hidden  # verify fails it (erasure.incomplete)
     if keys is None:
         return Content.UNAVAILABLE, None, hidden
     try:

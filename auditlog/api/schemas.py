@@ -169,7 +169,8 @@ class TrailPublic(BaseModel):
         description=(
             "plain, decrypted, unavailable (sealed, no KEK held), erased (by a proven erasure "
             "record), erasure-unproven (an erasure record names it, not proven), missing, "
-            "key-mismatch (a stored data key the request did not commit to)"
+            "key-mismatch (a stored data key the request did not commit to), erasure-incomplete "
+            "(a proven erasure names it, yet a data key is stored)"
         ),
     )
     content_note: str = Field(default="", description='e.g. "erased (record N of LOG, reason)"')

@@ -150,6 +150,13 @@ def trail_public(
             "request.start committed to (digest, tenant or KEK id): `auditlog verify` fails "
             "this log (key.mismatch)",
         )
+    elif content is Content.INCOMPLETE:
+        _fail(
+            result,
+            f"an erasure record proven under a trusted key names request {trail.request_id!r}, "
+            "yet a data key is stored for it (put back after the erasure): its content is not "
+            "shown, and `auditlog verify` fails this log (erasure.incomplete)",
+        )
     elif content is Content.UNPROVEN:
         _unproven_erasure(result, trail.request_id)
     if content is Content.DECRYPTED:  # verified over the ciphertext; shown decrypted

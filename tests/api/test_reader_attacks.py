@@ -11,6 +11,7 @@ another's.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -18,6 +19,8 @@ from typing import Any
 
 import pytest
 from api_helpers import ADMIN_ORIGIN, ENGINE_ORIGIN, World, build_world, fixed_signer
+from console_helpers import sign_in
+from fastapi.testclient import TestClient
 from sqlalchemy import Connection, select, text
 
 from auditlog.ledger import RecordKind, build_record, parse_header
@@ -25,6 +28,7 @@ from auditlog.ledger.records import BASE_FIELDS
 from auditlog.protect import ErasureOrder, HoldScope, erase, place_hold
 from auditlog.store.ledger_store import get_log_id, load_log_state
 from auditlog.store.schema import records
+from auditlog.verifier import verify_database
 
 AdminConn = Callable[[], AbstractContextManager[Connection]]
 VICTIM_TENANT, OTHER_TENANT = "tenant-0", "tenant-1"
@@ -201,3 +205,53 @@ def test_hold_listing_follows_the_signed_tenant(
     assert victim not in _held_ids(world, OTHER_AUDITOR)
     assert (victim in _held_ids(world, VICTIM_AUDITOR)) is (attack is not _rewrite_start)
     assert victim in _held_ids(world, "admin")
+
+
+def _keys(world: World) -> list[str]:
+    admin = fixed_signer(ADMIN_ORIGIN).verifier_key
+    return [world.engine_signer.verifier_key, world.api_signer.verifier_key, admin]
+
+
+def _trail(world: World, request_id: str) -> dict[str, Any]:
+    response = world.client.get(f"/v1/requests/{request_id}", headers=world.headers("admin"))
+    assert response.status_code == 200, response.text
+    trail: dict[str, Any] = response.json()
+    return trail
+
+
+def test_data_key_put_back_after_erasure_is_not_shown(
+    sealed_world: World, admin_connection: AdminConn
+) -> None:
+    """C16, attacker (database administrator who kept the wrapped data key row): after an
+    audited erasure the row is inserted again, so that the API's KEK would open the erased
+    content. ``auditlog verify`` fails the log (erasure.incomplete); the API shows no plaintext,
+    content "erasure-incomplete" and a failed verdict, the console an integrity problem."""
+    world = sealed_world
+    victim = world.request_of(VICTIM_TENANT)
+    before = _trail(world, victim)
+    assert before["content"] == "decrypted" and before["prompt_text"]
+    with admin_connection() as conn:
+        kept = (
+            conn.execute(text("SELECT * FROM data_keys WHERE request_id = :r"), {"r": victim})
+            .one()
+            ._asdict()
+        )
+    _erase(world, victim)
+    assert _trail(world, victim)["content"] == "erased"
+    with admin_connection() as conn:
+        columns = ", ".join(kept)
+        values = ", ".join(f":{c}" for c in kept)
+        conn.execute(text(f"INSERT INTO data_keys ({columns}) VALUES ({values})"), kept)
+    trail = _trail(world, victim)
+    assert trail["prompt_text"] is None
+    assert all(t["token_id"] is None for t in trail["tokens"])
+    assert trail["verification"]["status"] == "failed"
+    assert trail["content"] == "erasure-incomplete"
+    console = TestClient(world.app)
+    assert sign_in(console, world.tokens["admin"]).status_code == 303
+    page = console.get(f"/console/requests/{victim}").text
+    assert 'id="prompt-content" data-content="integrity"' in page
+    assert html.escape(before["prompt_text"]) not in page
+    assert "erasure.incomplete" in trail["verification"]["message"]
+    report = verify_database(world.db_url, keys=_keys(world))
+    assert "erasure.incomplete" in {f.code.value for f in report.findings}

@@ -113,7 +113,7 @@ def content_view(trail: TrailPublic) -> ContentView:
         state = "unproven"
     elif trail.content == "unavailable":
         state = "sealed"
-    elif trail.content in ("missing", "key-mismatch") or hidden:
+    elif trail.content in ("missing", "key-mismatch", "erasure-incomplete") or hidden:
         state = "integrity"
     return ContentView(
         state=state,
