@@ -59,7 +59,7 @@ class Content(enum.StrEnum):
     MISSING = "missing"  # sealed, and its data key is gone with no erasure record (tampering)
     UNPROVEN = "erasure-unproven"  # key gone; an erasure record names it, but is not proven
     MISMATCH = "key-mismatch"  # a data key is stored, but not the one the start committed to
-    INCOMPLETE = "erasure-incomplete"  # a proven erasure names it, yet a data key is stored
+    INCOMPLETE = "erasure-incomplete"  # a key is stored, yet a proven erasure (may) name it
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +116,9 @@ def content_note(content: Content, erasure: ErasureRef | None) -> str:
         return "the stored data key is not the one the request committed to: run auditlog verify"
     if content is Content.INCOMPLETE:
         return (
-            "a proven erasure record names the request, yet a data key is stored for it (put "
-            "back after the erasure): not shown; run auditlog verify"
+            "a data key is stored for the request, yet a proven erasure record names it (put "
+            "back after the erasure), or an administrative log does not match its signed "
+            "checkpoint: not shown; run auditlog verify"
         )
     if content is Content.UNPROVEN:
         return (
@@ -215,8 +216,8 @@ def reader_payloads(
         return content, erasure, hidden
     if not key_matches_start(first, key):  # verify fails it (key.mismatch)
         return Content.MISMATCH, None, hidden
-    if proven_erasure(conn, origin, request_id, trusted)[0] is Content.ERASED:
-        return Content.INCOMPLETE, None, hidden  # verify fails it (erasure.incomplete)
+    if _erasure_may_name(conn, origin, request_id, trusted):
+        return Content.INCOMPLETE, None, hidden  # verify fails it
     if keys is None:
         return Content.UNAVAILABLE, None, hidden
     try:
@@ -229,6 +230,32 @@ def reader_payloads(
     return Content.DECRYPTED, None, opened
 
 
+def _erasure_may_name(
+    conn: Connection, origin: str, request_id: str, trusted: Sequence[Verifier]
+) -> bool:
+    """Whether a stored data key of ``request_id`` must stay closed: a proven erasure record
+    names it (the key was put back after it), or an administrative log does not match its
+    signed checkpoint (it may hide one): fail-safe, as erased content is never to be shown."""
+    try:
+        return _proven_erasure_record(conn, origin, request_id, trusted) is not None
+    except UnprovenAdminLogError:
+        return True
+
+
+def _proven_erasure_record(
+    conn: Connection, origin: str, request_id: str, trusted: Sequence[Verifier]
+) -> ErasureRef | None:
+    """The ``erasure`` record naming the request in a proven administrative log, if any; raises
+    :class:`UnprovenAdminLogError` when a log cannot be proven."""
+    target = {"log": origin, "request_id": request_id}
+    for log in reader_admin_logs(conn, trusted):
+        for record in log.records:
+            h = parse_header(record.body)  # the signed kind, not the ``kind`` column
+            if h["kind"] == RecordKind.ERASURE.value and target in h.get("erased", []):
+                return ErasureRef.of(log.bound.origin, record.seq, h)
+    return None
+
+
 def proven_erasure(
     conn: Connection, origin: str, request_id: str, trusted: Sequence[Verifier]
 ) -> tuple[Content, ErasureRef | None]:
@@ -238,15 +265,13 @@ def proven_erasure(
     no key given, by a key stored for the log, as for the trail's own bound); ``UNPROVEN`` when
     only an unproven record names it (a row a database writer could have inserted, or one no
     checkpoint covers yet); ``MISSING`` when nothing does."""
-    target = {"log": origin, "request_id": request_id}
     try:
-        for log in reader_admin_logs(conn, trusted):
-            for record in log.records:
-                h = parse_header(record.body)  # the signed kind, not the ``kind`` column
-                if h["kind"] == RecordKind.ERASURE.value and target in h.get("erased", []):
-                    return Content.ERASED, ErasureRef.of(log.bound.origin, record.seq, h)
+        erasure = _proven_erasure_record(conn, origin, request_id, trusted)
     except UnprovenAdminLogError:
-        pass  # an administrative log that does not match its checkpoint proves nothing
+        erasure = None  # an administrative log that does not match its checkpoint proves nothing
+    if erasure is not None:
+        return Content.ERASED, erasure
+    target = {"log": origin, "request_id": request_id}
     for _, _, body in erasure_bodies(conn):
         try:
             named = parse_header(body).get("erased", [])

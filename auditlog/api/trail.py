@@ -153,9 +153,10 @@ def trail_public(
     elif content is Content.INCOMPLETE:
         _fail(
             result,
-            f"an erasure record proven under a trusted key names request {trail.request_id!r}, "
-            "yet a data key is stored for it (put back after the erasure): its content is not "
-            "shown, and `auditlog verify` fails this log (erasure.incomplete)",
+            f"a data key is stored for request {trail.request_id!r}, yet an erasure record "
+            "proven under a trusted key names it (put back after the erasure: `auditlog verify` "
+            "fails this log, erasure.incomplete), or an administrative log does not match its "
+            "signed checkpoint (it may hide one): its content is not shown",
         )
     elif content is Content.UNPROVEN:
         _unproven_erasure(result, trail.request_id)

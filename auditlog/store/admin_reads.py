@@ -53,9 +53,9 @@ def _outside_rows(conn: Connection, log_id: int, size: int) -> bool:
     return conn.execute(query).first() is not None
 
 
-def _prove(conn: Connection, bound: LogBound) -> ProvenLog:
+def _prove(conn: Connection, bound: LogBound, *, strict: bool) -> ProvenLog:
     size, origin = bound.checkpoint.size, bound.origin
-    if _outside_rows(conn, bound.log_id, size):
+    if strict and _outside_rows(conn, bound.log_id, size):
         raise UnprovenAdminLogError(
             f"administrative log {origin!r} has records beyond its signed checkpoint (size "
             f"{size}): refusing to decide on holds that are not proven; run auditlog verify"
@@ -117,19 +117,26 @@ def proven_admin_logs(
     :class:`UnprovenAdminLogError` when a log cannot be proven (see module docstring)."""
     if not trusted:
         raise UnprovenAdminLogError("no administrative key to prove holds with")
-    return _proven_logs(conn, trusted, own=own, by_key_name=by_key_name)
+    return _proven_logs(conn, trusted, own=own, by_key_name=by_key_name, strict=True)
 
 
 def reader_admin_logs(conn: Connection, trusted: Sequence[Verifier]) -> list[ProvenLog]:
     """The administrative logs as a trail reader may show them: proven like
     :func:`proven_admin_logs` under ``trusted``, or, with no key given, under the keys stored for
-    each log (the reader's whole view is then untrusted, as its trails are). Raises
-    :class:`UnprovenAdminLogError` likewise."""
-    return _proven_logs(conn, trusted, own=None, by_key_name=False)
+    each log (the reader's whole view is then untrusted, as its trails are). A reader shows
+    only what a checkpoint covers, so rows past it (a writer's INSERT) are not read and do not
+    unprove the covered records, which a decision on holds would refuse. Raises
+    :class:`UnprovenAdminLogError` when the covered records do not match the checkpoint."""
+    return _proven_logs(conn, trusted, own=None, by_key_name=False, strict=False)
 
 
 def _proven_logs(
-    conn: Connection, trusted: Sequence[Verifier], *, own: str | None, by_key_name: bool
+    conn: Connection,
+    trusted: Sequence[Verifier],
+    *,
+    own: str | None,
+    by_key_name: bool,
+    strict: bool,
 ) -> list[ProvenLog]:
     names = [v.name for v in trusted] if by_key_name else []
     if own is not None:
@@ -138,7 +145,7 @@ def _proven_logs(
     for log_id, origin in _candidate_logs(conn, names):
         bound = newest_signed_checkpoint(conn, log_id, origin, trusted)
         if bound is not None:
-            proven.append(_prove(conn, bound))
+            proven.append(_prove(conn, bound, strict=strict))
     if own is not None and _unsigned_log(conn, own, {p.bound.origin for p in proven}):
         raise UnprovenAdminLogError(
             f"administrative log {own!r} has records but no checkpoint signed by the "

@@ -219,13 +219,50 @@ def _trail(world: World, request_id: str) -> dict[str, Any]:
     return trail
 
 
+def _admin_tail(admin_connection: AdminConn) -> None:
+    """The writer (INSERT only) appends a row past the administrative log's checkpoint."""
+    with admin_connection() as conn:
+        log_id = get_log_id(conn, ADMIN_ORIGIN)
+        size = load_log_state(conn, log_id).size
+        row = conn.execute(
+            select(records.c.ts, records.c.leaf, records.c.body).where(
+                records.c.log_id == log_id, records.c.seq == 0
+            )
+        ).one()
+        conn.execute(
+            text(
+                "INSERT INTO records (log_id, seq, kind, request_id, req_seq, tenant, ts, leaf,"
+                " body) VALUES (:log_id, :seq, 'admin', NULL, NULL, NULL, :ts, :leaf, :body)"
+            ),
+            {"log_id": log_id, "seq": size, "ts": row.ts, "leaf": row.leaf, "body": row.body},
+        )
+
+
+def _admin_record_edited(admin_connection: AdminConn) -> None:
+    """The administrator rewrites a byte of a covered record of the administrative log."""
+    with admin_connection() as conn:
+        log_id = get_log_id(conn, ADMIN_ORIGIN)
+        where = (records.c.log_id == log_id, records.c.seq == 0)
+        body = bytes(conn.execute(select(records.c.body).where(*where)).scalar_one())
+        conn.execute(records.update().where(*where).values(body=body.replace(b"dpo", b"dpa")))
+
+
+AROUND = {"alone": None, "admin-tail": _admin_tail, "admin-edited": _admin_record_edited}
+
+
+@pytest.mark.parametrize("around", AROUND.values(), ids=AROUND.keys())
 def test_data_key_put_back_after_erasure_is_not_shown(
-    sealed_world: World, admin_connection: AdminConn
+    sealed_world: World,
+    admin_connection: AdminConn,
+    around: Callable[[AdminConn], None] | None,
 ) -> None:
-    """C16, attacker (database administrator who kept the wrapped data key row): after an
-    audited erasure the row is inserted again, so that the API's KEK would open the erased
-    content. ``auditlog verify`` fails the log (erasure.incomplete); the API shows no plaintext,
-    content "erasure-incomplete" and a failed verdict, the console an integrity problem."""
+    """C16, attacker (the writer, who wrote the wrapped data key row and may INSERT it again, or
+    the administrator who kept a copy): after an audited erasure the row is inserted again, so
+    that the API's KEK would open the erased content; alone, with a row the writer appended
+    past the administrative log's checkpoint, or with a covered administrative record edited
+    by the administrator (so that its log proves nothing). ``auditlog verify`` fails the log;
+    the API shows no plaintext, content "erasure-incomplete" and a failed verdict, the console
+    an integrity problem."""
     world = sealed_world
     victim = world.request_of(VICTIM_TENANT)
     before = _trail(world, victim)
@@ -242,6 +279,8 @@ def test_data_key_put_back_after_erasure_is_not_shown(
         columns = ", ".join(kept)
         values = ", ".join(f":{c}" for c in kept)
         conn.execute(text(f"INSERT INTO data_keys ({columns}) VALUES ({values})"), kept)
+    if around is not None:
+        around(admin_connection)
     trail = _trail(world, victim)
     assert trail["prompt_text"] is None
     assert all(t["token_id"] is None for t in trail["tokens"])
@@ -254,4 +293,6 @@ def test_data_key_put_back_after_erasure_is_not_shown(
     assert html.escape(before["prompt_text"]) not in page
     assert "erasure.incomplete" in trail["verification"]["message"]
     report = verify_database(world.db_url, keys=_keys(world))
-    assert "erasure.incomplete" in {f.code.value for f in report.findings}
+    assert not report.ok
+    if around is None:
+        assert "erasure.incomplete" in {f.code.value for f in report.findings}
