@@ -8,7 +8,9 @@ read path's bound), read in ``[0, size)`` of that checkpoint and checked against
 root: every record is the one the key holder signed, in its place. It is fail-safe: an
 administrative log with rows outside that range (an unsigned tail, rows at odd ``seq``), or with
 records and no checkpoint that opens under the caller's key, raises
-:class:`UnprovenAdminLogError` instead of being read as if it were smaller.
+:class:`UnprovenAdminLogError` instead of being read as if it were smaller. So does a log whose
+signed checkpoint is buried under more unsigned checkpoint rows than the read path tries (a
+writer's INSERTs), instead of being read as if it held nothing.
 
 Every function runs in the caller's transaction and never commits.
 """
@@ -23,8 +25,8 @@ from sqlalchemy import ColumnElement, Connection, or_, select
 from auditlog.errors import AuditlogError
 from auditlog.ledger import MerkleFrontier, RecordKind, Verifier, leaf_hash
 from auditlog.store.ledger_reads import StoredRecord, iter_records
-from auditlog.store.schema import logs, records
-from auditlog.store.trail_reads import LogBound, newest_signed_checkpoint
+from auditlog.store.schema import checkpoints, logs, records
+from auditlog.store.trail_reads import MAX_CHECKPOINTS_TRIED, LogBound, newest_signed_checkpoint
 
 __all__ = ["ProvenLog", "UnprovenAdminLogError", "proven_admin_logs", "reader_admin_logs"]
 
@@ -72,6 +74,17 @@ def _prove(conn: Connection, bound: LogBound, *, strict: bool) -> ProvenLog:
             f"(size {size}): refusing to decide on holds that are not proven; run auditlog verify"
         )
     return ProvenLog(bound, rows)
+
+
+def _beyond_search(conn: Connection, log_id: int) -> bool:
+    """Whether the log holds more checkpoint rows than :func:`newest_signed_checkpoint` tries."""
+    query = (
+        select(checkpoints.c.size)
+        .where(checkpoints.c.log_id == log_id)
+        .offset(MAX_CHECKPOINTS_TRIED)
+        .limit(1)
+    )
+    return conn.execute(query).first() is not None
 
 
 def _candidate_logs(conn: Connection, names: Sequence[str]) -> list[tuple[int, str]]:
@@ -146,6 +159,13 @@ def _proven_logs(
         bound = newest_signed_checkpoint(conn, log_id, origin, trusted)
         if bound is not None:
             proven.append(_prove(conn, bound, strict=strict))
+        elif _beyond_search(conn, log_id):
+            raise UnprovenAdminLogError(
+                f"administrative log {origin!r}: none of its newest {MAX_CHECKPOINTS_TRIED} "
+                "checkpoint rows opens under the key, and it holds more (a signed one may be "
+                "buried under rows nobody signed): refusing to read it as empty; run auditlog "
+                "verify"
+            )
     if own is not None and _unsigned_log(conn, own, {p.bound.origin for p in proven}):
         raise UnprovenAdminLogError(
             f"administrative log {own!r} has records but no checkpoint signed by the "

@@ -28,6 +28,7 @@ from auditlog.ledger.records import BASE_FIELDS
 from auditlog.protect import ErasureOrder, HoldScope, erase, place_hold
 from auditlog.store.ledger_store import get_log_id, load_log_state
 from auditlog.store.schema import records
+from auditlog.store.trail_reads import MAX_CHECKPOINTS_TRIED
 from auditlog.verifier import verify_database
 
 AdminConn = Callable[[], AbstractContextManager[Connection]]
@@ -247,7 +248,28 @@ def _admin_record_edited(admin_connection: AdminConn) -> None:
         conn.execute(records.update().where(*where).values(body=body.replace(b"dpo", b"dpa")))
 
 
-AROUND = {"alone": None, "admin-tail": _admin_tail, "admin-edited": _admin_record_edited}
+def _admin_checkpoint_buried(admin_connection: AdminConn) -> None:
+    """The writer (INSERT only) buries the administrative log's signed checkpoint under more
+    checkpoint rows than a reader tries (larger sizes, notes nobody signed)."""
+    with admin_connection() as conn:
+        log_id = get_log_id(conn, ADMIN_ORIGIN)
+        size = load_log_state(conn, log_id).size
+        for extra in range(1, MAX_CHECKPOINTS_TRIED + 2):
+            conn.execute(
+                text(
+                    "INSERT INTO checkpoints (log_id, size, root, note, ts)"
+                    " VALUES (:log_id, :size, :root, :note, 1)"
+                ),
+                {"log_id": log_id, "size": size + extra, "root": b"\x00" * 32, "note": "x"},
+            )
+
+
+AROUND = {
+    "alone": None,
+    "admin-tail": _admin_tail,
+    "admin-edited": _admin_record_edited,
+    "admin-checkpoint-buried": _admin_checkpoint_buried,
+}
 
 
 @pytest.mark.parametrize("around", AROUND.values(), ids=AROUND.keys())
