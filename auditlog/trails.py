@@ -194,6 +194,8 @@ def reader_payloads(
     chain: list[tuple[dict[str, Any] | None, int, bytes | None]],
     keys: KeyProvider | None,
     trusted: Sequence[Verifier] = (),
+    *,
+    names: Sequence[str] = (),
 ) -> tuple[Content, ErasureRef | None, list[bytes | None]]:
     """What a reader may see of a trail's payloads: ``chain`` is (header or None, seq, stored
     payload) in chain order. Unsealed payloads come back as stored; sealed ones opened with
@@ -201,7 +203,9 @@ def reader_payloads(
 
     A missing data key counts as erased only by an ``erasure`` record proven against its log's
     newest checkpoint signed by a key of ``trusted`` (:func:`proven_erasure`); a stored key that
-    such a record names (a copy put back after the erasure) opens nothing."""
+    such a record names (a copy put back after the erasure) opens nothing. ``names``: the
+    administrative logs the reader knows by name (its administrative keys'), read even when
+    their unsigned ``kind`` cells were edited."""
     from auditlog.crypto import open_payload
 
     stored = [p for _, _, p in chain]
@@ -212,11 +216,11 @@ def reader_payloads(
     key = read_data_key(conn, get_log_id(conn, origin), request_id)
     hidden: list[bytes | None] = [None] * len(chain)
     if key is None:
-        content, erasure = proven_erasure(conn, origin, request_id, trusted)
+        content, erasure = proven_erasure(conn, origin, request_id, trusted, names=names)
         return content, erasure, hidden
     if not key_matches_start(first, key):  # verify fails it (key.mismatch)
         return Content.MISMATCH, None, hidden
-    if _erasure_may_name(conn, origin, request_id, trusted):
+    if _erasure_may_name(conn, origin, request_id, trusted, names):
         return Content.INCOMPLETE, None, hidden  # verify fails it
     if keys is None:
         return Content.UNAVAILABLE, None, hidden
@@ -231,24 +235,32 @@ def reader_payloads(
 
 
 def _erasure_may_name(
-    conn: Connection, origin: str, request_id: str, trusted: Sequence[Verifier]
+    conn: Connection,
+    origin: str,
+    request_id: str,
+    trusted: Sequence[Verifier],
+    names: Sequence[str],
 ) -> bool:
     """Whether a stored data key of ``request_id`` must stay closed: a proven erasure record
     names it (the key was put back after it), or an administrative log does not match its
     signed checkpoint (it may hide one): fail-safe, as erased content is never to be shown."""
     try:
-        return _proven_erasure_record(conn, origin, request_id, trusted) is not None
+        return _proven_erasure_record(conn, origin, request_id, trusted, names) is not None
     except UnprovenAdminLogError:
         return True
 
 
 def _proven_erasure_record(
-    conn: Connection, origin: str, request_id: str, trusted: Sequence[Verifier]
+    conn: Connection,
+    origin: str,
+    request_id: str,
+    trusted: Sequence[Verifier],
+    names: Sequence[str],
 ) -> ErasureRef | None:
     """The ``erasure`` record naming the request in a proven administrative log, if any; raises
     :class:`UnprovenAdminLogError` when a log cannot be proven."""
     target = {"log": origin, "request_id": request_id}
-    for log in reader_admin_logs(conn, trusted):
+    for log in reader_admin_logs(conn, trusted, names=names):
         for record in log.records:
             h = parse_header(record.body)  # the signed kind, not the ``kind`` column
             if h["kind"] == RecordKind.ERASURE.value and target in h.get("erased", []):
@@ -257,7 +269,12 @@ def _proven_erasure_record(
 
 
 def proven_erasure(
-    conn: Connection, origin: str, request_id: str, trusted: Sequence[Verifier]
+    conn: Connection,
+    origin: str,
+    request_id: str,
+    trusted: Sequence[Verifier],
+    *,
+    names: Sequence[str] = (),
 ) -> tuple[Content, ErasureRef | None]:
     """Why the data key of ``request_id`` (log ``origin``) is gone, as a reader may say it (C16):
     ``ERASED`` with the ``erasure`` record that names it when that record lies in an
@@ -266,7 +283,7 @@ def proven_erasure(
     only an unproven record names it (a row a database writer could have inserted, or one no
     checkpoint covers yet); ``MISSING`` when nothing does."""
     try:
-        erasure = _proven_erasure_record(conn, origin, request_id, trusted)
+        erasure = _proven_erasure_record(conn, origin, request_id, trusted, names)
     except UnprovenAdminLogError:
         erasure = None  # an administrative log that does not match its checkpoint proves nothing
     if erasure is not None:

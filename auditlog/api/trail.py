@@ -140,7 +140,9 @@ def trail_public(
         (h, r.seq, None if r.payload is None else bytes(r.payload))
         for h, r in zip(headers, trail.records, strict=True)
     ]
-    content, erasure, opened = reader_payloads(conn, trail.origin, stored, keys, [*admin, *trusted])
+    content, erasure, opened = reader_payloads(
+        conn, trail.origin, stored, keys, [*admin, *trusted], names=[v.name for v in admin]
+    )
     if content is Content.MISSING:
         _fail_missing_key(result, trail.request_id)
     elif content is Content.MISMATCH:

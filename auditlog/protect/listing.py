@@ -67,13 +67,13 @@ def _named(header: dict[str, Any], member: str) -> list[dict[str, Any]]:
 
 
 def _decisions(
-    conn: Connection, trusted: Sequence[Verifier]
+    conn: Connection, trusted: Sequence[Verifier], names: Sequence[str]
 ) -> list[tuple[str, str, dict[str, Any]]]:
     """``(entry id, outcome, header)`` of every erasure and refusal proven under ``trusted``
     (``auditlog.store.reader_admin_logs``: a row a database writer inserted is not one), in no
     particular order. The kind is the signed header's, never the ``kind`` column."""
     found: list[tuple[str, str, dict[str, Any]]] = []
-    for log in reader_admin_logs(conn, trusted):
+    for log in reader_admin_logs(conn, trusted, names=names):
         for record in log.records:
             header = parse_header(record.body)  # proven: these bytes are the signed ones
             if header["kind"] == RecordKind.ERASURE.value:
@@ -87,14 +87,20 @@ def _decisions(
 
 
 def list_erasures(
-    conn: Connection, trusted: Sequence[Verifier], *, log_keys: Sequence[Verifier] = ()
+    conn: Connection,
+    trusted: Sequence[Verifier],
+    *,
+    log_keys: Sequence[Verifier] = (),
+    by_key_name: bool = True,
 ) -> list[ErasureEntry]:
     """Every erasure and refused erasure proven under ``trusted`` (the administrative keys; with
     none, the keys stored for each log), oldest first, with each request's tenant as its signed
-    ``request.start`` says under ``log_keys`` (the keys of the logs it names). Raises
+    ``request.start`` says under ``log_keys`` (the keys of the logs it names). The logs named
+    like a key of ``trusted`` are read whatever their ``kind`` cells say (``by_key_name``; pass
+    False when ``trusted`` are engine keys, as for ``list_holds``). Raises
     :class:`~auditlog.store.UnprovenAdminLogError` when an administrative log does not match
     its signed checkpoint."""
-    decisions = _decisions(conn, trusted)
+    decisions = _decisions(conn, trusted, [v.name for v in trusted] if by_key_name else [])
     named = [
         str(t.get("request_id"))
         for _, outcome, h in decisions

@@ -133,14 +133,18 @@ def proven_admin_logs(
     return _proven_logs(conn, trusted, own=own, by_key_name=by_key_name, strict=True)
 
 
-def reader_admin_logs(conn: Connection, trusted: Sequence[Verifier]) -> list[ProvenLog]:
+def reader_admin_logs(
+    conn: Connection, trusted: Sequence[Verifier], *, names: Sequence[str] = ()
+) -> list[ProvenLog]:
     """The administrative logs as a trail reader may show them: proven like
     :func:`proven_admin_logs` under ``trusted``, or, with no key given, under the keys stored for
     each log (the reader's whole view is then untrusted, as its trails are). A reader shows
     only what a checkpoint covers, so rows past it (a writer's INSERT) are not read and do not
     unprove the covered records, which a decision on holds would refuse. Raises
-    :class:`UnprovenAdminLogError` when the covered records do not match the checkpoint."""
-    return _proven_logs(conn, trusted, own=None, by_key_name=False, strict=False)
+    :class:`UnprovenAdminLogError` when the covered records do not match the checkpoint.
+    ``names``: administrative logs the reader knows by name, candidates whatever their ``kind``
+    cells say."""
+    return _proven_logs(conn, trusted, own=None, by_key_name=False, strict=False, names=names)
 
 
 def _proven_logs(
@@ -150,8 +154,9 @@ def _proven_logs(
     own: str | None,
     by_key_name: bool,
     strict: bool,
+    names: Sequence[str] = (),
 ) -> list[ProvenLog]:
-    names = [v.name for v in trusted] if by_key_name else []
+    names = [*names, *(v.name for v in trusted if by_key_name)]
     if own is not None:
         names.append(own)
     proven = []

@@ -264,8 +264,16 @@ def _admin_checkpoint_buried(admin_connection: AdminConn) -> None:
             )
 
 
+def _admin_kinds_edited(admin_connection: AdminConn) -> None:
+    """The administrator edits every unsigned ``kind`` cell of the administrative log."""
+    with admin_connection() as conn:
+        log_id = get_log_id(conn, ADMIN_ORIGIN)
+        conn.execute(records.update().where(records.c.log_id == log_id).values(kind="tokens"))
+
+
 AROUND = {
     "alone": None,
+    "admin-kinds-edited": _admin_kinds_edited,
     "admin-tail": _admin_tail,
     "admin-edited": _admin_record_edited,
     "admin-checkpoint-buried": _admin_checkpoint_buried,
@@ -318,3 +326,20 @@ def test_data_key_put_back_after_erasure_is_not_shown(
     assert not report.ok
     if around is None:
         assert "erasure.incomplete" in {f.code.value for f in report.findings}
+
+
+def test_erasure_listing_survives_every_kind_cell_edited(
+    sealed_world: World, admin_connection: AdminConn
+) -> None:
+    """C16, attacker (database administrator): every unsigned ``kind`` cell of the
+    administrative log edited, so that no row looks administrative. The erasure is still listed
+    (the API reads the log named like its administrative key) and the erased trail still says
+    erased, with its record."""
+    world = sealed_world
+    victim = world.request_of(VICTIM_TENANT)
+    _erase(world, victim)
+    _admin_kinds_edited(admin_connection)
+    assert victim in _erased_ids(world, "admin")
+    assert victim in _erased_ids(world, VICTIM_AUDITOR)
+    trail = _trail(world, victim)
+    assert trail["content"] == "erased" and trail["erasure"]["log"] == ADMIN_ORIGIN

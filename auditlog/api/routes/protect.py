@@ -151,7 +151,12 @@ def _holds(conn: ConnDep, key: ApiKey, state: ApiState) -> list[HoldPublic]:
 def _erasures(conn: ConnDep, key: ApiKey, state: ApiState) -> list[ErasurePublic]:
     """The erasures and refusals proven under the API's administrative key (without one, under
     its trusted keys): an erasure row no checkpoint of that key covers is not listed (C16)."""
-    entries = list_erasures(conn, state.admin_keys or state.trusted, log_keys=state.trusted)
+    entries = list_erasures(
+        conn,
+        state.admin_keys or state.trusted,
+        log_keys=state.trusted,
+        by_key_name=bool(state.admin_keys),
+    )
     return [erasure_public(e) for e in visible_erasures(entries, _tenants(key))]
 
 
