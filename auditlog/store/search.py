@@ -2,7 +2,8 @@
 physical step manifests. Keyset pagination on ``(ts, log_id, seq)``; cursors are opaque.
 
 Searches filter on the indexed copies of header fields (``tenant``, ``kind``, ``ts``) and on
-fields read from the header bytes in SQL (``principal``, ``target.name``, ``reason``). They read
+fields read from the header bytes in SQL (``principal``, ``target.name``, ``reason``); a row
+whose header names a tenant outside the caller's is dropped, as the trail drops it. They read
 only inside each log's readable range ``[0, size)`` (``bounds``, from
 :func:`auditlog.store.trail_reads.log_bounds`): a row outside it, or in a log without a signed
 checkpoint, is never listed. They do not verify; the trail endpoint does.
@@ -203,14 +204,17 @@ def search_requests(
     stmt = stmt.order_by(start.c.ts, start.c.log_id, start.c.seq).limit(limit + 1)
     rows = conn.execute(stmt).all()
     items = []
-    for ts, _log_id, _seq, request_id, tenant, body, end_body, end_ts, origin in rows[:limit]:
+    for ts, _log_id, _seq, request_id, _column, body, end_body, end_ts, origin in rows[:limit]:
         head, tail = _loads(body), _loads(end_body)
+        tenant = head.get("tenant")
+        if criteria.tenants is not None and tenant not in criteria.tenants:
+            continue  # the indexed column is an unsigned copy: the header's tenant decides (C19)
         target = head.get("target")
         items.append(
             RequestRow(
                 request_id=request_id,
                 log=origin,
-                tenant=tenant or "",
+                tenant=tenant if isinstance(tenant, str) else "",
                 principal=_str(head, "principal"),
                 model=_str(target, "name") if isinstance(target, dict) else "",
                 started_ts=ts,

@@ -343,3 +343,24 @@ def test_erasure_listing_survives_every_kind_cell_edited(
     assert victim in _erased_ids(world, VICTIM_AUDITOR)
     trail = _trail(world, victim)
     assert trail["content"] == "erased" and trail["erasure"]["log"] == ADMIN_ORIGIN
+
+
+def _listed(world: World, who: str) -> list[str]:
+    response = world.client.get("/v1/requests?limit=200", headers=world.headers(who))
+    assert response.status_code == 200, response.text
+    return [item["request_id"] for item in response.json()["items"]]
+
+
+def test_request_listing_follows_the_signed_tenant(
+    sealed_world: World, admin_connection: AdminConn
+) -> None:
+    """C19, attacker (database administrator editing the unsigned ``records.tenant`` column of a
+    tenant-0 request's records): another tenant's auditor neither lists the request nor reads
+    its trail (the listing checks the signed header's tenant too, as the trail does)."""
+    world = sealed_world
+    victim = world.request_of(VICTIM_TENANT)
+    assert victim in _listed(world, VICTIM_AUDITOR) and victim not in _listed(world, OTHER_AUDITOR)
+    _retag_column(admin_connection, victim)
+    assert victim not in _listed(world, OTHER_AUDITOR)
+    response = world.client.get(f"/v1/requests/{victim}", headers=world.headers(OTHER_AUDITOR))
+    assert response.status_code == 404
