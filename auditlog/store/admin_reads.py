@@ -10,7 +10,8 @@ administrative log with rows outside that range (an unsigned tail, rows at odd `
 records and no checkpoint that opens under the caller's key, raises
 :class:`UnprovenAdminLogError` instead of being read as if it were smaller. So does a log whose
 signed checkpoint is buried under more unsigned checkpoint rows than the read path tries (a
-writer's INSERTs), instead of being read as if it held nothing.
+writer's INSERTs), when the caller knows it by name, instead of being read as if it held
+nothing.
 
 Every function runs in the caller's transaction and never commits.
 """
@@ -74,6 +75,20 @@ def _prove(conn: Connection, bound: LogBound, *, strict: bool) -> ProvenLog:
             f"(size {size}): refusing to decide on holds that are not proven; run auditlog verify"
         )
     return ProvenLog(bound, rows)
+
+
+def _covers_admin_rows(conn: Connection, bound: LogBound) -> bool:
+    """Whether a row below ``bound`` is administrative by its ``kind`` column: a log found only
+    by a row past its checkpoint (a writer's INSERT into an engine's log) has nothing covered to
+    read, and is not proven record by record on every read."""
+    kinds = (RecordKind.ADMIN.value, RecordKind.ERASURE.value)
+    query = (
+        select(records.c.seq)
+        .where(records.c.log_id == bound.log_id, records.c.kind.in_(kinds))
+        .where(records.c.seq < bound.checkpoint.size)
+        .limit(1)
+    )
+    return conn.execute(query).first() is not None
 
 
 def _beyond_search(conn: Connection, log_id: int) -> bool:
@@ -163,8 +178,9 @@ def _proven_logs(
     for log_id, origin in _candidate_logs(conn, names):
         bound = newest_signed_checkpoint(conn, log_id, origin, trusted)
         if bound is not None:
-            proven.append(_prove(conn, bound, strict=strict))
-        elif _beyond_search(conn, log_id):
+            if strict or origin in names or _covers_admin_rows(conn, bound):
+                proven.append(_prove(conn, bound, strict=strict))
+        elif origin in names and _beyond_search(conn, log_id):
             raise UnprovenAdminLogError(
                 f"administrative log {origin!r}: none of its newest {MAX_CHECKPOINTS_TRIED} "
                 "checkpoint rows opens under the key, and it holds more (a signed one may be "
