@@ -364,3 +364,54 @@ def test_request_listing_follows_the_signed_tenant(
     assert victim not in _listed(world, OTHER_AUDITOR)
     response = world.client.get(f"/v1/requests/{victim}", headers=world.headers(OTHER_AUDITOR))
     assert response.status_code == 404
+
+
+def test_second_unproven_erasure_record_changes_nothing_shown(
+    sealed_world: World, admin_connection: AdminConn
+) -> None:
+    """C16, attacker (writer): after a real erasure, a second well-formed ``erasure`` record
+    naming the same request with another reason is appended past the administrative log's
+    checkpoint. The trail still names the proven record (its seq and reason), the listing shows
+    the proven entry only."""
+    world = sealed_world
+    victim = world.request_of(VICTIM_TENANT)
+    _erase(world, victim)
+    proven = _trail(world, victim)["erasure"]
+    with admin_connection() as conn:
+        log_id = get_log_id(conn, ADMIN_ORIGIN)
+        size = load_log_state(conn, log_id).size
+        record = build_record(
+            log=ADMIN_ORIGIN,
+            seq=size,
+            kind=RecordKind.ERASURE,
+            request_id=None,
+            req_seq=None,
+            ts=proven["ts"] + 1,
+            prev=None,
+            payload=None,
+            fields={
+                "principal": "mallory",
+                "reason": "forged",
+                "legal_basis": "none",
+                "erased": [{"request_id": victim, "log": ENGINE_ORIGIN}],
+            },
+        )
+        conn.execute(
+            text(
+                "INSERT INTO records (log_id, seq, kind, request_id, req_seq, tenant, ts, leaf,"
+                " body) VALUES (:log_id, :seq, 'erasure', NULL, NULL, NULL, :ts, :leaf, :body)"
+            ),
+            {
+                "log_id": log_id,
+                "seq": size,
+                "ts": record.ts,
+                "leaf": record.leaf,
+                "body": record.body,
+            },
+        )
+    trail = _trail(world, victim)
+    assert trail["content"] == "erased" and trail["erasure"] == proven
+    assert trail["erasure"]["reason"] == "r17"
+    response = world.client.get("/v1/erasures", headers=world.headers("admin"))
+    assert response.status_code == 200, response.text
+    assert [e["reason"] for e in response.json()["items"]] == ["r17"]
