@@ -23,9 +23,15 @@ from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, Connection, or_, select
 
-from auditlog.errors import AuditlogError
-from auditlog.ledger import MerkleFrontier, RecordKind, Verifier, leaf_hash
-from auditlog.store.ledger_reads import StoredRecord, iter_records
+from auditlog.errors import AuditlogError, FormatError, StoreError, VerificationError
+from auditlog.ledger import MerkleFrontier, RecordKind, Verifier, leaf_hash, verify_inclusion
+from auditlog.ledger.merkle_proofs import inclusion_proofs
+from auditlog.store.ledger_reads import (
+    StoredNodeSource,
+    StoredRecord,
+    iter_records,
+    read_record,
+)
 from auditlog.store.schema import checkpoints, logs, records
 from auditlog.store.trail_reads import MAX_CHECKPOINTS_TRIED, LogBound, newest_signed_checkpoint
 
@@ -40,7 +46,8 @@ class UnprovenAdminLogError(AuditlogError):
 @dataclass(frozen=True, slots=True)
 class ProvenLog:
     """The records ``[0, bound.checkpoint.size)`` of one administrative log, proven against its
-    signed checkpoint, in ``seq`` order."""
+    signed checkpoint, in ``seq`` order (for a log a reader found only by its ``kind`` cells:
+    its administrative records alone, each proven by inclusion)."""
 
     bound: LogBound
     records: list[StoredRecord]
@@ -77,18 +84,34 @@ def _prove(conn: Connection, bound: LogBound, *, strict: bool) -> ProvenLog:
     return ProvenLog(bound, rows)
 
 
-def _covers_admin_rows(conn: Connection, bound: LogBound) -> bool:
-    """Whether a row below ``bound`` is administrative by its ``kind`` column: a log found only
-    by a row past its checkpoint (a writer's INSERT into an engine's log) has nothing covered to
-    read, and is not proven record by record on every read."""
+def _prove_rows(conn: Connection, bound: LogBound) -> ProvenLog:
+    """The administrative rows (by the ``kind`` column) of a log found only by that column, each
+    checked by an inclusion proof against ``bound``'s signed root: O(rows x log n), never the
+    whole log (an engine's log may hold a few ``admin`` records, e.g. ``event.refused``, among
+    millions). A row whose proof fails is left out (``auditlog verify`` reports it)."""
     kinds = (RecordKind.ADMIN.value, RecordKind.ERASURE.value)
+    size = bound.checkpoint.size
     query = (
         select(records.c.seq)
         .where(records.c.log_id == bound.log_id, records.c.kind.in_(kinds))
-        .where(records.c.seq < bound.checkpoint.size)
-        .limit(1)
+        .where(records.c.seq >= 0, records.c.seq < size)
+        .order_by(records.c.seq)
     )
-    return conn.execute(query).first() is not None
+    rows = [read_record(conn, bound.log_id, seq) for (seq,) in conn.execute(query)]
+    if not rows:
+        return ProvenLog(bound, [])
+    try:
+        proofs = inclusion_proofs([r.seq for r in rows], size, StoredNodeSource(conn, bound.log_id))
+    except StoreError:
+        return ProvenLog(bound, [])  # nodes missing: nothing proven (verify reports it)
+    proven = []
+    for row, proof in zip(rows, proofs, strict=True):
+        try:
+            verify_inclusion(leaf_hash(row.body), row.seq, size, proof, bound.checkpoint.root)
+        except (FormatError, VerificationError):
+            continue
+        proven.append(row)
+    return ProvenLog(bound, proven)
 
 
 def _beyond_search(conn: Connection, log_id: int) -> bool:
@@ -178,8 +201,10 @@ def _proven_logs(
     for log_id, origin in _candidate_logs(conn, names):
         bound = newest_signed_checkpoint(conn, log_id, origin, trusted)
         if bound is not None:
-            if strict or origin in names or _covers_admin_rows(conn, bound):
+            if strict or origin in names:
                 proven.append(_prove(conn, bound, strict=strict))
+            else:  # found by its kind cells alone (a reader): prove those rows, not the log
+                proven.append(_prove_rows(conn, bound))
         elif origin in names and _beyond_search(conn, log_id):
             raise UnprovenAdminLogError(
                 f"administrative log {origin!r}: none of its newest {MAX_CHECKPOINTS_TRIED} "
