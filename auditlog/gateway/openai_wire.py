@@ -2,9 +2,10 @@
 
 Text-to-token mapping (how an adapter that sees text, not token ids, keeps a trail exact): the
 "tokens" of a text are its UTF-8 bytes, one token id 0..255 per byte (``utf8_token_ids``), with
-provenance ``target``. The concatenated token ids of a trail therefore decode (``bytes(ids)
-.decode("utf-8")``) to exactly the text the server produced, chunk boundaries included in the
-``tokens`` records' step ids. Such a trail says so in its parameters: ``"tokenization":
+provenance ``target``. Each step's token ids therefore decode (``bytes(ids).decode("utf-8")``)
+to exactly the text recorded, and the content steps (those not marked, below) concatenated to
+exactly the text the server produced, chunk boundaries included in the ``tokens`` records' step
+ids. Such a trail says so in its parameters: ``"tokenization":
 "utf-8-bytes"``.
 
 Output other than content (C6, C23): every non-empty field of a choice's ``delta`` / ``message``
@@ -27,10 +28,11 @@ the answering model may differ from the requested one), as one canonical-JSON ob
 field ``envelope``. A response is read in order by one :class:`ResponseReader`: the envelope is
 recorded with the first chunk (or the whole answer) and again only with a chunk whose envelope
 differs from the previous chunk's, so each chunk's envelope is the last one recorded (``{}``
-before any; a first chunk without one records none). ``usage`` is not part of it: it is recorded
-as its own marked field with every chunk that carries it non-empty (a ``stream_options`` usage
-chunk with empty ``choices`` included). A chunk's steps, in order: its envelope (when recorded),
-its content, the marked fields of its choice, then its other top-level fields by name.
+before any: a first chunk without one records none, a chunk that drops it records ``{}``).
+``usage`` is not part of it: it is recorded as its own marked field with every chunk that
+carries it non-empty (a ``stream_options`` usage chunk with empty ``choices`` included). A
+chunk's steps, in order: its envelope (when recorded), its content, the marked fields of its
+choice, then its other top-level fields by name.
 
 Attribution: a trail holds one choice. A choice whose ``index`` is not exactly the integer 0
 (``1``, ``null``, ``"0"``), a ``choices`` that is not a list, a choice that is not an object or a
