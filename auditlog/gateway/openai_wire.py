@@ -2,9 +2,10 @@
 
 Text-to-token mapping (how an adapter that sees text, not token ids, keeps a trail exact): the
 "tokens" of a text are its UTF-8 bytes, one token id 0..255 per byte (``utf8_token_ids``), with
-provenance ``target``. The concatenated token ids of a trail therefore decode (``bytes(ids)
-.decode("utf-8")``) to exactly the text the server produced, chunk boundaries included in the
-``tokens`` records' step ids. Such a trail says so in its parameters: ``"tokenization":
+provenance ``target``. Each step's token ids therefore decode (``bytes(ids).decode("utf-8")``)
+to exactly the text recorded, and the content steps (those not marked, below) concatenated to
+exactly the text the server produced, chunk boundaries included in the ``tokens`` records' step
+ids. Such a trail says so in its parameters: ``"tokenization":
 "utf-8-bytes"``.
 
 Output other than content (C6, C23): every non-empty field of a choice's ``delta`` / ``message``
@@ -12,15 +13,26 @@ other than ``role`` and ``content`` also reaches the client (``tool_calls`` with
 ``function.arguments``, ``function_call``, ``reasoning_content``, ``reasoning``, ``refusal``, ...),
 and so does every non-empty field of the choice itself other than ``index``, ``finish_reason``,
 ``text``, ``delta`` and ``message`` (``logprobs``, ``stop_reason``, ...) and every non-empty
-top-level field other than the envelope (``id``, ``object``, ``created``, ``model``,
-``system_fingerprint``, ``service_tier``, ``usage``, ``choices``), such as ``prompt_logprobs``
-and ``error`` (an error does not hide the choices beside it: ``"error": null`` is no error, and
-an error object is recorded whole as well as naming the end's error).
+top-level field other than ``choices`` and the envelope (below), such as ``usage``,
+``prompt_logprobs`` and ``error`` (an error does not hide the choices beside it: ``"error": null``
+is no error, and an error object is recorded whole as well as naming the end's error).
 Each is recorded too, as its own step, marked: ``U+001E <field name> U+001F <value>``, the value
 as is when it is a string, else as canonical JSON (sorted keys; floats as decimal strings,
 integers beyond 2^53 as decimal strings). A step's text is therefore either plain content or,
 when it begins with U+001E, a marked field; content that itself begins with U+001E is recorded
 marked as ``U+001E content U+001F <content>``, so every step reads one way.
+
+The envelope: the non-empty fields among ``id``, ``object``, ``created``, ``model``,
+``system_fingerprint`` and ``service_tier`` (what the official client shows beside the choices:
+the answering model may differ from the requested one), as one canonical-JSON object, the marked
+field ``envelope``. A response is read in order by one :class:`ResponseReader`: the envelope is
+recorded with the first chunk (or the whole answer) and again only with a chunk whose envelope
+differs from the previous chunk's, so each chunk's envelope is the last one recorded (``{}``
+before any: a first chunk without one records none, a chunk that drops it records ``{}``).
+``usage`` is not part of it: it is recorded as its own marked field with every chunk that
+carries it non-empty (a ``stream_options`` usage chunk with empty ``choices`` included). A
+chunk's steps, in order: its envelope (when recorded), its content, the marked fields of its
+choice, then its other top-level fields by name.
 
 Attribution: a trail holds one choice. A choice whose ``index`` is not exactly the integer 0
 (``1``, ``null``, ``"0"``), a ``choices`` that is not a list, a choice that is not an object or a
@@ -44,6 +56,7 @@ __all__ = [
     "FIELD_NAME_END",
     "TOKENIZATION",
     "ChoiceDelta",
+    "ResponseReader",
     "WireFormatError",
     "json_safe",
     "marked_field",
@@ -109,34 +122,63 @@ class WireFormatError(AuditlogError):
 
 
 _EMPTY: tuple[Any, ...] = (None, "", [], {})
-_ENVELOPE = frozenset(
-    {"id", "object", "created", "model", "system_fingerprint", "service_tier", "usage", "choices"}
-)
+_ENVELOPE = ("id", "object", "created", "model", "system_fingerprint", "service_tier")
+_NOT_MARKED = frozenset({*_ENVELOPE, "choices"})
+_ENVELOPE_FIELD = "envelope"
 _CHOICE_KNOWN = frozenset({"index", "finish_reason", "text", "delta", "message"})
 
 
 @dataclass(slots=True)
 class ChoiceDelta:
     """The choice of one response chunk (or a whole JSON answer): its content text, its other
-    output fields as marked steps, its finish reason; or the error it carries."""
+    output fields as marked steps, its envelope step when it is recorded, its finish reason; or
+    the error it carries."""
 
     text: str = ""
+    envelope: str | None = None  # the marked envelope step, when this chunk records one
     finish_reason: str | None = None
     error: str | None = None
     usage: dict[str, Any] | None = None
     marked: list[str] = field(default_factory=list)
 
     def recorded_steps(self) -> list[str]:
-        """The texts to record, one step each, in order: the content, then the marked fields."""
-        steps = [self.text] if self.text else []
+        """The texts to record, one step each, in order: the envelope, the content, then the
+        marked fields."""
+        steps = [self.envelope] if self.envelope is not None else []
         if self.text.startswith(FIELD_MARK):
-            steps = [marked_field(_CONTENT_FIELD, self.text)]
+            steps.append(marked_field(_CONTENT_FIELD, self.text))
+        elif self.text:
+            steps.append(self.text)
         return steps + self.marked
 
 
+@dataclass(slots=True)
+class ResponseReader:
+    """Reads one response's chunks in order, recording its envelope when it changes (module
+    docstring)."""
+
+    envelope: str = "{}"  # canonical JSON of the previous chunk's envelope
+
+    def read(self, obj: Any) -> ChoiceDelta:
+        """The choice of the next chunk (or of the whole answer), its envelope step set when the
+        envelope differs from the previous chunk's; :class:`WireFormatError` as
+        :func:`response_delta`."""
+        out = _choice_delta(obj)
+        envelope = canonical_json({k: obj[k] for k in _ENVELOPE if obj.get(k) not in _EMPTY})
+        if envelope != self.envelope:
+            out.envelope = marked_field(_ENVELOPE_FIELD, envelope)
+            self.envelope = envelope
+        return out
+
+
 def response_delta(obj: Any) -> ChoiceDelta:
-    """The one choice of a completion / chat completion object, streamed chunk or whole;
-    :class:`WireFormatError` for anything it cannot attribute (module docstring)."""
+    """The one choice of a whole completion / chat completion answer, its envelope included (a
+    stream's chunks are read by one :class:`ResponseReader`); :class:`WireFormatError` for
+    anything it cannot attribute (module docstring)."""
+    return ResponseReader().read(obj)
+
+
+def _choice_delta(obj: Any) -> ChoiceDelta:
     if not isinstance(obj, dict):
         raise WireFormatError("answer is not a JSON object")
     out = ChoiceDelta()
@@ -153,7 +195,7 @@ def response_delta(obj: Any) -> ChoiceDelta:
         raise WireFormatError("choices is not a list")
     for choice in choices:
         _absorb_choice(out, choice)
-    for name in sorted(set(obj) - _ENVELOPE):
+    for name in sorted(set(obj) - _NOT_MARKED):
         if obj[name] not in _EMPTY:
             out.marked.append(marked_field(name, obj[name]))
     return out

@@ -21,9 +21,9 @@ anything:
    ``absent``: ``asgi_policy.recorded_input``), so a prompt ``"[1,2]"`` and ``[1, 2]`` differ.
 
 Then the app runs; ``asgi_exchange`` records and releases its answer (fail-closed, C21), one
-``BatchStep`` per SSE event that carries output (one for a JSON answer), its "tokens" the
-UTF-8 bytes of the text (``openai_wire``), and ``RequestFinished``. A task watches the connection
-(``http.disconnect`` from ``receive``) while the app runs, so a client that leaves before a
+``BatchStep`` per recorded text (content; envelope, ``usage`` and other fields marked), its
+"tokens" the UTF-8 bytes of the text (``openai_wire``), and ``RequestFinished``. A task watches
+the connection (``http.disconnect`` from ``receive``) while the app runs, so a client gone before a
 non-streamed answer is recorded ``abort`` with 0 delivered; the app's ``receive`` is fed from it.
 
 Compression: the app is called without the client's ``Accept-Encoding``, so a compressing

@@ -3,11 +3,12 @@
 Fail-closed means that a byte leaves only once what it carries is recorded and durable:
 
 - ``text/event-stream`` (media types compared case-insensitively, ``charset`` UTF-8 only): each
-  complete event (``asgi_sse``; comments emptied) is parsed and recorded, and released once its
-  tokens are durable (an ``event`` type other than ``message``, an ``id``, ``retry`` or unknown
-  field is cut: only recorded data and bare structure leave);
-  the ``[DONE]`` event once the end record is durable. The response ends there: nothing the app
-  sends after ``[DONE]`` is released. An unterminated last event is never released.
+  complete event (``asgi_sse``; comments emptied) is parsed and recorded (its envelope and
+  ``usage`` too, also with empty ``choices``) and released once its tokens are durable (an
+  ``event`` type other than ``message``, an ``id``, ``retry`` or unknown field is cut: only
+  recorded data and bare structure leave); the ``[DONE]`` event once the end record is durable.
+  The response ends there: nothing the app sends after ``[DONE]`` is released. An unterminated
+  last event is never released.
 - ``application/json``: the whole answer is parsed, recorded, and released (with its
   ``http.response.start``) once the end record is durable. An error status (400 and above) is
   recorded as ``error`` with the whole body as text (at most the recorder's ``MAX_ERROR_LENGTH``
@@ -34,7 +35,7 @@ from dataclasses import dataclass, field
 from starlette.types import Message, Send
 
 from auditlog.events import BatchStep, FinishReason, Provenance, RequestFinished
-from auditlog.gateway.openai_wire import ChoiceDelta, WireFormatError, response_delta
+from auditlog.gateway.openai_wire import ChoiceDelta, ResponseReader, WireFormatError
 from auditlog.gateway.request_ids import TRAIL_ID_HEADER
 from auditlog.recorder import AuditRecorder
 from auditlog.recorder.checks import MAX_ERROR_LENGTH, MAX_STEP_TOKENS
@@ -74,6 +75,7 @@ class Exchange:
     closed: bool = False  # nothing more goes to the client
     body: list[bytes] = field(default_factory=list)
     sse: SseReader = field(default_factory=SseReader)
+    reader: ResponseReader = field(default_factory=ResponseReader)  # envelope once per change
 
     async def on_send(self, message: Message) -> None:
         """The app's ``send``."""
@@ -143,7 +145,7 @@ class Exchange:
                 return
             if event.data is not None:
                 try:
-                    self._absorb(response_delta(loads_answer(event.data.encode("utf-8"))))
+                    self._absorb(self.reader.read(loads_answer(event.data.encode("utf-8"))))
                 except (Refused, WireFormatError) as exc:
                     await self._release(bytes(out), more=True)
                     await self.cut(f"event cannot be recorded: {_reason(exc)}")
@@ -170,7 +172,7 @@ class Exchange:
             self.error = text
         else:
             try:
-                self._absorb(response_delta(loads_answer(raw)))
+                self._absorb(self.reader.read(loads_answer(raw)))
             except (Refused, WireFormatError) as exc:
                 await self.cut(f"answer cannot be recorded: {_reason(exc)}")
                 return
@@ -198,7 +200,7 @@ class Exchange:
             await self._forward(_body(body, more=False))
 
     def _absorb(self, delta: ChoiceDelta) -> None:
-        """Record one chunk's output as steps (content, then each marked field; C6)."""
+        """Record one chunk's output as steps (envelope, content, marked fields; C6)."""
         if delta.error is not None:
             if len(delta.error) > MAX_ERROR_LENGTH:
                 raise WireFormatError(f"error message over {MAX_ERROR_LENGTH} characters")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -13,6 +14,7 @@ from typing import Any
 import uvicorn
 
 from auditlog.errors import NoCheckpointError
+from auditlog.gateway.openai_wire import FIELD_MARK, FIELD_NAME_END
 from auditlog.ledger import DirectoryWitness, Signer
 from auditlog.recorder import AuditRecorder
 from auditlog.store import create_db_engine
@@ -78,11 +80,26 @@ def trail(db_url: str, origin: str, request_id: str, *, timeout: float = 30.0) -
         engine.dispose()
 
 
-def trail_text(t: Trail, *, delivered: bool = True) -> str:
-    """Text of a middleware trail (UTF-8 byte tokens)."""
+def step_texts(t: Trail, *, delivered: bool = False) -> list[str]:
+    """The recorded text of each step of a middleware trail (UTF-8 byte tokens), the delivered
+    ones only if ``delivered``."""
     assert t.end is not None
-    ids = t.token_ids[: t.end["n_delivered"]] if delivered else t.token_ids
-    return bytes(ids).decode("utf-8")
+    num = t.end["n_delivered"] if delivered else len(t.token_ids)
+    groups = itertools.groupby(zip(t.steps[:num], t.token_ids[:num], strict=True), lambda p: p[0])
+    return [bytes(tok for _, tok in group).decode("utf-8") for _, group in groups]
+
+
+def trail_text(t: Trail, *, delivered: bool = True, marked: bool = False) -> str:
+    """Content of a middleware trail: its steps but the marked ones (``openai_wire``: envelope,
+    usage, logprobs, ...) unless ``marked``, the delivered ones only if ``delivered``."""
+    steps = step_texts(t, delivered=delivered)
+    return "".join(s for s in steps if marked or not s.startswith(FIELD_MARK))
+
+
+def marked_values(t: Trail, name: str) -> list[str]:
+    """The recorded values of the marked field ``name``, in order."""
+    prefix = f"{FIELD_MARK}{name}{FIELD_NAME_END}"
+    return [s.removeprefix(prefix) for s in step_texts(t) if s.startswith(prefix)]
 
 
 @dataclass

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 from echo_app import RAN, echo_app
-from integration_fixtures import serve, trail
+from integration_fixtures import serve, trail, trail_text
 
 from auditlog.crypto import LocalKeyring
 from auditlog.errors import ConfigurationError
@@ -60,7 +60,7 @@ def test_environment_only_configuration(
     engine.dispose()
     ids = [i for i in t.token_ids if i is not None]
     assert len(ids) == len(t.token_ids)  # every token opened
-    assert t.reason == "stop" and bytes(ids).decode() == "ECHO[0]:env-ok"
+    assert t.reason == "stop" and trail_text(t) == "ECHO[0]:env-ok"
     report = verify_database(db_url, keys=[signer.verifier_key])
     assert report.ok, report.findings[:3]
 

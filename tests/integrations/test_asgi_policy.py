@@ -8,7 +8,6 @@ output: recorded), C21 (fail-closed: an event leaves only once its bytes are dur
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractContextManager
@@ -17,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from integration_fixtures import open_recorder, serve, trail
+from integration_fixtures import open_recorder, serve, step_texts, trail
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
@@ -25,7 +24,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from auditlog.gateway.openai_errors import as_api_error, database_unavailable
-from auditlog.gateway.openai_wire import ChoiceDelta, response_delta
+from auditlog.gateway.openai_wire import ChoiceDelta, ResponseReader, marked_field
 from auditlog.integrations.asgi import AuditMiddleware
 from auditlog.integrations.asgi_policy import is_guarded, refusal, route_path
 from auditlog.server import ApiKeyTable, hash_api_key
@@ -125,12 +124,6 @@ def _post(url: str, key: str, rid: str | None, path: str = "/v1/completions",
 def _closed_trail(recorder: Any, db_url: str, trail_id: str) -> Trail:
     recorder.wait_durable(trail_id, 2**62, timeout=30)
     return trail(db_url, ORIGIN, trail_id)
-
-
-def _step_texts(t: Trail) -> list[str]:
-    """The recorded text of each step of a middleware trail (UTF-8 byte tokens)."""
-    groups = itertools.groupby(zip(t.steps, t.token_ids, strict=True), key=lambda p: p[0])
-    return [bytes(tok for _, tok in group).decode("utf-8") for _, group in groups]
 
 
 def test_request_ids_are_per_tenant_and_checked_in_the_log(
@@ -244,16 +237,18 @@ def test_streamed_tool_calls_and_reasoning_are_recorded_before_release(
     seen: list[tuple[int, int]] = []
     headers = {"authorization": f"Bearer {ACME}", "x-request-id": "tc-stream-1"}
     body = {"model": "m", "messages": [{"role": "user", "content": "balance?"}], "stream": True}
-    n = 0
+    n, reader = 0, ResponseReader()
     with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, headers=headers) as r:
         for line in r.iter_lines():
             if line.startswith("data: {"):
-                delta = response_delta(json.loads(line[6:]))
+                delta = reader.read(json.loads(line[6:]))
                 n += sum(len(s.encode()) for s in delta.recorded_steps())
                 seen.append((n, recorder.durable_tokens("acme-bank/tc-stream-1")))
     assert seen and all(durable >= n for n, durable in seen), seen
     t = _closed_trail(recorder, db_url, "acme-bank/tc-stream-1")
-    steps = _step_texts(t)
+    envelope, *steps = step_texts(t)  # the envelope once: every chunk repeats the same one
+    assert envelope == marked_field("envelope", {"created": 0, "id": "x", "model": "m",
+                                                 "object": "chat.completion.chunk"})  # fmt: skip
     assert steps[0] == f"{RS}reasoning_content{US}{REASONING}"
     assert steps[1] == f"{RS}content{US}{RS}not a mark"  # content cannot pose as a mark
     calls = [json.loads(s.split(US, 1)[1]) for s in steps[2:]]
@@ -268,7 +263,8 @@ def test_json_tool_calls_and_reasoning_are_recorded(audited: tuple[str, Any, str
               messages=[{"role": "user", "content": "balance?"}])  # fmt: skip
     assert r.status_code == 200
     message = r.json()["choices"][0]["message"]
-    steps = _step_texts(_closed_trail(recorder, db_url, "acme-bank/tc-json-1"))
+    envelope, *steps = step_texts(_closed_trail(recorder, db_url, "acme-bank/tc-json-1"))
+    assert envelope == f'{RS}envelope{US}{{"id":"x","object":"chat.completion"}}'
     assert steps[0] == "checking"
     assert steps[1] == f"{RS}reasoning_content{US}{REASONING}"
     recorded_calls = json.loads(steps[2].removeprefix(f"{RS}tool_calls{US}"))

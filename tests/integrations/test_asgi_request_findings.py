@@ -19,7 +19,7 @@ import httpx
 import openai
 import pytest
 from echo_app import RAN, echo_app
-from integration_fixtures import Audited, audited_app
+from integration_fixtures import Audited, audited_app, trail_text
 
 from auditlog.gateway.auth import ApiKeyTable
 from auditlog.trails import Trail
@@ -77,7 +77,7 @@ def test_finding1_decoy_input_field_is_refused(echo: Audited) -> None:
     raw = _client(echo).completions.with_raw_response.create(model="plain", prompt="REAL PROMPT")
     t = echo.closed_trail(raw.headers["x-auditlog-request-id"])
     assert RAN[-1] == "REAL PROMPT" == t.prompt_text
-    assert bytes(t.token_ids).decode() == raw.parse().choices[0].text == "ECHO[0]:REAL PROMPT"
+    assert trail_text(t) == raw.parse().choices[0].text == "ECHO[0]:REAL PROMPT"
 
 
 def test_finding2_several_prompts_are_refused(echo: Audited) -> None:
@@ -93,7 +93,7 @@ def test_finding2_several_prompts_are_refused(echo: Audited) -> None:
     one = _client(echo).completions.with_raw_response.create(model="plain", prompt=["only"])
     t = echo.closed_trail(one.headers["x-auditlog-request-id"])
     assert json.loads(t.prompt_text or "") == ["only"] and RAN[-1] == "only"
-    assert bytes(t.token_ids).decode() == "ECHO[0]:only" and t.reason == "stop"
+    assert trail_text(t) == "ECHO[0]:only" and t.reason == "stop"
 
 
 def test_finding1_prompt_text_and_token_ids_are_told_apart(echo: Audited) -> None:
@@ -266,4 +266,4 @@ def test_a_generating_put_is_audited_like_a_post(echo: Audited) -> None:
     body = json.dumps({"model": "plain", "prompt": "put-real"}).encode()
     r = httpx.put(f"{echo.url}/v1/completions", content=body, headers=headers, timeout=30)
     t = echo.closed_trail(r.headers["x-auditlog-request-id"])
-    assert bytes(t.token_ids).decode() == r.json()["choices"][0]["text"] == "ECHO[0]:put-real"
+    assert trail_text(t) == r.json()["choices"][0]["text"] == "ECHO[0]:put-real"

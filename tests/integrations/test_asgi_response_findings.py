@@ -20,7 +20,7 @@ import httpx
 import openai
 import pytest
 from echo_app import LOGPROBS, SECRET, SLOW_S, echo_app
-from integration_fixtures import Audited, audited_app, trail_text
+from integration_fixtures import Audited, audited_app, marked_values, step_texts, trail_text
 from starlette.middleware.gzip import GZipMiddleware
 
 from auditlog.gateway.auth import ApiKeyTable
@@ -62,7 +62,7 @@ def test_finding6_valid_event_streams_are_recorded(echo: Audited, model: str) ->
         text = "".join(chunk.choices[0].text for chunk in response.parse() if chunk.choices)
     t = echo.closed_trail(trail_id)
     assert text == "ECHO[0]:hi" == trail_text(t), (model, t.end)
-    assert t.reason == "stop" and t.end["n_delivered"] == t.end["n_generated"] == len(text)
+    assert t.reason == "stop" and t.end["n_delivered"] == t.end["n_generated"] == len(t.token_ids)
     data, _ = _raw_stream(echo, model, f"raw-{model}")
     assert data.count(b'"text"') == 2 and data.rstrip().endswith(b"[DONE]")
     assert trail_text(echo.closed_trail(f"acme-bank/raw-{model}")) == "ECHO[0]:hi"
@@ -167,9 +167,8 @@ def test_finding9_logprobs_are_recorded(echo: Audited) -> None:
     out = raw.parse()
     assert out.choices[0].logprobs is not None
     t = echo.closed_trail(raw.headers["x-auditlog-request-id"])
-    text = bytes(t.token_ids).decode()
-    assert text == "ECHO[0]:hi" + marked_field("logprobs", LOGPROBS)
-    assert json.loads(text.split("\x1f", 1)[1])["token_logprobs"] == ["-0.25"]  # exact decimal
+    assert step_texts(t)[1:] == ["ECHO[0]:hi", marked_field("logprobs", LOGPROBS)]  # [0]: envelope
+    assert json.loads(marked_values(t, "logprobs")[0])["token_logprobs"] == ["-0.25"]  # exact
 
 
 def test_finding9_nothing_after_done_or_unterminated_is_released(echo: Audited) -> None:
@@ -214,6 +213,6 @@ def test_finding6_an_error_never_hides_the_choices_beside_it(echo: Audited, stre
     data, _ = _raw_stream(echo, "error-beside", f"err-beside-{stream}", stream=stream)
     t = echo.closed_trail(f"acme-bank/err-beside-{stream}")
     assert t.reason == "error" and t.end["error"] == "m", t.end
-    recorded = trail_text(t, delivered=False)
+    recorded = trail_text(t, delivered=False, marked=True)
     assert "ECHO[" in recorded and SECRET in recorded
     assert SECRET.encode() not in data or t.end["n_delivered"] == t.end["n_generated"]
