@@ -36,7 +36,7 @@ class LogChecker:
         self._holds = False
 
     def fail(self, code: str, where: Any = None) -> None:
-        self.failures.append(f"{self.origin}: {code} at {where}")
+        self.failures.append(f"{code} at {where} in {self.origin}")
 
     def trusted_ids(self) -> set[tuple[str, str]]:
         return {(name, kid.hex()) for name, kid in self.trusted}
@@ -150,7 +150,7 @@ class LogChecker:
                 return
             self._used.add(request)
             if h["req_seq"] != 0 or h["prev"] != ZEROS:
-                self.fail("chain.req_seq/chain.prev", i)
+                self.fail("chain.req_seq", i)
             self._open[request] = {"next": 1, "leaf": leaf, "tenant": h["tenant"], "tokens": 0}
             if "enc" in h:
                 self.sealed[request] = (h["tenant"], h["enc"])
@@ -190,12 +190,13 @@ class LogChecker:
         )
         if not shape:
             self.fail("tokens.prov", i)
-            return
         if content is None:
             return
         ids, drafts = content.get("token_ids"), content.get("drafts")
         if not _ints(ids) or len(ids) != h["n"] or not _ints(drafts):
             self.fail("tokens.payload", i)
+            return
+        if not shape:
             return
         if all_target and prov and drafts:
             self.fail("tokens.prov", i)

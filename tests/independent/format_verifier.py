@@ -4,6 +4,7 @@ does not check can only lower the verdict to "unproven" (fail safe), never raise
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,8 +30,16 @@ IGNORED = {"alembic_version", "api_keys"}
 @dataclass
 class Verdict:
     verdict: str  # "intact" | "failed" | "unproven"
-    failures: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)  # each starts with its finding code
     unproven: list[str] = field(default_factory=list)
+
+    @property
+    def codes(self) -> set[str]:
+        """The finding codes of section 7 among the failures."""
+        return {m.group(0) for f in self.failures if (m := _CODE.match(f))}
+
+
+_CODE = re.compile(r"[a-z_]+\.[a-z_]+")
 
 
 def _rows(db: sqlite3.Connection, table: str) -> list[sqlite3.Row]:

@@ -5,6 +5,7 @@ so does the other. A disagreement is either a gap in FORMAT.md (fix the text) or
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import sqlite3
@@ -15,11 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from format_primitives import parse_checkpoint
+from format_primitives import leaf_hash, mth, parse_checkpoint
 from format_verifier import verify_sqlite
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import create_engine
+from sqlalchemy.pool import NullPool
 
+from auditlog import AuditlogError
+from auditlog.ledger import RecordKind, payload_bytes
+from auditlog.recorder import LogSequencer
+from auditlog.store import append_batch
 from auditlog.store.db import upgrade
 from auditlog.verifier import verify_database
 
@@ -105,10 +112,15 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
     yield rec
 
 
+def _codes(logs: Any) -> set[str]:
+    """auditlog's finding codes but the warning ``chain.open`` (not a failure)."""
+    return {f.code.value for log in logs for f in log.findings} - {"chain.open"}
+
+
 def _both(rec: dict[str, Any], path: Path) -> tuple[str, str, Any, Any]:
     mine = verify_sqlite(str(path), [rec["key"]], rec["notes"])
     theirs = verify_database(f"sqlite:///{path}", keys=[rec["key"]], witness_dir=rec["witness"])
-    return mine.verdict, theirs.verdict.value, mine, theirs.findings
+    return mine.verdict, theirs.verdict.value, mine, theirs.logs
 
 
 def test_recorded_database_is_intact_for_both(recorded: dict[str, Any]) -> None:
@@ -140,5 +152,71 @@ def test_mutations_get_the_same_intact_answer(recorded: dict[str, Any], data: An
         said = f"independent: {mine} {detail}; auditlog: {theirs} {findings}"
         assert (mine == "intact") == (theirs == "intact"), said
         assert mine == theirs, said  # failed versus unproven: a gap in FORMAT.md too
+    finally:
+        path.unlink()
+
+
+PROV = ["target", "draft_accepted", "target_recovered", "bonus"]
+
+
+def _signed_tail(rec: dict[str, Any], path: Path, draw: Any) -> None:
+    """The key holder's writer appends one drawn request (token provenance, drafts, counts, a
+    step manifest) and signs a checkpoint over it: the content rules of section 3.3 decide."""
+    engine = create_engine(f"sqlite:///{path}", poolclass=NullPool)
+    ids = st.lists(st.integers(0, 9), max_size=4)
+    prov = draw(st.lists(st.sampled_from(PROV), max_size=4))
+    token_ids = draw(st.one_of(st.just([7] * len(prov)), ids))
+    drafts = draw(st.one_of(st.just(token_ids[:2]), ids))
+    n = len(prov)
+    counts = draw(st.sampled_from([(n, n), (n, 0), (n + 1, n), (None, None), (0, 1)]))
+    batch = draw(st.sampled_from([[["drawn-1", n]], [["drawn-1", n + 1]], [], None]))
+    try:
+        with engine.begin() as conn:
+            seq = LogSequencer.resume(conn, rec["signer"].name)
+            start = {"principal": "p", "client": "c", "engine": "e", "params": {}, "draft": None}
+            start["target"] = {k: "x" for k in ("name", "weights_sha256")}
+            start["target"].update(tokenizer_sha256="y", architecture="z")
+            common = {"ts": 1, "request_id": "drawn-1", "tenant": "tenant-0"}
+            prompt = payload_bytes({"prompt_token_ids": [1], "prompt_text": "p"})
+            seq.append(RecordKind.REQUEST_START, payload=prompt, fields=start, **common)
+            content = payload_bytes({"token_ids": token_ids, "drafts": drafts})
+            fields = {"step": 5, "n": n, "prov": prov}
+            seq.append(RecordKind.TOKENS, payload=content, fields=fields, **common)
+            if batch is not None:
+                fields = {"step": 5, "batch": batch, "n": sum(b[1] for b in batch), "passes": 1}
+                seq.append(RecordKind.STEP, ts=1, fields=fields)
+            fields = {"reason": "stop", "n_generated": counts[0], "n_delivered": counts[1]}
+            seq.append(RecordKind.REQUEST_END, fields=fields, **common)
+            done = seq.drain()
+            append_batch(conn, seq.log_id, done.records, done.nodes)
+    except AuditlogError:
+        assume(False)  # the writer refuses what it cannot write
+    finally:
+        engine.dispose()
+    with sqlite3.connect(path) as db:
+        bodies = [r[0] for r in db.execute("SELECT body FROM records ORDER BY seq")]
+        root = mth([leaf_hash(b) for b in bodies])
+        signer = rec["signer"]
+        text = f"{signer.name}\n{len(bodies)}\n{base64.b64encode(root).decode()}\n"
+        sig = base64.b64encode(signer.key_id + signer.sign(text.encode())).decode()
+        note = f"{text}\n\u2014 {signer.name} {sig}\n"
+        db.execute("INSERT INTO checkpoints VALUES (1, ?, ?, ?, 0)", (len(bodies), root, note))
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_signed_content_gets_the_same_verdict(recorded: dict[str, Any], data: Any) -> None:
+    """C1, C6, C11: a request written and signed by the key holder, with drawn provenance,
+    drafts, token ids, counts and step manifest, gets the same verdict from both verifiers."""
+    path = recorded["path"].parent / f"signed-{uuid.uuid4().hex}.db"
+    shutil.copyfile(recorded["path"], path)
+    try:
+        _signed_tail(recorded, path, data.draw)
+        mine, theirs, detail, findings = _both(recorded, path)
+        said = f"independent: {mine} {detail}; auditlog: {theirs} {findings}"
+        assert mine == theirs, said
+        assert detail.codes == _codes(findings), said  # the same findings, by code
     finally:
         path.unlink()
