@@ -33,7 +33,8 @@ class LogChecker:
         self._used: set[str] = set()
         self._steps: dict[int, list[tuple[str, int]]] = {}
         self._erasure_positions: list[tuple[int, dict[str, Any]]] = []
-        self._holds = False
+        self.admin_events: list[tuple[int, dict[str, Any]]] = []  # admin and erasure, in order
+        self.starts: dict[str, dict[str, Any]] = {}  # request -> its request.start header
 
     def fail(self, code: str, where: Any = None) -> None:
         self.failures.append(f"{code} at {where} in {self.origin}")
@@ -77,8 +78,6 @@ class LogChecker:
             self.unproven.append(f"{self.origin}: no trusted key")
         elif self.covered < n:
             self.unproven.append(f"{self.origin}: records {self.covered}..{n - 1} pending")
-        if self._holds and self._erasure_positions:
-            self.unproven.append(f"{self.origin}: legal holds are not checked (erasure.held)")
 
     def witness(self, size: int, root: bytes) -> None:
         if size > len(self.leaves):
@@ -120,8 +119,9 @@ class LogChecker:
             self._manifest(i, header)
         elif kind == "erasure":
             self._erasure_positions.append((i, header))
-        elif kind == "admin" and header.get("action") == "hold.place":
-            self._holds = True
+            self.admin_events.append((i, header))
+        elif kind == "admin":
+            self.admin_events.append((i, header))
 
     def _payload(self, i: int, header: dict[str, Any], data: Any) -> dict[str, Any] | None:
         digest = header["payload"]
@@ -149,6 +149,7 @@ class LogChecker:
                 self.fail("chain.restarted", i)
                 return
             self._used.add(request)
+            self.starts[request] = h
             if h["req_seq"] != 0 or h["prev"] != ZEROS:
                 self.fail("chain.req_seq", i)
             self._open[request] = {"next": 1, "leaf": leaf, "tenant": h["tenant"], "tokens": 0}

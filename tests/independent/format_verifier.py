@@ -56,14 +56,26 @@ def _trusted(keys: list[str]) -> dict[str, dict[tuple[str, bytes], Any]]:
 
 
 def verify_sqlite(
-    path: str, trusted_keys: list[str], witnessed: list[str] | tuple[str, ...] = ()
+    path: str,
+    trusted_keys: list[str],
+    witnessed: list[str] | tuple[str, ...] = (),
+    *,
+    witness_every_log: bool = False,
 ) -> Verdict:
     """Verify the database file at ``path`` under ``trusted_keys`` (verifier key strings);
-    ``witnessed``: checkpoint notes kept outside the database (section 6)."""
+    ``witnessed``: checkpoint notes kept outside the database (section 6);
+    ``witness_every_log``: the notes are a witness directory's, which should hold every log."""
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     db.row_factory = sqlite3.Row
     try:
-        return _verify(db, _trusted(trusted_keys), list(witnessed))
+        found = _verify(db, _trusted(trusted_keys), list(witnessed))
+        if witness_every_log:
+            origins = {r[0] for r in db.execute("SELECT origin FROM logs")}
+            seen = {note.split("\n", 1)[0] for note in witnessed}
+            found.unproven += [f"no witnessed checkpoint of {o}" for o in sorted(origins - seen)]
+            if found.unproven and found.verdict == "intact":
+                found.verdict = "unproven"
+        return found
     finally:
         db.close()
 
@@ -100,6 +112,7 @@ def _verify(db: sqlite3.Connection, trusted: dict[str, Any], witnessed: list[str
         if checker is not None and (r["key_name"], r["key_id"]) not in checker.trusted_ids():
             unproven.append(f"signing_keys lists {r['key_name']}+{r['key_id']}, not trusted")
     _data_keys(rows["data_keys"], checkers, logs, fail, unproven)
+    _holds(checkers, fail)
     for checker in checkers.values():
         checker.finish()
         fail.extend(checker.failures)
@@ -186,3 +199,37 @@ def _data_keys(
                 fail.append(f"key.mismatch: {name}")
     if keys:
         fail.append(f"key.orphan: {sorted(keys)}")
+
+
+def _holds(checkers: dict[int, LogChecker], fail: list[str]) -> None:
+    """Step 9 of section 7: no erasure of a sealed request that a hold in force covers. A hold
+    or a release counts only under a trusted checkpoint of its log."""
+    by_origin = {c.origin: c for c in checkers.values()}
+    for checker in checkers.values():
+        holds: dict[str, Any] = {}
+        for position, h in checker.admin_events:
+            action = h.get("action") if h["kind"] == "admin" else "erasure"
+            if action == "hold.place" and position < checker.covered:
+                holds[f"{checker.origin}#{h['seq']}"] = h.get("scope")
+            elif action == "hold.release" and position < checker.covered:
+                holds.pop(h.get("hold"), None)
+            elif action == "erasure":
+                for entry in h["erased"]:
+                    log = by_origin.get(entry["log"])
+                    start = log.starts.get(entry["request_id"]) if log else None
+                    if start is None or "enc" not in start:
+                        continue
+                    if any(_covers(scope, start) for scope in holds.values()):
+                        fail.append(f"erasure.held at {position} in {checker.origin}")
+
+
+def _covers(scope: Any, start: dict[str, Any]) -> bool:
+    if not isinstance(scope, dict):
+        return False
+    for name in ("tenant", "principal", "request_id"):
+        if name in scope and scope[name] != start.get(name):
+            return False
+    ts = int(start["ts"])
+    if "from" in scope and not int(scope["from"]) <= ts:
+        return False
+    return not ("to" in scope and not ts < int(scope["to"]))

@@ -118,7 +118,7 @@ def _codes(logs: Any) -> set[str]:
 
 
 def _both(rec: dict[str, Any], path: Path) -> tuple[str, str, Any, Any]:
-    mine = verify_sqlite(str(path), [rec["key"]], rec["notes"])
+    mine = verify_sqlite(str(path), [rec["key"]], rec["notes"], witness_every_log=True)
     theirs = verify_database(f"sqlite:///{path}", keys=[rec["key"]], witness_dir=rec["witness"])
     return mine.verdict, theirs.verdict.value, mine, theirs.logs
 
