@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, text
 
 from auditlog.api import ApiSettings, Role, create_app
 from auditlog.api.keys import create_key, revoke_key
@@ -160,4 +160,38 @@ def build_world(
         tokens=tokens,
         key_ids=key_ids,
         settings=settings,
+    )
+
+
+def insert_record_row(
+    conn: Connection,
+    log_id: int,
+    *,
+    seq: int,
+    kind: str,
+    ts: int,
+    leaf: bytes,
+    body: bytes,
+    request_id: str | None = None,
+    req_seq: int | None = None,
+    tenant: str | None = None,
+) -> None:
+    """The database writer's raw INSERT of one ``records`` row (an attacker's forgery: the
+    append-only triggers stop UPDATE and DELETE, not INSERT)."""
+    conn.execute(
+        text(
+            "INSERT INTO records (log_id, seq, kind, request_id, req_seq, tenant, ts, leaf, body)"
+            " VALUES (:log_id, :seq, :kind, :request_id, :req_seq, :tenant, :ts, :leaf, :body)"
+        ),
+        {
+            "log_id": log_id,
+            "seq": seq,
+            "kind": kind,
+            "request_id": request_id,
+            "req_seq": req_seq,
+            "tenant": tenant,
+            "ts": ts,
+            "leaf": leaf,
+            "body": body,
+        },
     )

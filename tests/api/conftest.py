@@ -20,6 +20,15 @@ def world(db_url: str, tmp_path: Path) -> Iterator[World]:
 
 
 @pytest.fixture
+def sealed_world(db_url: str, tmp_path: Path) -> Iterator[World]:
+    """The world with every payload sealed (envelope encryption, C16)."""
+    built = build_world(db_url, tmp_path, sealed=True)
+    yield built
+    built.client.close()
+    built.engine.dispose()
+
+
+@pytest.fixture
 def browser() -> Iterator[Any]:
     """Debian's Chromium driven by Playwright (skipped without them, failed under CI=true)."""
     chromium = chromium_or_skip()

@@ -5,13 +5,12 @@ whole store (engine log, administrative log, access log) after each step."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
-from api_helpers import ADMIN_ORIGIN, API_ORIGIN, ENGINE_ORIGIN, World, build_world, fixed_signer
+from api_helpers import ADMIN_ORIGIN, API_ORIGIN, ENGINE_ORIGIN, World, fixed_signer
 from fastapi.testclient import TestClient
 
 from auditlog.api import ApiSettings, create_app
@@ -20,14 +19,6 @@ from auditlog.ledger import DirectoryWitness, parse_header
 from auditlog.store import bodies_of_kind, read_data_key
 from auditlog.store.ledger_store import get_log_id, iter_records
 from auditlog.verifier import verify_database
-
-
-@pytest.fixture
-def sealed_world(db_url: str, tmp_path: Path) -> Iterator[World]:
-    built = build_world(db_url, tmp_path, sealed=True)
-    yield built
-    built.client.close()
-    built.engine.dispose()
 
 
 def _url(kind: str, record_id: str, suffix: str = "") -> str:

@@ -11,16 +11,15 @@ as an erasure.
 from __future__ import annotations
 
 import html
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
-from pathlib import Path
 from typing import Any
 
 import pytest
-from api_helpers import ADMIN_ORIGIN, ENGINE_ORIGIN, World, build_world, fixed_signer
+from api_helpers import ADMIN_ORIGIN, ENGINE_ORIGIN, World, fixed_signer, insert_record_row
 from console_helpers import sign_in
 from fastapi.testclient import TestClient
-from sqlalchemy import Connection, delete, text
+from sqlalchemy import Connection, delete
 
 from auditlog.ledger import RecordKind, Signer, build_record
 from auditlog.protect import ErasureOrder, erase
@@ -32,14 +31,6 @@ from auditlog.verifier import Verdict, verify_database
 AdminConn = Callable[[], AbstractContextManager[Connection]]
 TENANT, AUDITOR = "tenant-0", "auditor0"
 EVIL = "test.example/evil-admin"
-
-
-@pytest.fixture
-def sealed_world(db_url: str, tmp_path: Path) -> Iterator[World]:
-    built = build_world(db_url, tmp_path, sealed=True)
-    yield built
-    built.client.close()
-    built.engine.dispose()
 
 
 def _page(world: World, request_id: str) -> str:
@@ -99,18 +90,14 @@ def _insert_erasure_row(conn: Connection, origin: str, request_id: str, *, seq: 
         payload=None,
         fields=_erasure_fields(request_id),
     )
-    conn.execute(
-        text(
-            "INSERT INTO records (log_id, seq, kind, request_id, req_seq, tenant, ts, leaf, body)"
-            " VALUES (:log_id, :seq, 'erasure', NULL, NULL, NULL, :ts, :leaf, :body)"
-        ),
-        {
-            "log_id": get_log_id(conn, origin),
-            "seq": seq,
-            "ts": record.ts,
-            "leaf": record.leaf,
-            "body": record.body,
-        },
+    insert_record_row(
+        conn,
+        get_log_id(conn, origin),
+        seq=seq,
+        kind="erasure",
+        ts=record.ts,
+        leaf=record.leaf,
+        body=record.body,
     )
 
 

@@ -6,12 +6,9 @@ over sealed payloads written by the real recorder."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
-from api_helpers import ADMIN_ORIGIN, API_ORIGIN, World, build_world, fixed_signer
+from api_helpers import ADMIN_ORIGIN, API_ORIGIN, World, fixed_signer
 from console_helpers import csrf_of, sign_in
 from fastapi.testclient import TestClient
 
@@ -19,14 +16,6 @@ from auditlog.ledger import parse_header
 from auditlog.store import bodies_of_kind
 from auditlog.store.ledger_store import get_log_id, iter_records
 from auditlog.verifier import verify_database
-
-
-@pytest.fixture
-def sealed_world(db_url: str, tmp_path: Path) -> Iterator[World]:
-    built = build_world(db_url, tmp_path, sealed=True)
-    yield built
-    built.client.close()
-    built.engine.dispose()
 
 
 def _client(world: World, who: str) -> TestClient:

@@ -12,13 +12,12 @@ another's.
 from __future__ import annotations
 
 import html
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
-from pathlib import Path
 from typing import Any
 
 import pytest
-from api_helpers import ADMIN_ORIGIN, ENGINE_ORIGIN, World, build_world, fixed_signer
+from api_helpers import ADMIN_ORIGIN, ENGINE_ORIGIN, World, fixed_signer, insert_record_row
 from console_helpers import sign_in
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, select, text
@@ -35,14 +34,6 @@ AdminConn = Callable[[], AbstractContextManager[Connection]]
 VICTIM_TENANT, OTHER_TENANT = "tenant-0", "tenant-1"
 VICTIM_AUDITOR, OTHER_AUDITOR = "auditor0", "auditor12"
 SIDE_ORIGIN = "test.example/side"
-
-
-@pytest.fixture
-def sealed_world(db_url: str, tmp_path: Path) -> Iterator[World]:
-    built = build_world(db_url, tmp_path, sealed=True)
-    yield built
-    built.client.close()
-    built.engine.dispose()
 
 
 def _erase(world: World, victim: str) -> None:
@@ -124,13 +115,7 @@ def _forged_start(conn: Connection, origin: str, victim: str, seq: int) -> dict[
 
 
 def _insert(conn: Connection, log_id: int, row: dict[str, Any]) -> None:
-    conn.execute(
-        text(
-            "INSERT INTO records (log_id, seq, kind, request_id, req_seq, tenant, ts, leaf, body)"
-            " VALUES (:log_id, :seq, :kind, :request_id, 0, :tenant, :ts, :leaf, :body)"
-        ),
-        {"log_id": log_id, **row},
-    )
+    insert_record_row(conn, log_id, req_seq=0, **row)
 
 
 def _claim_in_own_log(admin_connection: AdminConn, victim: str) -> None:
@@ -230,12 +215,8 @@ def _admin_tail(admin_connection: AdminConn) -> None:
                 records.c.log_id == log_id, records.c.seq == 0
             )
         ).one()
-        conn.execute(
-            text(
-                "INSERT INTO records (log_id, seq, kind, request_id, req_seq, tenant, ts, leaf,"
-                " body) VALUES (:log_id, :seq, 'admin', NULL, NULL, NULL, :ts, :leaf, :body)"
-            ),
-            {"log_id": log_id, "seq": size, "ts": row.ts, "leaf": row.leaf, "body": row.body},
+        insert_record_row(
+            conn, log_id, seq=size, kind="admin", ts=row.ts, leaf=row.leaf, body=row.body
         )
 
 
@@ -396,18 +377,14 @@ def test_second_unproven_erasure_record_changes_nothing_shown(
                 "erased": [{"request_id": victim, "log": ENGINE_ORIGIN}],
             },
         )
-        conn.execute(
-            text(
-                "INSERT INTO records (log_id, seq, kind, request_id, req_seq, tenant, ts, leaf,"
-                " body) VALUES (:log_id, :seq, 'erasure', NULL, NULL, NULL, :ts, :leaf, :body)"
-            ),
-            {
-                "log_id": log_id,
-                "seq": size,
-                "ts": record.ts,
-                "leaf": record.leaf,
-                "body": record.body,
-            },
+        insert_record_row(
+            conn,
+            log_id,
+            seq=size,
+            kind="erasure",
+            ts=record.ts,
+            leaf=record.leaf,
+            body=record.body,
         )
     trail = _trail(world, victim)
     assert trail["content"] == "erased" and trail["erasure"] == proven
