@@ -174,10 +174,13 @@ def open_note(
     note: str,
     trusted: dict[tuple[str, bytes], Ed25519PublicKey],
     signers: set[tuple[str, bytes]] | None = None,
+    *,
+    require_signature: bool = True,
 ) -> str:
     """The text of a signed note if a trusted key signed it and every trusted signature on it
     verifies; raises FormatError otherwise (section 5). ``signers`` collects the (name, key id)
-    of each trusted key whose signature verified."""
+    of each trusted key whose signature verified. ``require_signature`` False: the text of a
+    well-formed note, whoever signed it."""
     cut = note.rfind("\n\n")
     if cut < 0 or not note.endswith("\n"):
         raise FormatError("no signature block")
@@ -206,7 +209,7 @@ def open_note(
         signed = True
         if signers is not None:
             signers.add((fields[0], raw[:4]))
-    if not signed:
+    if not signed and require_signature:
         raise FormatError("no trusted key signed the note")
     return text
 

@@ -11,14 +11,23 @@ from format_header import check_header
 from format_primitives import FormatError, leaf_hash, mth, open_note, parse_checkpoint
 
 ZEROS = "0" * 64
+OPAQUE = object()  # a payload absent, or not JSON text: its content is not read (section 3.4)
 REQUEST_KINDS = ("request.start", "tokens", "request.end")
 
 
 class LogChecker:
     """Reads one log's rows once, in ``ORDER BY seq`` order, and collects its findings."""
 
-    def __init__(self, origin: str, trusted: dict[tuple[str, bytes], Any]) -> None:
+    def __init__(
+        self,
+        origin: str,
+        trusted: dict[tuple[str, bytes], Any],
+        stored_keys: dict[tuple[str, bytes], Any] | None = None,
+    ) -> None:
         self.origin, self.trusted = origin, trusted
+        # section 7: stored checkpoints open under the trusted keys, or, with none, under the
+        # log's own signing_keys (which find damage and vouch for nothing)
+        self.opening_keys = trusted or (stored_keys or {})
         self.failures: list[str] = []
         self.unproven: list[str] = []
         self.leaves: list[bytes] = []
@@ -56,7 +65,9 @@ class LogChecker:
         checkpoints: list[Any],
     ) -> None:
         for i, row in enumerate(records):
-            self._record(i, row, payloads.pop(row["seq"], None))
+            if not self._record(i, row, payloads.get(row["seq"])):
+                continue  # its payload row, if any, stays unaccounted for (section 3.5)
+            payloads.pop(row["seq"], None)
         if payloads:
             self.fail("payload.orphan", sorted(payloads))
         self._nodes(nodes)
@@ -89,7 +100,8 @@ class LogChecker:
 
     # --- records ---------------------------------------------------------------------------
 
-    def _record(self, i: int, row: Any, payload: Any) -> None:
+    def _record(self, i: int, row: Any, payload: Any) -> bool:
+        """Check one record; False when its header is invalid (nothing else is read)."""
         body = row["body"]
         body = body.encode("utf-8") if isinstance(body, str) else body
         leaf = leaf_hash(bytes(body))
@@ -101,7 +113,7 @@ class LogChecker:
         except FormatError as exc:
             self.fail(f"header.invalid ({exc})", i)
             self._expected_seq += 1
-            return
+            return False
         if header["log"] != self.origin:
             self.fail("header.log", i)
         if header["seq"] != self._expected_seq:
@@ -122,32 +134,28 @@ class LogChecker:
             self.admin_events.append((i, header))
         elif kind == "admin":
             self.admin_events.append((i, header))
+        return True
 
-    def _payload(self, i: int, header: dict[str, Any], data: Any) -> dict[str, Any] | None:
+    def _payload(self, i: int, header: dict[str, Any], data: Any) -> Any:
+        """The stored payload as JSON, whatever its digest (section 3.4); OPAQUE when absent
+        or not JSON text."""
         digest = header["payload"]
-        if digest is None:
-            if data is not None:
-                self.fail("payload.unexpected", i)
-            return None
         if data is None:
-            self.fail("payload.absent", i)
-            return None
+            if digest is not None:
+                self.fail("payload.absent", i)
+            return OPAQUE
         data = data.encode("utf-8") if isinstance(data, str) else bytes(data)
-        if self.digest_hex(data) != digest:
+        if digest is None:
+            self.fail("payload.unexpected", i)
+        elif self.digest_hex(data) != digest:
             self.fail("payload.mismatch", i)
-            return None
-        try:
-            value = json.loads(data)
-        except (ValueError, UnicodeError, RecursionError):
-            return None  # opaque: sealed, or not a JSON object (section 3.4)
-        return value if isinstance(value, dict) else None
+        return parse_json_text(data)
 
     def _chain(self, i: int, h: dict[str, Any], leaf: bytes, content: Any) -> None:
         request = h["request_id"]
         if h["kind"] == "request.start":
-            if request in self._used:
+            if request in self._used:  # the chain starts anew from this record
                 self.fail("chain.restarted", i)
-                return
             self._used.add(request)
             self.starts[request] = h
             if h["req_seq"] != 0 or h["prev"] != ZEROS:
@@ -156,8 +164,10 @@ class LogChecker:
             if "enc" in h:
                 self.sealed[request] = (h["tenant"], h["enc"])
             return
+        if h["kind"] == "tokens":  # it counts in its step even outside an open chain
+            self._steps.setdefault(h["step"], []).append((request, h["n"]))
         chain = self._open.get(request)
-        if chain is None:
+        if chain is None:  # no content rules outside an open chain (section 7 step 6)
             self.fail("chain.not_open", i)
             return
         if h["req_seq"] != chain["next"]:
@@ -179,7 +189,6 @@ class LogChecker:
             self.fail("end.counts", i)
 
     def _tokens(self, i: int, h: dict[str, Any], content: Any) -> None:
-        self._steps.setdefault(h["step"], []).append((h["request_id"], h["n"]))
         prov = h["prov"]
         k = 0
         while k < len(prov) and prov[k] == "draft_accepted":
@@ -191,7 +200,10 @@ class LogChecker:
         )
         if not shape:
             self.fail("tokens.prov", i)
-        if content is None:
+        if content is OPAQUE:
+            return
+        if not isinstance(content, dict):
+            self.fail("tokens.payload", i)
             return
         ids, drafts = content.get("token_ids"), content.get("drafts")
         if not _ints(ids) or len(ids) != h["n"] or not _ints(drafts):
@@ -233,19 +245,17 @@ class LogChecker:
 
     def _checkpoint(self, row: Any) -> None:
         self.checkpoint_sizes.add(row["size"])
-        if not self.trusted:
-            return  # nothing can vouch for it: the log stays unproven
+        self._columns(row)
         try:
             note = row["note"]
-            origin, size, root = parse_checkpoint(open_note(note, self.trusted, self.signers))
+            keys = self.opening_keys
+            origin, size, root = parse_checkpoint(open_note(note, keys, self.signers))
         except (FormatError, TypeError, AttributeError) as exc:
             self.fail(f"checkpoint.invalid ({exc})", row["size"])
             return
         if origin != self.origin:
             self.fail("checkpoint.invalid (origin)", size)
             return
-        if (row["size"], row["root"]) != (size, root):
-            self.fail("checkpoint.column", row["size"])
         if size > len(self.leaves):
             self.fail("checkpoint.truncated", len(self.leaves))
         elif mth(self.leaves[:size]) != root:
@@ -253,6 +263,60 @@ class LogChecker:
         else:
             self.covered = max(self.covered, size)
 
+    def _columns(self, row: Any) -> None:
+        """checkpoint.column: the size/root columns copy the note's checkpoint text, whether or
+        not a signature on it verifies (section 7)."""
+        try:
+            _, size, root = parse_checkpoint(open_note(row["note"], {}, require_signature=False))
+        except (FormatError, TypeError, AttributeError):
+            return  # checkpoint.invalid
+        if (row["size"], row["root"]) != (size, root):
+            self.fail("checkpoint.column", row["size"])
+
 
 def _ints(value: Any) -> bool:
     return isinstance(value, list) and all(type(v) is int for v in value)
+
+
+def parse_json_text(data: bytes) -> Any:
+    """Section 3.4: the value of JSON text (RFC 8259) in UTF-8 with no byte order mark, or OPAQUE.
+    Not JSON: NaN and infinities, a number beyond the finite doubles, a lone surrogate. An
+    integer outside [-2^63, 2^64 - 1] is read as a non-integer number."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        return OPAQUE
+    try:
+        value = json.loads(
+            data.decode("utf-8"),
+            parse_constant=_not_json,
+            parse_float=_finite,
+            parse_int=_integer,
+        )
+    except (ValueError, UnicodeError, RecursionError):
+        return OPAQUE
+    return OPAQUE if _has_surrogate(value) else value
+
+
+def _not_json(text: str) -> Any:
+    raise ValueError(f"{text} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text} is beyond the finite doubles")
+    return value
+
+
+def _integer(text: str) -> int | float:
+    value = int(text)
+    return value if -(2**63) <= value < 2**64 else _finite(text)
+
+
+def _has_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        return any(0xD800 <= ord(c) <= 0xDFFF for c in value)
+    if isinstance(value, list):
+        return any(_has_surrogate(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_surrogate(k) or _has_surrogate(v) for k, v in value.items())
+    return False

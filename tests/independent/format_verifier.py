@@ -95,8 +95,11 @@ def _verify(db: sqlite3.Connection, trusted: dict[str, Any], witnessed: list[str
     if not logs and not witnessed:
         unproven.append("empty database")
     checkers: dict[int, LogChecker] = {}
+    # rows of a log id that logs does not list are row.orphan and nothing else (section 3.5)
+    listed = {t: [r for r in rows[t] if r["log_id"] in logs] for t in TABLES[1:]}
     for log_id, origin in sorted(logs.items()):
-        checker = LogChecker(origin, trusted.get(origin, {}))
+        own_keys = _stored_keys(r for r in listed["signing_keys"] if r["log_id"] == log_id)
+        checker = LogChecker(origin, trusted.get(origin, {}), own_keys)
         checker.run(
             sorted((r for r in rows["records"] if r["log_id"] == log_id), key=lambda r: r["seq"]),
             {r["seq"]: r["data"] for r in rows["payloads"] if r["log_id"] == log_id},
@@ -105,13 +108,13 @@ def _verify(db: sqlite3.Connection, trusted: dict[str, Any], witnessed: list[str
         )
         checkers[log_id] = checker
     _witnessed(witnessed, trusted, checkers, fail)
-    _anchors(rows, fail)
-    _signing_keys(rows["signing_keys"], checkers, fail)
-    for r in rows["signing_keys"]:
+    _anchors(listed, fail)
+    _signing_keys(listed["signing_keys"], checkers, fail)
+    for r in listed["signing_keys"]:
         checker = next((c for i, c in checkers.items() if i == r["log_id"]), None)
         if checker is not None and (r["key_name"], r["key_id"]) not in checker.trusted_ids():
             unproven.append(f"signing_keys lists {r['key_name']}+{r['key_id']}, not trusted")
-    _data_keys(rows["data_keys"], checkers, logs, fail, unproven)
+    _data_keys(listed["data_keys"], checkers, logs, fail, unproven)
     _holds(checkers, fail)
     for checker in checkers.values():
         checker.finish()
@@ -120,6 +123,19 @@ def _verify(db: sqlite3.Connection, trusted: dict[str, Any], witnessed: list[str
     if fail:
         return Verdict("failed", fail, unproven)
     return Verdict("unproven" if unproven else "intact", fail, unproven)
+
+
+def _stored_keys(rows: Any) -> dict[tuple[str, bytes], Any]:
+    """The public keys of a log's signing_keys rows that parse (section 7: they open its stored
+    checkpoints when no trusted key is bound to its origin)."""
+    out: dict[tuple[str, bytes], Any] = {}
+    for r in rows:
+        try:
+            name, kid, public = parse_verifier_key(r["verifier_key"])
+        except (FormatError, ValueError, TypeError, AttributeError):
+            continue  # key.row
+        out[(name, kid)] = public
+    return out
 
 
 def _witnessed(
@@ -203,15 +219,15 @@ def _data_keys(
 
 def _holds(checkers: dict[int, LogChecker], fail: list[str]) -> None:
     """Step 9 of section 7: no erasure of a sealed request that a hold in force covers. A hold
-    or a release counts only under a trusted checkpoint of its log."""
+    or a release counts whether or not a checkpoint covers it; a hold's id names its position."""
     by_origin = {c.origin: c for c in checkers.values()}
     for checker in checkers.values():
         holds: dict[str, Any] = {}
         for position, h in checker.admin_events:
             action = h.get("action") if h["kind"] == "admin" else "erasure"
-            if action == "hold.place" and position < checker.covered:
-                holds[f"{checker.origin}#{h['seq']}"] = h.get("scope")
-            elif action == "hold.release" and position < checker.covered:
+            if action == "hold.place":
+                holds[f"{checker.origin}#{position}"] = h.get("scope")
+            elif action == "hold.release":
                 holds.pop(h.get("hold"), None)
             elif action == "erasure":
                 for entry in h["erased"]:
