@@ -226,3 +226,50 @@ def parse_checkpoint(text: str) -> tuple[str, int, bytes]:
     if len(root) != 32:
         raise FormatError("root is not 32 bytes")
     return lines[0], int(size_text), root
+
+
+OPAQUE = object()  # a payload absent, or not JSON text: its content is not read (section 3.4)
+
+
+def parse_json_text(data: bytes) -> Any:
+    """Section 3.4: the value of JSON text (RFC 8259) in UTF-8 with no byte order mark, or OPAQUE.
+    Not JSON: NaN and infinities, a number beyond the finite doubles, a lone surrogate. An
+    integer outside [-2^63, 2^64 - 1] is read as a non-integer number."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        return OPAQUE
+    try:
+        value = json.loads(
+            data.decode("utf-8"),
+            parse_constant=_not_json,
+            parse_float=_finite,
+            parse_int=_integer,
+        )
+    except (ValueError, UnicodeError, RecursionError):
+        return OPAQUE
+    return OPAQUE if _has_surrogate(value) else value
+
+
+def _not_json(text: str) -> Any:
+    raise ValueError(f"{text} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text} is beyond the finite doubles")
+    return value
+
+
+def _integer(text: str) -> int | float:
+    value = int(text)
+    return value if -(2**63) <= value < 2**64 else _finite(text)
+
+
+def _has_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        return any(0xD800 <= ord(c) <= 0xDFFF for c in value)
+    if isinstance(value, list):
+        return any(_has_surrogate(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_surrogate(k) or _has_surrogate(v) for k, v in value.items())
+    return False

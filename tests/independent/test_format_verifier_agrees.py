@@ -1,7 +1,8 @@
 """An independent verifier written from docs/FORMAT.md alone (format_verifier.py) agrees with
 ``auditlog verify`` (C7, C8, C10): on the golden vectors, on a demo-like recorded database, and on
 every database mutation of the verifier property (SQLite): whenever one of the two says intact,
-so does the other, and both report the same finding codes. A disagreement is either a gap in FORMAT.md (fix the text) or a verifier bug."""
+so does the other, and both report the same finding codes. A disagreement is either a gap in
+FORMAT.md (fix the text) or a verifier bug."""
 
 from __future__ import annotations
 
