@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from auditlog.errors import FormatError
 from auditlog.ledger.report import FindingCode, FindingCollector, Report
 
 __all__ = ["check_held_erasures"]
@@ -42,7 +43,10 @@ def _check_log(report: Report, starts: Mapping[tuple[str, str], dict[str, Any]])
     for index, h in sorted(report.admin + report.erasures, key=lambda e: e[0]):
         action = h.get("action")
         if h["kind"] == "admin" and action == _PLACE and isinstance(h.get("scope"), dict):
-            holds[f"{report.log}#{index}"] = HoldScope.from_json(h["scope"])
+            try:
+                holds[f"{report.log}#{index}"] = HoldScope.from_json(h["scope"])
+            except FormatError as exc:  # a hold nobody can apply: reported, never a crash
+                out.add(index, FindingCode.HEADER_INVALID, "a hold scope", h["scope"], str(exc))
         elif h["kind"] == "admin" and action == _RELEASE:
             holds.pop(str(h.get("hold")), None)
         elif h["kind"] == "erasure":

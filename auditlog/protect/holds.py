@@ -9,6 +9,7 @@ when it matches every member given.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from auditlog.errors import ConfigurationError, NotFoundError
+from auditlog.errors import ConfigurationError, FormatError, NotFoundError
 from auditlog.ledger import RecordKind, Signer, Verifier, parse_header
 from auditlog.protect.admin_log import append_admin_record
 from auditlog.store import proven_admin_logs
@@ -46,12 +47,17 @@ class HoldScope:
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> HoldScope:
+        """The scope a ``hold.place`` record names; :class:`FormatError` for one that is not
+        of :meth:`to_json`'s shape (names as strings, times as decimal nanoseconds)."""
+        for name in ("tenant", "principal", "request_id"):
+            if obj.get(name) is not None and not isinstance(obj[name], str):
+                raise FormatError(f"hold scope {name!r} is not a string: {obj[name]!r}")
         return cls(
             tenant=obj.get("tenant"),
             principal=obj.get("principal"),
             request_id=obj.get("request_id"),
-            start_ns=None if obj.get("from") is None else int(obj["from"]),
-            end_ns=None if obj.get("to") is None else int(obj["to"]),
+            start_ns=_scope_ns(obj, "from"),
+            end_ns=_scope_ns(obj, "to"),
         )
 
     def covers(self, start: dict[str, Any]) -> bool:
@@ -64,6 +70,18 @@ class HoldScope:
             and (self.start_ns is None or ts >= self.start_ns)
             and (self.end_ns is None or ts < self.end_ns)
         )
+
+
+def _scope_ns(obj: dict[str, Any], name: str) -> int | None:
+    value = obj.get(name)
+    if value is None:
+        return None
+    if type(value) is int or (isinstance(value, str) and _DECIMAL.fullmatch(value)):
+        return int(value)
+    raise FormatError(f"hold scope {name!r} is not decimal nanoseconds: {value!r}")
+
+
+_DECIMAL = re.compile(r"0|[1-9][0-9]{0,19}")
 
 
 @dataclass(frozen=True, slots=True)

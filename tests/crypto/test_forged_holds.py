@@ -19,6 +19,7 @@ from test_sealed_payloads import ADMIN, _codes, _erase, _verify, record_sealed
 from typer.testing import CliRunner
 
 from auditlog.cli import app
+from auditlog.errors import FormatError
 from auditlog.ledger import RecordKind, Signer, build_record
 from auditlog.protect import ErasureOrder, Hold, HoldScope, list_holds, place_hold, release_hold
 from auditlog.protect.admin_log import append_admin_record
@@ -254,3 +255,29 @@ def test_hold_listing_survives_every_kind_column_edited(
         found = [h.hold_id for h in list_holds(conn, [rec["admin"].verifier])]
     engine.dispose()
     assert found == [hold.hold_id]
+
+
+@pytest.mark.parametrize(
+    "scope", [{"from": "abc"}, {"to": [1]}, {"tenant": 7}, {"from": "01"}], ids=str
+)
+def test_hold_with_a_malformed_scope_is_a_finding_not_a_crash(
+    db_url: str, tmp_path: Path, scope: dict[str, Any]
+) -> None:
+    """C15: a ``hold.place`` whose scope is not of the shape ``place_hold`` writes (a time that
+    is not decimal nanoseconds, a name that is not a string), signed and checkpointed by the
+    administrative key: ``verify`` reports it (header.invalid, exit 1) instead of crashing, and
+    a decision resting on holds refuses with a clear error (FormatError) instead of guessing."""
+    rec = record_sealed(db_url, tmp_path)
+    engine = create_db_engine(db_url)
+    fields = {"action": "hold.place", "principal": "legal", "reason": "x", "scope": scope}
+    with engine.begin() as conn:
+        append_admin_record(
+            conn, signer=rec["admin"], origin=ADMIN, kind=RecordKind.ADMIN, fields=fields,
+            now_ns=time.time_ns(),
+        )  # fmt: skip
+    with engine.connect() as conn, pytest.raises(FormatError, match="hold scope"):
+        list_holds(conn, [rec["admin"].verifier])
+    engine.dispose()
+    _erase_unchecked(rec, "r-a1")  # an erasure after it: verify applies the holds
+    code, report = _verify(rec)
+    assert code == 1 and "header.invalid" in _codes(report), report
