@@ -54,7 +54,7 @@ from auditlog.ledger.tables import (
 )
 from auditlog.ledger.verify import verify_ranges
 from auditlog.standby import check_standby, lag_reason, split_lagging, vanished_reason
-from auditlog.store import create_db_engine, read_data_keys
+from auditlog.store import create_db_engine, one_snapshot, read_data_keys
 from auditlog.store.audit_reads import (
     anchor_sizes,
     checkpoint_rows,
@@ -219,6 +219,7 @@ def verify_database(
     pool = RangePool(jobs, min_level=min_range_level)
     try:
         with engine.connect() as conn:
+            one_snapshot(conn)  # the row counts and the records are read in one snapshot
             if standby:
                 check_standby(conn)
             all_logs = list_logs(conn)

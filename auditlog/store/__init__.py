@@ -29,7 +29,7 @@ from auditlog.store.data_keys import (
     read_data_key,
     read_data_keys,
 )
-from auditlog.store.engines import close_engine, create_db_engine, normalize_url
+from auditlog.store.engines import close_engine, create_db_engine, normalize_url, one_snapshot
 from auditlog.store.keys import SigningKey, list_keys, register_key, retire_key
 from auditlog.store.ledger_reads import (
     StoredNodeSource,
@@ -85,6 +85,7 @@ __all__ = [
     "list_logs",
     "load_log_state",
     "normalize_url",
+    "one_snapshot",
     "proven_admin_logs",
     "proven_tenants",
     "purge_freed_keys",

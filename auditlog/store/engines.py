@@ -29,7 +29,13 @@ from sqlalchemy.pool import QueuePool
 
 from auditlog.errors import ConfigurationError
 
-__all__ = ["SQLITE_BUSY_TIMEOUT_MS", "close_engine", "create_db_engine", "normalize_url"]
+__all__ = [
+    "SQLITE_BUSY_TIMEOUT_MS",
+    "close_engine",
+    "create_db_engine",
+    "normalize_url",
+    "one_snapshot",
+]
 
 #: How long a SQLite connection waits for another writer's lock before failing.
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -169,3 +175,14 @@ def _postgres_engine(url: URL, *, read_only: bool, echo: bool) -> Engine:
     if read_only:
         connect_args["options"] = "-c default_transaction_read_only=on"
     return create_engine(url, connect_args=connect_args, pool_pre_ping=True, echo=echo)
+
+
+def one_snapshot(conn: Connection) -> Connection:
+    """``conn``, reading one snapshot of the database in every statement of its transaction:
+    a reader that counts rows in one statement and reads them in others (the verifier) must see
+    the same rows while a writer commits, on a primary or a streaming replica. PostgreSQL's
+    default READ COMMITTED gives each statement a new snapshot, so the transaction is REPEATABLE
+    READ; a SQLite transaction reads one snapshot already. Call it before the first statement."""
+    if conn.dialect.name == "postgresql":
+        conn.execution_options(isolation_level="REPEATABLE READ")
+    return conn
