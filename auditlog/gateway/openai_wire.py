@@ -138,7 +138,6 @@ class ChoiceDelta:
     envelope: str | None = None  # the marked envelope step, when this chunk records one
     finish_reason: str | None = None
     error: str | None = None
-    usage: dict[str, Any] | None = None
     marked: list[str] = field(default_factory=list)
 
     def recorded_steps(self) -> list[str]:
@@ -186,8 +185,6 @@ def _choice_delta(obj: Any) -> ChoiceDelta:
     if err not in _EMPTY:  # recorded whole below too (a marked field): type, code, param
         message = err.get("message") if isinstance(err, dict) else err
         out.error = message if isinstance(message, str) else canonical_json(err)
-    if isinstance(obj.get("usage"), dict):
-        out.usage = obj["usage"]
     choices = obj.get("choices")
     if choices is None:
         choices = []
