@@ -137,12 +137,16 @@ def read_trail(
     *,
     trusted: Sequence[Verifier] = (),
     keys: KeyProvider | None = None,
+    admin: Sequence[Verifier] = (),
 ) -> Trail:
     """Read and decode the trail of ``request_id`` in log ``origin``, through the store's one
     bounded read path: only records covered by the log's newest checkpoint signed by a key of
     ``trusted`` (when given; else by a key stored for the log, and ``Trail.is_trusted`` is False)
     are read. Records after that checkpoint are not shown. Sealed payloads are opened with
-    ``keys`` when it holds the tenant's KEK, else shown as unavailable (or erased).
+    ``keys`` when it holds the tenant's KEK, else shown as unavailable (or erased: only by an
+    erasure record proven under a key of ``admin`` or ``trusted``; the administrative logs of
+    ``admin`` are found by their keys' names, even when their unsigned ``kind`` cells were
+    edited, as the auditor API finds them).
 
     Raises :class:`NotFoundError` if the log or the request does not exist, its subclass
     :class:`NoCheckpointError` if no such checkpoint covers the request's start yet.
@@ -161,7 +165,12 @@ def read_trail(
         for r in stored
     ]
     content, erasure, payloads = reader_payloads(
-        conn, origin, [(r.header, r.seq, r.payload) for r in trail_records], keys, trusted
+        conn,
+        origin,
+        [(r.header, r.seq, r.payload) for r in trail_records],
+        keys,
+        [*admin, *trusted],
+        names=[v.name for v in admin],
     )
     # One decoder of transcripts for the whole project: the bundle's (pure) one.
     transcript = build_transcript(

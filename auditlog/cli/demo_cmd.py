@@ -187,7 +187,11 @@ def demo(
     reader = create_db_engine(db_url, read_only=True)
     try:
         with reader.connect() as conn:
-            trails = [read_trail(conn, DEMO_ORIGIN, rid, keys=keyring) for rid, *_ in jobs]
+            trusted = [signer.verifier]  # show only what the demo's own key signed
+            trails = [
+                read_trail(conn, DEMO_ORIGIN, rid, trusted=trusted, keys=keyring)
+                for rid, *_ in jobs
+            ]
     finally:
         reader.dispose()
     for trail in trails[:show]:
