@@ -89,7 +89,9 @@ def _records(db_url: str) -> list[tuple[object, ...]]:
     try:
         with engine.connect() as conn:
             rows = conn.execute(
-                text("SELECT seq, kind, request_id, req_seq, tenant, leaf FROM records ORDER BY seq")
+                text(
+                    "SELECT seq, kind, request_id, req_seq, tenant, leaf FROM records ORDER BY seq"
+                )
             )
             return [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r) for r in rows]
     finally:
