@@ -18,6 +18,7 @@ the child's queue are full (backpressure, as the AuditRecorder's bounded queue).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import multiprocessing
 import threading
@@ -184,10 +185,8 @@ class ProcessRecorder:
             if self._process is None:
                 return
             if self._failure is None:
-                try:
+                with contextlib.suppress(OSError):  # it ended already: the receiver saw it
                     self._conn.send_bytes(control(Control.CLOSE))
-                except OSError:
-                    pass  # it ended already: the receiver saw it
         finished = self._ended.wait(timeout)
         self._stop_child()
         if self.engine is not None:
