@@ -137,6 +137,11 @@ class ProcessRecorder:
         self.engine = create_db_engine(self._config.db_url)
         return self
 
+    @property
+    def pid(self) -> int | None:
+        """The child process's id (None before :meth:`start`)."""
+        return None if self._process is None else int(self._process.pid)
+
     # -- the engine side -------------------------------------------------------------------
 
     def record(self, event: Event) -> None:

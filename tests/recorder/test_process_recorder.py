@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -29,12 +31,16 @@ from auditlog.events import (
 from auditlog.ledger import Signer
 from auditlog.recorder import AuditRecorder
 from auditlog.recorder.process import ProcessRecorder
-from auditlog.store import create_db_engine
+from auditlog.store import create_db_engine, upgrade
+from auditlog.trails import read_trail
 from auditlog.verifier import verify_database
 
 ORIGIN = "test.example/process"
 TARGET = ModelRef(name="t", weights_sha256="a" * 64, tokenizer_sha256="b" * 64)
 SIGNER = Signer.generate(ORIGIN)
+WORKER = Path(__file__).with_name("kill_worker.py")
+KILL_ORIGIN = "test.example/kill"  # kill_worker.py's log
+KILL_SIGNER = Signer.generate(KILL_ORIGIN)
 
 
 def _start(request_id: str, prompt: str = "hi") -> RequestStarted:
@@ -152,7 +158,8 @@ def test_a_killed_child_fails_the_recorder_loudly_and_loses_nothing_acknowledged
     recorder.record(_step(1, "kept"))
     recorder.wait_durable("kept", 1, timeout=30)
     recorder.record(_start("open"))
-    os.kill(recorder._process.pid, signal.SIGKILL)
+    assert recorder.pid is not None
+    os.kill(recorder.pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
     with pytest.raises(RecorderError):  # the next call raises, within a bounded time
         while time.monotonic() < deadline:
@@ -187,4 +194,54 @@ def test_start_failure_raises_in_the_parent_and_leaves_no_child(tmp_path: Path) 
     with pytest.raises(Exception) as raised:
         recorder.start()
     assert raised.type is not TimeoutError
-    assert not recorder._process.is_alive()
+    assert recorder.pid is not None and not _running(recorder.pid)
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie nobody reaped has ended)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def test_a_killed_parent_leaves_no_child_and_nothing_acknowledged_is_lost(
+    db_url: str, tmp_path: Path
+) -> None:
+    """The child sees its pipe end, drains, signs a final checkpoint and exits."""
+    spool = tmp_path / "spool.jsonl"
+    upgrade(db_url)
+    parent = subprocess.Popen(
+        [sys.executable, str(WORKER), db_url, str(spool), KILL_SIGNER.key_string, "process"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert parent.stdout is not None
+    confirmed: dict[str, int] = {}
+    try:
+        child_pid = int(parent.stdout.readline().split()[1])
+        for line in parent.stdout:
+            _, request_id, n = line.split()
+            confirmed[request_id] = max(confirmed.get(request_id, 0), int(n))
+            if len(confirmed) >= 6:
+                break
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(30)
+    deadline = time.monotonic() + 30
+    while _running(child_pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _running(child_pid), "the recording process outlived its parent"
+    AuditRecorder.open(db_url, origin=KILL_ORIGIN, signers=[KILL_SIGNER], spool_path=spool).close()
+    db = create_db_engine(db_url, read_only=True)
+    try:
+        with db.connect() as conn:
+            for request_id, n in confirmed.items():
+                trail = read_trail(conn, KILL_ORIGIN, request_id)
+                assert len(trail.token_ids) >= n, (request_id, n, len(trail.token_ids))
+    finally:
+        db.dispose()
+    report = verify_database(db_url, keys=[KILL_SIGNER.verifier_key])
+    assert report.verdict.value == "intact", report.findings
