@@ -43,6 +43,7 @@ from .wire import Control, Reply, control, decode_reply, encode_event, rebuild_e
 __all__ = ["ProcessRecorder"]
 
 _SPAWN = multiprocessing.get_context("spawn")
+_GRACE_S = 10.0  # close(): how much longer than its timeout the parent waits for the child
 
 
 class ProcessRecorder:
@@ -192,8 +193,12 @@ class ProcessRecorder:
             if self._failure is None:
                 with contextlib.suppress(OSError):  # it ended already: the receiver saw it
                     self._conn.send_bytes(control(Control.CLOSE))
-        finished = self._ended.wait(timeout)
-        self._stop_child()
+        # The child's recorder has its own limit (60 s) and reports it; this one is a backstop.
+        finished = self._ended.wait(None if timeout is None else timeout + _GRACE_S)
+        if finished:
+            self._stop_child()
+        else:  # still draining: left to finish on its own (never killed with events queued)
+            self._conn.close()
         if self.engine is not None:
             close_engine(self.engine)
         if not finished:
