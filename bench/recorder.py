@@ -33,6 +33,7 @@ from auditlog.crypto import open_keyring
 from auditlog.events import Event
 from auditlog.ledger import Signer
 from auditlog.recorder import AuditRecorder
+from auditlog.recorder.process import ProcessRecorder
 from auditlog.store import create_db_engine, upgrade
 from auditlog.store.db import normalize_url
 from auditlog.synthetic import SyntheticEngine
@@ -70,11 +71,22 @@ def make_events(n_records: int) -> list[Event]:
     return events
 
 
+def open_recorder(kind: str, db_url: str, **options: Any) -> AuditRecorder | ProcessRecorder:
+    """The thread recorder (``AuditRecorder``) or the process recorder (``ProcessRecorder``)."""
+    recorder_class = ProcessRecorder if kind == "process" else AuditRecorder
+    return recorder_class.open(db_url, **options)
+
+
 def run_recorder(
-    db_url: str, events: list[Event], spool: Path, keyring: Path | None = None
+    db_url: str,
+    events: list[Event],
+    spool: Path,
+    keyring: Path | None = None,
+    kind: str = "thread",
 ) -> tuple[float, int]:
     upgrade(db_url)
-    recorder = AuditRecorder.open(
+    recorder = open_recorder(
+        kind,
         db_url,
         origin=ORIGIN,
         signers=[Signer.generate(ORIGIN)],
@@ -241,111 +253,140 @@ def bench_sequencing(events: list[Event], tmp: Path, repeat: int) -> None:
         )
 
 
+def bench_kinds(label: str, urls: list[str], events: list[Event], tmp: Path, repeat: int) -> None:
+    """Ingest through the public API (record every event, then close) with the thread and the
+    process recorder, interleaved runs; the caller's CPU is this process's alone."""
+    rates: dict[str, list[float]] = {"thread": [], "process": []}
+    cpus: dict[str, list[float]] = {"thread": [], "process": []}
+    for i in range(repeat):
+        for j, kind in enumerate(KINDS if i % 2 == 0 else KINDS[::-1]):
+            url = urls[2 * i + j]
+            elapsed, n = run_recorder(url, events, tmp / f"spool-kind-{label}-{i}-{j}", kind=kind)
+            rates[kind].append(n / elapsed)
+            cpus[kind].append(CPU_S["recorder"] / n)
+    for kind in KINDS:
+        print(
+            f"{label:10s} {kind:7s} recorder {statistics.median(rates[kind]):10,.0f} records/s   "
+            f"caller-process CPU {statistics.median(cpus[kind]) * 1e6:6.2f} us/record "
+            f"(median of {repeat}, load {os.getloadavg()[0]:.2f})"
+        )
+
+
+KINDS = ("thread", "process")
+# Engine runs, interleaved: recording off, then each fail mode with each recorder kind.
+ENGINE_MODES = ("off", "open/thread", "open/process", "closed/thread", "closed/process")
+
+
 def bench_engine_overhead(tmp: Path, batch: int, max_tokens: int, repeat: int) -> None:
-    """Decode tokens/s of the reference engine with the recorder off, fail-open and fail-closed.
+    """Decode tokens/s of the reference engine with the recorder off, fail-open and fail-closed,
+    with the thread recorder and with the process recorder.
 
     Fail-open: the engine loop calls ``record()`` and releases tokens at once. Fail-closed: as in
     ``auditlog serve``, the engine loop never waits; a releaser thread hands each step's tokens
     out only after ``wait_durable`` says they are durable. Throughput counts until the last token
     is released; the added latency is release time minus generation time, per token.
     """
+    import torch
+
+    torch.set_num_threads(1)
+    rates: dict[str, list[float]] = {mode: [] for mode in ENGINE_MODES}
+    cpus: dict[str, list[float]] = {mode: [] for mode in ENGINE_MODES}
+    waits: dict[str, list[float]] = {mode: [] for mode in ENGINE_MODES}
+    engine_run(tmp, "off", -1, batch, max_tokens)  # warm-up (first model load, allocator)
+    for i in range(repeat):
+        for mode in ENGINE_MODES:  # interleaved, so machine noise hits every mode alike
+            rate, cpu, w = engine_run(tmp, mode, i, batch, max_tokens)
+            rates[mode].append(rate)
+            cpus[mode].append(cpu)
+            waits[mode].extend(w)
+    base = statistics.median(rates["off"])
+    print(
+        f"engine     batch {batch}, {max_tokens} tokens each, demo pair, speculative k=4, "
+        f"flush interval {FLUSH_MS} ms, median of {repeat}, load {os.getloadavg()[0]:.2f}"
+    )
+    for mode in ENGINE_MODES:
+        r = statistics.median(rates[mode])
+        extra = statistics.median(cpus[mode]) / statistics.median(cpus["off"]) - 1
+        runs = ", ".join(f"{100 * (1 - x / base):.1f}" for x in rates[mode])
+        print(
+            f"  recorder {mode:14s} {r:8.1f} tokens/s   overhead {100 * (1 - r / base):5.1f} % "
+            f"(runs {runs})   engine-process CPU per token {100 * extra:+5.1f} %"
+        )
+    for mode in ("closed/thread", "closed/process"):
+        lat = sorted(waits[mode])
+        p50 = lat[len(lat) // 2] * 1e3
+        p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1e3
+        bound = FLUSH_MS + 2
+        print(
+            f"  {mode:14s} added latency per token (generated -> released): p50 {p50:.2f} ms, "
+            f"p99 {p99:.2f} ms (goal p99 <= group commit + 2 ms = {bound:g} ms: "
+            f"{'met' if p99 <= bound else 'missed'})"
+        )
+
+
+def engine_run(
+    tmp: Path, mode: str, i: int, batch: int, max_tokens: int
+) -> tuple[float, float, list[float]]:
+    """One engine run: tokens/s, process CPU per token, per-token release latencies."""
     import queue as queue_mod
     import threading
-
-    import torch
 
     from auditlog.engine import LLMEngine, SamplingParams
     from auditlog.engine.corpus import prompts as corpus_prompts
 
-    torch.set_num_threads(1)
-    prompts = corpus_prompts(num_prompts=batch, seed=3)
+    fail_mode, _, kind = mode.partition("/")
+    recorder = None
+    if kind:
+        name = mode.replace("/", "-")
+        recorder = open_recorder(
+            kind,
+            f"sqlite:///{tmp / f'engine-{name}-{batch}-{i}.db'}",
+            origin=ORIGIN,
+            signers=[Signer.generate(ORIGIN)],
+            spool_path=tmp / f"spool-engine-{name}-{batch}-{i}",
+            flush_interval_ms=FLUSH_MS,
+        )
+    engine = LLMEngine.demo(event_sink=recorder.record) if recorder else LLMEngine.demo()
     params = SamplingParams(max_tokens=max_tokens, ignore_eos=True)
+    for j, prompt in enumerate(corpus_prompts(num_prompts=batch, seed=3)):
+        engine.add_request(f"r{i}-{j}", prompt, params, tenant="bench", principal="bench")
+    generated: dict[str, int] = {}
+    latencies: list[float] = []
+    pending: queue_mod.Queue[tuple[float, list[tuple[str, int, int]]] | None] = queue_mod.Queue()
 
-    def one(mode: str, i: int) -> tuple[float, float, list[float]]:
-        recorder = None
-        if mode != "off":
-            recorder = AuditRecorder.open(
-                f"sqlite:///{tmp / f'engine-{mode}-{i}.db'}",
-                origin=ORIGIN,
-                signers=[Signer.generate(ORIGIN)],
-                spool_path=tmp / f"spool-engine-{mode}-{i}",
-                flush_interval_ms=FLUSH_MS,
-            )
-        engine = LLMEngine.demo(event_sink=recorder.record) if recorder else LLMEngine.demo()
-        for j, prompt in enumerate(prompts):
-            engine.add_request(f"r{i}-{j}", prompt, params, tenant="bench", principal="bench")
-        generated: dict[str, int] = {}
-        latencies: list[float] = []
-        pending: queue_mod.Queue[tuple[float, list[tuple[str, int, int]]] | None] = (
-            queue_mod.Queue()
-        )
+    def releaser() -> None:  # the server's release point, off the engine thread
+        assert recorder is not None
+        while (item := pending.get()) is not None:
+            t_gen, outs = item
+            for request_id, total, _ in outs:
+                recorder.wait_durable(request_id, total)
+            now = time.perf_counter()
+            latencies.extend([now - t_gen] * sum(n for _, _, n in outs))
 
-        def releaser() -> None:  # the server's release point, off the engine thread
-            assert recorder is not None
-            while (item := pending.get()) is not None:
-                t_gen, outs = item
-                for request_id, total, _ in outs:
-                    recorder.wait_durable(request_id, total)
-                now = time.perf_counter()
-                latencies.extend([now - t_gen] * sum(n for _, _, n in outs))
-
-        thread = threading.Thread(target=releaser)
-        if mode == "closed":
-            thread.start()
-        tokens = 0
-        t, cpu = time.perf_counter(), time.process_time()
-        while engine.has_unfinished():
-            outputs = engine.step()
-            outs = []
-            for out in outputs:
-                n = len(out.new_token_ids)
-                if n:
-                    generated[out.request_id] = generated.get(out.request_id, 0) + n
-                    outs.append((out.request_id, generated[out.request_id], n))
-                    tokens += n
-            if mode == "closed" and outs:
-                pending.put((time.perf_counter(), outs))
-        if mode == "closed":
-            pending.put(None)
-            thread.join()
-        elapsed = time.perf_counter() - t
-        cpu_per_token = (time.process_time() - cpu) / tokens
-        if recorder is not None:
-            recorder.close()
-        return tokens / elapsed, cpu_per_token, latencies
-
-    rates: dict[str, list[float]] = {"off": [], "open": [], "closed": []}
-    cpus: dict[str, list[float]] = {"off": [], "open": [], "closed": []}
-    waits: list[float] = []
-    for i in range(repeat):
-        for mode in rates:  # interleaved, so machine noise hits every mode alike
-            rate, cpu, w = one(mode, i)
-            rates[mode].append(rate)
-            cpus[mode].append(cpu)
-            waits.extend(w)
-    base = statistics.median(rates["off"])
-    print(
-        f"engine     batch {batch}, {max_tokens} tokens each, demo pair, speculative k=4, "
-        f"flush interval {FLUSH_MS} ms, median of {repeat}"
-    )
-    for mode in ("off", "open", "closed"):
-        r = statistics.median(rates[mode])
-        extra = statistics.median(cpus[mode]) / statistics.median(cpus["off"]) - 1
-        print(
-            f"  recorder {mode:6s} {r:8.1f} tokens/s   overhead {100 * (1 - r / base):5.1f} %   "
-            f"process CPU per token {100 * extra:+5.1f} % (recorder CPU: an upper bound on the "
-            "GIL time it can take from the engine)"
-        )
-    if waits:
-        waits.sort()
-        p50 = waits[len(waits) // 2] * 1e3
-        p99 = waits[min(len(waits) - 1, int(len(waits) * 0.99))] * 1e3
-        bound = FLUSH_MS + 2
-        print(
-            f"  fail-closed added latency per token (generated -> released): "
-            f"p50 {p50:.2f} ms, p99 {p99:.2f} ms (goal p99 <= group commit + 2 ms = {bound:g} ms: "
-            f"{'met' if p99 <= bound else 'missed'})"
-        )
+    closed = fail_mode == "closed"
+    thread = threading.Thread(target=releaser)
+    if closed:
+        thread.start()
+    tokens = 0
+    t, cpu = time.perf_counter(), time.process_time()
+    while engine.has_unfinished():
+        outs = []
+        for out in engine.step():
+            n = len(out.new_token_ids)
+            if n:
+                generated[out.request_id] = generated.get(out.request_id, 0) + n
+                outs.append((out.request_id, generated[out.request_id], n))
+                tokens += n
+        if closed and outs:
+            pending.put((time.perf_counter(), outs))
+    if closed:
+        pending.put(None)
+        thread.join()
+    elapsed = time.perf_counter() - t
+    cpu_per_token = (time.process_time() - cpu) / tokens
+    if recorder is not None:
+        recorder.close()
+    return tokens / elapsed, cpu_per_token, latencies
 
 
 def main() -> None:
@@ -369,12 +410,21 @@ def main() -> None:
         "--sequencing", action="store_true", help="only the writer's CPU per record, no database"
     )
     parser.add_argument("--engine-tokens", type=int, default=64)
+    parser.add_argument(
+        "--kinds",
+        action="store_true",
+        help="only the thread against the process recorder: ingest, and with --engine the engine",
+    )
     args = parser.parse_args()
     events = make_events(args.records)
     print(f"python {sys.version.split()[0]}, {len(events):,} events")
     if args.sequencing:
         with tempfile.TemporaryDirectory() as d:
             bench_sequencing(events, Path(d), max(args.repeat, 5))
+        return
+    if args.kinds:
+        with tempfile.TemporaryDirectory() as d:
+            compare_kinds(args, events, Path(d))
         return
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
@@ -394,6 +444,22 @@ def main() -> None:
         if args.engine:
             for batch in args.engine_batch:
                 bench_engine_overhead(tmp, batch, args.engine_tokens, args.repeat)
+
+
+def compare_kinds(args: argparse.Namespace, events: list[Event], tmp: Path) -> None:
+    """``--kinds``: the thread and the process recorder, ingest (and engine) only."""
+    urls = [f"sqlite:///{tmp / f'kinds{i}.sqlite'}" for i in range(2 * args.repeat)]
+    bench_kinds("sqlite", urls, events, tmp, args.repeat)
+    if not args.no_pg:
+        made = [pg_database(args.pg) for _ in range(2 * args.repeat)]
+        try:
+            bench_kinds("postgresql", [u for u, _ in made], events, tmp, args.repeat)
+        finally:
+            for _, drop in made:
+                drop()
+    if args.engine:
+        for batch in args.engine_batch:
+            bench_engine_overhead(tmp, batch, args.engine_tokens, args.repeat)
 
 
 if __name__ == "__main__":

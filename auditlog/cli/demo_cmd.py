@@ -15,7 +15,13 @@ import typer
 
 from auditlog.errors import ConfigurationError
 
-from .options import DbOption, StateDirOption, read_text_file, refuse_foreign_database
+from .options import (
+    DbOption,
+    RecorderOption,
+    StateDirOption,
+    read_text_file,
+    refuse_foreign_database,
+)
 from .startup import NewPaths, check_device, check_witnesses_first, sqlite_files
 
 __all__ = ["DEMO_ORIGIN", "demo_requests", "register"]
@@ -85,6 +91,7 @@ def demo(
     device: Annotated[str, typer.Option("--device")] = "cpu",
     threads: Annotated[int, typer.Option("--threads", min=1, help="torch CPU threads")] = 1,
     state_dir: StateDirOption = None,
+    recorder_kind: RecorderOption = "thread",
 ) -> None:
     """Generate, record, verify and show a batch of concurrent requests."""
     from auditlog.cli import log_to_stderr
@@ -110,7 +117,7 @@ def demo(
     from auditlog.crypto import open_keyring
     from auditlog.ledger import DirectoryWitness
     from auditlog.protect.retention import RetentionPolicy
-    from auditlog.recorder import AuditRecorder
+    from auditlog.recorder.kinds import RecorderKind, open_recorder
     from auditlog.recorder.spool import default_state_dir, spool_file
     from auditlog.store import create_db_engine, upgrade
     from auditlog.trails import read_trail
@@ -141,7 +148,8 @@ def demo(
             _save_key(key_file, signer)
         witness_dir.mkdir(parents=True, exist_ok=True)
         keyring = keyring or open_keyring(keyring_file)
-        recorder = AuditRecorder.open(
+        recorder = open_recorder(
+            RecorderKind(recorder_kind),
             db_url,
             origin=DEMO_ORIGIN,
             signers=[signer],

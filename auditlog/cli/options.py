@@ -90,6 +90,26 @@ def parse_state_dir(value: str) -> Path:
     return path
 
 
+RECORDER_KINDS = ("thread", "process")  # auditlog.recorder.kinds.RecorderKind (not imported here)
+
+
+def parse_recorder_kind(value: str) -> str:
+    if value not in RECORDER_KINDS:
+        raise typer.BadParameter(f"{value!r}: one of {', '.join(RECORDER_KINDS)}")
+    return value
+
+
+RecorderOption = Annotated[
+    str,
+    typer.Option(
+        "--recorder",
+        envvar="AUDITLOG_RECORDER",
+        parser=parse_recorder_kind,
+        help="where the recorder's writer runs: 'thread' (in this process, the default) or "
+        "'process' (a child process; docs/PERFORMANCE.md, Recorder)",
+    ),
+]
+
 StateDirOption = Annotated[
     Path | None,
     typer.Option(

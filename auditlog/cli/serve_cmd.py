@@ -16,6 +16,7 @@ from auditlog.errors import ConfigurationError
 
 from .options import (
     DbOption,
+    RecorderOption,
     StateDirOption,
     parse_tenant,
     read_text_file,
@@ -49,6 +50,7 @@ def serve(
     ] = False,
     threads: Annotated[int, typer.Option("--threads", min=1, help="torch CPU threads")] = 1,
     state_dir: StateDirOption = None,
+    recorder: RecorderOption = "thread",
     keyring: Annotated[
         Path | None,
         typer.Option(
@@ -119,6 +121,7 @@ def serve(
     from auditlog.ledger import Signer
     from auditlog.protect.retention import RetentionPolicy
     from auditlog.recorder import FailMode
+    from auditlog.recorder.kinds import RecorderKind
     from auditlog.recorder.spool import default_state_dir, spool_file
     from auditlog.server import ApiKeyTable, ServerSettings, create_app
     from auditlog.witnesses.settings import WitnessSettings
@@ -159,6 +162,7 @@ def serve(
         model_name=model_name,
         device=device,
         max_payload_bytes=max_payload_bytes,
+        recorder_kind=RecorderKind(recorder),
         recorder_options={
             "key_provider": key_provider,
             "retention": RetentionPolicy.from_file(retention)

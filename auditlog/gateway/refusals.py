@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from auditlog.events import FinishReason, ModelRef, RequestFinished, RequestStarted
-from auditlog.recorder import AuditRecorder
+from auditlog.recorder.kinds import Recorder
 
 from .auth import Identity
 
@@ -60,7 +60,7 @@ def refusal_events(
 
 
 async def record_refusal(
-    recorder: AuditRecorder, events: tuple[RequestStarted, RequestFinished], *, fail_closed: bool
+    recorder: Recorder, events: tuple[RequestStarted, RequestFinished], *, fail_closed: bool
 ) -> None:
     """Record a refusal trail; fail-closed (C21), return only once its end is durable."""
     start, end = events

@@ -22,15 +22,31 @@ import dataclasses
 import threading
 from collections import OrderedDict
 
+import structlog
+
 from auditlog.errors import RecorderError
 from auditlog.events import BatchStep, Event, RequestFinished, RequestStarted
 
-from .checks import check_event
+from .checks import check_event, event_context, safe_text
+from .durability import DurabilityTracker
 from .limits import DEFAULT_MAX_PAYLOAD_BYTES, check_prompt_size
 
-__all__ = ["RECENT_IDS_KEPT", "EventGate"]
+__all__ = ["RECENT_IDS_KEPT", "EventGate", "admit_or_refuse"]
+
+log = structlog.get_logger("auditlog.recorder")
 
 RECENT_IDS_KEPT = 100_000
+
+
+def admit_or_refuse(gate: EventGate, durable: DurabilityTracker, event: Event) -> Event | None:
+    """``gate.admit(event)``; a refusal is logged, and a refused start fails its waiters too."""
+    try:
+        return gate.admit(event)
+    except RecorderError as exc:
+        log.warning("recorder.refused", **event_context(event), error=safe_text(str(exc)))
+        if isinstance(event, RequestStarted) and type(event.request_id) is str:
+            durable.refuse(event.request_id, exc)
+        raise
 
 
 def _remember(ids: OrderedDict[str, None], request_id: str) -> None:

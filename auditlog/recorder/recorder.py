@@ -36,15 +36,14 @@ from sqlalchemy import Engine
 
 from auditlog.crypto import KeyProvider
 from auditlog.errors import RecorderError
-from auditlog.events import Event, RequestStarted
+from auditlog.events import Event
 from auditlog.ledger import Signer
 from auditlog.protect.retention import RetentionPolicy
 from auditlog.store import WriterLock, close_engine, create_db_engine, upgrade
 
-from .checks import event_context, safe_text
 from .commit import Committer
 from .durability import UNTIL_END, DurabilityTracker
-from .gate import EventGate
+from .gate import EventGate, admit_or_refuse
 from .limits import DEFAULT_MAX_PAYLOAD_BYTES, validate_limit
 from .spool import Spool, default_state_dir, spool_file
 from .stats import RecorderStats
@@ -78,6 +77,8 @@ class AuditRecorder:
     ``close_witnesses``: the recorder owns its witnesses: :meth:`close` closes each one that has
     a ``close()`` after the final checkpoint was handed to it (background senders then finish
     sending it).
+    ``durable``: the watermarks the writer advances after each durable flush (the process
+    recorder's child passes one that also acknowledges to its parent, recorder/child.py).
     """
 
     def __init__(
@@ -99,6 +100,7 @@ class AuditRecorder:
         retention: RetentionPolicy | None = None,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         close_witnesses: bool = False,
+        durable: DurabilityTracker | None = None,
     ) -> None:
         if not signers:
             raise RecorderError("the recorder needs at least one checkpoint signing key")
@@ -111,7 +113,7 @@ class AuditRecorder:
         self.stats = RecorderStats()
         self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
         self._owns_engine = False
-        self._durable = DurabilityTracker()
+        self._durable = DurabilityTracker() if durable is None else durable
         # what record() refuses at once, in the caller's thread (prompts over the limit included)
         self._gate = EventGate(max_payload_bytes=validate_limit(max_payload_bytes))
         self._put_lock = threading.Lock()
@@ -215,13 +217,7 @@ class AuditRecorder:
             self._check_open()
             if self._failure is not None:
                 raise RecorderError(f"recorder failed: {self._failure}") from self._failure
-            try:
-                admitted = self._gate.admit(event)
-            except RecorderError as exc:
-                log.warning("recorder.refused", **event_context(event), error=safe_text(str(exc)))
-                if isinstance(event, RequestStarted) and type(event.request_id) is str:
-                    self._durable.refuse(event.request_id, exc)
-                raise
+            admitted = admit_or_refuse(self._gate, self._durable, event)
             if admitted is not None:
                 self._queue.put(admitted)
 

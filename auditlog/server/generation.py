@@ -21,7 +21,8 @@ from auditlog.engine.outputs import num_tokens_within
 from auditlog.errors import EngineError
 from auditlog.events import FinishReason
 from auditlog.gateway.openai_errors import ApiError
-from auditlog.recorder import AuditRecorder, FailMode
+from auditlog.recorder import FailMode
+from auditlog.recorder.kinds import Recorder
 
 from .engine_loop import EngineLoop, EngineStopped
 from .settings import ReleaseHook
@@ -53,7 +54,7 @@ class Generation:
         request_id: str,
         queue: asyncio.Queue[StepOutput | EngineStopped],
         engine_loop: EngineLoop,
-        recorder: AuditRecorder | None,
+        recorder: Recorder | None,
         fail_mode: FailMode,
         release_hook: ReleaseHook | None,
         decode: Callable[[list[int]], str],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -15,7 +16,7 @@ from starlette.responses import Response
 from auditlog.events import Event
 from auditlog.gateway.auth import Identity
 from auditlog.gateway.request_ids import REQUEST_ID_HEADER, TRAIL_ID_HEADER, RequestIds, RequestName
-from auditlog.recorder import AuditRecorder
+from auditlog.recorder.kinds import Recorder, open_recorder
 
 from .engine_loop import EngineLoop
 from .formats import Usage, WireFormat
@@ -45,7 +46,7 @@ class InferenceService:
         self,
         *,
         settings: ServerSettings,
-        recorder: AuditRecorder | None,
+        recorder: Recorder | None,
         engine_loop: EngineLoop,
     ) -> None:
         self.settings = settings
@@ -61,12 +62,15 @@ class InferenceService:
         """Open the recorder (migrating the database) and start the engine thread."""
         recorder = None
         if settings.recording:
-            witnesses = settings.anchors.recorder_witnesses(settings.db_url, settings.witness_dir)
-            recorder = AuditRecorder.open(
+            witnesses = functools.partial(
+                settings.anchors.recorder_witnesses, settings.db_url, settings.witness_dir
+            )
+            recorder = open_recorder(
+                settings.recorder_kind,
                 settings.db_url,
                 origin=settings.origin,
                 signers=settings.signers,
-                witnesses=witnesses,
+                witness_factory=witnesses,
                 spool_path=settings.spool_path,
                 mode=settings.fail_mode,
                 max_payload_bytes=settings.max_payload_bytes,

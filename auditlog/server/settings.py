@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from auditlog.errors import ConfigurationError
 from auditlog.gateway.auth import ApiKeyTable
 from auditlog.recorder import DEFAULT_MAX_PAYLOAD_BYTES, FailMode
+from auditlog.recorder.kinds import RecorderKind
 from auditlog.recorder.limits import validate_limit
 from auditlog.witnesses.settings import WitnessSettings
 
@@ -39,6 +40,9 @@ class ServerSettings:
     ``max_payload_bytes``: a request body larger than this is refused with 413 before anything
     of it is recorded (server/limits.py), and the recorder refuses a larger prompt.
 
+    ``recorder_kind``: where the recorder's writer runs (recorder/kinds.py): a thread of the
+    server's process (default) or a child process.
+
     ``recording`` exists for the benchmark baseline only: with it False the server records
     nothing and waits for nothing. No request field, header or endpoint can change it (C23).
     """
@@ -57,6 +61,7 @@ class ServerSettings:
     engine_factory: EngineFactory | None = None
     release_hook: ReleaseHook | None = None
     recorder_options: dict[str, Any] | None = None
+    recorder_kind: RecorderKind = RecorderKind.THREAD
     recording: bool = True
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
 

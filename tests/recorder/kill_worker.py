@@ -1,7 +1,8 @@
 """Child process for the kill -9 test: records synthetic traffic forever, printing confirmations.
 
-Usage: python kill_worker.py DB_URL SPOOL_PATH SIGNING_KEY
-Prints ``DURABLE <request_id> <n_tokens>`` after each ``wait_durable`` returns.
+Usage: python kill_worker.py DB_URL SPOOL_PATH SIGNING_KEY [thread|process]
+Prints ``DURABLE <request_id> <n_tokens>`` after each ``wait_durable`` returns; with the process
+recorder, ``CHILD <pid>`` (its recording process) first.
 """
 
 from __future__ import annotations
@@ -9,16 +10,25 @@ from __future__ import annotations
 import sys
 
 from auditlog.ledger import Signer
-from auditlog.recorder import AuditRecorder
+from auditlog.recorder.kinds import RecorderKind, open_recorder
+from auditlog.recorder.process import ProcessRecorder
 from auditlog.synthetic import SyntheticEngine
 
 
 def main() -> None:
     db_url, spool, key = sys.argv[1:4]
     signer = Signer.from_key_string(key)
-    recorder = AuditRecorder.open(
-        db_url, origin="test.example/kill", signers=[signer], spool_path=spool, migrate=False
+    kind = RecorderKind(sys.argv[4] if len(sys.argv) > 4 else "thread")
+    recorder = open_recorder(
+        kind,
+        db_url,
+        origin="test.example/kill",
+        signers=[signer],
+        spool_path=spool,
+        migrate=False,
     )
+    if isinstance(recorder, ProcessRecorder):
+        print(f"CHILD {recorder.pid}", flush=True)
     engine = SyntheticEngine(seed=11, max_batch=6)
     while True:  # runs until killed
         while len(engine.remaining) < 6:

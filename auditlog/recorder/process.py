@@ -1,0 +1,305 @@
+"""ProcessRecorder: the AuditRecorder's sequencing and database writes in a process of their own.
+
+The engine's process keeps only what must happen in the caller's thread: the
+:class:`~auditlog.recorder.gate.EventGate` (a refused event raises there, at once), the
+serialization of each admitted event onto the pipe (recorder/wire.py), and the durability
+watermarks. A child process (recorder/child.py, spawn start method) runs an ordinary
+:class:`~auditlog.recorder.recorder.AuditRecorder` and acknowledges each durable flush; a
+receiver thread here advances the watermarks from those acknowledgements, so that
+:meth:`wait_durable` has the AuditRecorder's contract: it MUST NOT return before the records
+are durable (committed, or spooled under a signed checkpoint).
+
+Failures are loud: a child that dies, a database error that fails the child's recorder, or a
+recorder error there fail this recorder, and ``record``, ``wait_durable``, ``flush`` and
+``close`` raise :class:`~auditlog.errors.RecorderError` (the child's own kind where it has one).
+What was acknowledged durable is in the log. Writing to the pipe blocks only while the pipe and
+the child's queue are full (backpressure, as the AuditRecorder's bounded queue).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import multiprocessing
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import Engine
+
+from auditlog.errors import RecorderError
+from auditlog.events import Event
+from auditlog.ledger import Signer
+from auditlog.store import close_engine, create_db_engine
+
+from .child import ChildConfig, main
+from .durability import UNTIL_END, DurabilityTracker
+from .gate import EventGate, admit_or_refuse
+from .limits import DEFAULT_MAX_PAYLOAD_BYTES, validate_limit
+from .recorder import FailMode
+from .stats import RecorderStats
+from .wire import Control, Reply, control, decode_reply, encode_event, rebuild_error, stats_from
+
+__all__ = ["ProcessRecorder"]
+
+_SPAWN = multiprocessing.get_context("spawn")
+_GRACE_S = 10.0  # close(): how much longer than its timeout the parent waits for the child
+
+
+class ProcessRecorder:
+    """An :class:`AuditRecorder` whose writer runs in a child process (same public surface).
+
+    Options are the AuditRecorder's (``flush_interval_ms``, ``spool_path``, ``key_provider``,
+    ...), given to the child's recorder; they and ``witnesses`` must pickle.
+    ``witness_factory``: a picklable callable the child calls for more witnesses (those with
+    background senders, which do not pickle). ``start_timeout_s`` bounds :meth:`start` (the
+    child migrates the database, replays a spool and asks the witnesses before it answers).
+    """
+
+    def __init__(
+        self,
+        *,
+        db_url: str,
+        origin: str,
+        signers: Sequence[Signer],
+        mode: FailMode = FailMode.CLOSED,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        migrate: bool = True,
+        witnesses: Sequence[Any] = (),
+        witness_factory: Callable[[], Sequence[Any]] | None = None,
+        start_timeout_s: float = 300.0,
+        **options: Any,
+    ) -> None:
+        if not signers:
+            raise RecorderError("the recorder needs at least one checkpoint signing key")
+        self.origin = origin
+        self.mode = mode
+        self.stats = RecorderStats()
+        self.last_checkpoint_note: str | None = None
+        self.engine: Engine | None = None  # for the caller's lookups in the log, set by start()
+        self._config = ChildConfig(
+            db_url=db_url,
+            origin=origin,
+            signer_keys=[signer.key_string for signer in signers],
+            migrate=migrate,
+            witnesses=list(witnesses),
+            witness_factory=witness_factory,
+            options={**options, "mode": mode, "max_payload_bytes": max_payload_bytes},
+        )
+        self._start_timeout_s = start_timeout_s
+        self._gate = EventGate(max_payload_bytes=validate_limit(max_payload_bytes))
+        self._durable = DurabilityTracker()
+        self._put_lock = threading.Lock()
+        self._closed = False
+        self._failure: BaseException | None = None
+        self._process: Any = None
+        self._conn: Any = None
+        self._receiver: threading.Thread | None = None
+        self._ready = threading.Event()  # READY or START_FAILED came, or the child ended
+        self._ended = threading.Event()  # CLOSED came, or the child ended
+        self._start_error: BaseException | None = None
+        self._close_error: BaseException | None = None
+        self._tokens = itertools.count(1)
+        self._flushes: dict[int, list[Any]] = {}  # token -> [done event, error]
+
+    @classmethod
+    def open(
+        cls, db_url: str, *, origin: str, signers: Sequence[Signer], **options: Any
+    ) -> ProcessRecorder:
+        """Start the child, which connects to ``db_url`` (migrating it) and starts recording."""
+        return cls(db_url=db_url, origin=origin, signers=signers, **options).start()
+
+    def start(self) -> ProcessRecorder:
+        """Spawn the child and wait (``start_timeout_s``) until its recorder has opened."""
+        with self._put_lock:
+            if self._process is not None or self._closed:
+                raise RecorderError("recorder already started (or closed)")
+            ours, theirs = _SPAWN.Pipe(duplex=True)
+            self._process = _SPAWN.Process(
+                target=main,
+                args=(self._config, theirs),
+                name=f"auditlog-recorder[{self.origin}]",
+                daemon=True,
+            )
+            self._process.start()
+            theirs.close()  # the child's end lives in the child alone: its exit is our EOF
+            self._conn = ours
+            self._receiver = threading.Thread(
+                target=self._receive, name=f"auditlog-acks[{self.origin}]", daemon=True
+            )
+            self._receiver.start()
+        if not self._ready.wait(self._start_timeout_s):
+            self._stop_child()
+            raise RecorderError(f"recorder process did not start in {self._start_timeout_s} s")
+        error = self._start_error or self._failure
+        if error is not None:
+            self._stop_child()
+            raise error
+        self.engine = create_db_engine(self._config.db_url)
+        return self
+
+    @property
+    def pid(self) -> int | None:
+        """The child process's id (None before :meth:`start`)."""
+        return None if self._process is None else int(self._process.pid)
+
+    # -- the engine side -------------------------------------------------------------------
+
+    def record(self, event: Event) -> None:
+        """As :meth:`AuditRecorder.record`: refusals raise here, in the caller's thread."""
+        with self._put_lock:
+            self._check_usable()
+            admitted = admit_or_refuse(self._gate, self._durable, event)
+            if admitted is not None:
+                self._send(encode_event(admitted))
+
+    def wait_durable(
+        self, request_id: str, n_tokens: int = 0, timeout: float | None = None
+    ) -> None:
+        """Return once the request's start and first ``n_tokens`` tokens are durable."""
+        self._durable.wait(request_id, n_tokens, timeout)
+
+    async def wait_durable_async(self, request_id: str, n_tokens: int = 0) -> None:
+        await self._durable.wait_async(request_id, n_tokens)
+
+    def wait_closed(self, request_id: str, timeout: float | None = None) -> None:
+        self._durable.wait(request_id, UNTIL_END, timeout)
+
+    async def wait_closed_async(self, request_id: str) -> None:
+        await self._durable.wait_async(request_id, UNTIL_END)
+
+    def durable_tokens(self, request_id: str) -> int:
+        return self._durable.durable_tokens(request_id)
+
+    def refusal(self, request_id: str) -> RecorderError | None:
+        return self._durable.refusal(request_id)
+
+    def flush(self, timeout: float | None = 30.0) -> None:
+        """Block until every event recorded so far is durable."""
+        self._round_trip(Control.FLUSH, timeout)
+
+    def checkpoint_now(self, timeout: float | None = 30.0) -> None:
+        """Block until everything recorded so far is durable under a signed checkpoint."""
+        self._round_trip(Control.CHECKPOINT, timeout)
+
+    def close(self, timeout: float | None = 60.0) -> None:
+        """Drain the child's recorder, let it sign a final checkpoint, and wait for its exit."""
+        with self._put_lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self._process is None:
+                return
+            if self._failure is None:
+                with contextlib.suppress(OSError):  # it ended already: the receiver saw it
+                    self._conn.send_bytes(control(Control.CLOSE))
+        # The child's recorder has its own limit (60 s) and reports it; this one is a backstop.
+        finished = self._ended.wait(None if timeout is None else timeout + _GRACE_S)
+        if finished:
+            self._stop_child()
+        else:  # still draining: left to finish on its own (never killed with events queued)
+            self._conn.close()
+        if self.engine is not None:
+            close_engine(self.engine)
+        if not finished:
+            raise RecorderError(f"recorder process did not close within {timeout} s")
+        error = self._close_error or self._failure
+        if error is not None:
+            raise RecorderError(f"recorder failed: {error}") from error
+
+    def __enter__(self) -> ProcessRecorder:
+        return self if self._process is not None else self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise RecorderError("recorder is closed")
+        if self._process is None:
+            raise RecorderError("recorder not started: call start() (open() starts it)")
+        if self._failure is not None:
+            raise RecorderError(f"recorder failed: {self._failure}") from self._failure
+
+    def _send(self, data: bytes) -> None:
+        try:
+            self._conn.send_bytes(data)
+        except OSError as exc:  # the child is gone; the receiver fails the recorder too
+            self._fail(RecorderError(f"recorder process is gone: {exc}"))
+            raise RecorderError(f"recorder failed: {self._failure}") from exc
+
+    def _round_trip(self, kind: Control, timeout: float | None) -> None:
+        token = next(self._tokens)
+        slot: list[Any] = [threading.Event(), None]
+        with self._put_lock:
+            self._check_usable()
+            self._flushes[token] = slot
+            self._send(control(kind, token))
+        if not slot[0].wait(timeout):
+            self._flushes.pop(token, None)
+            raise RecorderError(f"{kind.name.lower()} did not complete within {timeout} s")
+        if slot[1] is not None:
+            raise RecorderError(f"recorder failed: {slot[1]}") from slot[1]
+
+    def _receive(self) -> None:
+        """The acknowledgement thread: child replies -> watermarks, until the pipe ends."""
+        try:
+            while True:
+                self._dispatch(decode_reply(self._conn.recv_bytes()))
+        except (EOFError, OSError):
+            pass
+        if not self._ended.is_set():
+            self._process.join(5.0)
+            code = self._process.exitcode
+            self._fail(RecorderError(f"recorder process ended unexpectedly (exit code {code})"))
+        self._ready.set()
+        self._ended.set()
+
+    def _dispatch(self, reply: list[Any]) -> None:
+        kind = reply[0]
+        if kind == Reply.ACK:
+            _, started, tokens, ended, stats, note = reply
+            self.stats, self.last_checkpoint_note = stats_from(stats), note
+            self._durable.advance(set(started), tokens, set(ended))
+        elif kind == Reply.FLUSHED:
+            slot = self._flushes.pop(reply[1], None)
+            if slot is not None:
+                slot[1] = None if reply[2] is None else rebuild_error(reply[2], reply[3])
+                slot[0].set()
+        elif kind == Reply.REFUSED:
+            self._durable.refuse(reply[1], rebuild_error(reply[2], reply[3]))
+        elif kind == Reply.FAILED:
+            self._fail(rebuild_error(reply[1], reply[2]))
+        elif kind == Reply.READY:
+            self.stats, self.last_checkpoint_note = stats_from(reply[1]), reply[2]
+            self._ready.set()
+        elif kind == Reply.START_FAILED:
+            self._start_error = rebuild_error(reply[1], reply[2])
+            self._ready.set()
+        elif kind == Reply.CLOSED:
+            self.stats, self.last_checkpoint_note = stats_from(reply[1]), reply[2]
+            if reply[3] is not None:
+                self._close_error = rebuild_error(reply[3], reply[4])
+            self._ended.set()
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._failure is None:
+            self._failure = exc
+            self._durable.fail(exc)
+        for slot in list(self._flushes.values()):
+            slot[1] = exc
+            slot[0].set()
+        self._flushes.clear()
+
+    def _stop_child(self) -> None:
+        """Wait a little for the child's exit, then end it; close our end of the pipe."""
+        process = self._process
+        if process is not None:
+            process.join(10.0)
+            if process.is_alive():
+                process.kill()
+                process.join(5.0)
+        if self._conn is not None:
+            self._conn.close()
