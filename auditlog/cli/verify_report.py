@@ -8,7 +8,7 @@ from typing import Any
 
 from .verify_witnesses import print_witness_state, witness_finding
 
-__all__ = ["emit", "exit_code", "report_json"]
+__all__ = ["emit", "exit_code", "report_json", "verdict_name"]
 
 _STYLE = {"intact": "green", "failed": "red", "unproven": "yellow"}
 
@@ -22,7 +22,7 @@ def exit_code(report: Any, witnessed: list[Any] | None) -> int:
     return 3 if witnessed and code == 0 else code
 
 
-def _verdict(code: int) -> str:
+def verdict_name(code: int) -> str:
     """The verdict whose exit code is ``code`` (0, 1 or 3)."""
     from auditlog.ledger.report import Verdict
 
@@ -44,7 +44,7 @@ def emit(
 
         out = report_json(report)
         out["exit_code"] = code
-        out["verdict"] = _verdict(code)
+        out["verdict"] = verdict_name(code)
         if witnessed is not None:
             out["witness_findings"] = [witness_finding(f) for f in witnessed]
             out["trusted_time"] = {name: when.isoformat() for name, when in times.items()}
@@ -119,7 +119,7 @@ def _print(report: Any, witnessed: list[Any] | None, times: dict[str, Any]) -> N
     console.print(_table(report))
     _print_findings(console, report)
     _print_outside(console, witnessed, times)
-    verdict = _verdict(exit_code(report, witnessed))
+    verdict = verdict_name(exit_code(report, witnessed))
     words = {"intact": "intact", "failed": "integrity failure", "unproven": "not proven"}
     console.print(f"[{_STYLE[verdict]}]{words[verdict]}[/{_STYLE[verdict]}]")
 
