@@ -31,7 +31,7 @@ from auditlog.ledger import RecordKind, Signer
 from auditlog.recorder import LogSequencer, Witness
 from auditlog.store import WriterLock
 from auditlog.store.ledger_store import StoredCheckpoint, append_batch, register_key
-from auditlog.store.trail_reads import log_holds_other_kinds
+from auditlog.store.log_registry import log_holds_other_kinds
 
 from .keys import ApiKey
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request, Response, status
+from fastapi import APIRouter, FastAPI, HTTPException, Request, Response, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -74,33 +74,8 @@ def create_app(settings: ApiSettings, *, engine: Engine | None = None) -> FastAP
 
     Raises ConfigurationError for an unreadable signing key or a malformed trusted key.
     """
-    try:
-        trusted = parse_verifier_keys(settings.api_trusted_keys)
-    except FormatError as exc:
-        raise ConfigurationError(f"AUDITLOG_API_TRUSTED_KEYS: {exc}") from exc
-    signer, admin_signer = settings.load_signer(), settings.load_admin_signer()
-    outside = OutsideAnchors.load(settings.witness_policy, settings.tsa_cert)
-    if settings.api_migrate:  # after every check that can refuse: a refusal migrates nothing
-        upgrade(engine or settings.db_url)
-    db = engine or create_db_engine(settings.db_url)
-    state = ApiState(
-        settings=settings,
-        engine=db,
-        access_log=AccessLog(
-            engine=db,
-            origin=settings.api_origin,
-            signer=signer,
-            witnesses=[DirectoryWitness(settings.api_witness_dir)]
-            if settings.api_witness_dir is not None
-            else [],
-        ),
-        trusted=trusted,
-        admin_signer=admin_signer,
-        read_engine=None
-        if settings.api_read_db_url is None
-        else create_db_engine(settings.api_read_db_url, read_only=True),
-        outside=outside,
-    )
+    state = _api_state(settings, engine)
+    db = state.engine
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -141,6 +116,45 @@ def create_app(settings: ApiSettings, *, engine: Engine | None = None) -> FastAP
     for router in routers:
         app.include_router(router)
     install_console(app)
+    _answer_unknown_paths(app, routers)
+    _handle_errors(app)
+    return app
+
+
+def _api_state(settings: ApiSettings, engine: Engine | None) -> ApiState:
+    """The API's state: trusted keys, signers and outside anchors checked before the database
+    is migrated (when asked) or opened."""
+    try:
+        trusted = parse_verifier_keys(settings.api_trusted_keys)
+    except FormatError as exc:
+        raise ConfigurationError(f"AUDITLOG_API_TRUSTED_KEYS: {exc}") from exc
+    signer, admin_signer = settings.load_signer(), settings.load_admin_signer()
+    outside = OutsideAnchors.load(settings.witness_policy, settings.tsa_cert)
+    if settings.api_migrate:  # after every check that can refuse: a refusal migrates nothing
+        upgrade(engine or settings.db_url)
+    db = engine or create_db_engine(settings.db_url)
+    return ApiState(
+        settings=settings,
+        engine=db,
+        access_log=AccessLog(
+            engine=db,
+            origin=settings.api_origin,
+            signer=signer,
+            witnesses=[DirectoryWitness(settings.api_witness_dir)]
+            if settings.api_witness_dir is not None
+            else [],
+        ),
+        trusted=trusted,
+        admin_signer=admin_signer,
+        read_engine=None
+        if settings.api_read_db_url is None
+        else create_db_engine(settings.api_read_db_url, read_only=True),
+        outside=outside,
+    )
+
+
+def _answer_unknown_paths(app: FastAPI, routers: Sequence[APIRouter]) -> None:
+    """Any other path or method: 404, or 405 for a path one of ``routers`` serves."""
 
     @app.api_route(
         "/{path:path}",
@@ -164,6 +178,11 @@ def create_app(settings: ApiSettings, *, engine: Engine | None = None) -> FastAP
                 )
             raise NotFoundError(f"no endpoint /{path}")
 
+
+def _handle_errors(app: FastAPI) -> None:
+    """Errors as answers: an AuditlogError by its kind, invalid input 422 (access-logged), no
+    access record 503."""
+
     @app.exception_handler(AuditlogError)
     async def _auditlog_error(_r: Request, exc: AuditlogError) -> JSONResponse:
         return _error(status_of(exc), str(exc))
@@ -182,5 +201,3 @@ def create_app(settings: ApiSettings, *, engine: Engine | None = None) -> FastAP
     @app.exception_handler(AccessLogUnavailable)
     async def _unavailable(_r: Request, _exc: AccessLogUnavailable) -> JSONResponse:
         return _no_access_record()
-
-    return app

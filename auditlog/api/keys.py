@@ -109,6 +109,11 @@ class ApiKey:
     def is_revoked(self) -> bool:
         return self.revoked is not None
 
+    @property
+    def read_scope(self) -> tuple[str, ...] | None:
+        """Tenants whose content this key may read; None for every tenant (admin)."""
+        return None if self.role is Role.ADMIN else self.tenants
+
     def may_read_tenant(self, tenant: str | None) -> bool:
         """True when this key may read content of ``tenant`` (admins: every tenant)."""
         if self.role is Role.ADMIN:

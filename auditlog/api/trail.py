@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
@@ -14,7 +14,7 @@ from auditlog.bundle.verify import verify_decoded
 from auditlog.errors import FormatError, VerificationError
 from auditlog.ledger import Verifier, parse_header
 from auditlog.store.trail_reads import StoredTrail, signing_keys_of
-from auditlog.trails import Content, content_note, reader_payloads
+from auditlog.trails import Content, ErasureRef, content_note, reader_payloads
 from auditlog.witnesses.state import OutsideAnchors
 
 if TYPE_CHECKING:
@@ -143,38 +143,59 @@ def trail_public(
     content, erasure, opened = reader_payloads(
         conn, trail.origin, stored, keys, [*admin, *trusted], names=[v.name for v in admin]
     )
+    _content_verdict(result, content, trail.request_id)
+    if content is Content.DECRYPTED:  # verified over the ciphertext; shown decrypted
+        transcript = _readable_transcript(trail.request_id, zip(headers, opened, strict=True))
+    if transcript is None:
+        # Not verified (pending or failed): rebuild from the headers that parse, for display.
+        payloads = (r.payload for r in trail.records)
+        transcript = _readable_transcript(trail.request_id, zip(headers, payloads, strict=True))
+    return _public(trail, headers, transcript, result, content, erasure)
+
+
+def _content_verdict(result: VerdictPublic, content: Content, request_id: str) -> None:
+    """Fail (or leave unproven) ``result`` for what reading the sealed content found."""
     if content is Content.MISSING:
-        _fail_missing_key(result, trail.request_id)
+        _fail_missing_key(result, request_id)
     elif content is Content.MISMATCH:
         _fail(
             result,
-            f"the stored data key of request {trail.request_id!r} is not the one its "
+            f"the stored data key of request {request_id!r} is not the one its "
             "request.start committed to (digest, tenant or KEK id): `auditlog verify` fails "
             "this log (key.mismatch)",
         )
     elif content is Content.INCOMPLETE:
         _fail(
             result,
-            f"a data key is stored for request {trail.request_id!r}, yet an erasure record "
+            f"a data key is stored for request {request_id!r}, yet an erasure record "
             "proven under a trusted key names it (put back after the erasure: `auditlog verify` "
             "fails this log, erasure.incomplete), or an administrative log does not match its "
             "signed checkpoint (it may hide one): its content is not shown",
         )
     elif content is Content.UNPROVEN:
-        _unproven_erasure(result, trail.request_id)
-    if content is Content.DECRYPTED:  # verified over the ciphertext; shown decrypted
-        chain = [(h, p) for h, p in zip(headers, opened, strict=True) if h]
-        try:
-            transcript = build_transcript(trail.request_id, chain)
-        except FormatError:
-            transcript = Transcript(request_id=trail.request_id)
-    if transcript is None:
-        # Not verified (pending or failed): rebuild from the headers that parse, for display.
-        chain = [(h, r.payload) for h, r in zip(headers, trail.records, strict=True) if h]
-        try:
-            transcript = build_transcript(trail.request_id, chain)
-        except FormatError:
-            transcript = Transcript(request_id=trail.request_id)
+        _unproven_erasure(result, request_id)
+
+
+def _readable_transcript(
+    request_id: str, records: Iterable[tuple[dict[str, Any] | None, Any]]
+) -> Transcript:
+    """The transcript of the (header, payload) pairs whose header parsed; an empty one when
+    they do not make one."""
+    chain = [(h, p) for h, p in records if h]
+    try:
+        return build_transcript(request_id, chain)
+    except FormatError:
+        return Transcript(request_id=request_id)
+
+
+def _public(
+    trail: StoredTrail,
+    headers: list[dict[str, Any] | None],
+    transcript: Transcript,
+    result: VerdictPublic,
+    content: Content,
+    erasure: ErasureRef | None,
+) -> TrailPublic:
     return TrailPublic(
         request_id=trail.request_id,
         log=trail.origin,

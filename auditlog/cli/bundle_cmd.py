@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -26,6 +26,8 @@ from .options import (
 from .verify_witnesses import tsa_certificates
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from auditlog.bundle.verify import BundleReport
 
 __all__ = ["EXIT_INTACT", "EXIT_INTEGRITY", "EXIT_UNPROVEN", "EXIT_USAGE", "register"]
@@ -141,6 +143,58 @@ def _report_json(report: BundleReport) -> dict[str, object]:
     }
 
 
+def _outside_anchors(
+    data: bytes, log: str, policy: Any, certs: Any
+) -> tuple[list[Any], datetime | None]:
+    """The bundle's checkpoint cosignatures against ``policy`` and its RFC 3161 token against
+    ``certs`` (each when given): the findings, and the trusted time of the checkpoint."""
+    from auditlog.bundle.format import decode_bundle
+    from auditlog.witnesses.audit import check_bundle_timestamp, check_note_cosignatures
+
+    witnessed: list[Any] = []
+    bundle = decode_bundle(data)
+    if policy is not None:
+        witnessed = check_note_cosignatures(log, bundle.checkpoint, policy)
+    trusted_time = None
+    if certs is not None:
+        stamped, trusted_time = check_bundle_timestamp(
+            log, bundle.checkpoint, bundle.timestamp, certs
+        )
+        witnessed += stamped
+    return witnessed, trusted_time
+
+
+def _print_report(
+    report: BundleReport,
+    code: int,
+    witnessed: list[Any],
+    trusted_time: datetime | None,
+    *,
+    proven: bool,
+) -> None:
+    """The verdict line and what qualifies it; findings and unproven notes on stderr."""
+    for w in witnessed:
+        typer.echo(f"{'FAILED' if w.failed else 'unproven'}: {w.code}: {w.message}", err=True)
+    typer.echo(
+        f"{'intact' if code == 0 else 'not proven' if code == 3 else 'FAILED'}: request "
+        f"{report.request_id} ({report.num_records} records, tenant {report.tenant}) in log "
+        f"{report.log}, checkpoint size {report.checkpoint_size}"
+    )
+    if trusted_time is not None:
+        typer.echo(f"trusted time (RFC 3161) of the checkpoint: {trusted_time.isoformat()}")
+    if report.erasure is not None:
+        seqs = ", ".join(map(str, report.erased_payloads))
+        typer.echo(f"payloads of records {seqs} {report.erasure.describe()}")
+    for note in report.notes:
+        typer.echo(f"unproven: {note}", err=True)
+    if not proven and not report.notes:
+        typer.echo(
+            "unproven: the signature was checked only against keys embedded in the bundle, "
+            "which anyone can make; pass --key with the log's verifier key obtained out of band",
+            err=True,
+        )
+
+
 def verify_bundle_cmd(
     file: Annotated[Path, typer.Argument(help="bundle file")],
     key: KeyOption = None,
@@ -164,9 +218,9 @@ def verify_bundle_cmd(
     """Verify an evidence bundle offline (exit codes: ``VERIFY_BUNDLE_HELP``)."""
     import orjson
 
-    from auditlog.bundle.format import decode_bundle
     from auditlog.bundle.verify import KeyTrust, verify_bundle
-    from auditlog.witnesses.audit import check_bundle_timestamp, check_note_cosignatures
+
+    from .verify_report import verdict_name
 
     policy = load_witness_policy(witness_key, witness_policy)
     certs = None if tsa_cert is None else tsa_certificates(tsa_cert)
@@ -182,23 +236,14 @@ def verify_bundle_cmd(
         else:
             typer.echo(f"FAILED: {exc}", err=True)
         raise typer.Exit(EXIT_INTEGRITY) from None
-    witnessed = []
-    bundle = decode_bundle(data)
-    if policy is not None:
-        witnessed = check_note_cosignatures(report.log, bundle.checkpoint, policy)
-    trusted_time = None
-    if certs is not None:
-        stamped, trusted_time = check_bundle_timestamp(
-            report.log, bundle.checkpoint, bundle.timestamp, certs
-        )
-        witnessed += stamped
+    witnessed, trusted_time = _outside_anchors(data, report.log, policy, certs)
     proven = report.trust is KeyTrust.TRUSTED
     code = EXIT_INTEGRITY if any(w.failed for w in witnessed) else 0
     if not code and (witnessed or not proven):
         code = EXIT_UNPROVEN
     if as_json:
         out = _report_json(report)
-        out["status"] = {0: "intact", 1: "failed", 3: "unproven"}[code]
+        out["status"] = verdict_name(code)
         if policy is not None or certs is not None:
             out["witness_findings"] = [
                 {"code": str(w.code), "message": w.message} for w in witnessed
@@ -207,26 +252,7 @@ def verify_bundle_cmd(
             out["trusted_time"] = trusted_time.isoformat()
         typer.echo(orjson.dumps(out).decode())
         raise typer.Exit(code)
-    for w in witnessed:
-        typer.echo(f"{'FAILED' if w.failed else 'unproven'}: {w.code}: {w.message}", err=True)
-    typer.echo(
-        f"{'intact' if code == 0 else 'not proven' if code == 3 else 'FAILED'}: request "
-        f"{report.request_id} ({report.num_records} records, tenant {report.tenant}) in log "
-        f"{report.log}, checkpoint size {report.checkpoint_size}"
-    )
-    if trusted_time is not None:
-        typer.echo(f"trusted time (RFC 3161) of the checkpoint: {trusted_time.isoformat()}")
-    if report.erasure is not None:
-        seqs = ", ".join(map(str, report.erased_payloads))
-        typer.echo(f"payloads of records {seqs} {report.erasure.describe()}")
-    for note in report.notes:
-        typer.echo(f"unproven: {note}", err=True)
-    if not proven and not report.notes:
-        typer.echo(
-            "unproven: the signature was checked only against keys embedded in the bundle, "
-            "which anyone can make; pass --key with the log's verifier key obtained out of band",
-            err=True,
-        )
+    _print_report(report, code, witnessed, trusted_time, proven=proven)
     raise typer.Exit(code)
 
 

@@ -25,7 +25,7 @@ import anyio.to_thread
 from sqlalchemy import Engine
 
 from auditlog.recorder.spool import is_outage
-from auditlog.store.trail_reads import request_in_log
+from auditlog.store.log_registry import request_in_log
 
 from .openai_errors import ApiError, database_unavailable
 

@@ -20,11 +20,12 @@ anything:
    (``query_string``), the caller's ``x_request_id`` and ``input_form`` (``text``, ``json`` or
    ``absent``: ``asgi_policy.recorded_input``), so a prompt ``"[1,2]"`` and ``[1, 2]`` differ.
 
-Then the app runs; ``asgi_exchange`` records and releases its answer (fail-closed, C21), one
-``BatchStep`` per recorded text (content; envelope, ``usage`` and other fields marked), its
-"tokens" the UTF-8 bytes of the text (``openai_wire``), and ``RequestFinished``. A task watches
-the connection (``http.disconnect`` from ``receive``) while the app runs, so a client gone before a
-non-streamed answer is recorded ``abort`` with 0 delivered; the app's ``receive`` is fed from it.
+``asgi_start`` builds that event. Then the app runs (``asgi_run``); ``asgi_exchange`` records
+and releases its answer (fail-closed, C21), one ``BatchStep`` per recorded text (content;
+envelope, ``usage`` and other fields marked), its "tokens" the UTF-8 bytes of the text
+(``openai_wire``), and ``RequestFinished``. A task watches the connection (``http.disconnect``
+from ``receive``) while the app runs, so a client gone before a non-streamed answer is recorded
+``abort`` with 0 delivered; the app's ``receive`` is fed from it.
 
 Compression: the app is called without the client's ``Accept-Encoding``, so a compressing
 middleware inside this one sends plain bytes; a compressed answer that still arrives is cut
@@ -35,11 +36,8 @@ the middleware added last is the outermost.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import itertools
 import threading
-import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -47,11 +45,11 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from auditlog.errors import UnrecordableEventError
-from auditlog.events import ModelRef, RequestStarted
-from auditlog.gateway.auth import ApiKeyTable, Identity
-from auditlog.gateway.body_limit import read_body
+from auditlog.events import ModelRef
+from auditlog.gateway.auth import ApiKeyTable
+from auditlog.gateway.body_limit import BodyRead, read_body
 from auditlog.gateway.openai_errors import ApiError
-from auditlog.gateway.openai_wire import TOKENIZATION, json_safe
+from auditlog.gateway.openai_wire import TOKENIZATION
 from auditlog.gateway.refusals import record_refusal, refusal_events
 from auditlog.gateway.request_ids import REQUEST_ID_HEADER, RequestIds
 from auditlog.recorder import (
@@ -67,13 +65,13 @@ from .asgi_policy import (
     deny_endpoint,
     deny_websocket,
     is_guarded,
-    recorded_input,
     refusal,
     route_path,
     send_api_error,
-    without_accept_encoding,
 )
 from .asgi_request import Refused, check_headers, loads_strict, too_large, unrecordable
+from .asgi_run import run_watched
+from .asgi_start import ENGINE_LABEL, model_ref, started_event
 from .settings import MiddlewareConfig
 
 __all__ = ["DEFAULT_PATHS", "TRAIL_HEADER", "AuditMiddleware"]
@@ -81,7 +79,6 @@ __all__ = ["DEFAULT_PATHS", "TRAIL_HEADER", "AuditMiddleware"]
 log = structlog.get_logger("auditlog.integrations")
 
 DEFAULT_PATHS = frozenset({"/v1/completions", "/v1/chat/completions"})
-ENGINE_LABEL = "auditlog-asgi-middleware/0.3"
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # pass; any other method is a POST here
 
 
@@ -191,22 +188,16 @@ class AuditMiddleware:
             await send_api_error(send, err)
             return
         try:
-            check_headers(headers)
-            try:
-                read = await read_body(receive, headers, self.max_payload_bytes)
-            except PayloadTooLargeError as exc:
-                raise too_large(exc) from None
-            if read.gone:
-                return  # the client left before its request was complete: nothing ran
-            body = loads_strict(read.raw)
-            why = refusal(body, path)
-            if why is not None:
-                raise Refused(400, why.message, param=why.param, code=why.code)
+            checked = await self._checked_body(receive, headers, path)
         except Refused as refused:
             await self._refuse(caller, name.trail_id, refused, path, send)
             return
+        if checked is None:
+            return  # the client left before its request was complete: nothing ran
+        read, body = checked
         query = bytes(scope.get("query_string", b"")).decode("latin-1")
-        started = self._started(name.trail_id, caller.identity, headers, path, query, body)
+        target = model_ref(self.model_refs, body.get("model"))
+        started = started_event(name.trail_id, caller.identity, headers, path, query, body, target)
         try:
             self.recorder().record(started)
         except UnrecordableEventError as exc:  # the recorder's limits (payload, parameters)
@@ -214,24 +205,23 @@ class AuditMiddleware:
             return
         await self._run(scope, read.messages, receive, send, name.trail_id)
 
-    def _started(
-        self, request_id: str, identity: Identity, headers: Mapping[str, str], path: str,
-        query: str, body: dict[str, Any],
-    ) -> RequestStarted:  # fmt: skip
-        used, text, form = recorded_input(body, path)
-        params = {k: json_safe(v) for k, v in body.items() if k != used}
-        params |= {"tokenization": TOKENIZATION, "path": path, "input_form": form}
-        if query:
-            params["query_string"] = query
-        if headers.get(REQUEST_ID_HEADER):
-            params["x_request_id"] = headers[REQUEST_ID_HEADER]
-        return _start_record(request_id, identity, text, params, self._model(body.get("model")))
-
-    def _model(self, model: Any) -> ModelRef:
-        name = model if isinstance(model, str) else ""
-        return self.model_refs.get(name) or ModelRef(
-            name=name, weights_sha256="", tokenizer_sha256="", architecture="unknown"
-        )
+    async def _checked_body(
+        self, receive: Receive, headers: Mapping[str, str], path: str
+    ) -> tuple[BodyRead, dict[str, Any]] | None:
+        """The request body read under the payload limit, parsed strictly and checked (raises
+        Refused); None when the client left before it was complete."""
+        check_headers(headers)
+        try:
+            read = await read_body(receive, headers, self.max_payload_bytes)
+        except PayloadTooLargeError as exc:
+            raise too_large(exc) from None
+        if read.gone:
+            return None
+        body = loads_strict(read.raw)
+        why = refusal(body, path)
+        if why is not None:
+            raise Refused(400, why.message, param=why.param, code=why.code)
+        return read, body
 
     async def _refuse(
         self, caller: Caller, trail_id: str | None, refused: Refused, path: str, send: Send
@@ -246,7 +236,7 @@ class AuditMiddleware:
                   **refused.details, "tokenization": TOKENIZATION}  # fmt: skip
         events = refusal_events(
             request_id=trail_id, identity=caller.identity, params=params,
-            message=refused.message, engine=ENGINE_LABEL, target=self._model(None),
+            message=refused.message, engine=ENGINE_LABEL, target=model_ref(self.model_refs, None),
         )  # fmt: skip
         await record_refusal(recorder, events, fail_closed=self.fail_closed)
         log.info("asgi.request_refused", trail_id=trail_id, code=refused.code)
@@ -260,42 +250,4 @@ class AuditMiddleware:
     ) -> None:
         ex = Exchange(request_id=trail_id, recorder=self.recorder(), steps=self._steps,
                       fail_closed=self.fail_closed, send=send)  # fmt: skip
-        inbox: asyncio.Queue[Message] = asyncio.Queue()
-
-        async def watch() -> None:  # the connection, also while the app does not read it
-            while not ex.disconnected:
-                message = await receive()
-                ex.disconnected = message["type"] == "http.disconnect"
-                inbox.put_nowait(message)
-
-        async def app_receive() -> Message:
-            if replay:
-                return replay.pop(0)
-            if ex.disconnected and inbox.empty():
-                return {"type": "http.disconnect"}
-            return await inbox.get()
-
-        watcher = asyncio.create_task(watch())
-        try:
-            await self.app(without_accept_encoding(scope), app_receive, ex.on_send)
-        except BaseException as exc:
-            if not ex.disconnected:
-                ex.error = ex.error or f"server raised {type(exc).__name__}: {exc}"
-            raise
-        finally:
-            watcher.cancel()
-            # the watch ends cancelled, or with the server's receive() error: neither is the app's
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await watcher
-            ex.end()
-
-
-def _start_record(
-    request_id: str, identity: Identity, text: str, params: dict[str, Any], target: ModelRef
-) -> RequestStarted:
-    return RequestStarted(
-        request_id=request_id, tenant=identity.tenant, principal=identity.principal,
-        prompt_token_ids=tuple(text.encode("utf-8")), prompt_text=text,
-        params={**params, "tokenization": TOKENIZATION}, target=target, draft=None,
-        ts=time.time_ns(), engine=ENGINE_LABEL, client=identity.client,
-    )  # fmt: skip
+        await run_watched(self.app, scope, replay, receive, ex)

@@ -33,7 +33,11 @@ from auditlog.store.ledger_reads import (
     read_record,
 )
 from auditlog.store.schema import checkpoints, logs, records
-from auditlog.store.trail_reads import MAX_CHECKPOINTS_TRIED, LogBound, newest_signed_checkpoint
+from auditlog.store.signed_checkpoints import (
+    MAX_CHECKPOINTS_TRIED,
+    LogBound,
+    newest_signed_checkpoint,
+)
 
 __all__ = ["ProvenLog", "UnprovenAdminLogError", "proven_admin_logs", "reader_admin_logs"]
 

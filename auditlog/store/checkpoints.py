@@ -5,6 +5,7 @@ The table is append-only (C9): a log never replaces a checkpoint it has signed.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, func, insert, select
@@ -16,6 +17,7 @@ __all__ = [
     "StoredCheckpoint",
     "get_checkpoint",
     "insert_checkpoint",
+    "iter_checkpoints",
     "latest_checkpoint",
     "list_checkpoints",
 ]
@@ -66,6 +68,31 @@ def list_checkpoints(
     if max_size is not None:
         stmt = stmt.where(checkpoints.c.size <= max_size)
     return [_row(tuple(row)) for row in conn.execute(stmt.order_by(checkpoints.c.size))]
+
+
+_PAGE = 16  # checkpoints fetched per query by iter_checkpoints
+
+
+def iter_checkpoints(
+    conn: Connection, log_id: int, *, newest_first: bool, min_size: int = 0, max_size: int | None
+) -> Iterator[StoredCheckpoint]:
+    """The log's checkpoints with ``min_size <= size <= max_size`` by size (newest or oldest
+    first), fetched a page at a time: a caller that stops early reads only what it looked at."""
+    order = checkpoints.c.size.desc() if newest_first else checkpoints.c.size
+    low, high = min_size, max_size
+    while True:
+        stmt = select(*_COLUMNS).where(checkpoints.c.log_id == log_id, checkpoints.c.size >= low)
+        if high is not None:
+            stmt = stmt.where(checkpoints.c.size <= high)
+        rows = conn.execute(stmt.order_by(order).limit(_PAGE)).all()
+        for row in rows:
+            yield _row(tuple(row))
+        if len(rows) < _PAGE:
+            return
+        if newest_first:
+            high = rows[-1][0] - 1
+        else:
+            low = rows[-1][0] + 1
 
 
 def latest_checkpoint(conn: Connection, log_id: int) -> StoredCheckpoint | None:

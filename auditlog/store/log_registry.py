@@ -1,4 +1,5 @@
-"""The logs table: one row per log, named by its origin (docs/INTERNALS.md, store).
+"""The logs table: one row per log, named by its origin (docs/INTERNALS.md, store), and the
+writer's checks that an origin and a request id are its own.
 
 Every function takes a SQLAlchemy ``Connection`` and runs inside the caller's transaction.
 """
@@ -11,9 +12,16 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, insert, select
 
 from auditlog.errors import NotFoundError, StoreError
-from auditlog.store.schema import logs
+from auditlog.store.schema import logs, records
 
-__all__ = ["LogInfo", "ensure_log", "get_log_id", "list_logs"]
+__all__ = [
+    "LogInfo",
+    "ensure_log",
+    "get_log_id",
+    "list_logs",
+    "log_holds_other_kinds",
+    "request_in_log",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,3 +57,27 @@ def list_logs(conn: Connection) -> list[LogInfo]:
     """Every log in the database, by id."""
     rows = conn.execute(select(logs.c.id, logs.c.origin, logs.c.created).order_by(logs.c.id))
     return [LogInfo(*row) for row in rows]
+
+
+def request_in_log(conn: Connection, origin: str, request_id: str) -> bool:
+    """Whether log ``origin`` holds any row of ``request_id`` (a writer's uniqueness check: any
+    row counts, covered or not, so an id is never reused)."""
+    query = (
+        select(records.c.seq)
+        .select_from(records.join(logs, logs.c.id == records.c.log_id))
+        .where(logs.c.origin == origin, records.c.request_id == request_id)
+        .limit(1)
+    )
+    return conn.execute(query).first() is not None
+
+
+def log_holds_other_kinds(conn: Connection, origin: str, kind: str) -> bool:
+    """Whether log ``origin`` holds any record whose kind is not ``kind`` (a writer's check that
+    an origin is its own)."""
+    query = (
+        select(records.c.seq)
+        .select_from(records.join(logs, logs.c.id == records.c.log_id))
+        .where(logs.c.origin == origin, records.c.kind != kind)
+        .limit(1)
+    )
+    return conn.execute(query).first() is not None

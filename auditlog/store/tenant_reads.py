@@ -22,7 +22,8 @@ from auditlog.errors import FormatError, StoreError, VerificationError
 from auditlog.ledger import RecordKind, Verifier, leaf_hash, parse_header, verify_inclusion
 from auditlog.ledger.merkle_proofs import inclusion_proofs
 from auditlog.store.ledger_reads import StoredNodeSource, StoredRecord, read_record
-from auditlog.store.trail_reads import LogBound, _claims, newest_signed_checkpoint
+from auditlog.store.signed_checkpoints import LogBound, newest_signed_checkpoint
+from auditlog.store.trail_reads import _claims
 
 __all__ = ["proven_tenants"]
 

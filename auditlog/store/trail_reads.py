@@ -13,31 +13,39 @@ Rules (docs/INTERNALS.md, "The read path"):
   of it, :func:`find_trail` raises :class:`~auditlog.errors.ConflictError` instead of choosing.
 - Tenant scope (C19): a request of another tenant reads exactly like one that does not exist.
 
+Which checkpoints count as signed is :mod:`auditlog.store.signed_checkpoints`; the writer's
+checks on a log (:func:`request_in_log`, :func:`log_holds_other_kinds`) live in
+:mod:`auditlog.store.log_registry`. Both are re-exported here.
+
 Every function runs in the caller's transaction and never commits.
 """
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, select
 
-from auditlog.errors import (
-    ConflictError,
-    FormatError,
-    NoCheckpointError,
-    NotFoundError,
-    VerificationError,
-)
-from auditlog.ledger import RecordKind, Verifier, open_checkpoint, parse_header
-from auditlog.store.checkpoints import StoredCheckpoint
-from auditlog.store.keys import list_keys
+from auditlog.errors import ConflictError, FormatError, NoCheckpointError, NotFoundError
+from auditlog.ledger import RecordKind, Verifier, parse_header
+from auditlog.store.checkpoints import StoredCheckpoint, iter_checkpoints
 from auditlog.store.ledger_reads import _STORED_COLUMNS, _WITH_PAYLOADS, StoredRecord, _stored
-from auditlog.store.schema import checkpoints, logs, records
+from auditlog.store.log_registry import log_holds_other_kinds, request_in_log
+from auditlog.store.schema import logs, records
+from auditlog.store.signed_checkpoints import (
+    MAX_CHECKPOINTS_TRIED,
+    LogBound,
+    earliest_signed_checkpoint,
+    first_signed,
+    log_bounds,
+    newest_signed_checkpoint,
+    reader_verifiers,
+    signing_keys_of,
+)
 
 __all__ = [
+    "MAX_CHECKPOINTS_TRIED",
     "LogBound",
     "StoredTrail",
     "covering_checkpoint",
@@ -55,16 +63,6 @@ _NOT_FOUND = "request not found"
 
 
 @dataclass(frozen=True, slots=True)
-class LogBound:
-    """A log's readable range ``[0, checkpoint.size)`` and how its checkpoint was opened."""
-
-    log_id: int
-    origin: str
-    checkpoint: StoredCheckpoint
-    trusted: bool  # signed by a key the reader was given (else: by a key stored in the database)
-
-
-@dataclass(frozen=True, slots=True)
 class StoredTrail:
     """The covered records of one request's chain (by ``req_seq``), not yet verified."""
 
@@ -78,78 +76,6 @@ class StoredTrail:
     def end(self) -> int:
         """One past the largest ``seq`` of the trail (the smallest tree size covering it)."""
         return max(r.seq for r in self.records) + 1
-
-
-def _verifiers(conn: Connection, log_id: int, trusted: Sequence[Verifier]) -> list[Verifier]:
-    if trusted:
-        return list(trusted)
-    found = []
-    for key in list_keys(conn, log_id):
-        try:
-            found.append(Verifier.from_key_string(key.verifier_key))
-        except FormatError:
-            continue
-    return found
-
-
-_PAGE = 16  # checkpoints fetched per query while looking for one that opens
-#: Checkpoints tried, newest first, before a log is taken to have no signed checkpoint. Bounds the
-#: work of every read on a log whose checkpoints no reader key signs (another writer's log, or an
-#: attacker's rows); rows inserted above the real newest checkpoint can only hide it (the log
-#: then reads as not covered, and ``auditlog verify`` reports those rows), never show anything.
-MAX_CHECKPOINTS_TRIED = 64
-
-
-def _checkpoints(
-    conn: Connection, log_id: int, *, newest_first: bool, min_size: int = 0, max_size: int | None
-) -> Iterator[StoredCheckpoint]:
-    """The log's checkpoint rows by size (newest or oldest first), a page at a time."""
-    cols = (checkpoints.c.size, checkpoints.c.root, checkpoints.c.note, checkpoints.c.ts)
-    order = checkpoints.c.size.desc() if newest_first else checkpoints.c.size
-    low, high = min_size, max_size
-    while True:
-        stmt = select(*cols).where(checkpoints.c.log_id == log_id, checkpoints.c.size >= low)
-        if high is not None:
-            stmt = stmt.where(checkpoints.c.size <= high)
-        rows = conn.execute(stmt.order_by(order).limit(_PAGE)).all()
-        for size, root, note, ts in rows:
-            yield StoredCheckpoint(size=size, root=bytes(root), note=note, ts=ts)
-        if len(rows) < _PAGE:
-            return
-        if newest_first:
-            high = rows[-1][0] - 1
-        else:
-            low = rows[-1][0] + 1
-
-
-def newest_signed_checkpoint(
-    conn: Connection, log_id: int, origin: str, trusted: Sequence[Verifier]
-) -> LogBound | None:
-    """The log's newest checkpoint whose note opens under ``trusted`` (when given; else under
-    the keys stored for the log, which makes it untrusted) and whose stored columns equal the
-    signed size, root and origin. None when there is none."""
-    verifiers = _verifiers(conn, log_id, trusted)
-    if not verifiers:
-        return None
-    tried = _checkpoints(conn, log_id, newest_first=True, max_size=None)
-    for stored in itertools.islice(tried, MAX_CHECKPOINTS_TRIED):
-        try:
-            cp = open_checkpoint(stored.note, verifiers, origin=origin)
-        except (FormatError, VerificationError):
-            continue
-        if cp.size == stored.size and cp.root == stored.root:
-            return LogBound(log_id, origin, stored, trusted=bool(trusted))
-    return None
-
-
-def log_bounds(conn: Connection, trusted: Sequence[Verifier]) -> dict[int, LogBound]:
-    """The readable range of every log that has a signed checkpoint (see module docstring)."""
-    bounds = {}
-    for log_id, origin in conn.execute(select(logs.c.id, logs.c.origin).order_by(logs.c.id)):
-        bound = newest_signed_checkpoint(conn, log_id, origin, trusted)
-        if bound is not None:
-            bounds[log_id] = bound
-    return bounds
 
 
 def read_trail_records(
@@ -255,83 +181,19 @@ def covering_checkpoint(
 ) -> StoredCheckpoint:
     """The earliest signed checkpoint covering the whole trail (or the one of size ``at_size``),
     no larger than the trail's bound. Raises NoCheckpointError when there is none."""
-    verifiers = _verifiers(conn, trail.log_id, trusted)
-    candidates = _checkpoints(
+    verifiers = reader_verifiers(conn, trail.log_id, trusted)
+    candidates = iter_checkpoints(
         conn,
         trail.log_id,
         newest_first=False,
         min_size=trail.end if at_size is None else at_size,
         max_size=trail.bound.checkpoint.size if at_size is None else at_size,
     )
-    for stored in candidates:
-        if at_size is not None and stored.size != at_size:
-            continue
-        try:
-            cp = open_checkpoint(stored.note, verifiers, origin=trail.origin)
-        except (FormatError, VerificationError):
-            continue
-        if cp.size == stored.size and cp.root == stored.root:
-            return stored
+    sized = (c for c in candidates if at_size is None or c.size == at_size)
+    found = first_signed(sized, verifiers, trail.origin)
+    if found is not None:
+        return found
     wanted = f"of size {at_size} covering" if at_size is not None else "covering"
     raise NoCheckpointError(
         f"no signed checkpoint {wanted} the trail (it needs size >= {trail.end})"
     )
-
-
-def earliest_signed_checkpoint(
-    conn: Connection, log_id: int, origin: str, trusted: Sequence[Verifier], *, min_size: int
-) -> StoredCheckpoint | None:
-    """The log's earliest checkpoint of size ``>= min_size`` whose note opens under ``trusted``
-    (when given; else under the keys stored for the log) and whose stored size and root equal the
-    signed ones (the checkpoint a bundle pins an administrative record to). None when none."""
-    verifiers = _verifiers(conn, log_id, trusted)
-    if not verifiers:
-        return None
-    tried = _checkpoints(conn, log_id, newest_first=False, min_size=min_size, max_size=None)
-    for stored in itertools.islice(tried, MAX_CHECKPOINTS_TRIED):
-        try:
-            cp = open_checkpoint(stored.note, verifiers, origin=origin)
-        except (FormatError, VerificationError):
-            continue
-        if cp.size == stored.size and cp.root == stored.root:
-            return stored
-    return None
-
-
-def signing_keys_of(
-    conn: Connection, log_id: int, note: str, extra_keys: Sequence[str] = ()
-) -> list[str]:
-    """The known verifier keys (stored for the log, plus ``extra_keys``) that signed ``note``."""
-    candidates = {k.verifier_key for k in list_keys(conn, log_id)} | set(extra_keys)
-    signed = []
-    for key in sorted(candidates):
-        try:
-            open_checkpoint(note, [Verifier.from_key_string(key)])
-        except (FormatError, VerificationError):
-            continue
-        signed.append(key)
-    return signed
-
-
-def request_in_log(conn: Connection, origin: str, request_id: str) -> bool:
-    """Whether log ``origin`` holds any row of ``request_id`` (a writer's uniqueness check: any
-    row counts, covered or not, so an id is never reused)."""
-    query = (
-        select(records.c.seq)
-        .select_from(records.join(logs, logs.c.id == records.c.log_id))
-        .where(logs.c.origin == origin, records.c.request_id == request_id)
-        .limit(1)
-    )
-    return conn.execute(query).first() is not None
-
-
-def log_holds_other_kinds(conn: Connection, origin: str, kind: str) -> bool:
-    """Whether log ``origin`` holds any record whose kind is not ``kind`` (a writer's check that
-    an origin is its own)."""
-    query = (
-        select(records.c.seq)
-        .select_from(records.join(logs, logs.c.id == records.c.log_id))
-        .where(logs.c.origin == origin, records.c.kind != kind)
-        .limit(1)
-    )
-    return conn.execute(query).first() is not None

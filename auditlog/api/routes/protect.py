@@ -15,44 +15,34 @@ included, is preceded by a committed access record (C18).
 
 from __future__ import annotations
 
-import threading
 from typing import Annotated, Any
 
-import structlog
 from fastapi import APIRouter, HTTPException, Path, status
 
 from auditlog.errors import ConfigurationError, NotFoundError
-from auditlog.ledger import Signer
 from auditlog.protect import (
-    ErasureEntry,
     ErasureOrder,
     ErasureRefusedError,
-    Hold,
     HoldScope,
     erase,
     list_erasures,
-    list_holds,
     place_hold,
     release_hold,
-    visible_erasures,
-    visible_holds,
 )
-from auditlog.protect.admin_log import hand_to_witnesses
 
-from ..deps import AdminOnly, AdminOrAuditor, ApiState, AuditDep, ConnDep, StateDep
-from ..keys import ApiKey, Role
+from ..admin_writes import ADMIN_WRITES, admin_signer, witness_admin_log
+from ..deps import AdminOnly, AdminOrAuditor, AuditDep, ConnDep, StateDep
+from ..protect_views import erasure_public, hold_public, shown_erasures, shown_holds
 from ..schemas import ErrorPublic
 from ..schemas_protect import (
     ErasureList,
     ErasureOrderIn,
     ErasurePublic,
-    ErasureTargetPublic,
     HoldIn,
     HoldList,
     HoldPublic,
     HoldReleaseIn,
     HoldReleasePublic,
-    HoldScopePublic,
 )
 from . import ERROR_RESPONSES
 
@@ -72,92 +62,6 @@ _WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
         "description": "no administrative signing key is configured, or no access record",
     },
 }
-log = structlog.get_logger("auditlog.api.protect")
-#: One administrative write at a time from this process (the log has one sequence).
-_WRITES = threading.Lock()
-
-
-def _tenants(key: ApiKey) -> tuple[str, ...] | None:
-    return None if key.role is Role.ADMIN else key.tenants
-
-
-def _signer(state: ApiState) -> Signer:
-    if state.admin_signer is None:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            "this API has no administrative signing key (AUDITLOG_API_ADMIN_SIGNING_KEY): "
-            "holds and erasures cannot be recorded through it",
-        )
-    return state.admin_signer
-
-
-def _witness(state: ApiState, signer: Signer) -> None:
-    """Hand the administrative checkpoint to the API's witnesses, after the commit; a witness
-    that fails is logged, like the access log's (the decision stands, signed)."""
-    try:
-        hand_to_witnesses(state.engine, signer.name, state.access_log.witnesses)
-    except Exception:
-        log.exception("admin_log.witness_failed", origin=signer.name)
-
-
-def hold_public(hold: Hold) -> HoldPublic:
-    scope = hold.scope
-    return HoldPublic(
-        id=hold.hold_id,
-        scope=HoldScopePublic(
-            tenant=scope.tenant,
-            principal=scope.principal,
-            request_id=scope.request_id,
-            from_ts=scope.start_ns,
-            to_ts=scope.end_ns,
-        ),
-        reason=hold.reason,
-        placed_by=hold.placed_by,
-        placed_ts=hold.placed_ts,
-    )
-
-
-def erasure_public(entry: ErasureEntry) -> ErasurePublic:
-    return ErasurePublic(
-        id=entry.entry_id,
-        outcome=entry.outcome,
-        principal=entry.principal,
-        reason=entry.reason,
-        legal_basis=entry.legal_basis,
-        ts=entry.ts,
-        requests=[
-            ErasureTargetPublic(
-                log=t.log, request_id=t.request_id, tenant=t.tenant, because=t.because
-            )
-            for t in entry.targets
-        ],
-    )
-
-
-def _holds(conn: ConnDep, key: ApiKey, state: ApiState) -> list[HoldPublic]:
-    """The holds in force proven under the API's administrative key (C15; without one, under
-    its trusted keys): a hold or release row no checkpoint of that key covers does not count."""
-    signer = state.admin_signer
-    if signer is not None:
-        in_force = list_holds(conn, [signer.verifier], own=signer.name)
-    else:
-        # the engines' keys: their logs are large and hold no holds, so only a log holding
-        # administrative records by its kind column is proven (none is named like a key)
-        in_force = list_holds(conn, state.trusted, by_key_name=False)
-    shown = visible_holds(conn, in_force, _tenants(key), log_keys=state.trusted)
-    return [hold_public(h) for h in shown]
-
-
-def _erasures(conn: ConnDep, key: ApiKey, state: ApiState) -> list[ErasurePublic]:
-    """The erasures and refusals proven under the API's administrative key (without one, under
-    its trusted keys): an erasure row no checkpoint of that key covers is not listed (C16)."""
-    entries = list_erasures(
-        conn,
-        state.admin_keys or state.trusted,
-        log_keys=state.trusted,
-        by_key_name=bool(state.admin_keys),
-    )
-    return [erasure_public(e) for e in visible_erasures(entries, _tenants(key))]
 
 
 def _request_ids(holds: list[HoldPublic]) -> list[str]:
@@ -168,7 +72,7 @@ def _request_ids(holds: list[HoldPublic]) -> list[str]:
 def holds(key: AdminOrAuditor, audit: AuditDep, conn: ConnDep, state: StateDep) -> HoldList:
     """The holds in force that the caller may see (auditors: those of their tenants only)."""
     with audit.reading() as access:
-        items = _holds(conn, key, state)
+        items = shown_holds(conn, key, state)
         access.request_ids.extend(_request_ids(items))
         return HoldList(items=items)
 
@@ -185,8 +89,8 @@ def place(body: HoldIn, key: AdminOnly, audit: AuditDep, state: StateDep) -> Hol
     are refused until it is released."""
     scope = body.scope
     with audit.reading(*[scope.request_id] if scope.request_id else [], ok=201):
-        signer = _signer(state)
-        with _WRITES:
+        signer = admin_signer(state)
+        with ADMIN_WRITES:
             hold = place_hold(
                 state.engine,
                 HoldScope(
@@ -200,7 +104,7 @@ def place(body: HoldIn, key: AdminOnly, audit: AuditDep, state: StateDep) -> Hol
                 reason=body.reason,
                 signer=signer,
             )
-        _witness(state, signer)
+        witness_admin_log(state, signer)
         return hold_public(hold)
 
 
@@ -215,10 +119,10 @@ def release(
 ) -> HoldReleasePublic:
     """Release a hold in force as a signed ``hold.release`` record (404: none in force)."""
     with audit.reading():
-        signer = _signer(state)
-        with _WRITES:
+        signer = admin_signer(state)
+        with ADMIN_WRITES:
             release_hold(state.engine, hold_id, by=key.id, reason=body.reason, signer=signer)
-        _witness(state, signer)
+        witness_admin_log(state, signer)
         return HoldReleasePublic(id=hold_id, released_by=key.id, reason=body.reason)
 
 
@@ -228,7 +132,7 @@ def hold(
 ) -> HoldPublic:
     """One hold in force; 404 when it is released, unknown or not the caller's to see."""
     with audit.reading() as access:
-        found = next((h for h in _holds(conn, key, state) if h.id == hold_id), None)
+        found = next((h for h in shown_holds(conn, key, state) if h.id == hold_id), None)
         if found is None:
             raise NotFoundError(f"no hold {hold_id!r} in force")
         access.request_ids.extend(_request_ids([found]))
@@ -239,7 +143,7 @@ def hold(
 def erasures(key: AdminOrAuditor, audit: AuditDep, conn: ConnDep, state: StateDep) -> ErasureList:
     """Erasures and refused erasures, oldest first (auditors: their tenants' requests only)."""
     with audit.reading() as access:
-        items = _erasures(conn, key, state)
+        items = shown_erasures(conn, key, state)
         access.request_ids.extend(r.request_id for e in items for r in e.requests)
         return ErasureList(items=items)
 
@@ -258,7 +162,7 @@ def order_erasure(
     nothing destroyed, the refusal a signed record) when a hold or a legal retention period
     covers one of them; 404 when nothing selected has a data key left."""
     with audit.reading(*body.request_ids, ok=201) as access:
-        signer = _signer(state)
+        signer = admin_signer(state)
         order = ErasureOrder(
             by=key.id,
             reason=body.reason,
@@ -269,14 +173,14 @@ def order_erasure(
             subject=body.subject,
         )
         try:
-            with _WRITES:
+            with ADMIN_WRITES:
                 result = erase(state.engine, order, signer=signer)
         except ErasureRefusedError:  # a refusal is a signed record too
-            _witness(state, signer)
+            witness_admin_log(state, signer)
             raise
         except ConfigurationError as exc:  # an order protect cannot carry out as given
             raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
-        _witness(state, signer)
+        witness_admin_log(state, signer)
         entry_id = f"{result.origin}#{result.seq}"
         # read back from the primary: ``conn`` may be a read replica that has not replayed it yet
         with state.engine.connect() as written:
@@ -295,7 +199,7 @@ def erasure(
 ) -> ErasurePublic:
     """One erasure or refusal; 404 when unknown or not the caller's to see."""
     with audit.reading() as access:
-        found = next((e for e in _erasures(conn, key, state) if e.id == erasure_id), None)
+        found = next((e for e in shown_erasures(conn, key, state) if e.id == erasure_id), None)
         if found is None:
             raise NotFoundError(f"no erasure {erasure_id!r}")
         access.request_ids.extend(r.request_id for r in found.requests)

@@ -17,7 +17,6 @@ from auditlog.bundle.export import build_bundle
 from auditlog.store.trail_reads import covering_checkpoint, find_trail, signing_keys_of
 
 from ..deps import AdminOrAuditor, AuditDep, ConnDep, StateDep
-from ..keys import ApiKey, Role
 from . import ERROR_RESPONSES
 
 __all__ = ["DivergencePublic", "ReplayPublic", "router"]
@@ -52,10 +51,6 @@ class ReplayPublic(BaseModel):
     )
 
 
-def _scope(key: ApiKey) -> tuple[str, ...] | None:
-    return None if key.role is Role.ADMIN else key.tenants
-
-
 @router.post("/{request_id:path}/replay", response_model=ReplayPublic, summary="Replay a request")
 def replay_request(
     request_id: RequestId, key: AdminOrAuditor, audit: AuditDep, conn: ConnDep, state: StateDep
@@ -64,7 +59,7 @@ def replay_request(
     from auditlog.replay import DEFAULT_MODEL_DIR, replay_bundle
 
     with audit.reading(request_id):
-        stored = find_trail(conn, request_id, tenants=_scope(key), trusted=state.trusted)
+        stored = find_trail(conn, request_id, tenants=key.read_scope, trusted=state.trusted)
         checkpoint = covering_checkpoint(conn, stored, state.trusted)
         keys = signing_keys_of(
             conn, stored.log_id, checkpoint.note, state.settings.api_trusted_keys

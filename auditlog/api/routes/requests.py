@@ -32,7 +32,7 @@ from auditlog.store.trail_reads import (
 
 from ..deps import AdminOrAuditor, ApiState, AuditDep, ConnDep, StateDep
 from ..html import render_transcript
-from ..keys import ApiKey, Role
+from ..keys import ApiKey
 from ..schemas import (
     CheckpointPublic,
     InclusionProofPublic,
@@ -59,13 +59,8 @@ _ID = "/{request_id:path}"
 Nanos = Query(ge=0, le=MAX_SQL_INT, description="ns since the Unix epoch, UTC")
 
 
-def _scope(key: ApiKey) -> tuple[str, ...] | None:
-    """Tenants whose content ``key`` may read; None for every tenant (admin)."""
-    return None if key.role is Role.ADMIN else key.tenants
-
-
 def _find(conn: ConnDep, request_id: str, key: ApiKey, state: ApiState) -> StoredTrail:
-    return find_trail(conn, request_id, tenants=_scope(key), trusted=state.trusted)
+    return find_trail(conn, request_id, tenants=key.read_scope, trusted=state.trusted)
 
 
 @router.get("", response_model=RequestPage, summary="Search requests")
@@ -87,7 +82,7 @@ def search(
 
     A ``tenant`` outside the caller's scope matches nothing (it is not an error: C19).
     """
-    scope = _scope(key)
+    scope = key.read_scope
     if tenant is not None:
         scope = (tenant,) if scope is None or tenant in scope else ()
     size = min(limit or state.settings.api_default_page_size, state.settings.api_max_page_size)

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from auditlog.store.search import MAX_SQL_INT, search_steps
-from auditlog.store.trail_reads import log_bounds
+from auditlog.store.signed_checkpoints import log_bounds
 
 from ..deps import AdminOrOperator, AuditDep, ConnDep, StateDep
 from ..schemas import StepManifestPublic, StepPage
