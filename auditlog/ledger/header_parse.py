@@ -1,64 +1,82 @@
 """Parsing stored record headers strictly (docs/FORMAT.md section 3): canonical bytes, every
-required field with its type; a one-function fast path for the recorder's plain ``tokens`` headers.
+required field with its type; a fast path for the recorder's plain ``tokens`` headers.
+
+The fast path decodes a ``tokens`` header into a typed :class:`msgspec.Struct` (the types, ranges
+and provenance codes are checked by the decoder, in C), checks the hex digests and ``ts``, and
+takes the header only if re-encoding the Struct gives back the stored bytes. msgspec writes
+integers, strings (escapes included), lists and null exactly as orjson and RFC 8785 do, and the
+Struct's fields are declared in the canonical key order, so equal bytes mean the body is the
+canonical form of a header the full checks accept (duplicate keys, whitespace, escapes that are
+not needed, non-canonical numbers all change the bytes). Anything else goes through the full
+checks; tests/ledger/test_records_fast_path.py checks that both paths agree.
 """
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Annotated, Any, Literal
 
+import msgspec
 import orjson
 
 from auditlog.errors import FormatError
 from auditlog.ledger.canonical import MAX_SAFE_INTEGER, canonical_json
-from auditlog.ledger.header_checks import _DECIMAL, _HEX64, _TYPED_BASE, _bad, _check_header
-from auditlog.ledger.record_format import (
-    _DUMPS,
-    _KINDS,
-    FORMAT_VERSION,
-    PROVENANCE_CODES,
-    ZERO_HASH,
-)
+from auditlog.ledger.header_checks import _DECIMAL, _HEX64, _bad, _check_header
+from auditlog.ledger.record_format import _DUMPS, _KINDS, FORMAT_VERSION, ZERO_HASH
 
 __all__ = ["parse_header"]
 
+_Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_SAFE_INTEGER)]
+_Text = Annotated[str, msgspec.Meta(min_length=1)]
+_Digest = Annotated[str, msgspec.Meta(min_length=64, max_length=64)]  # hex: checked after
+#: PROVENANCE_CODES as a type (a test checks they are the same).
+_Provenance = Literal["target", "draft_accepted", "target_recovered", "bonus"]
 
-_TOKENS_KEYS: Final = frozenset(_TYPED_BASE | {"step", "n", "prov"})
-_PROVENANCE_LIST: Final = frozenset(PROVENANCE_CODES)
+
+class _PlainTokens(msgspec.Struct, forbid_unknown_fields=True):
+    """A ``tokens`` header as the recorder writes it; fields in the canonical key order."""
+
+    kind: Literal["tokens"]
+    log: _Text
+    n: _Count
+    payload: _Digest | None
+    prev: _Digest
+    prov: list[_Provenance]
+    req_seq: Annotated[int, msgspec.Meta(ge=1, le=MAX_SAFE_INTEGER)]
+    request_id: _Text
+    seq: _Count
+    step: _Count
+    tenant: str
+    ts: Annotated[str, msgspec.Meta(max_length=20)]
+    v: Literal[1]
 
 
-def _plain_tokens(h: dict[str, Any]) -> bool:
-    """True when ``h`` is a ``tokens`` header that :func:`_check_header` and the base checks of
-    :func:`parse_header` accept, with exactly the fields the recorder writes (the verifier's hot
-    path: one function, no calls per field). False means "not sure": the full checks decide."""
-    seq, req_seq, step, n, prov = h["seq"], h["req_seq"], h["step"], h["n"], h["prov"]
-    payload, prev, log, rid = h["payload"], h["prev"], h["log"], h["request_id"]
-    return (
-        type(seq) is int
-        and type(req_seq) is int
-        and type(step) is int
-        and type(n) is int
-        and 0 <= seq <= MAX_SAFE_INTEGER
-        and 0 < req_seq <= MAX_SAFE_INTEGER
-        and 0 <= step <= MAX_SAFE_INTEGER
-        and 0 <= n <= MAX_SAFE_INTEGER
-        and h["v"] == FORMAT_VERSION
-        and type(h["v"]) is int
-        and type(log) is str
-        and log != ""
-        and type(rid) is str
-        and rid != ""
-        and type(h["tenant"]) is str
-        and type(prov) is list
-        and len(prov) == n
-        and set(map(type, prov)) <= {str}
-        and _PROVENANCE_LIST.issuperset(prov)
-        and type(prev) is str
-        and _HEX64.fullmatch(prev) is not None
-        and prev != ZERO_HASH
-        and (payload is None or (type(payload) is str and _HEX64.fullmatch(payload) is not None))
-        and type(h["ts"]) is str
-        and _DECIMAL.fullmatch(h["ts"]) is not None
-    )
+_decode_tokens = msgspec.json.Decoder(_PlainTokens).decode
+_encode = msgspec.json.Encoder().encode
+_asdict = msgspec.structs.asdict
+
+
+def _plain_tokens(body: bytes) -> dict[str, Any] | None:
+    """The parsed header if ``body`` is a plain ``tokens`` header in canonical form (what the
+    full checks accept, with the same result); None means "not sure": the full checks decide."""
+    if not body.startswith(b'{"kind":"tokens",'):  # the canonical form starts so
+        return None
+    try:
+        h = _decode_tokens(body)
+    except msgspec.DecodeError:  # ValidationError included
+        return None
+    prev, payload, ts = h.prev, h.payload, h.ts
+    if (
+        len(h.prov) != h.n
+        or prev == ZERO_HASH
+        or _HEX64.fullmatch(prev) is None
+        or (payload is not None and _HEX64.fullmatch(payload) is None)
+        or _DECIMAL.fullmatch(ts) is None
+        or _encode(h) != body
+    ):
+        return None
+    header = _asdict(h)
+    header["ts"] = int(ts)
+    return header
 
 
 def parse_header(body: bytes) -> dict[str, Any]:
@@ -68,20 +86,18 @@ def parse_header(body: bytes) -> dict[str, Any]:
     bytes) holding every required field with its type. The returned dict is the JSON object with
     one conversion: ``ts`` is an ``int``.
     """
+    fast = _plain_tokens(body)
+    return _parse_full(body) if fast is None else fast
+
+
+def _parse_full(body: bytes) -> dict[str, Any]:
+    """:func:`parse_header` without its fast path."""
     try:
         header = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise FormatError(f"record header is not JSON: {exc}") from None
     if type(header) is not dict:
         raise FormatError(f"record header is not a JSON object: {type(header).__name__}")
-    if (
-        header.get("kind") == "tokens"
-        and header.keys() == _TOKENS_KEYS
-        and _plain_tokens(header)
-        and orjson.dumps(header, option=_DUMPS) == body
-    ):
-        header["ts"] = int(header["ts"])
-        return header
     try:
         v, log, seq, kind_name, ts, payload = (
             header["v"],
