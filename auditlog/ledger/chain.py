@@ -50,6 +50,9 @@ class OpenChain:
 Deferred = tuple[int, dict[str, Any], bytes, bytes | None]
 
 
+_NO_PAYLOAD: TokensPayload = (None, None)
+
+
 class ChainChecker(StepRules):
     """Feed records in log order with :meth:`check`, then call :meth:`finish` once.
 
@@ -87,8 +90,25 @@ class ChainChecker(StepRules):
     def check(self, index: int, h: dict[str, Any], leaf: bytes, payload: bytes | None) -> None:
         """Check one record; ``h`` is its parsed header, ``leaf`` its (recomputed) leaf hash."""
         kind, rid = h["kind"], h["request_id"]
-        if kind == "tokens":  # the hot path: most records are tokens records
-            self._tokens(index, rid, h, leaf, payload)
+        if kind == "tokens":  # the hot path: most records are tokens records (no calls here)
+            n = h["n"]
+            self.num_tokens += n
+            if self.check_steps:  # the step entry (C11)
+                step = h["step"]
+                pending = self.open_steps.get(step)
+                if pending is None:
+                    pending = self.open_steps[step] = (index, [], set())
+                if rid in pending[2]:
+                    self._second_entry(index, step, rid)
+                pending[2].add(rid)
+                pending[1].append([rid, n])
+            chain = self.chains.get(rid)
+            if chain is not None:
+                self._extend(index, rid, chain, h, leaf, payload)
+            elif self.ranged and rid not in self.ended:
+                self.deferred.append((index, h, leaf, payload))
+            else:
+                self._open_chain(index, rid, "tokens")
             return
         if rid is None:
             if kind == "step" and self.check_steps:
@@ -222,29 +242,6 @@ class ChainChecker(StepRules):
 
     # -- tokens ---------------------------------------------------------------------------------
 
-    def _tokens(
-        self, index: int, rid: str, h: dict[str, Any], leaf: bytes, payload: bytes | None
-    ) -> None:
-        n = h["n"]
-        self.num_tokens += n
-        if self.check_steps:  # inlined _step_entry: this runs for most records
-            step = h["step"]
-            pending = self.open_steps.get(step)
-            if pending is None:
-                pending = self.open_steps[step] = (index, [], set())
-            if rid in pending[2]:
-                self._second_entry(index, step, rid)
-            pending[2].add(rid)
-            pending[1].append([rid, n])
-        chain = self.chains.get(rid)
-        if chain is None:
-            if self.ranged and rid not in self.ended:
-                self.deferred.append((index, h, leaf, payload))
-            else:
-                self._open_chain(index, rid, "tokens")
-            return
-        self._extend(index, rid, chain, h, leaf, payload)
-
     def tokens_chain(
         self, index: int, h: dict[str, Any], leaf: bytes, payload: bytes | None
     ) -> None:
@@ -274,7 +271,7 @@ class ChainChecker(StepRules):
         if chain.num_tokens is not None:
             chain.num_tokens += n
         chain.next_req_seq, chain.prev = req_seq + 1, leaf.hex()
-        read = (None, None) if payload is None else read_tokens_payload(payload, n)
+        read = _NO_PAYLOAD if payload is None else read_tokens_payload(payload, n)
         if read is None:
             read = self._bad_payload(index, rid, n, payload)
         prov = h["prov"]
