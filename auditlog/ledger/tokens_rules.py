@@ -29,7 +29,7 @@ _SafeInt = Annotated[int, msgspec.Meta(ge=-MAX_SAFE_INTEGER, le=MAX_SAFE_INTEGER
 TokensPayload = tuple[list[int] | None, list[int] | None]
 
 
-class _CanonicalPayload(msgspec.Struct):
+class _CanonicalPayload(msgspec.Struct, gc=False):
     """A tokens payload as the recorder writes it; fields in the canonical key order."""
 
     drafts: list[_SafeInt]

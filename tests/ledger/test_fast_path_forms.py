@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from auditlog.errors import FormatError
-from auditlog.ledger import header_parse, tokens_rules
+from auditlog.ledger import header_fast, header_parse, tokens_rules
 from auditlog.ledger.header_checks import _KIND_RULES
 from auditlog.ledger.record_format import PROVENANCE_CODES, RecordKind
 
@@ -57,6 +57,26 @@ def headers(draw: st.DrawFn) -> dict[str, Any]:
     }
 
 
+@st.composite
+def steps(draw: st.DrawFn) -> dict[str, Any]:
+    """A step manifest, valid more often than not."""
+    pair = st.tuples(TEXT, st.integers(0, 3)).map(list)
+    batch = _mostly(draw, st.lists(pair, max_size=4), st.sampled_from([[["a", 1], ["a", 1]], [[]]]))
+    total = sum(entry[1] for entry in batch if len(entry) == 2)
+    header = {
+        "v": 1, "log": "l", "seq": _mostly(draw, st.integers(0, 3), ODD_COUNT), "kind": "step",
+        "request_id": None, "req_seq": None, "prev": None, "payload": None,
+        "ts": _mostly(draw, st.integers(0, 10**20 - 1).map(str), ODD_TS),
+        "step": _mostly(draw, st.integers(0, 3), ODD_COUNT), "batch": batch,
+        "n": _mostly(draw, st.just(total), st.sampled_from([total + 1, -1])),
+        "passes": _mostly(draw, st.integers(0, 3), st.sampled_from([-1, None, "1", MAX + 1])),
+        "tenant": _mostly(draw, st.none(), TEXT),
+    }  # fmt: skip
+    for name in ("request_id", "payload", "passes"):  # absent, or another value
+        header[name] = _mostly(draw, st.just(header[name]), st.sampled_from([0, "x", "absent"]))
+    return header
+
+
 def _dumps(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
@@ -73,6 +93,8 @@ EDITS = [
     (b"a", b"\\u0061"), (b"t", b"\\u0074"), (b"/", b"\\/"), (b"\xc3\xa9", b"\\u00e9"),
     (b"\xf0\x9f\x98\x80", b"\\ud83d\\ude00"), (b"\\u001f", b"\\u001F"), (b"\\n", b"\\u000a"),
     (b'"tenant":"', b'"tenant":"\\ud800'), (b'"}', b'","extra":null}'), (b"}", b',"x":1}'),
+    (b'"batch":[', b'"batch":[["a",1],'), (b"]]", b"] ]"), (b'"passes":', b'"passes":1,"passes":'),
+    (b'"passes":1', b'"passes":true'), (b"null", b"nul\\u006c"), (b'"prev":null', b'"prev":0'),
 ]  # fmt: skip
 
 
@@ -93,19 +115,20 @@ def _same(fast: dict[str, Any], full: dict[str, Any]) -> None:
 
 
 @settings(max_examples=1500, deadline=None)
-@given(header=headers(), edits=st.just([]) | st.lists(st.sampled_from(EDITS), max_size=2))
+@given(header=headers() | steps(), edits=st.just([]) | st.lists(st.sampled_from(EDITS), max_size=2))
 def test_header_fast_path_takes_only_what_the_full_checks_take(
     header: dict[str, Any], edits: list[tuple[bytes, bytes]]
 ) -> None:
-    if header["tenant"] is None:
-        del header["tenant"]
+    for name in ("tenant", "request_id", "payload", "passes"):
+        if header.get(name, "absent") == "absent" or (name == "tenant" and header[name] is None):
+            header.pop(name, None)
     try:
         body = _dumps(header)
     except orjson.JSONEncodeError:  # an integer beyond 64 bits: written by hand
         body = orjson.dumps({k: str(v) for k, v in header.items()}, option=orjson.OPT_SORT_KEYS)
     for old, new in edits:
         body = body.replace(old, new, 1)
-    fast = header_parse._plain_tokens(body)
+    fast = header_fast.plain_header(body)
     full = _full(body)
     if fast is not None:
         assert full[0] == "ok", body
@@ -131,20 +154,22 @@ def test_header_fast_path_takes_canonical_headers_with_escapes() -> None:
         "tenant": "\x7f", "step": 0, "n": 1, "prov": ["bonus"],
     }  # fmt: skip
     body = _dumps(header)
-    fast = header_parse._plain_tokens(body)
+    fast = header_fast._plain_tokens(body)
     assert fast is not None
     _same(fast, _full(body)[1])
     forms = (b'"seq":1,"seq":1', b"\\u001F", b"\\u00e9", b"\\ud83d\\ude00", b"\\u007f")
     for form in (body.replace(old, new) for old, new in zip(ORIGINALS, forms, strict=True)):
-        assert header_parse._plain_tokens(form) is None
+        assert header_fast._plain_tokens(form) is None
         assert _full(form)[0] == "refused"
 
 
 def test_the_fast_path_types_are_the_formats() -> None:
-    struct = header_parse._PlainTokens
-    assert set(get_args(header_parse._Provenance)) == PROVENANCE_CODES
+    struct = header_fast._PlainTokens
+    assert set(get_args(header_fast._Provenance)) == PROVENANCE_CODES
     assert list(struct.__struct_fields__) == sorted(struct.__struct_fields__)  # canonical order
     assert set(struct.__struct_fields__) == _KIND_RULES[RecordKind.TOKENS][1]
+    step = header_fast._PlainStep
+    assert list(step.__struct_fields__) == sorted(step.__struct_fields__)
     payload = tokens_rules._CanonicalPayload
     assert list(payload.__struct_fields__) == sorted(payload.__struct_fields__)
 
