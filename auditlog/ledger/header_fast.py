@@ -22,7 +22,7 @@ import msgspec
 
 from auditlog.errors import FormatError
 from auditlog.ledger.canonical import MAX_SAFE_INTEGER
-from auditlog.ledger.header_checks import _DECIMAL, _HEX64, _check_step
+from auditlog.ledger.header_checks import _DECIMAL, _check_step
 from auditlog.ledger.record_format import ZERO_HASH
 
 __all__ = ["plain_header"]
@@ -55,26 +55,31 @@ class _PlainTokens(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 _decode_tokens = msgspec.json.Decoder(_PlainTokens).decode
 _encode = msgspec.json.Encoder().encode
 _asdict = msgspec.structs.asdict
+_fromhex = bytes.fromhex
 
 
 def _plain_tokens(body: bytes) -> dict[str, Any] | None:
     """The parsed header if ``body`` is a plain ``tokens`` header in canonical form."""
     try:
         h = _decode_tokens(body)
-    except msgspec.DecodeError:  # ValidationError included
+        prev, payload, ts = h.prev, h.payload, int(h.ts)
+        # 64 lowercase hex digits: fromhex also takes uppercase and spaces, hex() writes neither
+        hex_digests = _fromhex(prev).hex() == prev and (
+            payload is None or _fromhex(payload).hex() == payload
+        )
+    except (msgspec.DecodeError, ValueError):  # ValidationError included
         return None
-    prev, payload, ts = h.prev, h.payload, h.ts
     if (
-        len(h.prov) != h.n
+        not hex_digests
         or prev == ZERO_HASH
-        or _HEX64.fullmatch(prev) is None
-        or (payload is not None and _HEX64.fullmatch(payload) is None)
-        or _DECIMAL.fullmatch(ts) is None
+        or len(h.prov) != h.n
+        or ts < 0
+        or str(ts) != h.ts  # a decimal string of at most 20 digits, as _DECIMAL
         or _encode(h) != body
     ):
         return None
     header = _asdict(h)
-    header["ts"] = int(ts)
+    header["ts"] = ts
     return header
 
 

@@ -26,7 +26,16 @@ MAX = 2**53 - 1
 HEX = st.text("0123456789abcdef", min_size=64, max_size=64)
 TEXT = st.text(max_size=6) | st.sampled_from(["t", "é", "\U0001f600", "a/b", '"', "\\", "\x00"])
 ODD_COUNT = st.sampled_from([MAX, MAX + 1, -1, 2**64, True])
-ODD_TS = st.sampled_from(["01", "", "1" * 20, "1" * 21, "12a", "-1", "１"])
+ODD_TS_VALUES = [
+    "01", "", "1" * 21, "12a", "-1", "-0", "+1", " 1", "1 ", "1_0", "１", "١", "0x1"
+]  # fmt: skip
+ODD_TS = st.sampled_from(ODD_TS_VALUES)
+#: Not 64 lowercase hex digits, though bytes.fromhex or int(..., 16) would read some of them.
+ODD_HEX_VALUES = (
+    ["0" * 64, "A" * 64, "a" * 63, "a" * 65, "ab " * 21 + "a", " " + "a" * 63, "0x" + "a" * 62,
+     "a" * 62 + "_a", "ａ" * 64, "a" * 63 + "\n", None, 1]
+)  # fmt: skip
+ODD_HEX = st.sampled_from(ODD_HEX_VALUES)
 CODES = sorted(PROVENANCE_CODES)
 
 
@@ -48,8 +57,8 @@ def headers(draw: st.DrawFn) -> dict[str, Any]:
         "request_id": _mostly(draw, TEXT.filter(bool), st.sampled_from(["", None])),
         "req_seq": _mostly(draw, count.filter(bool), st.sampled_from([0, MAX + 1, False])),
         "ts": _mostly(draw, st.integers(0, 10**20 - 1).map(str), ODD_TS),
-        "prev": _mostly(draw, HEX, st.sampled_from(["0" * 64, "A" * 64, "a" * 63, None])),
-        "payload": _mostly(draw, st.none() | HEX, st.sampled_from(["B" * 64, "", 0])),
+        "prev": _mostly(draw, HEX, ODD_HEX),
+        "payload": _mostly(draw, st.none() | HEX, ODD_HEX),
         "tenant": _mostly(draw, TEXT, st.sampled_from([None, 1, ["t"]])),
         "step": _mostly(draw, count, ODD_COUNT),
         "n": _mostly(draw, st.just(len(prov)), st.sampled_from([len(prov) + 1, -1])),
@@ -220,3 +229,20 @@ def test_payload_duplicate_keys() -> None:
     assert msgspec.json.decode(body) == orjson.loads(body) == {"drafts": [2], "token_ids": [2]}
     assert tokens_rules._canonical_payload(body, 1) is None
     assert tokens_rules.read_tokens_payload(body, 1) == ([2], [2])
+
+
+def test_each_odd_digest_and_time_is_refused_by_both_paths() -> None:
+    """Forms that bytes.fromhex or int() would read: neither path takes them."""
+    valid = {
+        "v": 1, "log": "l", "seq": 1, "kind": "tokens", "request_id": "r", "req_seq": 1,
+        "ts": "5", "prev": "a" * 64, "payload": "b" * 64, "tenant": "t", "step": 0, "n": 0,
+        "prov": [],
+    }  # fmt: skip
+    assert header_fast.plain_header(_dumps(valid)) is not None
+    odd = [("prev", v) for v in ODD_HEX_VALUES]
+    odd += [("payload", v) for v in ODD_HEX_VALUES if v not in (None, "0" * 64)]
+    odd += [("ts", v) for v in ODD_TS_VALUES]
+    for name, value in odd:
+        body = _dumps({**valid, name: value})
+        assert header_fast.plain_header(body) is None, (name, value)
+        assert _full(body)[0] == "refused", (name, value)
