@@ -26,18 +26,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
+from auditlog.ledger.chain_steps import OpenStep, StepRules
 from auditlog.ledger.report import FindingCode
+from auditlog.ledger.tokens_rules import TokensPayload, prov_problem, read_tokens_payload
 
-__all__ = ["ChainChecker", "Deferred", "OpenChain", "ReportFn"]
+__all__ = ["ChainChecker", "Deferred", "OpenChain", "OpenStep", "ReportFn"]
 
 #: ``report(index, code, expected, actual, message)``: where a finding goes.
 ReportFn = Callable[[int | None, FindingCode, object, object, str], None]
-
-_TARGET = "target"
-_ACCEPTED = "draft_accepted"
-_RECOVERED = "target_recovered"
 
 
 @dataclass(slots=True)
@@ -50,15 +46,14 @@ class OpenChain:
     num_tokens: int | None  # tokens recorded so far; None when resumed without its history
 
 
-_INT_TYPE = frozenset({int})
-
 #: A record whose chain began before the range that holds it: (index, header, leaf, payload).
 Deferred = tuple[int, dict[str, Any], bytes, bytes | None]
-#: A step's tokens records since its previous manifest: (index of the first, [[rid, n]], rids).
-OpenStep = tuple[int, list[list[Any]], set[str]]
 
 
-class ChainChecker:
+_NO_PAYLOAD: TokensPayload = (None, None)
+
+
+class ChainChecker(StepRules):
     """Feed records in log order with :meth:`check`, then call :meth:`finish` once.
 
     ``check_steps`` is False where step manifests are not part of the input (a bundle holds one
@@ -95,8 +90,25 @@ class ChainChecker:
     def check(self, index: int, h: dict[str, Any], leaf: bytes, payload: bytes | None) -> None:
         """Check one record; ``h`` is its parsed header, ``leaf`` its (recomputed) leaf hash."""
         kind, rid = h["kind"], h["request_id"]
-        if kind == "tokens":  # the hot path: most records are tokens records
-            self._tokens(index, rid, h, leaf, payload)
+        if kind == "tokens":  # the hot path: most records are tokens records (no calls here)
+            n = h["n"]
+            self.num_tokens += n
+            if self.check_steps:  # the step entry (C11)
+                step = h["step"]
+                pending = self.open_steps.get(step)
+                if pending is None:
+                    pending = self.open_steps[step] = (index, [], set())
+                if rid in pending[2]:
+                    self._second_entry(index, step, rid)
+                pending[2].add(rid)
+                pending[1].append([rid, n])
+            chain = self.chains.get(rid)
+            if chain is not None:
+                self._extend(index, rid, chain, h, leaf, payload)
+            elif self.ranged and rid not in self.ended:
+                self.deferred.append((index, h, leaf, payload))
+            else:
+                self._open_chain(index, rid, "tokens")
             return
         if rid is None:
             if kind == "step" and self.check_steps:
@@ -230,29 +242,6 @@ class ChainChecker:
 
     # -- tokens ---------------------------------------------------------------------------------
 
-    def _tokens(
-        self, index: int, rid: str, h: dict[str, Any], leaf: bytes, payload: bytes | None
-    ) -> None:
-        n = h["n"]
-        self.num_tokens += n
-        if self.check_steps:  # inlined _step_entry: this runs for most records
-            step = h["step"]
-            pending = self.open_steps.get(step)
-            if pending is None:
-                pending = self.open_steps[step] = (index, [], set())
-            if rid in pending[2]:
-                self._second_entry(index, step, rid)
-            pending[2].add(rid)
-            pending[1].append([rid, n])
-        chain = self.chains.get(rid)
-        if chain is None:
-            if self.ranged and rid not in self.ended:
-                self.deferred.append((index, h, leaf, payload))
-            else:
-                self._open_chain(index, rid, "tokens")
-            return
-        self._extend(index, rid, chain, h, leaf, payload)
-
     def tokens_chain(
         self, index: int, h: dict[str, Any], leaf: bytes, payload: bytes | None
     ) -> None:
@@ -271,18 +260,22 @@ class ChainChecker:
         leaf: bytes,
         payload: bytes | None,
     ) -> None:
-        n = h["n"]
+        req_seq = h["req_seq"]
         if (
-            h["req_seq"] != chain.next_req_seq
+            req_seq != chain.next_req_seq
             or h["prev"] != chain.prev
             or h.get("tenant") != chain.tenant
         ):
             self._link(index, rid, chain, h)
+        n = h["n"]
         if chain.num_tokens is not None:
             chain.num_tokens += n
-        token_ids, drafts = self._tokens_payload(index, rid, n, payload)
+        chain.next_req_seq, chain.prev = req_seq + 1, leaf.hex()
+        read = _NO_PAYLOAD if payload is None else read_tokens_payload(payload, n)
+        if read is None:
+            read = self._bad_payload(index, rid, n, payload)
         prov = h["prov"]
-        problem = _prov_problem(prov, token_ids, drafts)
+        problem = prov_problem(prov, *read)
         if problem is not None:
             self.report(
                 index,
@@ -291,27 +284,8 @@ class ChainChecker:
                 prov,
                 f"record {index}: request {rid!r}: {problem}",
             )
-        chain.next_req_seq, chain.prev = h["req_seq"] + 1, leaf.hex()
 
-    def _tokens_payload(
-        self, index: int, rid: str, n: int, payload: bytes | None
-    ) -> tuple[list[int] | None, list[int] | None]:
-        """(token ids, drafts) of a readable payload; (None, None) when absent or ciphertext."""
-        if payload is None:
-            return None, None
-        try:
-            body = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            return None, None  # not plaintext JSON: an encrypted payload (digest checked)
-        if type(body) is dict:
-            token_ids, drafts = body.get("token_ids"), body.get("drafts")
-            if (
-                type(token_ids) is list
-                and type(drafts) is list
-                and len(token_ids) == n
-                and set(map(type, token_ids + drafts)) <= _INT_TYPE  # in C; bool is refused
-            ):
-                return token_ids, drafts
+    def _bad_payload(self, index: int, rid: str, n: int, payload: Any) -> TokensPayload:
         self.report(
             index,
             FindingCode.TOKENS_PAYLOAD,
@@ -321,89 +295,3 @@ class ChainChecker:
             f"and a list of draft proposals",
         )
         return None, None
-
-    # -- steps ----------------------------------------------------------------------------------
-
-    def _second_entry(self, index: int, step: int, rid: str) -> None:
-        self.report(
-            index,
-            FindingCode.STEP_MISMATCH,
-            "one tokens record per request",
-            rid,
-            f"record {index}: second tokens record of {rid!r} in step {step}",
-        )
-
-    def _manifest(self, index: int, h: dict[str, Any]) -> None:
-        """C11: the step's tokens records are exactly the manifest's batch, in its order."""
-        self.num_steps += 1
-        step, batch, passes = h["step"], h["batch"], h.get("passes", 0)
-        _, seen, _ = self.open_steps.pop(step, (index, [], set()))
-        if type(passes) is not int or passes < 0:
-            self.report(
-                index,
-                FindingCode.HEADER_INVALID,
-                "a non-negative integer",
-                passes,
-                f"record {index}: step {step}: passes must be a non-negative integer",
-            )
-        if self.ranged and step not in self.closed_steps:
-            # earlier ranges may hold this step's first tokens records: the stitcher decides
-            self.closed_steps.add(step)
-            if seen == batch:
-                self.first_manifests[step] = index
-            else:
-                self.deferred_manifests.append((index, h, seen))
-            return
-        self.compare_manifest(index, step, batch, seen)
-
-    def compare_manifest(self, index: int, step: int, batch: list[Any], seen: list[Any]) -> None:
-        """Report a manifest whose batch is not the step's tokens records ``seen``."""
-        if seen == batch:
-            return
-        expected = {rid: n for rid, n in batch}
-        got = {rid: n for rid, n in seen}
-        missing = sorted(set(expected) - set(got))
-        extra = sorted(set(got) - set(expected))
-        wrong = sorted(r for r in set(got) & set(expected) if got[r] != expected[r])
-        what = (
-            f"missing {missing}, not in manifest {extra}, different counts {wrong}"
-            if missing or extra or wrong
-            else "the batch lists them in another order than the log"
-        )
-        self.report(
-            index,
-            FindingCode.STEP_MISMATCH,
-            batch,
-            seen,
-            f"record {index}: step {step} manifest does not match its tokens records: {what}",
-        )
-
-
-def _prov_problem(
-    prov: list[str], token_ids: list[int] | None, drafts: list[int] | None
-) -> str | None:
-    """Why ``prov`` cannot describe this step (None when it can); see the module docstring."""
-    num_target = prov.count(_TARGET)
-    if num_target:
-        if num_target != len(prov):
-            return f"prov mixes target with speculative codes: {prov}"
-        if drafts:
-            return f"prov is all target while {len(drafts)} draft tokens were proposed"
-        return None
-    accepted = 0
-    while accepted < len(prov) and prov[accepted] == _ACCEPTED:
-        accepted += 1
-    rest = prov[accepted:]
-    if len(rest) > 1 or _ACCEPTED in rest:
-        return f"prov must be draft_accepted tokens then at most one final token: {prov}"
-    if not drafts or token_ids is None:
-        # payload unreadable, or no proposals recorded (an engine that reports acceptance
-        # counts but not the draft tokens, e.g. vLLM): only the shape of prov is checked
-        return None
-    if accepted > len(drafts):
-        return f"{accepted} draft tokens accepted, {len(drafts)} proposed"
-    if token_ids[:accepted] != drafts[:accepted]:
-        return "accepted tokens differ from the draft proposals"
-    if rest == [_RECOVERED] and accepted >= len(drafts):
-        return "target_recovered but no proposal was rejected"
-    return None

@@ -1,64 +1,21 @@
 """Parsing stored record headers strictly (docs/FORMAT.md section 3): canonical bytes, every
-required field with its type; a one-function fast path for the recorder's plain ``tokens`` headers.
+required field with its type; the recorder's plain ``tokens`` and ``step`` headers take a fast
+path first (:mod:`auditlog.ledger.header_fast`), whatever it is unsure of the full checks here.
 """
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any
 
 import orjson
 
 from auditlog.errors import FormatError
 from auditlog.ledger.canonical import MAX_SAFE_INTEGER, canonical_json
-from auditlog.ledger.header_checks import _DECIMAL, _HEX64, _TYPED_BASE, _bad, _check_header
-from auditlog.ledger.record_format import (
-    _DUMPS,
-    _KINDS,
-    FORMAT_VERSION,
-    PROVENANCE_CODES,
-    ZERO_HASH,
-)
+from auditlog.ledger.header_checks import _DECIMAL, _HEX64, _bad, _check_header
+from auditlog.ledger.header_fast import plain_header
+from auditlog.ledger.record_format import _DUMPS, _KINDS, FORMAT_VERSION
 
 __all__ = ["parse_header"]
-
-
-_TOKENS_KEYS: Final = frozenset(_TYPED_BASE | {"step", "n", "prov"})
-_PROVENANCE_LIST: Final = frozenset(PROVENANCE_CODES)
-
-
-def _plain_tokens(h: dict[str, Any]) -> bool:
-    """True when ``h`` is a ``tokens`` header that :func:`_check_header` and the base checks of
-    :func:`parse_header` accept, with exactly the fields the recorder writes (the verifier's hot
-    path: one function, no calls per field). False means "not sure": the full checks decide."""
-    seq, req_seq, step, n, prov = h["seq"], h["req_seq"], h["step"], h["n"], h["prov"]
-    payload, prev, log, rid = h["payload"], h["prev"], h["log"], h["request_id"]
-    return (
-        type(seq) is int
-        and type(req_seq) is int
-        and type(step) is int
-        and type(n) is int
-        and 0 <= seq <= MAX_SAFE_INTEGER
-        and 0 < req_seq <= MAX_SAFE_INTEGER
-        and 0 <= step <= MAX_SAFE_INTEGER
-        and 0 <= n <= MAX_SAFE_INTEGER
-        and h["v"] == FORMAT_VERSION
-        and type(h["v"]) is int
-        and type(log) is str
-        and log != ""
-        and type(rid) is str
-        and rid != ""
-        and type(h["tenant"]) is str
-        and type(prov) is list
-        and len(prov) == n
-        and set(map(type, prov)) <= {str}
-        and _PROVENANCE_LIST.issuperset(prov)
-        and type(prev) is str
-        and _HEX64.fullmatch(prev) is not None
-        and prev != ZERO_HASH
-        and (payload is None or (type(payload) is str and _HEX64.fullmatch(payload) is not None))
-        and type(h["ts"]) is str
-        and _DECIMAL.fullmatch(h["ts"]) is not None
-    )
 
 
 def parse_header(body: bytes) -> dict[str, Any]:
@@ -68,20 +25,18 @@ def parse_header(body: bytes) -> dict[str, Any]:
     bytes) holding every required field with its type. The returned dict is the JSON object with
     one conversion: ``ts`` is an ``int``.
     """
+    fast = plain_header(body)
+    return _parse_full(body) if fast is None else fast
+
+
+def _parse_full(body: bytes) -> dict[str, Any]:
+    """:func:`parse_header` without its fast path."""
     try:
         header = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise FormatError(f"record header is not JSON: {exc}") from None
     if type(header) is not dict:
         raise FormatError(f"record header is not a JSON object: {type(header).__name__}")
-    if (
-        header.get("kind") == "tokens"
-        and header.keys() == _TOKENS_KEYS
-        and _plain_tokens(header)
-        and orjson.dumps(header, option=_DUMPS) == body
-    ):
-        header["ts"] = int(header["ts"])
-        return header
     try:
         v, log, seq, kind_name, ts, payload = (
             header["v"],

@@ -9,11 +9,12 @@ their verification: :mod:`auditlog.ledger.merkle_verify`; all of it: :mod:`audit
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Protocol
 
 from auditlog.errors import VerificationError
-from auditlog.ledger.hashes import EMPTY_ROOT, HASH_SIZE, node_hash
+from auditlog.ledger.hashes import EMPTY_ROOT, HASH_SIZE, NODE_HASH_PREFIX, node_hash
 
 __all__ = [
     "NODE_LEVEL_STRIDE",
@@ -23,6 +24,8 @@ __all__ = [
     "naive_root",
     "root_hash",
 ]
+
+_sha256 = hashlib.sha256
 
 #: Complete subtree hashes are persisted at levels 4, 8, 12, ... (level 0: the leaf hashes).
 NODE_LEVEL_STRIDE = 4
@@ -127,13 +130,17 @@ class MerkleFrontier:
             raise VerificationError(f"leaf hash has {len(leaf)} bytes, expected {HASH_SIZE}")
         self.size = size = self.size + 1
         levels, hashes = self._levels, self._hashes
+        if size & 1:  # an odd size completes no subtree: half the leaves
+            levels.append(0)
+            hashes.append(leaf)
+            return []
         new_nodes: list[tuple[int, int, bytes]] = []
         # The new leaf completes one subtree per trailing zero bit of the new size.
         level, digest = 0, leaf
         while not size >> level & 1:
             levels.pop()
-            # node = SHA-256(0x01 || left || right), RFC 9162 2.1.1
-            digest = node_hash(hashes.pop(), digest)
+            # node = SHA-256(0x01 || left || right), RFC 9162 2.1.1 (node_hash, inlined)
+            digest = _sha256(NODE_HASH_PREFIX + hashes.pop() + digest).digest()
             level += 1
             if level % NODE_LEVEL_STRIDE == 0:
                 new_nodes.append((level, (size >> level) - 1, digest))

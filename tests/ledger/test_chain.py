@@ -9,8 +9,9 @@ import pytest
 from ledger_helpers import load_make_golden
 
 from auditlog.ledger import RecordKind, verify_log
-from auditlog.ledger.chain import ChainChecker, _prov_problem
+from auditlog.ledger.chain import ChainChecker
 from auditlog.ledger.report import FindingCode
+from auditlog.ledger.tokens_rules import prov_problem as _prov_problem
 
 G = load_make_golden()
 SIGNER = G.golden_signer()

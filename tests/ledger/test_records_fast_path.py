@@ -1,8 +1,10 @@
 """The verifier's fast path for ``tokens`` headers accepts nothing the full checks refuse (C1, C6).
 
-:func:`~auditlog.ledger.header_parse.parse_header` first tries a one-function check of a plain
-``tokens`` header; whatever it is unsure of goes through the full checks. Every header drawn
-here, valid or not, must get the same answer with the fast path as without it.
+:func:`~auditlog.ledger.header_parse.parse_header` first tries a typed msgspec decoding of a plain
+``tokens`` header, taken only when re-encoding gives back the stored bytes; whatever it is unsure
+of goes through the full checks. Every header drawn here, valid or not, must get the same answer
+with the fast path as without it, and whatever the fast path takes, the full checks take too,
+with the same result (tests/ledger/test_fast_path_forms.py: byte-level forms, and payloads).
 """
 
 from __future__ import annotations
@@ -10,12 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from auditlog.errors import FormatError
-from auditlog.ledger import header_parse
+from auditlog.ledger import header_fast, header_parse
 from auditlog.ledger.records import ZERO_HASH, parse_header
 
 HEX = "ab" * 32
@@ -29,11 +30,15 @@ ODD: list[Any] = [None, True, False, 0, 1, -1, 2**53, 2**53 - 1, 1.5, "", "x", "
                   ["nope", "target"], [1, 2], {}, {"a": 1}, "é"]  # fmt: skip
 
 
-def _answer(body: bytes) -> tuple[str, Any]:
+def _answer(body: bytes, parse: Any = parse_header) -> tuple[str, Any]:
     try:
-        return "ok", parse_header(body)
+        return "ok", parse(body)
     except FormatError as exc:
         return "refused", str(exc)
+
+
+def _full(body: bytes) -> tuple[str, Any]:
+    return _answer(body, header_parse._parse_full)
 
 
 @settings(max_examples=600, deadline=None)
@@ -46,13 +51,11 @@ def _answer(body: bytes) -> tuple[str, Any]:
 def test_fast_path_agrees_with_the_full_checks(changes: dict[str, Any], drop: set[str]) -> None:
     header = {k: v for k, v in {**VALID, **changes}.items() if k not in drop}
     body = orjson.dumps(header, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
-    fast = _answer(body)
-    with pytest.MonkeyPatch.context() as m:
-        m.setattr(header_parse, "_TOKENS_KEYS", frozenset())  # the full checks only
-        full = _answer(body)
+    fast, full = _answer(body), _full(body)
     assert fast[0] == full[0], (header, fast, full)
     if fast[0] == "ok":
         assert fast[1] == full[1]
+        assert list(map(type, fast[1].values())) == list(map(type, full[1].values()))
 
 
 def test_fast_path_takes_the_recorders_headers() -> None:
@@ -60,7 +63,7 @@ def test_fast_path_takes_the_recorders_headers() -> None:
     assert body == orjson.dumps(
         parse_header(body) | {"ts": VALID["ts"]}, option=orjson.OPT_SORT_KEYS
     )
-    assert header_parse._plain_tokens(orjson.loads(body))
+    assert header_fast._plain_tokens(body) == header_parse._parse_full(body)
 
 
 def _byte_forms(body: bytes) -> list[bytes]:
@@ -90,9 +93,6 @@ def test_fast_path_agrees_on_other_byte_forms() -> None:
     forms = _byte_forms(body)
     assert len(forms) >= 20
     for form in forms:
-        fast = _answer(form)
-        with pytest.MonkeyPatch.context() as m:
-            m.setattr(header_parse, "_TOKENS_KEYS", frozenset())
-            full = _answer(form)
+        fast, full = _answer(form), _full(form)
         assert fast[0] == full[0], (form, fast, full)
         assert fast[0] == "refused" or form == body.replace(b'"t"', '"é"'.encode()), form
