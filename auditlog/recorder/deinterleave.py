@@ -25,6 +25,10 @@ class TokenRun(NamedTuple):
     drafts: tuple[int, ...]
 
 
+# tuple.__new__ makes the same TokenRun in C, a third of the cost of its Python __new__.
+_new_run = tuple.__new__
+
+
 def deinterleave(step: BatchStep) -> list[TokenRun]:
     """Group ``step``'s flattened tokens by request id, stably.
 
@@ -47,6 +51,8 @@ def deinterleave(step: BatchStep) -> list[TokenRun]:
         if request_id not in runs:
             runs[request_id] = ([], [])
     return [
-        TokenRun(request_id, tuple(ids), tuple(provs), tuple(drafts.get(request_id, ())))
+        _new_run(
+            TokenRun, (request_id, tuple(ids), tuple(provs), tuple(drafts.get(request_id, ())))
+        )
         for request_id, (ids, provs) in runs.items()
     ]

@@ -205,7 +205,6 @@ class LogSequencer:
     def append_tokens(
         self,
         request_id: str,
-        *,
         ts: int,
         step: int,
         payload: bytes,
@@ -216,7 +215,8 @@ class LogSequencer:
 
         The same record as ``append(RecordKind.TOKENS, ..., trusted=True)`` with fields
         ``step``, ``n`` and ``prov``, built from the chain's template (ledger/tokens_record.py).
-        Raises :class:`RecorderError`, sequencing nothing, when the chain is not open.
+        Raises :class:`RecorderError`, sequencing nothing, when the chain is not open. Called
+        once per request and step, so it binds nothing by keyword and builds no dict.
         """
         head = self.heads.get(request_id)
         if head is None:
@@ -226,29 +226,22 @@ class LogSequencer:
             )
         frontier = self.frontier
         seq = frontier.size
-        if head.cipher is not None:
-            payload = head.cipher.seal(seq, payload)
+        cipher = head.cipher
+        if cipher is not None:
+            payload = cipher.seal(seq, payload)
         template = head.template
         if template is None:
             template = head.template = TokensTemplate(self.origin, request_id, head.tenant)
         req_seq = head.req_seq + 1
-        record = template.build(
-            seq=seq,
-            req_seq=req_seq,
-            ts=ts,
-            prev=head.leaf_hex,
-            payload=payload,
-            step=step,
-            n=n,
-            prov=prov,
-        )
-        nodes = frontier.append(record.leaf)
+        record = template.build(seq, req_seq, ts, head.leaf_hex, payload, step, n, prov)
+        leaf = record.leaf
+        nodes = frontier.append(leaf)
         pending = self.pending
         if nodes:
             pending.nodes.extend(nodes)
         pending.records.append(record)
         head.req_seq = req_seq
-        head.leaf_hex = record.leaf.hex()
+        head.leaf_hex = leaf.hex()
         head.num_tokens += n
         return record
 

@@ -19,6 +19,7 @@ from typing import Any
 from auditlog.errors import AuditlogError
 from auditlog.events import BatchStep, Event, FinishReason, RequestFinished, RequestStarted
 from auditlog.ledger import RecordKind, payload_bytes
+from auditlog.ledger.tokens_record import tokens_payload
 
 from .checks import safe_text, start_fields, start_payload
 from .deinterleave import deinterleave
@@ -94,39 +95,33 @@ def _sequence_request_event(
 
 
 def _sequence_step(seq: LogSequencer, event: BatchStep, inc: Increments, failed: set[str]) -> None:
+    """One ``tokens`` record per request of the step, then the step's manifest (the hot loop:
+    names bound once, the payload encoded straight to canonical bytes, no keyword calls)."""
     batch: list[list[Any]] = []
-    for run in deinterleave(event):
-        if run.request_id in failed:
+    ts, step = event.ts, event.step_id
+    append_tokens = seq.append_tokens
+    tokens = inc.tokens
+    num_tokens = 0
+    for request_id, token_ids, provenance, drafts in deinterleave(event):
+        if request_id in failed:
             continue
-        n = len(run.token_ids)
+        n = len(token_ids)
         try:
-            seq.append_tokens(
-                run.request_id,
-                ts=event.ts,
-                step=event.step_id,
-                payload=payload_bytes(
-                    {"token_ids": run.token_ids, "drafts": run.drafts}, trusted=True
-                ),
-                n=n,
-                prov=run.provenance,
-            )
+            payload = tokens_payload(token_ids, drafts)
+            append_tokens(request_id, ts, step, payload, n, provenance)
         except (AuditlogError, ValueError, TypeError) as exc:
-            _fail_request(seq, run.request_id, event.ts, exc, inc, failed)
+            _fail_request(seq, request_id, ts, exc, inc, failed)
             continue
-        batch.append([run.request_id, n])
-        inc.tokens[run.request_id] = inc.tokens.get(run.request_id, 0) + n
-        inc.num_tokens += n
+        batch.append([request_id, n])
+        tokens[request_id] = tokens.get(request_id, 0) + n
+        num_tokens += n
+    inc.num_tokens += num_tokens
     # The manifest closes the step: it follows the step's tokens records, and lists exactly the
     # requests whose tokens records were written.
     seq.append(
         RecordKind.STEP,
-        ts=event.ts,
-        fields={
-            "step": event.step_id,
-            "batch": batch,
-            "n": sum(n for _, n in batch),
-            "passes": event.num_target_passes,
-        },
+        ts=ts,
+        fields={"step": step, "batch": batch, "n": num_tokens, "passes": event.num_target_passes},
         trusted=True,
     )
 

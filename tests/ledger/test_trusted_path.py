@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hypothesis.strategies as st
+import pytest
 from hypothesis import given, settings
 
 from auditlog.events import Provenance
@@ -14,7 +15,8 @@ from auditlog.ledger import (
     parse_header,
     payload_bytes,
 )
-from auditlog.ledger.tokens_record import TokensTemplate
+from auditlog.ledger.canonical import canonical_json
+from auditlog.ledger.tokens_record import TokensTemplate, tokens_payload
 
 ids = st.text(min_size=1, max_size=12)
 tokens = st.lists(st.integers(min_value=0, max_value=2**31), max_size=6)
@@ -145,3 +147,29 @@ def test_tokens_template_equals_checked(
     assert fast == checked
     if tenant is not None:
         assert parse_header(fast.body)["tenant"] == tenant
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    token_ids=st.lists(st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1), max_size=8),
+    drafts=st.lists(st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1), max_size=8),
+    as_tuples=st.booleans(),
+)
+def test_tokens_payload_equals_canonical(
+    token_ids: list[int], drafts: list[int], as_tuples: bool
+) -> None:
+    """The recorder's token payload bytes are the canonical ones, for lists and tuples."""
+    obj = {"token_ids": token_ids, "drafts": drafts}
+    ids, proposed = (tuple(token_ids), tuple(drafts)) if as_tuples else (token_ids, drafts)
+    fast = tokens_payload(ids, proposed)
+    assert fast == canonical_json(obj) == payload_bytes(obj, trusted=True)
+
+
+@pytest.mark.parametrize("bad", [2**53, -(2**53), 2**64])
+def test_tokens_payload_refuses_integers_out_of_range(bad: int) -> None:
+    """An id beyond ±(2^53 − 1) is a TypeError (the recorder then fails the request alone),
+    never bytes that a verifier would refuse; other types are the gate's to refuse (trusted)."""
+    with pytest.raises(TypeError):
+        tokens_payload([1, bad], [])
+    with pytest.raises(TypeError):
+        tokens_payload([], [bad])
