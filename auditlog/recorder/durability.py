@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from auditlog.errors import AuditlogError, RecorderError
 
-__all__ = ["UNTIL_END", "DurabilityTracker"]
+__all__ = ["UNTIL_END", "DurabilityTracker", "DurableWaits"]
 
 #: ``n_tokens`` value meaning "until the request's end record is durable".
 UNTIL_END = -1
@@ -175,6 +175,40 @@ class DurabilityTracker:
         if mark is None:
             mark = self._marks[request_id] = _Mark()
         return mark
+
+
+class DurableWaits:
+    """The waits a recorder offers its callers, over its :class:`DurabilityTracker`: one home
+    for the thread recorder and the process recorder (their trackers advance differently)."""
+
+    _durable: DurabilityTracker
+
+    def wait_durable(
+        self, request_id: str, n_tokens: int = 0, timeout: float | None = None
+    ) -> None:
+        """Return once the request's start and first ``n_tokens`` tokens are durable."""
+        self._durable.wait(request_id, n_tokens, timeout)
+
+    async def wait_durable_async(self, request_id: str, n_tokens: int = 0) -> None:
+        """Async form of :meth:`wait_durable`."""
+        await self._durable.wait_async(request_id, n_tokens)
+
+    def wait_closed(self, request_id: str, timeout: float | None = None) -> None:
+        """Return once the request's ``request.end`` record is durable."""
+        self._durable.wait(request_id, UNTIL_END, timeout)
+
+    async def wait_closed_async(self, request_id: str) -> None:
+        """Async form of :meth:`wait_closed`."""
+        await self._durable.wait_async(request_id, UNTIL_END)
+
+    def durable_tokens(self, request_id: str) -> int:
+        return self._durable.durable_tokens(request_id)
+
+    def refusal(self, request_id: str) -> RecorderError | None:
+        """Why ``request_id`` will never be (fully) recorded, or None: its start was refused
+        (:class:`~auditlog.errors.UnrecordableEventError`) or the writer ended it alone. A
+        server MUST NOT release anything more of such a request, fail-open included (C23)."""
+        return self._durable.refusal(request_id)
 
 
 def _resolve(fut: asyncio.Future[None], exc: BaseException | None) -> None:

@@ -33,7 +33,7 @@ from auditlog.ledger import Signer
 from auditlog.store import close_engine, create_db_engine
 
 from .child import ChildConfig, main
-from .durability import UNTIL_END, DurabilityTracker
+from .durability import DurabilityTracker, DurableWaits
 from .gate import EventGate, admit_or_refuse
 from .limits import DEFAULT_MAX_PAYLOAD_BYTES, validate_limit
 from .recorder import FailMode
@@ -46,7 +46,7 @@ _SPAWN = multiprocessing.get_context("spawn")
 _GRACE_S = 10.0  # close(): how much longer than its timeout the parent waits for the child
 
 
-class ProcessRecorder:
+class ProcessRecorder(DurableWaits):
     """An :class:`AuditRecorder` whose writer runs in a child process (same public surface).
 
     Options are the AuditRecorder's (``flush_interval_ms``, ``spool_path``, ``key_provider``,
@@ -152,27 +152,6 @@ class ProcessRecorder:
             admitted = admit_or_refuse(self._gate, self._durable, event)
             if admitted is not None:
                 self._send(encode_event(admitted))
-
-    def wait_durable(
-        self, request_id: str, n_tokens: int = 0, timeout: float | None = None
-    ) -> None:
-        """Return once the request's start and first ``n_tokens`` tokens are durable."""
-        self._durable.wait(request_id, n_tokens, timeout)
-
-    async def wait_durable_async(self, request_id: str, n_tokens: int = 0) -> None:
-        await self._durable.wait_async(request_id, n_tokens)
-
-    def wait_closed(self, request_id: str, timeout: float | None = None) -> None:
-        self._durable.wait(request_id, UNTIL_END, timeout)
-
-    async def wait_closed_async(self, request_id: str) -> None:
-        await self._durable.wait_async(request_id, UNTIL_END)
-
-    def durable_tokens(self, request_id: str) -> int:
-        return self._durable.durable_tokens(request_id)
-
-    def refusal(self, request_id: str) -> RecorderError | None:
-        return self._durable.refusal(request_id)
 
     def flush(self, timeout: float | None = 30.0) -> None:
         """Block until every event recorded so far is durable."""

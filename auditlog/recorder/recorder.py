@@ -42,7 +42,7 @@ from auditlog.protect.retention import RetentionPolicy
 from auditlog.store import WriterLock, close_engine, create_db_engine, upgrade
 
 from .commit import Committer
-from .durability import UNTIL_END, DurabilityTracker
+from .durability import DurabilityTracker, DurableWaits
 from .gate import EventGate, admit_or_refuse
 from .limits import DEFAULT_MAX_PAYLOAD_BYTES, validate_limit
 from .spool import Spool, default_state_dir, spool_file
@@ -61,7 +61,7 @@ class FailMode(enum.StrEnum):
     OPEN = "fail-open"  # release at once; a lost record shows as a gap/interrupted end
 
 
-class AuditRecorder:
+class AuditRecorder(DurableWaits):
     """Records engine events as per-request chains in one log (one writer thread per log).
 
     Tuning (group commit): the writer gathers events for ``flush_interval_ms`` after the first
@@ -220,33 +220,6 @@ class AuditRecorder:
             admitted = admit_or_refuse(self._gate, self._durable, event)
             if admitted is not None:
                 self._queue.put(admitted)
-
-    def wait_durable(
-        self, request_id: str, n_tokens: int = 0, timeout: float | None = None
-    ) -> None:
-        """Return once the request's start and first ``n_tokens`` tokens are durable."""
-        self._durable.wait(request_id, n_tokens, timeout)
-
-    async def wait_durable_async(self, request_id: str, n_tokens: int = 0) -> None:
-        """Async form of :meth:`wait_durable`."""
-        await self._durable.wait_async(request_id, n_tokens)
-
-    def wait_closed(self, request_id: str, timeout: float | None = None) -> None:
-        """Return once the request's ``request.end`` record is durable."""
-        self._durable.wait(request_id, UNTIL_END, timeout)
-
-    async def wait_closed_async(self, request_id: str) -> None:
-        """Async form of :meth:`wait_closed`."""
-        await self._durable.wait_async(request_id, UNTIL_END)
-
-    def durable_tokens(self, request_id: str) -> int:
-        return self._durable.durable_tokens(request_id)
-
-    def refusal(self, request_id: str) -> RecorderError | None:
-        """Why ``request_id`` will never be (fully) recorded, or None: its start was refused
-        (:class:`~auditlog.errors.UnrecordableEventError`) or the writer ended it alone. A
-        server MUST NOT release anything more of such a request, fail-open included (C23)."""
-        return self._durable.refusal(request_id)
 
     def flush(self, timeout: float | None = 30.0) -> None:
         """Block until every event queued so far is durable."""
