@@ -13,7 +13,7 @@ from auditlog.errors import AuditlogError, RecorderError
 __all__ = ["UNTIL_END", "DurabilityTracker", "DurableWaits"]
 
 #: ``n_tokens`` value meaning "until the request's end record is durable".
-UNTIL_END = -1
+UNTIL_END = None
 
 # Finished requests whose watermarks stay answerable after their end record is durable.
 _FINISHED_KEPT = 65_536
@@ -24,7 +24,7 @@ class _Mark:
     started: bool = False
     tokens: int = 0
     ended: bool = False
-    waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = field(
+    waiters: list[tuple[int | None, asyncio.AbstractEventLoop, asyncio.Future[None]]] = field(
         default_factory=list
     )
 
@@ -61,12 +61,12 @@ class DurabilityTracker:
                 mark.ended = True
             for request_id in started | tokens.keys() | ended:
                 mark = self._marks[request_id]
-                keep = []
-                for n, loop, fut in mark.waiters:
-                    if self._satisfied(mark, n):
-                        wake.append((loop, fut))
+                keep: list[tuple[int | None, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+                for waiter in mark.waiters:
+                    if self._satisfied(mark, waiter[0]):
+                        wake.append(waiter[1:])
                     else:
-                        keep.append((n, loop, fut))
+                        keep.append(waiter)
                 mark.waiters = keep
             for request_id in ended:
                 mark = self._marks.pop(request_id)
@@ -127,8 +127,9 @@ class DurabilityTracker:
             mark = self._marks.get(request_id) or self._finished.get(request_id)
             return 0 if mark is None else mark.tokens
 
-    def wait(self, request_id: str, n_tokens: int, timeout: float | None = None) -> None:
-        """Block until the start record and ``n_tokens`` tokens of the request are durable."""
+    def wait(self, request_id: str, n_tokens: int | None, timeout: float | None = None) -> None:
+        """Block until the start record and ``n_tokens`` tokens of the request are durable
+        (``None``, :data:`UNTIL_END`: until its end record is)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while True:
@@ -141,13 +142,14 @@ class DurabilityTracker:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     durable = 0 if mark is None else mark.tokens
+                    what = "end record" if n_tokens is None else f"{n_tokens} tokens"
                     raise TimeoutError(
-                        f"request {request_id!r}: {n_tokens} tokens not durable after "
-                        f"{timeout} s (durable: {durable})"
+                        f"request {request_id!r}: {what} not durable after "
+                        f"{timeout} s (durable: {durable} tokens)"
                     )
                 self._cond.wait(remaining)
 
-    async def wait_async(self, request_id: str, n_tokens: int) -> None:
+    async def wait_async(self, request_id: str, n_tokens: int | None) -> None:
         """Async form of :meth:`wait` (no thread is parked)."""
         loop = asyncio.get_running_loop()
         with self._cond:
@@ -164,9 +166,8 @@ class DurabilityTracker:
         await fut
 
     @staticmethod
-    def _satisfied(mark: _Mark, n_tokens: int) -> bool:
-        # n_tokens == UNTIL_END waits for the end record itself.
-        if n_tokens == UNTIL_END:
+    def _satisfied(mark: _Mark, n_tokens: int | None) -> bool:
+        if n_tokens is None:  # UNTIL_END: the end record itself
             return mark.ended
         return mark.started and (mark.tokens >= n_tokens or mark.ended)
 
