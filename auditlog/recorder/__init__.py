@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .deinterleave import TokenRun, deinterleave
 from .limits import DEFAULT_MAX_PAYLOAD_BYTES, PayloadTooLargeError
+from .process import ProcessRecorder
 from .recorder import AuditRecorder, FailMode, RecorderStats, Witness
 from .sequencer import LogSequencer
 
@@ -13,6 +14,7 @@ __all__ = [
     "FailMode",
     "LogSequencer",
     "PayloadTooLargeError",
+    "ProcessRecorder",
     "RecorderStats",
     "TokenRun",
     "Witness",
