@@ -8,6 +8,9 @@ included), lists and null exactly as orjson and RFC 8785 do, and each Struct dec
 in the canonical key order, so equal bytes mean the body is the canonical form of a header the
 full checks accept, parsed the same way (duplicate keys, whitespace, escapes that are not needed,
 non-canonical numbers all change the bytes). None means "not sure": the full checks decide.
+Whatever decoding hostile bytes raises is "not sure" too (:data:`DECODE_ERRORS`: msgspec raises
+``UnicodeDecodeError`` on invalid UTF-8 and ``RecursionError`` on deep nesting, not only
+``DecodeError``): the full checks turn such bytes into a ``FormatError``, never a crash.
 tests/ledger/test_fast_path_forms.py and test_records_fast_path.py check that both paths agree.
 
 The Structs hold no references that could form a cycle: they are not tracked by the garbage
@@ -25,7 +28,7 @@ from auditlog.ledger.canonical import MAX_SAFE_INTEGER
 from auditlog.ledger.header_checks import _DECIMAL, _check_step
 from auditlog.ledger.record_format import ZERO_HASH
 
-__all__ = ["plain_header"]
+__all__ = ["DECODE_ERRORS", "plain_header"]
 
 _Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_SAFE_INTEGER)]
 _Text = Annotated[str, msgspec.Meta(min_length=1)]
@@ -56,6 +59,9 @@ _decode_tokens = msgspec.json.Decoder(_PlainTokens).decode
 _encode = msgspec.json.Encoder().encode
 _asdict = msgspec.structs.asdict
 _fromhex = bytes.fromhex
+#: What decoding hostile bytes raises: DecodeError (ValidationError included), ValueError
+#: (UnicodeDecodeError on invalid UTF-8; int and bytes.fromhex below), RecursionError.
+DECODE_ERRORS = (msgspec.DecodeError, ValueError, RecursionError)
 
 
 def _plain_tokens(body: bytes) -> dict[str, Any] | None:
@@ -67,7 +73,7 @@ def _plain_tokens(body: bytes) -> dict[str, Any] | None:
         hex_digests = _fromhex(prev).hex() == prev and (
             payload is None or _fromhex(payload).hex() == payload
         )
-    except (msgspec.DecodeError, ValueError):  # ValidationError included
+    except DECODE_ERRORS:
         return None
     if (
         not hex_digests
@@ -108,7 +114,7 @@ def _plain_step(body: bytes) -> dict[str, Any] | None:
     """Like :func:`_plain_tokens`, for a ``step`` manifest."""
     try:
         h = _decode_step(body)
-    except msgspec.DecodeError:
+    except DECODE_ERRORS:
         return None
     if _DECIMAL.fullmatch(h.ts) is None or _encode(h) != body:
         return None

@@ -15,6 +15,7 @@ import msgspec
 import orjson
 
 from auditlog.ledger.canonical import MAX_SAFE_INTEGER
+from auditlog.ledger.header_fast import DECODE_ERRORS
 
 __all__ = ["TokensPayload", "prov_problem", "read_tokens_payload"]
 
@@ -51,7 +52,7 @@ def _canonical_payload(payload: bytes, n: int) -> TokensPayload | None:
     """The fast path of :func:`read_tokens_payload`; None means "not sure"."""
     try:
         fast = _decode_payload(payload)
-    except msgspec.DecodeError:  # ValidationError included
+    except DECODE_ERRORS:  # RecursionError: deep nesting in a field it skips (orjson refuses)
         return None
     if len(fast.token_ids) != n or _encode(fast) != payload:
         return None
