@@ -159,9 +159,11 @@ class AuditRecorder(DurableWaits):
             except BaseException:
                 self._lock.release()
                 raise
-            # One writer thread sequences and commits. (A two-stage pipeline was measured
-            # slower: the sqlite3 driver re-takes the GIL per row, and a busy sequencer thread
-            # makes each of those waits a switch interval long.)
+            # One writer thread sequences and commits. (A two-stage pipeline, a commit thread
+            # behind the sequencer, was measured slower twice, the second time with 250-row
+            # statements: the commit thread builds and binds rows with the GIL, and each time
+            # the driver gives it back a busy sequencing thread keeps it for a switch
+            # interval; PostgreSQL's server shares the same cores. docs/PERFORMANCE.md.)
             self._writer = threading.Thread(
                 target=self._log_writer.run, name=f"auditlog-writer[{self.origin}]", daemon=True
             )
