@@ -4,14 +4,19 @@
 group commit, spool, checkpoints and witnesses as in one process), answers ``READY``, then reads
 events from the pipe and records them. Its writer advances a :class:`ForwardingTracker`, which
 acknowledges every durable flush to the parent (after the commit, never before). Close, or the
-end of the pipe (the parent is gone), drains the recorder, signs its final checkpoint and ends
-the process; a parent killed outright never leaves its child running.
+end of the pipe (the parent is gone, or a message to it was cut short: the partial message is
+dropped), answers the flushes asked for before it, drains the recorder, signs its final
+checkpoint and ends the process; a parent killed outright never leaves its child running.
+SIGINT and SIGTERM are left to the parent, which closes its child as above. An event that fails
+here other than as a refused start fails the parent's recorder loudly.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import signal
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -20,7 +25,7 @@ from typing import Any
 import structlog
 
 from auditlog.errors import RecorderError
-from auditlog.events import RequestStarted
+from auditlog.events import Event, RequestStarted
 from auditlog.ledger import Signer
 
 from .durability import DurabilityTracker
@@ -34,11 +39,15 @@ from .wire import (
     stats_to,
 )
 
-__all__ = ["ChildConfig", "ForwardingTracker", "main"]
+__all__ = ["ChildConfig", "ForwardingTracker", "main", "spawn", "stop"]
 
 log = structlog.get_logger("auditlog.recorder")
 
 Send = Callable[..., None]
+
+_SPAWN = multiprocessing.get_context("spawn")
+
+_FLUSHES_WAIT_S = 60.0  # CLOSE: how long the flushes asked for before it may take to answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,9 +104,35 @@ def _sender(conn: Connection) -> Send:
     return send
 
 
+def spawn(config: ChildConfig) -> tuple[Any, Connection]:
+    """Start the child process (spawn start method); returns it and the parent's end of the
+    pipe (the child's end lives in the child alone: its exit is the parent's end of file)."""
+    ours, theirs = _SPAWN.Pipe(duplex=True)
+    process = _SPAWN.Process(
+        target=main, args=(config, theirs), name=f"auditlog-recorder[{config.origin}]", daemon=True
+    )
+    process.start()
+    theirs.close()
+    return process, ours
+
+
+def stop(process: Any, conn: Connection | None) -> None:
+    """Wait a little for the child's exit, then end it; close the parent's end of the pipe."""
+    if process is not None:
+        process.join(10.0)
+        if process.is_alive():
+            process.kill()
+            process.join(5.0)
+    if conn is not None:
+        conn.close()
+
+
 def main(config: ChildConfig, conn: Connection) -> None:
     """The child process's entry point (``multiprocessing`` spawn target)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to close
+    # The parent decides when to close: a signal sent to every process of the service (Ctrl-C,
+    # a service manager's SIGTERM) lets the parent drain this one, as its own close() does.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     send = _sender(conn)
     tracker = ForwardingTracker(send)
     try:
@@ -125,6 +160,7 @@ def main(config: ChildConfig, conn: Connection) -> None:
 
 def _serve(recorder: AuditRecorder, conn: Connection, tracker: ForwardingTracker) -> None:
     send = tracker.send
+    flushes: list[threading.Thread] = []  # answered before CLOSE: they came before it
     while True:
         try:
             data = conn.recv_bytes()
@@ -133,6 +169,9 @@ def _serve(recorder: AuditRecorder, conn: Connection, tracker: ForwardingTracker
             data = bytes([Control.CLOSE])
         tag = data[0]
         if tag == Control.CLOSE:
+            deadline = time.monotonic() + _FLUSHES_WAIT_S
+            for flush in flushes:
+                flush.join(max(deadline - time.monotonic(), 0.0))
             error: BaseException | None = None
             try:
                 recorder.close()
@@ -143,21 +182,26 @@ def _serve(recorder: AuditRecorder, conn: Connection, tracker: ForwardingTracker
             return
         if tag in (Control.FLUSH, Control.CHECKPOINT):
             token = int.from_bytes(data[1:9], "little")
-            threading.Thread(
+            flush = threading.Thread(
                 target=_flush, args=(recorder, send, token, tag == Control.CHECKPOINT), daemon=True
-            ).start()
+            )
+            flush.start()
+            flushes = [*(f for f in flushes if f.is_alive()), flush]
             continue
         _record(recorder, tracker, data)
 
 
 def _record(recorder: AuditRecorder, tracker: ForwardingTracker, data: bytes) -> None:
-    event = decode_event(data)
+    event: Event | None = None
     try:
+        event = decode_event(data)
         recorder.record(event)
-    except RecorderError as exc:
-        # A refused start reached the parent through the tracker, a failure too; anything
-        # else means the two gates disagree: fail loudly rather than leave a waiter hanging.
-        if not isinstance(event, RequestStarted) and tracker.failure is None:
+    except Exception as exc:
+        # A refused start reached the parent through the tracker, a failure too; anything else
+        # (the two gates disagree, a message that does not decode) fails loudly rather than
+        # leave a waiter hanging, and the child goes on reading until its parent closes it.
+        refused_start = isinstance(exc, RecorderError) and isinstance(event, RequestStarted)
+        if not refused_start and tracker.failure is None:
             tracker.fail(exc)
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import multiprocessing
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -32,17 +31,25 @@ from auditlog.events import Event
 from auditlog.ledger import Signer
 from auditlog.store import close_engine, create_db_engine
 
-from .child import ChildConfig, main
+from .child import ChildConfig, spawn, stop
 from .durability import DurabilityTracker, DurableWaits
 from .gate import EventGate, admit_or_refuse
 from .limits import DEFAULT_MAX_PAYLOAD_BYTES, validate_limit
 from .recorder import FailMode
 from .stats import RecorderStats
-from .wire import Control, Reply, control, decode_reply, encode_event, rebuild_error, stats_from
+from .wire import (
+    Control,
+    Reply,
+    ask_to_close,
+    control,
+    decode_reply,
+    encode_event,
+    rebuild_error,
+    stats_from,
+)
 
 __all__ = ["ProcessRecorder"]
 
-_SPAWN = multiprocessing.get_context("spawn")
 _GRACE_S = 10.0  # close(): how much longer than its timeout the parent waits for the child
 
 
@@ -91,6 +98,7 @@ class ProcessRecorder(DurableWaits):
         self._durable = DurabilityTracker()
         self._put_lock = threading.Lock()
         self._closed = False
+        self._torn = False  # a write was interrupted mid-message
         self._failure: BaseException | None = None
         self._process: Any = None
         self._conn: Any = None
@@ -101,6 +109,7 @@ class ProcessRecorder(DurableWaits):
         self._close_error: BaseException | None = None
         self._tokens = itertools.count(1)
         self._flushes: dict[int, list[Any]] = {}  # token -> [done event, error]
+        self._flushes_lock = threading.Lock()  # the slots, and _failure set with them
 
     @classmethod
     def open(
@@ -114,16 +123,7 @@ class ProcessRecorder(DurableWaits):
         with self._put_lock:
             if self._process is not None or self._closed:
                 raise RecorderError("recorder already started (or closed)")
-            ours, theirs = _SPAWN.Pipe(duplex=True)
-            self._process = _SPAWN.Process(
-                target=main,
-                args=(self._config, theirs),
-                name=f"auditlog-recorder[{self.origin}]",
-                daemon=True,
-            )
-            self._process.start()
-            theirs.close()  # the child's end lives in the child alone: its exit is our EOF
-            self._conn = ours
+            self._process, self._conn = spawn(self._config)
             self._receiver = threading.Thread(
                 target=self._receive, name=f"auditlog-acks[{self.origin}]", daemon=True
             )
@@ -151,7 +151,12 @@ class ProcessRecorder(DurableWaits):
             self._check_usable()
             admitted = admit_or_refuse(self._gate, self._durable, event)
             if admitted is not None:
-                self._send(encode_event(admitted))
+                try:
+                    data = encode_event(admitted)
+                except (TypeError, ValueError, OverflowError) as exc:  # the gates would part
+                    self._fail(RecorderError(f"an admitted event cannot be sent: {exc}"))
+                    raise RecorderError(f"recorder failed: {self._failure}") from exc
+                self._send(data)
 
     def flush(self, timeout: float | None = 30.0) -> None:
         """Block until every event recorded so far is durable."""
@@ -169,9 +174,8 @@ class ProcessRecorder(DurableWaits):
             self._closed = True
             if self._process is None:
                 return
-            if self._failure is None:
-                with contextlib.suppress(OSError):  # it ended already: the receiver saw it
-                    self._conn.send_bytes(control(Control.CLOSE))
+            with contextlib.suppress(OSError):  # it ended already: the receiver saw it
+                ask_to_close(self._conn, torn=self._torn)  # failed or not: drain, sign, exit
         # The child's recorder has its own limit (60 s) and reports it; this one is a backstop.
         finished = self._ended.wait(None if timeout is None else timeout + _GRACE_S)
         if finished:
@@ -208,13 +212,18 @@ class ProcessRecorder(DurableWaits):
         except OSError as exc:  # the child is gone; the receiver fails the recorder too
             self._fail(RecorderError(f"recorder process is gone: {exc}"))
             raise RecorderError(f"recorder failed: {self._failure}") from exc
+        except BaseException as exc:  # a signal's exception: part of a message may be written
+            self._torn = True  # and nothing may follow it (close() ends the pipe instead)
+            self._fail(RecorderError(f"a write to the recorder process was interrupted: {exc!r}"))
+            raise
 
     def _round_trip(self, kind: Control, timeout: float | None) -> None:
         token = next(self._tokens)
         slot: list[Any] = [threading.Event(), None]
         with self._put_lock:
-            self._check_usable()
-            self._flushes[token] = slot
+            with self._flushes_lock:  # as _fail() takes it: no slot is left unanswered
+                self._check_usable()
+                self._flushes[token] = slot
             self._send(control(kind, token))
         if not slot[0].wait(timeout):
             self._flushes.pop(token, None)
@@ -224,17 +233,22 @@ class ProcessRecorder(DurableWaits):
 
     def _receive(self) -> None:
         """The acknowledgement thread: child replies -> watermarks, until the pipe ends."""
-        try:
-            while True:
-                self._dispatch(decode_reply(self._conn.recv_bytes()))
-        except (EOFError, OSError):
-            pass
+        while True:
+            try:
+                data = self._conn.recv_bytes()
+            except (EOFError, OSError):
+                break
+            try:
+                self._dispatch(decode_reply(data))
+            except Exception as exc:  # never a silent stop of the acknowledgements
+                self._fail(RecorderError(f"bad reply from the recorder process: {exc!r}"))
         if not self._ended.is_set():
             self._process.join(5.0)
             code = self._process.exitcode
             self._fail(RecorderError(f"recorder process ended unexpectedly (exit code {code})"))
         self._ready.set()
         self._ended.set()
+        self._release(RecorderError("recorder closed before the flush was answered"))
 
     def _dispatch(self, reply: list[Any]) -> None:
         kind = reply[0]
@@ -264,21 +278,20 @@ class ProcessRecorder(DurableWaits):
             self._ended.set()
 
     def _fail(self, exc: BaseException) -> None:
-        if self._failure is None:
-            self._failure = exc
+        with self._flushes_lock:
+            first, self._failure = self._failure is None, self._failure or exc
+        if first:
             self._durable.fail(exc)
-        for slot in list(self._flushes.values()):
+        self._release(self._failure)
+
+    def _release(self, exc: BaseException) -> None:
+        """Answer every flush still waiting with ``exc``: no answer will come for it."""
+        with self._flushes_lock:
+            slots = list(self._flushes.values())
+            self._flushes.clear()
+        for slot in slots:
             slot[1] = exc
             slot[0].set()
-        self._flushes.clear()
 
     def _stop_child(self) -> None:
-        """Wait a little for the child's exit, then end it; close our end of the pipe."""
-        process = self._process
-        if process is not None:
-            process.join(10.0)
-            if process.is_alive():
-                process.kill()
-                process.join(5.0)
-        if self._conn is not None:
-            self._conn.close()
+        stop(self._process, self._conn)

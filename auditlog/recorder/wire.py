@@ -15,20 +15,26 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import os
+import socket
+from collections.abc import Mapping
+from multiprocessing.connection import Connection
 from typing import Any
 
 import msgspec
 
 from auditlog import errors
 from auditlog.errors import AuditlogError, RecorderError
-from auditlog.events import BatchStep, Event, RequestFinished, RequestStarted
+from auditlog.events import BatchStep, Event, ModelRef, RequestFinished, RequestStarted
 
 from . import limits
+from .checks import safe_text
 from .stats import RecorderStats
 
 __all__ = [
     "Control",
     "Reply",
+    "ask_to_close",
     "control",
     "decode_event",
     "decode_reply",
@@ -43,7 +49,25 @@ __all__ = [
 _EVENT_TYPES: tuple[type[Any], ...] = (RequestStarted, BatchStep, RequestFinished)
 _TAG = {t: bytes([i]) for i, t in enumerate(_EVENT_TYPES)}
 _DECODERS = [msgspec.msgpack.Decoder(t) for t in _EVENT_TYPES]
-_encoder = msgspec.msgpack.Encoder()
+_MODEL_REF_FIELDS = tuple(f.name for f in dataclasses.fields(ModelRef))
+
+
+def _plain(obj: Any) -> Any:
+    """What the gate admits and msgspec does not write itself, as the plain values the writer
+    reads: any mapping (``params``, ``replay``, ``drafts``), str and int subclasses (canonical
+    JSON writes their plain values) and a model reference given as another object."""
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    if isinstance(obj, str):
+        return str.__str__(obj)
+    if isinstance(obj, int):
+        return int.__int__(obj)
+    if all(hasattr(obj, name) for name in _MODEL_REF_FIELDS):
+        return {name: getattr(obj, name) for name in _MODEL_REF_FIELDS}
+    raise TypeError(f"{type(obj).__name__} cannot travel to the recording process")
+
+
+_encoder = msgspec.msgpack.Encoder(enc_hook=_plain)
 _reply_decoder = msgspec.msgpack.Decoder()
 
 
@@ -68,7 +92,9 @@ class Reply(enum.IntEnum):
 
 
 def encode_event(event: Event) -> bytes:
-    return _TAG[type(event)] + _encoder.encode(event)
+    """The message of an admitted event (of one of the event types, or a subclass of one)."""
+    tag = _TAG.get(type(event)) or next(_TAG[t] for t in _EVENT_TYPES if isinstance(event, t))
+    return tag + _encoder.encode(event)
 
 
 def decode_event(data: bytes) -> Event:
@@ -78,6 +104,17 @@ def decode_event(data: bytes) -> Event:
 
 def control(kind: Control, token: int = 0) -> bytes:
     return bytes([kind]) + token.to_bytes(8, "little")
+
+
+def ask_to_close(conn: Connection, *, torn: bool) -> None:
+    """Ask the child to drain, sign and exit: CLOSE, or after a write cut short (part of a
+    message may be on the pipe, and nothing may follow it) the end of the pipe, on which the
+    child drops the partial message and closes the same way."""
+    if not torn:
+        conn.send_bytes(control(Control.CLOSE))
+        return
+    with socket.socket(fileno=os.dup(conn.fileno())) as ours:
+        ours.shutdown(socket.SHUT_WR)
 
 
 def encode_reply(*items: Any) -> bytes:
@@ -98,7 +135,8 @@ def stats_from(values: list[Any]) -> RecorderStats:
 
 
 def error_fields(exc: BaseException | None) -> tuple[str | None, str]:
-    return (None, "") if exc is None else (type(exc).__name__, str(exc))
+    """An error as kind and text (any lone surrogate escaped: the text must encode)."""
+    return (None, "") if exc is None else (type(exc).__name__, safe_text(str(exc)))
 
 
 def rebuild_error(name: str | None, text: str) -> AuditlogError:
