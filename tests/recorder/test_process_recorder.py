@@ -1,4 +1,5 @@
-"""The process recorder: an AuditRecorder in a child process behind the caller-side gate.
+"""The process recorder: an AuditRecorder in a child process behind the caller-side gate (C21:
+no fail-closed token before its record is durable; C22: a kill -9 loses nothing acknowledged).
 
 The same events give the same records as the thread recorder; ``wait_durable`` returns only once
 the rows are committed; refusals raise in the caller; a child killed outright fails the recorder

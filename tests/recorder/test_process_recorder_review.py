@@ -1,4 +1,4 @@
-"""The process recorder at the edges of its contract: what crosses the pipe, and how it ends.
+"""The process recorder at the edges of its contract (C21, C22): what crosses the pipe, how it ends.
 
 Events the gate admits travel to the child and are recorded as the thread recorder records them
 (mappings that are not dicts, str and int subclasses); a child whose recorder failed is closed
