@@ -23,25 +23,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import Connection
 
-from auditlog.errors import AuditlogError, ConfigurationError, FormatError
-from auditlog.ledger import (
-    DirectoryWitness,
-    Finding,
-    FindingCode,
-    Report,
-    Signer,
-    Verifier,
-    parse_checkpoint,
-    verify_log,
-)
+from auditlog.errors import AuditlogError
+from auditlog.ledger import Report, Signer, Verifier
 from auditlog.ledger.held_erasures import check_held_erasures
-from auditlog.ledger.note import split_note
-from auditlog.ledger.report import PENDING_SUFFIX, Verdict
 from auditlog.ledger.shred import check_data_keys, erasures_by_request
 from auditlog.ledger.stitch import LogState
 from auditlog.ledger.tables import (
@@ -50,10 +38,9 @@ from auditlog.ledger.tables import (
     check_payload_rows,
     check_witnessed_stored,
     orphan_rows,
-    signers_of,
 )
 from auditlog.ledger.verify import verify_ranges
-from auditlog.standby import check_standby, lag_reason, split_lagging, vanished_reason
+from auditlog.standby import check_standby, lag_reason, split_lagging
 from auditlog.store import create_db_engine, one_snapshot, read_data_keys
 from auditlog.store.audit_reads import (
     anchor_sizes,
@@ -63,119 +50,19 @@ from auditlog.store.audit_reads import (
 )
 from auditlog.store.keys import list_keys
 from auditlog.store.ledger_store import LogInfo, list_logs
+from auditlog.verify_anchors import (
+    Anchors,
+    add_vanished,
+    checkpoint_sizes,
+    load_anchors,
+    trust_reasons,
+)
+from auditlog.verify_outcome import NO_LOG, DatabaseReport, RequestVerdict, request_verdict
 from auditlog.verify_ranges import MIN_RANGE_LEVEL, DbPlan, RangePool
 from auditlog.verify_resume import check_prefix, check_unread_rows, prove_old_roots
 from auditlog.verify_state import read_state, write_state
 
 __all__ = ["DatabaseReport", "RequestVerdict", "verify_database"]
-
-#: The pseudo-log that carries findings about rows of no listed log.
-NO_LOG = "(rows of no log)"
-
-
-@dataclass(slots=True)
-class RequestVerdict:
-    """The verdict ``verify --request`` gives for one request id."""
-
-    request_id: str
-    verdict: Verdict
-    reason: str
-    log: str | None = None
-    seqs: list[int] = field(default_factory=list)
-    findings: list[Finding] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class DatabaseReport:
-    """Outcome of verifying every selected log of a database."""
-
-    logs: list[Report] = field(default_factory=list)
-    keys_from_database: bool = False
-    unproven: list[str] = field(default_factory=list)  # reasons not about one log
-    request: RequestVerdict | None = None
-
-    @property
-    def ok(self) -> bool:
-        """No integrity failure (this alone proves nothing: see ``verdict``)."""
-        return all(r.ok for r in self.logs)
-
-    @property
-    def verdict(self) -> Verdict:
-        verdicts = [r.verdict for r in self.logs]
-        if self.unproven:
-            verdicts.append(Verdict.UNPROVEN)
-        if self.request is not None:
-            verdicts.append(self.request.verdict)
-        return Verdict.worst(verdicts)
-
-    @property
-    def anchored(self) -> dict[str, int]:
-        """origin -> size of its largest trusted checkpoint that matched the records."""
-        return {r.log: r.anchored_size for r in self.logs if r.anchored_size is not None}
-
-    @property
-    def findings(self) -> list[Finding]:
-        return [f for r in self.logs for f in r.findings]
-
-    @property
-    def records(self) -> int:
-        return sum(r.size for r in self.logs)
-
-    @property
-    def tokens(self) -> int:
-        return sum(r.counts.get("tokens", 0) for r in self.logs)
-
-    @property
-    def open_chains(self) -> list[Finding]:
-        return [f for r in self.logs for f in r.findings if f.code is FindingCode.CHAIN_OPEN]
-
-
-@dataclass(slots=True)
-class _Anchors:
-    """What the caller trusts, from outside the database."""
-
-    keys: dict[str, list[Verifier]]  # origin -> keys bound to it
-    witness: DirectoryWitness | None
-    trusted: dict[str, list[str]]  # origin -> checkpoint notes the caller holds
-
-    def kept_notes(self, origin: str) -> list[str]:
-        """Every checkpoint note of ``origin`` kept outside the database. A file that is not
-        text is passed on as it is, so that the verifier reports it (``witness.invalid``)."""
-        notes = list(self.trusted.get(origin, []))
-        if self.witness is not None:
-            for size in self.witness.sizes(origin):
-                data = self.witness.path_of(origin, size).read_bytes()
-                notes.append(data.decode("utf-8", errors="replace"))
-        return notes
-
-    def vouched(self) -> set[str]:
-        found = set(self.trusted)
-        return found | (self.witness.origins() if self.witness is not None else set())
-
-
-def _anchors(
-    keys: Sequence[str], witness_dir: str | Path | None, trusted_checkpoints: Sequence[str]
-) -> _Anchors:
-    bound: dict[str, list[Verifier]] = {}
-    for key in keys:
-        try:
-            verifier = Verifier.from_key_string(key.strip())
-        except FormatError as exc:
-            raise ConfigurationError(f"bad verifier key: {exc}") from exc
-        bound.setdefault(verifier.name, []).append(verifier)
-    witness = None
-    if witness_dir is not None:
-        if not Path(witness_dir).is_dir():
-            raise ConfigurationError(f"witness directory {witness_dir} does not exist")
-        witness = DirectoryWitness(witness_dir)
-    trusted: dict[str, list[str]] = {}
-    for note in trusted_checkpoints:
-        try:
-            cp = parse_checkpoint(split_note(note)[0])
-        except FormatError as exc:
-            raise ConfigurationError(f"trusted checkpoint is not a checkpoint note: {exc}") from exc
-        trusted.setdefault(cp.origin, []).append(note)
-    return _Anchors(bound, witness, trusted)
 
 
 def verify_database(
@@ -210,7 +97,7 @@ def verify_database(
     records). ``state_path``/``state_key``: the state file of incremental verification and the
     key that signs it (a run with ``request_id`` reads every record, and saves the state too).
     """
-    anchors = _anchors(keys, witness_dir, trusted_checkpoints)
+    anchors = load_anchors(keys, witness_dir, trusted_checkpoints)
     max_pending_ns = None if max_pending_s is None else int(max_pending_s * 1e9)
     report = DatabaseReport(keys_from_database=not anchors.keys)
     saved = {} if state_path is None or state_key is None else read_state(state_path, state_key)
@@ -234,7 +121,7 @@ def verify_database(
                 check_payload_rows(log_report, counts["payloads"].get(log.id, 0))
                 report.logs.append(log_report)
             _check_keys(conn, report, logs, whole=origin is None)
-            _add_vanished(report, all_logs, anchors, origin, standby)
+            add_vanished(report, all_logs, anchors, origin, standby)
             orphans = orphan_rows(NO_LOG, counts, {log.id for log in all_logs})
             if origin is None and orphans is not None:
                 report.logs.append(orphans)
@@ -248,7 +135,7 @@ def verify_database(
         what = "the database holds no log" if origin is None else f"no log {origin!r}"
         report.unproven.append(what)
     if request_id is not None:
-        report.request = _request_verdict(report, request_id)
+        report.request = request_verdict(report, request_id)
     return report
 
 
@@ -257,7 +144,7 @@ class _Run:
 
     def __init__(
         self,
-        anchors: _Anchors,
+        anchors: Anchors,
         request_id: str | None,
         max_pending_ns: int | None,
         progress: Callable[[int], None] | None,
@@ -290,7 +177,7 @@ class _Run:
         prefix_problem, saved_size = None, None if resume is None else resume.size
         if resume is not None:
             prefix_problem = check_prefix(conn, log.id, resume)
-            prove_old_roots(conn, log.id, resume, {r.size for r in rows} | _sizes(kept))
+            prove_old_roots(conn, log.id, resume, {r.size for r in rows} | checkpoint_sizes(kept))
         report, state = verify_ranges(
             origin=log.origin,
             plan=plan,
@@ -319,21 +206,10 @@ class _Run:
             if self.standby:
                 witnessed = [size for size in witnessed if size in stored_sizes]
             check_witnessed_stored(report, witnessed, stored_sizes)
-        _trust_reasons(report, anchors, [r.note for r in rows])
+        trust_reasons(report, anchors, [r.note for r in rows])
         newest = max(stored_sizes, default=None)
         report.unproven.extend(lag_reason(size, newest) for size in lagging)
         return report
-
-
-def _sizes(notes: list[str]) -> set[int]:
-    """The sizes of the checkpoint notes that parse (the others are reported by the verifier)."""
-    found = set()
-    for note in notes:
-        try:
-            found.add(parse_checkpoint(split_note(note)[0]).size)
-        except AuditlogError:
-            continue
-    return found
 
 
 def _check_keys(conn: Connection, report: DatabaseReport, logs: list[LogInfo], whole: bool) -> None:
@@ -350,75 +226,3 @@ def _parse_stored_key(text: str) -> Verifier | None:
         return Verifier.from_key_string(text)
     except AuditlogError:
         return None  # reported by check_key_rows
-
-
-def _trust_reasons(report: Report, anchors: _Anchors, notes: list[str]) -> None:
-    """Why a log is not proven by an outside anchor, in front of the other reasons."""
-    reasons = []
-    if not anchors.keys.get(report.log):
-        signers = sorted({f"{n}+{kid.hex()}" for note in notes for n, kid in signers_of(note)})
-        given = sorted(f"{v.name}+{v.key_id.hex()}" for vs in anchors.keys.values() for v in vs)
-        reasons.append(
-            f"no trusted key for origin {report.log!r}: its checkpoints are signed by "
-            f"{', '.join(signers) or 'nobody'}; trusted {', '.join(given) or 'none (no --key)'}"
-        )
-    if anchors.witness is not None and not anchors.witness.sizes(report.log):
-        reasons.append(f"the witness directory holds no checkpoint of {report.log!r}")
-    report.unproven[:0] = reasons
-
-
-def _add_vanished(
-    report: DatabaseReport,
-    present: list[LogInfo],
-    anchors: _Anchors,
-    origin: str | None,
-    standby: bool = False,
-) -> None:
-    """A log the witness (or the caller) vouches for but the database no longer has was deleted
-    whole: verify it as the empty log it now is (C10: caught as a rollback)."""
-    vouched = anchors.vouched() - {log.origin for log in present}
-    for missing in sorted(vouched if origin is None else vouched & {origin}):
-        keys = anchors.keys.get(missing, [])
-        if standby:  # created on the primary, not yet replayed here
-            lagging = Report(log=missing)
-            lagging.unproven.append(vanished_reason(missing))
-            report.logs.append(lagging)
-            continue
-        if not keys:  # nothing to check the kept notes with: not proven either way
-            gone = Report(log=missing)
-            gone.unproven.append(
-                f"checkpoints of {missing!r} are kept outside the database, which has no such "
-                f"log, and no --key for it checks them"
-            )
-            report.logs.append(gone)
-            continue
-        report.logs.append(
-            verify_log(
-                origin=missing, records=(), verifiers=keys, witnessed=anchors.kept_notes(missing)
-            )
-        )
-
-
-def _request_verdict(report: DatabaseReport, request_id: str) -> RequestVerdict:
-    claims = [r for r in report.logs if r.request_seqs]
-    if not claims:
-        return RequestVerdict(request_id, Verdict.UNPROVEN, f"no request {request_id!r}")
-    if len(claims) > 1:
-        names = ", ".join(r.log for r in claims)
-        return RequestVerdict(
-            request_id, Verdict.UNPROVEN, f"request {request_id!r} is claimed by logs {names}"
-        )
-    log = claims[0]
-    seqs = set(log.request_seqs)
-    findings = [f for f in log.findings if f.index in seqs]
-    covered = log.anchored_size is not None and max(seqs) < log.anchored_size
-    trust = [r for r in log.unproven if not r.endswith(PENDING_SUFFIX)]
-    if findings or not log.ok:
-        verdict, reason = Verdict.FAILED, "its log failed verification"
-    elif trust:
-        verdict, reason = Verdict.UNPROVEN, trust[0]
-    elif not covered:
-        verdict, reason = Verdict.UNPROVEN, "not yet covered by a trusted checkpoint (pending)"
-    else:
-        verdict, reason = Verdict.INTACT, "covered by a trusted checkpoint"
-    return RequestVerdict(request_id, verdict, reason, log.log, sorted(seqs), findings)

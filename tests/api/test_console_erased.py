@@ -22,11 +22,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Connection, delete
 
 from auditlog.ledger import RecordKind, Signer, build_record
+from auditlog.ledger.report import Verdict
 from auditlog.protect import ErasureOrder, erase
 from auditlog.protect.admin_log import append_admin_record
 from auditlog.store.ledger_store import get_log_id, load_log_state
 from auditlog.store.schema import data_keys
-from auditlog.verifier import Verdict, verify_database
+from auditlog.verifier import verify_database
 
 AdminConn = Callable[[], AbstractContextManager[Connection]]
 TENANT, AUDITOR = "tenant-0", "auditor0"
