@@ -105,15 +105,22 @@ def _records(db_url: str) -> list[tuple[object, ...]]:
         engine.dispose()
 
 
-def test_same_records_as_the_thread_recorder_and_the_log_verifies(
-    db_url: str, tmp_path: Path
-) -> None:
+def _thread_reference(tmp_path: Path, events: list[Event]) -> tuple[str, AuditRecorder]:
+    """Record ``events`` with the thread recorder into a database of its own: (its URL, the
+    closed recorder), the reference the process recorder's records are compared with."""
     reference = f"sqlite:///{tmp_path / 'thread.db'}"
     with AuditRecorder.open(
         reference, origin=ORIGIN, signers=[SIGNER], spool_path=tmp_path / "thread-spool"
     ) as thread_recorder:
-        for event in _traffic():
+        for event in events:
             thread_recorder.record(event)
+    return reference, thread_recorder
+
+
+def test_same_records_as_the_thread_recorder_and_the_log_verifies(
+    db_url: str, tmp_path: Path
+) -> None:
+    reference, thread_recorder = _thread_reference(tmp_path, _traffic())
     with _open(db_url, tmp_path) as recorder:
         for event in _traffic():
             recorder.record(event)

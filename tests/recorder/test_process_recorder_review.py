@@ -20,11 +20,20 @@ from types import MappingProxyType
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
-from test_process_recorder import ORIGIN, SIGNER, _end, _open, _records, _running, _start, _step
+from test_process_recorder import (
+    ORIGIN,
+    SIGNER,
+    _end,
+    _open,
+    _records,
+    _running,
+    _start,
+    _step,
+    _thread_reference,
+)
 
 from auditlog.errors import RecorderError
 from auditlog.events import BatchStep, Event, Provenance
-from auditlog.recorder import AuditRecorder
 from auditlog.recorder.child import ChildConfig, spawn
 from auditlog.recorder.process import ProcessRecorder
 from auditlog.recorder.wire import Reply, decode_reply, encode_event
@@ -62,12 +71,7 @@ def _unusual_traffic() -> list[Event]:
 def test_events_the_gate_admits_are_recorded_as_by_the_thread_recorder(
     db_url: str, tmp_path: Path
 ) -> None:
-    reference = f"sqlite:///{tmp_path / 'thread.db'}"
-    with AuditRecorder.open(
-        reference, origin=ORIGIN, signers=[SIGNER], spool_path=tmp_path / "thread-spool"
-    ) as thread_recorder:
-        for event in _unusual_traffic():
-            thread_recorder.record(event)
+    reference, _ = _thread_reference(tmp_path, _unusual_traffic())
     with _open(db_url, tmp_path) as recorder:
         for event in _unusual_traffic():
             recorder.record(event)
