@@ -7,7 +7,8 @@ then drives streaming ``/v1/completions`` requests at each concurrency level (ev
 reports tokens/s and p50/p95/p99 of time to first token (TTFT) and inter-token latency (ITL: the
 gap between consecutive streamed chunks, what a reader sees; a chunk may carry several tokens).
 Bounded in count and in time (``--time-limit`` per level). "Recording off" is a server setting
-for this baseline only, never reachable over HTTP (C23).
+for this baseline only, never reachable over HTTP (C23). Modes: ``off``, ``fail-closed``,
+``fail-open``, and either with ``/process`` for the process recorder (``--recorder process``).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ def serve_child(mode: str, port_file: Path, tmp: Path) -> None:
     from auditlog.engine.llm_engine import DEMO_MODELS_DIR
     from auditlog.ledger import Signer
     from auditlog.recorder import FailMode
+    from auditlog.recorder.kinds import RecorderKind
     from auditlog.server import ApiKeyTable, ServerSettings, create_app
 
     if (DEMO_MODELS_DIR / "target" / "config.json").exists():
@@ -72,9 +74,10 @@ def serve_child(mode: str, port_file: Path, tmp: Path) -> None:
         signers=[Signer.generate(origin)],
         api_keys=ApiKeyTable.from_plain_keys({KEY: ("bench", "bench@bench")}),
         spool_path=tmp / "audit.spool",
-        fail_mode=FailMode.OPEN if mode == "fail-open" else FailMode.CLOSED,
+        fail_mode=FailMode.OPEN if mode.startswith("fail-open") else FailMode.CLOSED,
         engine_factory=factory,
         recording=mode != "off",
+        recorder_kind=RecorderKind.PROCESS if mode.endswith("/process") else RecorderKind.THREAD,
     )
     config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level="warning")
     server = uvicorn.Server(config)
@@ -206,15 +209,15 @@ def main() -> None:
                         )
                     )
                     r = results[-1]
-                    print(f"{mode:12s} c={c:3d} done in {r.seconds:.1f}s", file=sys.stderr)
+                    print(f"{mode:20s} c={c:3d} done in {r.seconds:.1f}s", file=sys.stderr)
             finally:
                 proc.terminate()
                 proc.wait(60)
-    print(f"{'mode':12s} {'conc':>4s} {'tok/s':>8s} {'ttft p50':>9s} {'p95':>7s} {'p99':>7s}"
+    print(f"{'mode':20s} {'conc':>4s} {'tok/s':>8s} {'ttft p50':>9s} {'p95':>7s} {'p99':>7s}"
           f" {'itl p50':>8s} {'p95':>7s} {'p99':>7s} {'err':>4s}")  # fmt: skip
     for r in results:
         print(
-            f"{r.mode:12s} {r.concurrency:4d} {r.tokens / max(r.seconds, 1e-9):8.1f}"
+            f"{r.mode:20s} {r.concurrency:4d} {r.tokens / max(r.seconds, 1e-9):8.1f}"
             f" {_pct(r.ttft, 0.5) * 1e3:8.0f}ms {_pct(r.ttft, 0.95) * 1e3:5.0f}ms"
             f" {_pct(r.ttft, 0.99) * 1e3:5.0f}ms {_pct(r.itl, 0.5) * 1e3:6.1f}ms"
             f" {_pct(r.itl, 0.95) * 1e3:5.1f}ms {_pct(r.itl, 0.99) * 1e3:5.1f}ms {r.errors:4d}"

@@ -180,6 +180,9 @@ def _serve(recorder: AuditRecorder, conn: Connection, tracker: ForwardingTracker
             stats = stats_to(recorder.stats)
             send(Reply.CLOSED, stats, recorder.last_checkpoint_note, *error_fields(error))
             return
+        if tag == Control.SOON:  # a waiter in the parent: after the events it waits for
+            recorder.flush_soon()
+            continue
         if tag in (Control.FLUSH, Control.CHECKPOINT):
             token = int.from_bytes(data[1:9], "little")
             flush = threading.Thread(

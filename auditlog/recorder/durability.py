@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from auditlog.errors import AuditlogError, RecorderError
@@ -33,10 +34,13 @@ class DurabilityTracker:
     """Per-request count of tokens whose records are durable (thread-safe).
 
     The writer thread calls :meth:`advance` after each commit; engine and server threads wait with
-    :meth:`wait` or :meth:`wait_async`.
+    :meth:`wait` or :meth:`wait_async`. ``on_wait`` is called (outside the lock) each time a
+    waiter starts waiting for something not yet durable: the recorder sets it to its writer's
+    ``flush_soon``, so that nobody waits out the group-commit interval needlessly.
     """
 
     def __init__(self) -> None:
+        self.on_wait: Callable[[], None] | None = None
         self._cond = threading.Condition()
         self._marks: dict[str, _Mark] = {}
         self._finished: OrderedDict[str, _Mark] = OrderedDict()
@@ -132,15 +136,14 @@ class DurabilityTracker:
         (``None``, :data:`UNTIL_END`: until its end record is)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while True:
-                error = self._error(request_id)
-                if error is not None:
-                    raise error
-                mark = self._marks.get(request_id) or self._finished.get(request_id)
-                if mark is not None and self._satisfied(mark, n_tokens):
-                    return
+            if self._ready(request_id, n_tokens):
+                return
+        self._waiting()
+        with self._cond:
+            while not self._ready(request_id, n_tokens):
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
+                    mark = self._marks.get(request_id) or self._finished.get(request_id)
                     durable = 0 if mark is None else mark.tokens
                     what = "end record" if n_tokens is None else f"{n_tokens} tokens"
                     raise TimeoutError(
@@ -153,17 +156,28 @@ class DurabilityTracker:
         """Async form of :meth:`wait` (no thread is parked)."""
         loop = asyncio.get_running_loop()
         with self._cond:
-            error = self._error(request_id)
-            if error is not None:
-                raise error
-            mark = self._marks.get(request_id) or self._finished.get(request_id)
-            if mark is not None and self._satisfied(mark, n_tokens):
+            if self._ready(request_id, n_tokens):
                 return
+            mark = self._marks.get(request_id) or self._finished.get(request_id)
             if mark is None:
                 mark = self._mark(request_id)
             fut: asyncio.Future[None] = loop.create_future()
             mark.waiters.append((n_tokens, loop, fut))
+        self._waiting()
         await fut
+
+    def _ready(self, request_id: str, n_tokens: int | None) -> bool:
+        """Under the lock: True once satisfied; raises the error a waiter gets, if any."""
+        error = self._error(request_id)
+        if error is not None:
+            raise error
+        mark = self._marks.get(request_id) or self._finished.get(request_id)
+        return mark is not None and self._satisfied(mark, n_tokens)
+
+    def _waiting(self) -> None:
+        on_wait = self.on_wait
+        if on_wait is not None:
+            on_wait()
 
     @staticmethod
     def _satisfied(mark: _Mark, n_tokens: int | None) -> bool:

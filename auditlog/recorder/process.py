@@ -19,7 +19,6 @@ the child's queue are full (backpressure, as the AuditRecorder's bounded queue).
 from __future__ import annotations
 
 import contextlib
-import itertools
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -31,6 +30,7 @@ from auditlog.events import Event
 from auditlog.ledger import Signer
 from auditlog.store import close_engine, create_db_engine
 
+from .answers import PendingFlushes
 from .child import ChildConfig, spawn, stop
 from .durability import DurabilityTracker, DurableWaits
 from .gate import EventGate, admit_or_refuse
@@ -96,6 +96,8 @@ class ProcessRecorder(DurableWaits):
         self._start_timeout_s = start_timeout_s
         self._gate = EventGate(max_payload_bytes=validate_limit(max_payload_bytes))
         self._durable = DurabilityTracker()
+        self._durable.on_wait = self._flush_soon
+        self._sent = self._soon_at = 0  # events sent; their count at the last SOON message
         self._put_lock = threading.Lock()
         self._closed = False
         self._torn = False  # a write was interrupted mid-message
@@ -107,9 +109,7 @@ class ProcessRecorder(DurableWaits):
         self._ended = threading.Event()  # CLOSED came, or the child ended
         self._start_error: BaseException | None = None
         self._close_error: BaseException | None = None
-        self._tokens = itertools.count(1)
-        self._flushes: dict[int, list[Any]] = {}  # token -> [done event, error]
-        self._flushes_lock = threading.Lock()  # the slots, and _failure set with them
+        self._flushes = PendingFlushes()  # its lock guards _failure too
 
     @classmethod
     def open(
@@ -157,6 +157,7 @@ class ProcessRecorder(DurableWaits):
                     self._fail(RecorderError(f"an admitted event cannot be sent: {exc}"))
                     raise RecorderError(f"recorder failed: {self._failure}") from exc
                 self._send(data)
+                self._sent += 1
 
     def flush(self, timeout: float | None = 30.0) -> None:
         """Block until every event recorded so far is durable."""
@@ -217,19 +218,24 @@ class ProcessRecorder(DurableWaits):
             self._fail(RecorderError(f"a write to the recorder process was interrupted: {exc!r}"))
             raise
 
-    def _round_trip(self, kind: Control, timeout: float | None) -> None:
-        token = next(self._tokens)
-        slot: list[Any] = [threading.Event(), None]
+    def _flush_soon(self) -> None:
+        """A caller waits (the tracker's ``on_wait``): ask the child to commit what it has as
+        soon as its queue is empty. The message follows the events the caller waits for (it
+        recorded them first); none is sent when no event went since the last one (it covers
+        them already)."""
         with self._put_lock:
-            with self._flushes_lock:  # as _fail() takes it: no slot is left unanswered
-                self._check_usable()
-                self._flushes[token] = slot
-            self._send(control(kind, token))
-        if not slot[0].wait(timeout):
-            self._flushes.pop(token, None)
-            raise RecorderError(f"{kind.name.lower()} did not complete within {timeout} s")
-        if slot[1] is not None:
-            raise RecorderError(f"recorder failed: {slot[1]}") from slot[1]
+            if self._sent == self._soon_at or self._process is None or self._closed:
+                return
+            if self._failure is not None or self._torn:
+                return  # the wait raises the failure
+            self._soon_at = self._sent
+            self._send(control(Control.SOON))  # a gone child: RecorderError, as every call
+
+    def _round_trip(self, kind: Control, timeout: float | None) -> None:
+        with self._put_lock:  # no slot is left unanswered: _fail() takes the slots' lock
+            number, slot = self._flushes.add(self._check_usable)
+            self._send(control(kind, number))
+        self._flushes.wait(number, slot, kind.name.lower(), timeout)
 
     def _receive(self) -> None:
         """The acknowledgement thread: child replies -> watermarks, until the pipe ends."""
@@ -248,7 +254,7 @@ class ProcessRecorder(DurableWaits):
             self._fail(RecorderError(f"recorder process ended unexpectedly (exit code {code})"))
         self._ready.set()
         self._ended.set()
-        self._release(RecorderError("recorder closed before the flush was answered"))
+        self._flushes.release(RecorderError("recorder closed before the flush was answered"))
 
     def _dispatch(self, reply: list[Any]) -> None:
         kind = reply[0]
@@ -257,10 +263,8 @@ class ProcessRecorder(DurableWaits):
             self.stats, self.last_checkpoint_note = stats_from(stats), note
             self._durable.advance(set(started), tokens, set(ended))
         elif kind == Reply.FLUSHED:
-            slot = self._flushes.pop(reply[1], None)
-            if slot is not None:
-                slot[1] = None if reply[2] is None else rebuild_error(reply[2], reply[3])
-                slot[0].set()
+            error = None if reply[2] is None else rebuild_error(reply[2], reply[3])
+            self._flushes.answer(reply[1], error)
         elif kind == Reply.REFUSED:
             self._durable.refuse(reply[1], rebuild_error(reply[2], reply[3]))
         elif kind == Reply.FAILED:
@@ -278,20 +282,11 @@ class ProcessRecorder(DurableWaits):
             self._ended.set()
 
     def _fail(self, exc: BaseException) -> None:
-        with self._flushes_lock:
+        with self._flushes.lock:
             first, self._failure = self._failure is None, self._failure or exc
         if first:
             self._durable.fail(exc)
-        self._release(self._failure)
-
-    def _release(self, exc: BaseException) -> None:
-        """Answer every flush still waiting with ``exc``: no answer will come for it."""
-        with self._flushes_lock:
-            slots = list(self._flushes.values())
-            self._flushes.clear()
-        for slot in slots:
-            slot[1] = exc
-            slot[0].set()
+        self._flushes.release(self._failure)
 
     def _stop_child(self) -> None:
         stop(self._process, self._conn)

@@ -44,10 +44,11 @@ from auditlog.store import WriterLock, close_engine, create_db_engine, upgrade
 from .commit import Committer
 from .durability import DurabilityTracker, DurableWaits
 from .gate import EventGate, admit_or_refuse
+from .gather import STOP, CheckpointMarker, GroupCommit
 from .limits import DEFAULT_MAX_PAYLOAD_BYTES, validate_limit
 from .spool import Spool, default_state_dir, spool_file
 from .stats import RecorderStats
-from .writer import STOP, CheckpointMarker, GroupCommit, LogWriter, Witness
+from .writer import LogWriter, Witness
 
 __all__ = ["AuditRecorder", "FailMode", "RecorderStats", "Witness"]
 
@@ -66,7 +67,9 @@ class AuditRecorder(DurableWaits):
 
     Tuning (group commit): the writer gathers events for ``flush_interval_ms`` after the first
     one (at most ``max_batch_events``) and commits them in one transaction: a longer interval is
-    less contention with the engine thread and a longer wait for a fail-closed token
+    less contention with the engine thread. A caller waiting for durability (a fail-closed
+    release, :meth:`wait_durable`) does not wait the interval out: the writer commits as soon as
+    its queue is empty, and what arrives during that commit goes out together in the next one
     (docs/PERFORMANCE.md).
 
     ``key_provider``: seal every payload of every new request (C16) with a fresh data key
@@ -144,6 +147,7 @@ class AuditRecorder(DurableWaits):
             key_provider=key_provider,
             retention=retention,
         )
+        self._durable.on_wait = self._log_writer.flush_soon
         self._writer: threading.Thread | None = None  # started by start()
 
     def start(self) -> AuditRecorder:
@@ -226,6 +230,12 @@ class AuditRecorder(DurableWaits):
     def flush(self, timeout: float | None = 30.0) -> None:
         """Block until every event queued so far is durable."""
         self._flush(threading.Event(), timeout)
+
+    def flush_soon(self) -> None:
+        """Commit what is queued as soon as the queue is empty, not at the end of the
+        group-commit interval (the process recorder's child calls it for its parent's waiters;
+        :meth:`wait_durable` does it itself)."""
+        self._log_writer.flush_soon()
 
     def _flush(self, done: threading.Event, timeout: float | None) -> None:
         with self._put_lock:

@@ -1,7 +1,8 @@
 """What the process recorder's two processes say to each other over their pipe.
 
 Parent -> child: one message per admitted event (a tag byte, then the event as MessagePack,
-decoded into the same frozen dataclass), and the control messages flush, checkpoint and close.
+decoded into the same frozen dataclass), and the control messages flush, checkpoint, close and
+"flush soon" (a caller waits: the child's writer commits once its queue is empty).
 MessagePack through ``msgspec`` was measured faster than pickle for these events
 (docs/PERFORMANCE.md, Recorder) and its typed decoders rebuild tuples and enums exactly.
 
@@ -77,6 +78,7 @@ class Control(enum.IntEnum):
     FLUSH = 3
     CHECKPOINT = 4
     CLOSE = 5
+    SOON = 6  # a caller waits for durability: commit once the queue is empty
 
 
 class Reply(enum.IntEnum):

@@ -2,7 +2,8 @@
 
 :class:`LogWriter` owns the log's :class:`~auditlog.recorder.sequencer.LogSequencer`. It resumes
 the log on open (replaying a leftover spool first, checking the witnesses, closing chains a
-previous process left open), then loops: gather events for the group-commit interval, sequence
+previous process left open), then loops: gather events for the group-commit interval (or until
+the queue is empty, when a caller waits for durability: :meth:`LogWriter.flush_soon`), sequence
 them, sign a checkpoint when one is due, make the flush durable through the
 :class:`~auditlog.recorder.commit.Committer`, and only then advance the durability watermarks
 (a fail-closed token is released after that, never before).
@@ -11,7 +12,6 @@ them, sign a checkpoint when one is due, make the flush durable through the
 from __future__ import annotations
 
 import queue
-import threading
 import time
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -30,54 +30,21 @@ from .checks import safe_text
 from .commit import Committer, SignedCheckpoint
 from .durability import DurabilityTracker
 from .gate import RECENT_IDS_KEPT
+from .gather import EventGatherer, GroupCommit, forces_checkpoint
 from .recovery import check_against_witnesses, witness_notes
 from .sequencer import LogSequencer
 from .stats import RecorderStats
 from .translate import interrupt_open_chains, sequence_events
 
-__all__ = ["STOP", "CheckpointMarker", "GroupCommit", "LogWriter", "Witness"]
+__all__ = ["LogWriter", "Witness"]
 
 log = structlog.get_logger("auditlog.recorder")
-
-#: Queued by ``close``: drain, sign a final checkpoint, stop.
-STOP = object()
-
-
-class CheckpointMarker(threading.Event):
-    """A flush marker that also forces a checkpoint (``checkpoint_now``)."""
 
 
 class Witness(Protocol):
     """Somewhere outside the database that keeps every checkpoint (C10)."""
 
     def submit(self, origin: str, size: int, note: str) -> Any: ...
-
-
-class GroupCommit:
-    """The writer's timing: group commit, checkpoint cadence, outage retries (seconds)."""
-
-    __slots__ = (
-        "checkpoint_every",
-        "checkpoint_interval_s",
-        "flush_interval_s",
-        "max_batch_events",
-        "retry_interval_s",
-    )
-
-    def __init__(
-        self,
-        *,
-        max_batch_events: int,
-        flush_interval_ms: float,
-        checkpoint_every: int,
-        checkpoint_interval_ms: float,
-        retry_interval_ms: float,
-    ) -> None:
-        self.max_batch_events = max_batch_events
-        self.flush_interval_s = flush_interval_ms / 1000
-        self.checkpoint_every = checkpoint_every
-        self.checkpoint_interval_s = checkpoint_interval_ms / 1000
-        self.retry_interval_s = retry_interval_ms / 1000
 
 
 class LogWriter:
@@ -103,6 +70,7 @@ class LogWriter:
         self.failure: BaseException | None = None
         self.last_checkpoint_note: str | None = None
         self._events = events
+        self._gather = EventGatherer(events, timing)
         self._durable = durable
         self._timing = timing
         self._key_provider = key_provider
@@ -149,10 +117,11 @@ class LogWriter:
         stopping = False
         try:
             while not stopping:
-                events, markers, stopping = self._next_events()
+                events, markers, stopping = self._gather.next_events(self._idle_timeout())
                 if self.failure is None:
                     try:
-                        self._flush(events, force=stopping or any(map(_forces, markers)))
+                        force = stopping or any(map(forces_checkpoint, markers))
+                        self._flush(events, force=force)
                     except Exception as exc:  # the writer must report, never die silently
                         self._fail(exc)
                 for marker in markers:
@@ -172,42 +141,20 @@ class LogWriter:
         # Only now, after the commit (or the spool's fsync), may a waiter be released.
         self._durable.advance(inc.started, inc.tokens, inc.ended)
 
-    def _next_events(self) -> tuple[list[Event], list[threading.Event], bool]:
-        """Gather events for one flush: up to the group-commit interval after the first one."""
-        events: list[Event] = []
-        markers: list[threading.Event] = []
+    def flush_soon(self) -> None:
+        """A caller waits for durability: commit once the queue is empty (gather.py)."""
+        self._gather.flush_soon()
+
+    def _idle_timeout(self) -> float | None:
+        """How long to wait for a first event: the spool's retry interval in an outage, the
+        time until a checkpoint falls due when records are not yet under one, else forever."""
         timing = self._timing
-        timeout = None
         if self.committer.in_outage:
-            timeout = timing.retry_interval_s
-        elif self.seq.size != (self._last_checkpoint_size or 0):
-            # Records not yet under a checkpoint: wake up when one falls due, even if idle.
+            return timing.retry_interval_s
+        if self.seq.size != (self._last_checkpoint_size or 0):
             elapsed = time.monotonic() - self._last_checkpoint_t
-            timeout = max(timing.checkpoint_interval_s - elapsed, 0.0)
-        try:
-            item = self._events.get(timeout=timeout)
-        except queue.Empty:
-            return events, markers, False
-        deadline = time.monotonic() + timing.flush_interval_s
-        while True:
-            if item is STOP:
-                return events, markers, True
-            if isinstance(item, threading.Event):
-                markers.append(item)
-                return events, markers, False
-            events.append(item)  # type: ignore[arg-type]
-            if len(events) >= timing.max_batch_events:
-                return events, markers, False
-            try:
-                item = self._events.get_nowait()
-            except queue.Empty:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return events, markers, False
-                try:
-                    item = self._events.get(timeout=remaining)
-                except queue.Empty:
-                    return events, markers, False
+            return max(timing.checkpoint_interval_s - elapsed, 0.0)
+        return None
 
     # -- failures --------------------------------------------------------------------------
 
@@ -262,7 +209,3 @@ class LogWriter:
                 witness.submit(cp.origin, cp.size, note)
             except Exception:
                 log.exception("recorder.witness_failed", origin=cp.origin, size=cp.size)
-
-
-def _forces(marker: threading.Event) -> bool:
-    return isinstance(marker, CheckpointMarker)
