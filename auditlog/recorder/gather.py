@@ -83,10 +83,12 @@ class EventGatherer:
 
     def next_events(self, idle_timeout: float | None) -> Gathered:
         """Wait up to ``idle_timeout`` (None: forever) for a first item, then gather."""
+        end = None if idle_timeout is None else time.monotonic() + idle_timeout
         try:
             item = self._events.get(timeout=idle_timeout)
             while item is _SOON:  # what its caller waits for was gathered before it
-                item = self._events.get(timeout=idle_timeout)
+                left = None if end is None else max(end - time.monotonic(), 0.0)
+                item = self._events.get(timeout=left)  # the idle timeout is not started over
         except queue.Empty:
             return [], [], False
         return self._gather(item, time.monotonic() + self._timing.flush_interval_s)

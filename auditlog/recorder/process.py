@@ -98,6 +98,7 @@ class ProcessRecorder(DurableWaits):
         self._durable = DurabilityTracker()
         self._durable.on_wait = self._flush_soon
         self._sent = self._soon_at = 0  # events sent; their count at the last SOON message
+        self._soon_wanted = False  # a waiter asked for a SOON message not sent yet
         self._put_lock = threading.Lock()
         self._closed = False
         self._torn = False  # a write was interrupted mid-message
@@ -158,6 +159,8 @@ class ProcessRecorder(DurableWaits):
                     raise RecorderError(f"recorder failed: {self._failure}") from exc
                 self._send(data)
                 self._sent += 1
+        if self._soon_wanted:  # a waiter found the put lock held (_flush_soon)
+            self._send_soon()
 
     def flush(self, timeout: float | None = 30.0) -> None:
         """Block until every event recorded so far is durable."""
@@ -219,17 +222,22 @@ class ProcessRecorder(DurableWaits):
             raise
 
     def _flush_soon(self) -> None:
-        """A caller waits (the tracker's ``on_wait``): ask the child to commit what it has as
-        soon as its queue is empty. The message follows the events the caller waits for (it
-        recorded them first); none is sent when no event went since the last one (it covers
-        them already)."""
-        with self._put_lock:
-            if self._sent == self._soon_at or self._process is None or self._closed:
-                return
-            if self._failure is not None or self._torn:
-                return  # the wait raises the failure
-            self._soon_at = self._sent
-            self._send(control(Control.SOON))  # a gone child: RecorderError, as every call
+        """A caller waits (the tracker's ``on_wait``): a SOON message after the events it waits
+        for, unless none went since the last one. Never blocks the caller (an event loop, a
+        timeout): a thread holding the put lock (backpressure) sends it once it lets go."""
+        self._soon_wanted = True
+        self._send_soon()
+
+    def _send_soon(self) -> None:
+        while self._soon_wanted and self._put_lock.acquire(blocking=False):
+            try:
+                self._soon_wanted = False
+                if self._sent == self._soon_at or self._closed or self._torn or self._failure:
+                    continue  # covered already, or nothing to ask (a failure: the wait raises)
+                self._soon_at = self._sent
+                self._send(control(Control.SOON))  # a gone child: RecorderError, as every call
+            finally:
+                self._put_lock.release()
 
     def _round_trip(self, kind: Control, timeout: float | None) -> None:
         with self._put_lock:  # no slot is left unanswered: _fail() takes the slots' lock
