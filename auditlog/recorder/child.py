@@ -197,8 +197,10 @@ def _serve(recorder: AuditRecorder, conn: Connection, tracker: ForwardingTracker
 def _record(recorder: AuditRecorder, tracker: ForwardingTracker, data: bytes) -> None:
     event: Event | None = None
     try:
-        event = decode_event(data)
+        event, soon = decode_event(data)
         recorder.record(event)
+        if soon:  # a caller in the parent waits (recorder/gather.py)
+            recorder.flush_soon()
     except Exception as exc:
         # A refused start reached the parent through the tracker, a failure too; anything else
         # (the two gates disagree, a message that does not decode) fails loudly rather than

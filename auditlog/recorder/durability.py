@@ -42,6 +42,7 @@ class DurabilityTracker:
     def __init__(self) -> None:
         self.on_wait: Callable[[], None] | None = None
         self._cond = threading.Condition()
+        self._num_waiting = 0  # waiters not yet answered: threads in wait(), futures
         self._marks: dict[str, _Mark] = {}
         self._finished: OrderedDict[str, _Mark] = OrderedDict()
         self._failure: BaseException | None = None
@@ -71,6 +72,7 @@ class DurabilityTracker:
                         wake.append(waiter[1:])
                     else:
                         keep.append(waiter)
+                self._num_waiting -= len(mark.waiters) - len(keep)
                 mark.waiters = keep
             for request_id in ended:
                 mark = self._marks.pop(request_id)
@@ -88,6 +90,7 @@ class DurabilityTracker:
             waiters = [w for m in self._marks.values() for w in m.waiters]
             for m in self._marks.values():
                 m.waiters = []
+            self._num_waiting -= len(waiters)
             self._cond.notify_all()
         error = RecorderError(f"recorder failed: {exc}")
         for _, loop, fut in waiters:
@@ -105,6 +108,7 @@ class DurabilityTracker:
                 self._refused.popitem(last=False)
             mark = self._marks.pop(request_id, None)
             waiters = [] if mark is None else mark.waiters
+            self._num_waiting -= len(waiters)
             self._cond.notify_all()
         for _, loop, fut in waiters:
             loop.call_soon_threadsafe(_resolve, fut, exc)
@@ -138,19 +142,27 @@ class DurabilityTracker:
         with self._cond:
             if self._ready(request_id, n_tokens):
                 return
-        self._waiting()
-        with self._cond:
-            while not self._ready(request_id, n_tokens):
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    mark = self._marks.get(request_id) or self._finished.get(request_id)
-                    durable = 0 if mark is None else mark.tokens
-                    what = "end record" if n_tokens is None else f"{n_tokens} tokens"
-                    raise TimeoutError(
-                        f"request {request_id!r}: {what} not durable after "
-                        f"{timeout} s (durable: {durable} tokens)"
-                    )
-                self._cond.wait(remaining)
+            self._num_waiting += 1
+        try:
+            self._waiting()
+            with self._cond:
+                while not self._ready(request_id, n_tokens):
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        raise self._timeout(request_id, n_tokens, timeout)
+                    self._cond.wait(remaining)
+        finally:
+            with self._cond:
+                self._num_waiting -= 1
+
+    def _timeout(self, request_id: str, n_tokens: int | None, timeout: float | None) -> Exception:
+        mark = self._marks.get(request_id) or self._finished.get(request_id)
+        durable = 0 if mark is None else mark.tokens
+        what = "end record" if n_tokens is None else f"{n_tokens} tokens"
+        return TimeoutError(
+            f"request {request_id!r}: {what} not durable after {timeout} s "
+            f"(durable: {durable} tokens)"
+        )
 
     async def wait_async(self, request_id: str, n_tokens: int | None) -> None:
         """Async form of :meth:`wait` (no thread is parked)."""
@@ -163,8 +175,15 @@ class DurabilityTracker:
                 mark = self._mark(request_id)
             fut: asyncio.Future[None] = loop.create_future()
             mark.waiters.append((n_tokens, loop, fut))
+            self._num_waiting += 1
         self._waiting()
         await fut
+
+    def has_waiters(self) -> bool:
+        """Whether anyone waits for something not yet durable (the writer then commits as soon
+        as its queue is empty, recorder/gather.py). A cancelled async waiter counts until its
+        request's records or end come, or the recorder fails: at worst an early commit."""
+        return self._num_waiting > 0
 
     def _ready(self, request_id: str, n_tokens: int | None) -> bool:
         """Under the lock: True once satisfied; raises the error a waiter gets, if any."""

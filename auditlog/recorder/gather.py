@@ -3,10 +3,14 @@
 The writer takes the first event, then gathers more for the group-commit interval
 (``flush_interval_ms``, at most ``max_batch_events``): fewer, larger transactions, less contention
 with the engine's thread. A caller waiting for durability (a fail-closed release) does not wait
-the interval out: :meth:`EventGatherer.flush_soon` makes the writer commit as soon as its queue is
-empty. Its events were queued before it asked (a waiter waits for what it recorded), so they are
-gathered by then; events that arrive while that flush commits go out together in the next one, so
-under load the batches grow with the flush's own duration. A flush marker (``flush()``,
+the interval out: while anyone waits (``waiting()``), the writer commits as soon as its queue is
+empty, and :meth:`EventGatherer.flush_soon` (called when a wait begins) wakes it for events it has
+gathered already. A wait may begin before or after the events it waits for are queued (a server
+may wait for a request's end while the engine thread records it): either way they go out at the
+first empty queue after both. Events that arrive while that flush commits go out together in the
+next one, so under load the batches grow with the flush's own duration. A caller of the process
+recorder waits in the parent: its events come with a "soon" mark, or a SOON message follows them
+(recorder/process.py). A flush marker (``flush()``,
 ``checkpoint_now()``) or the stop mark ends a gathering at once.
 """
 
@@ -16,6 +20,7 @@ import contextlib
 import queue
 import threading
 import time
+from collections.abc import Callable
 
 from auditlog.events import Event
 
@@ -69,10 +74,13 @@ class EventGatherer:
     """Takes one flush's worth of items off the writer's queue (the writer's thread only,
     except :meth:`flush_soon`)."""
 
-    def __init__(self, events: queue.Queue[object], timing: GroupCommit) -> None:
+    def __init__(
+        self, events: queue.Queue[object], timing: GroupCommit, waiting: Callable[[], bool]
+    ) -> None:
         self._events = events
         self._timing = timing
-        self._soon = False  # a caller waits: commit once the queue is empty
+        self._waiting = waiting  # anyone waiting for durability (DurabilityTracker.has_waiters)
+        self._soon = False  # a caller asked: commit once the queue is empty
 
     def flush_soon(self) -> None:
         """A caller waits for what it queued: commit once the queue is empty (any thread)."""
@@ -86,7 +94,7 @@ class EventGatherer:
         end = None if idle_timeout is None else time.monotonic() + idle_timeout
         try:
             item = self._events.get(timeout=idle_timeout)
-            while item is _SOON:  # what its caller waits for was gathered before it
+            while item is _SOON:  # nothing gathered: the empty queue after the events decides
                 left = None if end is None else max(end - time.monotonic(), 0.0)
                 item = self._events.get(timeout=left)  # the idle timeout is not started over
         except queue.Empty:
@@ -110,7 +118,7 @@ class EventGatherer:
                 continue
             except queue.Empty:
                 pass
-            if self._soon and events:
+            if events and (self._soon or self._waiting()):
                 # Cleared before the last look: a caller whose event comes after that look
                 # asks again, and its event goes out in the next flush as soon.
                 self._soon = False

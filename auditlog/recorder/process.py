@@ -153,7 +153,7 @@ class ProcessRecorder(DurableWaits):
             admitted = admit_or_refuse(self._gate, self._durable, event)
             if admitted is not None:
                 try:
-                    data = encode_event(admitted)
+                    data = encode_event(admitted, soon=self._durable.has_waiters())
                 except (TypeError, ValueError, OverflowError) as exc:  # the gates would part
                     self._fail(RecorderError(f"an admitted event cannot be sent: {exc}"))
                     raise RecorderError(f"recorder failed: {self._failure}") from exc

@@ -93,15 +93,23 @@ class Reply(enum.IntEnum):
     CLOSED = 6  # [CLOSED, stats, note, error name | None, text]
 
 
-def encode_event(event: Event) -> bytes:
+#: Set in an event's tag byte: a caller in the parent waits; the child's writer commits once its
+#: queue is empty after this event (recorder/gather.py).
+_SOON_BIT = 0x80
+
+
+def encode_event(event: Event, *, soon: bool = False) -> bytes:
     """The message of an admitted event (of one of the event types, or a subclass of one)."""
     tag = _TAG.get(type(event)) or next(_TAG[t] for t in _EVENT_TYPES if isinstance(event, t))
+    if soon:
+        tag = bytes([tag[0] | _SOON_BIT])
     return tag + _encoder.encode(event)
 
 
-def decode_event(data: bytes) -> Event:
-    event: Event = _DECODERS[data[0]].decode(memoryview(data)[1:])
-    return event
+def decode_event(data: bytes) -> tuple[Event, bool]:
+    """The event of a message, and whether it asks for a commit soon."""
+    event: Event = _DECODERS[data[0] & 0x7F].decode(memoryview(data)[1:])
+    return event, bool(data[0] & _SOON_BIT)
 
 
 def control(kind: Control, token: int = 0) -> bytes:

@@ -70,7 +70,7 @@ class LogWriter:
         self.failure: BaseException | None = None
         self.last_checkpoint_note: str | None = None
         self._events = events
-        self._gather = EventGatherer(events, timing)
+        self._gather = EventGatherer(events, timing, durable.has_waiters)
         self._durable = durable
         self._timing = timing
         self._key_provider = key_provider

@@ -29,20 +29,13 @@ def _end(request_id: str) -> RequestFinished:
     )
 
 
-_LOST = pytest.mark.xfail(
-    strict=True,
-    reason="open: the wake-up is spent before the event comes (the writer's flag is cleared by "
-    "another commit; the process recorder sends no SOON when no event went since the last one)",
-)
-
-
 @pytest.mark.parametrize(
     ("kind", "other"),
     [
         ("thread", False),
-        pytest.param("thread", True, marks=_LOST),
-        pytest.param("process", False, marks=_LOST),
-        pytest.param("process", True, marks=_LOST),
+        ("thread", True),
+        ("process", False),
+        ("process", True),
     ],
 )
 def test_a_wait_begun_before_its_event_is_recorded_is_released_soon(
@@ -170,7 +163,7 @@ def test_a_wake_up_while_idle_keeps_the_idle_timeout() -> None:
         checkpoint_interval_ms=1000.0, retry_interval_ms=200.0,
     )  # fmt: skip
     events: queue.Queue[object] = queue.Queue()
-    gatherer = EventGatherer(events, timing)
+    gatherer = EventGatherer(events, timing, lambda: False)
     threading.Timer(0.3, gatherer.flush_soon).start()
     t = time.monotonic()
     assert gatherer.next_events(0.5) == ([], [], False)
