@@ -23,7 +23,7 @@ from .options import (
     read_text_file,
     refuse_foreign_database,
 )
-from .startup import NewPaths, check_device, check_witnesses_first, sqlite_files
+from .startup import NewPaths, check_device, check_witnesses_first, require_engine, sqlite_files
 
 __all__ = ["DEMO_ORIGIN", "demo_requests", "register"]
 
@@ -95,7 +95,7 @@ def demo(
     from auditlog.cli import log_to_stderr
 
     log_to_stderr()
-    engine_class = _engine_class()
+    engine_class = require_engine("the demo")
     import torch
     from rich.console import Console
 
@@ -139,17 +139,6 @@ class _DemoRun(NamedTuple):
     keyring: Any
     recorder: Any
     engine: Any
-
-
-def _engine_class() -> Any:
-    """The engine class, or a one-line refusal without the engine extra."""
-    try:
-        from auditlog.engine import LLMEngine
-    except ImportError as exc:
-        raise ConfigurationError(
-            f"the demo needs the engine extra: pip install 'auditlog[engine]' ({exc})"
-        ) from exc
-    return LLMEngine
 
 
 def _open_demo(
