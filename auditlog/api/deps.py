@@ -18,7 +18,7 @@ from auditlog.errors import (
     NotFoundError,
 )
 from auditlog.ledger import Signer, Verifier
-from auditlog.store.search import InvalidQueryError
+from auditlog.store.cursors import InvalidQueryError
 from auditlog.witnesses.state import OutsideAnchors
 
 from .access import AccessLog

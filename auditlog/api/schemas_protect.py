@@ -14,7 +14,7 @@ from pydantic import (
     model_validator,
 )
 
-from auditlog.store.search import MAX_SQL_INT
+from auditlog.store.cursors import MAX_SQL_INT
 
 __all__ = [
     "ErasureList",

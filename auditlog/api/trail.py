@@ -13,8 +13,9 @@ from auditlog.bundle.transcript import Transcript, build_transcript
 from auditlog.bundle.verify import verify_decoded
 from auditlog.errors import FormatError, VerificationError
 from auditlog.ledger import Verifier, parse_header
+from auditlog.ledger.erasure_ref import ErasureRef
 from auditlog.store.trail_reads import StoredTrail, signing_keys_of
-from auditlog.trails import Content, ErasureRef, content_note, reader_payloads
+from auditlog.trail_content import Content, content_note, reader_payloads
 from auditlog.witnesses.state import OutsideAnchors
 
 if TYPE_CHECKING:

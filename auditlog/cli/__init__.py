@@ -33,6 +33,7 @@ _COMMAND_MODULES = (
     "keygen_cmd",
     "bench_cmd",
     "serve_cmd",
+    "client_key_cmd",
     "api_cmd",
     "keys_cmd",
     "bundle_cmd",

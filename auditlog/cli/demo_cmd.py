@@ -8,8 +8,9 @@ witness directory, verifies the result, and shows trails rebuilt from the databa
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import typer
 
@@ -22,19 +23,16 @@ from .options import (
     read_text_file,
     refuse_foreign_database,
 )
-from .startup import NewPaths, check_device, check_witnesses_first, sqlite_files
+from .startup import NewPaths, check_device, check_witnesses_first, require_engine, sqlite_files
 
 __all__ = ["DEMO_ORIGIN", "demo_requests", "register"]
 
 DEMO_ORIGIN = "demo.auditlog.invalid/engine-0"
 
+#: (request id, tenant, principal, prompt, sampling params) of one demo request.
+_Job = tuple[str, str, str, str, Any]
+
 _TENANTS = ("acme-bank", "globex-health", "initech-retail")
-_PROVENANCE_STYLE = {
-    "target": "white",
-    "draft_accepted": "green",
-    "target_recovered": "yellow",
-    "bonus": "magenta",
-}
 
 
 def _signer(key_file: Path) -> tuple[Any, bool]:
@@ -55,7 +53,7 @@ def _save_key(key_file: Path, signer: Any) -> None:
         fh.write(signer.key_string + "\n")
 
 
-def demo_requests(n: int, seed: int) -> list[tuple[str, str, str, str, Any]]:
+def demo_requests(n: int, seed: int) -> list[_Job]:
     """(request id, tenant, principal, prompt, params): mixed greedy and sampled settings."""
     import random
     import uuid
@@ -97,38 +95,68 @@ def demo(
     from auditlog.cli import log_to_stderr
 
     log_to_stderr()
-    try:
-        from auditlog.engine import LLMEngine
-    except ImportError as exc:
-        raise ConfigurationError(
-            f"the demo needs the engine extra: pip install 'auditlog[engine]' ({exc})"
-        ) from exc
+    engine_class = require_engine("the demo")
     import torch
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-    from rich.table import Table
 
-    from auditlog.crypto import open_keyring
-    from auditlog.ledger import DirectoryWitness
-    from auditlog.protect.retention import RetentionPolicy
-    from auditlog.recorder.kinds import RecorderKind, open_recorder
-    from auditlog.recorder.spool import default_state_dir, spool_file
-    from auditlog.store import create_db_engine, upgrade
-    from auditlog.trails import read_trail
     from auditlog.verifier import verify_database
+
+    from .demo_report import print_next_steps, print_trail, summary_table
 
     # One intra-op thread: on a small shared machine more threads spin against each other and
     # against the recorder's threads (measured: 20x slower steps with 2 threads under load).
     torch.set_num_threads(threads)
     check_device(device)
     console = Console()
-    db_url = db
+    run = _open_demo(db, witness_dir, key_file, state_dir, recorder_kind, device, engine_class)
+    jobs = demo_requests(requests, seed)
+    elapsed = _generate(run, jobs, console)
+    report = verify_database(db, witness_dir=witness_dir, keys=[run.signer.verifier_key])
+    trails = _read_trails(db, run, jobs)
+    for trail in trails[:show]:
+        print_trail(console, trail, run.engine)
+    console.print(
+        summary_table(
+            trails,
+            report,
+            engine=run.engine,
+            recorder=run.recorder,
+            tenants=_TENANTS,
+            db=db,
+            witness_dir=witness_dir,
+            elapsed=elapsed,
+        )
+    )
+    print_next_steps(console, db, witness_dir, run.signer.verifier_key, jobs[0][0])
+    if report.verdict.exit_code != 0:
+        raise typer.Exit(report.verdict.exit_code)
+
+
+class _DemoRun(NamedTuple):
+    """What a started demo works with: its signing key, keyring, recorder and engine."""
+
+    signer: Any
+    keyring: Any
+    recorder: Any
+    engine: Any
+
+
+def _open_demo(
+    db_url: str,
+    witness_dir: Path,
+    key_file: Path,
+    state_dir: Path | None,
+    recorder_kind: str,
+    device: str,
+    engine_class: Any,
+) -> _DemoRun:
+    """Run every check that can refuse, then create the database, the key, the keyring and the
+    witness directory (removed again if a later step fails) and open the recorder and engine."""
+    from auditlog.crypto import open_keyring
+    from auditlog.ledger import DirectoryWitness
+    from auditlog.recorder.spool import default_state_dir, spool_file
+    from auditlog.store import create_db_engine, upgrade
+
     create_db_engine(db_url).dispose()  # checks the URL and the file's directory; opens nothing
     if witness_dir.exists() and not witness_dir.is_dir():
         raise ConfigurationError(f"witness directory {witness_dir} is not a directory")
@@ -148,26 +176,45 @@ def demo(
             _save_key(key_file, signer)
         witness_dir.mkdir(parents=True, exist_ok=True)
         keyring = keyring or open_keyring(keyring_file)
-        recorder = open_recorder(
-            RecorderKind(recorder_kind),
-            db_url,
-            origin=DEMO_ORIGIN,
-            signers=[signer],
-            witnesses=[witness],
-            spool_path=spool,
-            migrate=False,
-            key_provider=keyring,
-            retention=RetentionPolicy(),
-        )
+        recorder = _open_recorder(db_url, recorder_kind, signer, witness, spool, keyring)
         try:
-            engine = LLMEngine.demo(device=device, event_sink=recorder.record)
+            engine = engine_class.demo(device=device, event_sink=recorder.record)
         except BaseException:
             recorder.close()
             raise
-    import shlex
-    import time
+    return _DemoRun(signer, keyring, recorder, engine)
 
-    jobs = demo_requests(requests, seed)
+
+def _open_recorder(
+    db_url: str, recorder_kind: str, signer: Any, witness: Any, spool: Path, keyring: Any
+) -> Any:
+    from auditlog.protect.retention import RetentionPolicy
+    from auditlog.recorder.kinds import RecorderKind, open_recorder
+
+    return open_recorder(
+        RecorderKind(recorder_kind),
+        db_url,
+        origin=DEMO_ORIGIN,
+        signers=[signer],
+        witnesses=[witness],
+        spool_path=spool,
+        migrate=False,
+        key_provider=keyring,
+        retention=RetentionPolicy(),
+    )
+
+
+def _generate(run: _DemoRun, jobs: list[_Job], console: Any) -> float:
+    """Run ``jobs`` to completion with a progress bar, close the recorder; the seconds taken."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    engine = run.engine
     total_tokens = sum(params.max_tokens for *_, params in jobs)
     t0 = time.perf_counter()
     try:
@@ -188,80 +235,25 @@ def demo(
                 progress.advance(task, sum(len(o.new_token_ids) for o in outputs))
             progress.update(task, total=progress.tasks[0].completed)
     finally:
-        recorder.close()
-    elapsed = time.perf_counter() - t0
+        run.recorder.close()
+    return time.perf_counter() - t0
 
-    report = verify_database(db_url, witness_dir=witness_dir, keys=[signer.verifier_key])
+
+def _read_trails(db_url: str, run: _DemoRun, jobs: list[_Job]) -> list[Any]:
+    """The trails of ``jobs`` rebuilt from the database, trusting only the demo's own key."""
+    from auditlog.store import create_db_engine
+    from auditlog.trails import read_trail
+
     reader = create_db_engine(db_url, read_only=True)
     try:
         with reader.connect() as conn:
-            trusted = [signer.verifier]  # show only what the demo's own key signed
-            trails = [
-                read_trail(conn, DEMO_ORIGIN, rid, trusted=trusted, keys=keyring)
+            trusted = [run.signer.verifier]  # show only what the demo's own key signed
+            return [
+                read_trail(conn, DEMO_ORIGIN, rid, trusted=trusted, keys=run.keyring)
                 for rid, *_ in jobs
             ]
     finally:
         reader.dispose()
-    for trail in trails[:show]:
-        _print_trail(console, trail, engine)
-
-    tokens = sum(len(t.token_ids) for t in trails)
-    # A sequence's share of a target forward pass is one tokens record of that request.
-    sequence_passes = sum(len(set(t.steps)) for t in trails)
-    accepted = sum(p == "draft_accepted" for t in trails for p in t.provenance)
-    proposed = sum(len(d) for t in trails for _, d in t.drafts)
-    summary = Table(title="auditlog demo", show_header=False)
-    summary.add_row("requests", str(len(trails)))
-    summary.add_row("tenants", ", ".join(_TENANTS))
-    summary.add_row("physical steps (batched target passes)", str(engine.step_id))
-    summary.add_row("tokens generated", str(tokens))
-    per_pass = tokens / max(sequence_passes, 1)
-    summary.add_row("tokens per sequence per target pass", f"{per_pass:.2f}")
-    summary.add_row("draft acceptance rate", f"{accepted / max(proposed, 1):.2f}")
-    summary.add_row("records written", str(recorder.stats.records))
-    note_lines = (recorder.last_checkpoint_note or "").splitlines()
-    summary.add_row("checkpoint", " ".join(note_lines[1:3]) if len(note_lines) > 2 else "none")
-    summary.add_row("database", f"{db} ({report.records} records in the whole log)")
-    summary.add_row("witness", str(witness_dir))
-    summary.add_row(
-        "verification",
-        "[green]intact[/green]"
-        if report.verdict.exit_code == 0
-        else f"[red]{report.verdict}[/red]: {report.findings[:3] or report.logs[0].unproven[:1]}",
-    )
-    summary.add_row("throughput", f"{tokens / elapsed:.0f} tokens/s, {elapsed:.1f} s")
-    console.print(summary)
-    console.print(
-        "Legend: [green]draft accepted[/green] [yellow]target recovered[/yellow] "
-        "[magenta]bonus[/magenta] target"
-    )
-    console.print(
-        f"Verify again: auditlog verify --db {shlex.quote(db)} --witness-dir "
-        f"{shlex.quote(str(witness_dir))} --key {shlex.quote(signer.verifier_key)}",
-        soft_wrap=True,
-    )
-    console.print(
-        f"Replay a request alone and compare it token by token: auditlog replay --db "
-        f"{shlex.quote(db)} --request {shlex.quote(jobs[0][0])} "
-        f"--key {shlex.quote(signer.verifier_key)}",
-        soft_wrap=True,
-    )
-    if report.verdict.exit_code != 0:
-        raise typer.Exit(report.verdict.exit_code)
-
-
-def _print_trail(console: Any, trail: Any, engine: Any) -> None:
-    from rich.text import Text
-
-    tokenizer = engine.tokenizer
-    text = Text()
-    text.append(trail.prompt_text or "", style="bold")
-    for token_id, prov in zip(trail.token_ids, trail.provenance, strict=True):
-        piece = "\ufffd" if token_id is None else tokenizer.decode([token_id])  # unreadable
-        text.append(piece, style=_PROVENANCE_STYLE[str(prov)])
-    reason = trail.reason.value if trail.reason else "open"
-    console.rule(f"{trail.request_id}  tenant={trail.tenant}  end={reason}")
-    console.print(text)
 
 
 def register(app: typer.Typer) -> None:

@@ -18,11 +18,10 @@ from .options import (
     DbOption,
     RecorderOption,
     StateDirOption,
-    parse_tenant,
-    read_text_file,
+    read_signer,
     refuse_foreign_database,
 )
-from .startup import NewPaths, check_device, check_witnesses_first, sqlite_files
+from .startup import NewPaths, check_device, check_witnesses_first, require_engine, sqlite_files
 
 __all__ = ["register"]
 
@@ -109,17 +108,9 @@ def serve(
     from auditlog.cli import log_to_stderr
 
     log_to_stderr()
-    try:
-        from auditlog.engine import LLMEngine  # noqa: F401  (fail early without the extra)
-    except ImportError as exc:
-        raise ConfigurationError(
-            f"serve needs the engine extra: pip install 'auditlog[engine]' ({exc})"
-        ) from exc
+    require_engine("serve")  # fail early without the extra
     import torch
 
-    from auditlog.crypto import open_keyring
-    from auditlog.ledger import Signer
-    from auditlog.protect.retention import RetentionPolicy
     from auditlog.recorder import FailMode
     from auditlog.recorder.kinds import RecorderKind
     from auditlog.recorder.spool import default_state_dir, spool_file
@@ -132,22 +123,11 @@ def serve(
     # and the event loop (see the demo command).
     torch.set_num_threads(threads)
     check_device(device)
-
-    if not key_file.exists():
-        raise ConfigurationError(
-            f"signing key {key_file} not found: create it with auditlog keygen"
-        )
-    signer = Signer.from_key_string(read_text_file(key_file, "signing key file").strip())
+    signer = _read_key(key_file)
     if witness_dir.exists() and not witness_dir.is_dir():
         raise ConfigurationError(f"witness directory {witness_dir} is not a directory")
     log_origin = origin or signer.name
-    # An existing keyring is checked now; a missing one is created once the database is known
-    # to be usable (a refused start leaves no file behind).
-    keyring_path = (
-        None if no_encryption else keyring or key_file.with_name(key_file.name + ".keyring")
-    )
-    new_keyring = keyring_path is not None and not keyring_path.exists()
-    key_provider = None if keyring_path is None or new_keyring else open_keyring(keyring_path)
+    new_keyring, key_provider = _keyring(key_file, keyring, no_encryption)
     anchors = WitnessSettings(policy_file=witness_policy, tsa_url=tsa_url, tsa_cert=tsa_cert)
     anchors.check()
     settings = ServerSettings(
@@ -163,33 +143,75 @@ def serve(
         device=device,
         max_payload_bytes=max_payload_bytes,
         recorder_kind=RecorderKind(recorder),
-        recorder_options={
-            "key_provider": key_provider,
-            "retention": RetentionPolicy.from_file(retention)
-            if retention is not None
-            else RetentionPolicy(),
-        },
+        recorder_options=_recorder_options(key_provider, retention),
     )
     settings.validate()
-    # A refused start creates nothing: what it made before the refusal is removed again.
-    new_files = [keyring_path] if new_keyring and keyring_path is not None else []
-    created = NewPaths(*sqlite_files(db), witness_dir, *new_files)
-    with created.removed_on_error():
-        _prepare_database(settings)
-        if new_keyring and settings.recorder_options is not None and keyring_path is not None:
-            settings.recorder_options["key_provider"] = open_keyring(keyring_path)
-        witness_dir.mkdir(parents=True, exist_ok=True)
-    typer.echo(f"auditlog serve: log {settings.origin} in {db} ({settings.fail_mode})")
-    if anchors.enabled:
-        typer.echo(
-            f"auditlog serve: checkpoints also go to witness policy {witness_policy or '-'}, "
-            f"TSA {tsa_url or '-'}"
-        )
+    created = _create(settings, witness_dir, new_keyring)
+    _announce(settings, witness_policy, tsa_url)
     try:
         run_server(create_app(settings), host=host, port=port)
     except ConfigurationError:  # it did not start (a port taken): nothing was recorded
         created.remove()
         raise
+
+
+def _read_key(key_file: Path) -> Any:
+    """The checkpoint signing key; a missing file is refused with a hint to create it."""
+    if not key_file.exists():
+        raise ConfigurationError(
+            f"signing key {key_file} not found: create it with auditlog keygen"
+        )
+    return read_signer(key_file)
+
+
+def _keyring(key_file: Path, keyring: Path | None, no_encryption: bool) -> tuple[Path | None, Any]:
+    """(path of a keyring still to be created, key provider of an existing one); both None with
+    ``--no-encryption``. An existing keyring is checked now; a missing one is created by
+    :func:`_create` once the database is known to be usable (a refused start leaves no file
+    behind)."""
+    from auditlog.crypto import open_keyring
+
+    if no_encryption:
+        return None, None
+    path = keyring or key_file.with_name(key_file.name + ".keyring")
+    if not path.exists():
+        return path, None
+    return None, open_keyring(path)
+
+
+def _recorder_options(key_provider: Any, retention: Path | None) -> dict[str, Any]:
+    """The recorder's payload key provider (C16) and retention policy (C14)."""
+    from auditlog.protect.retention import RetentionPolicy
+
+    policy = RetentionPolicy.from_file(retention) if retention is not None else RetentionPolicy()
+    return {"key_provider": key_provider, "retention": policy}
+
+
+def _create(settings: Any, witness_dir: Path, new_keyring: Path | None) -> NewPaths:
+    """Prepare the database (:func:`_prepare_database`), create the keyring ``new_keyring``
+    names and the witness directory; the paths this created, to remove if the server does not
+    start. A refused start creates nothing: what it made before the refusal is removed again."""
+    from auditlog.crypto import open_keyring
+
+    new_files = [new_keyring] if new_keyring is not None else []
+    created = NewPaths(*sqlite_files(settings.db_url), witness_dir, *new_files)
+    with created.removed_on_error():
+        _prepare_database(settings)
+        if new_keyring is not None and settings.recorder_options is not None:
+            settings.recorder_options["key_provider"] = open_keyring(new_keyring)
+        witness_dir.mkdir(parents=True, exist_ok=True)
+    return created
+
+
+def _announce(settings: Any, witness_policy: Path | None, tsa_url: str | None) -> None:
+    """The lines ``serve`` prints before it starts: the log, its database and fail mode, and
+    where checkpoints also go."""
+    typer.echo(f"auditlog serve: log {settings.origin} in {settings.db_url} ({settings.fail_mode})")
+    if settings.anchors.enabled:
+        typer.echo(
+            f"auditlog serve: checkpoints also go to witness policy {witness_policy or '-'}, "
+            f"TSA {tsa_url or '-'}"
+        )
 
 
 def _prepare_database(settings: Any) -> None:
@@ -252,39 +274,5 @@ def _check_witnesses(settings: Any, witnesses: list[Any]) -> None:
         close_engine(engine)
 
 
-def client_key(
-    tenant: Annotated[
-        str,
-        typer.Option("--tenant", help="Tenant the key's requests belong to", parser=parse_tenant),
-    ],
-    principal: Annotated[str, typer.Option("--principal", help="Caller identity (C3)")],
-    api_keys: Annotated[Path, typer.Option("--api-keys", help="Keys file of auditlog serve")] = (
-        Path("api-keys.json")
-    ),
-) -> None:
-    """Create an inference API key: its SHA-256 goes into the keys file, the key is printed once."""
-    import json
-    import os
-    import secrets
-
-    from auditlog.server import ApiKeyTable, hash_api_key
-
-    data: dict[str, list[dict[str, str]]] = {"keys": []}
-    if api_keys.exists():
-        ApiKeyTable.from_file(api_keys)  # refuses a file that is not a valid keys file
-        data = json.loads(read_text_file(api_keys, "API keys file"))
-    entries = data["keys"]
-    key = "sk-audit-" + secrets.token_urlsafe(32)
-    ApiKeyTable.from_plain_keys({key: (tenant, principal)})  # checks the principal, too
-    entries.append({"sha256": hash_api_key(key), "tenant": tenant, "principal": principal})
-    tmp = api_keys.with_name(api_keys.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2)
-    os.replace(tmp, api_keys)
-    typer.echo(key)
-
-
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
-    app.command("client-key")(client_key)

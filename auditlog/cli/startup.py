@@ -23,11 +23,24 @@ __all__ = [
     "check_device",
     "check_witnesses_first",
     "is_fresh_database",
+    "require_engine",
     "sqlite_files",
 ]
 
 #: The files SQLite keeps next to a database file while it is open (or after a crash).
 _SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def require_engine(command: str) -> Any:
+    """The engine class; without the engine extra, ConfigurationError says that ``command``
+    (as the message names it: "serve", "the demo") needs it."""
+    try:
+        from auditlog.engine import LLMEngine
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"{command} needs the engine extra: pip install 'auditlog[engine]' ({exc})"
+        ) from exc
+    return LLMEngine
 
 
 def check_device(device: str) -> None:

@@ -26,6 +26,7 @@ from auditlog.ledger.hashes import LEAF_HASH_PREFIX
 from auditlog.ledger.header_parse import parse_header
 from auditlog.ledger.merkle_tree import MerkleFrontier
 from auditlog.ledger.node_check import NodeCheck, NodeLevels
+from auditlog.ledger.record_findings import check_position, column_findings, payload_finding
 from auditlog.ledger.report import Finding, FindingCode, FindingCollector, Report
 
 __all__ = ["PROGRESS_EVERY", "RangeResult", "RecordRow", "scan_range"]
@@ -178,7 +179,7 @@ class _Loop:
             if h["seq"] == expected_seq and h["log"] == origin:
                 expected_seq += 1
             else:
-                expected_seq = _check_position(index, h, origin, expected_seq, out)
+                expected_seq = check_position(index, h, origin, expected_seq, out)
             if (
                 seq != h["seq"]
                 or kind != h["kind"]
@@ -187,14 +188,14 @@ class _Loop:
                 or ts != h["ts"]
                 or tenant != h.get("tenant")
             ):
-                _column_findings(index, (seq, kind, rid, req_seq, ts, tenant), h, out)
+                column_findings(index, (seq, kind, rid, req_seq, ts, tenant), h, out)
             digest = h["payload"]
             if payload is not None:
                 num_payloads += 1
                 if digest is None or sha256(payload).hexdigest() != digest:
-                    _payload_finding(index, digest, payload, out)
+                    payload_finding(index, digest, payload, out)
             elif digest is not None:
-                num_absent += _payload_finding(index, digest, payload, out)
+                num_absent += payload_finding(index, digest, payload, out)
             # 6., 7. chains, counts, steps
             chains.check(index, h, leaf, payload)
             if "enc" in h or h["kind"] in _NOTED:  # sealed payloads, erasures, holds: C15, C16
@@ -221,84 +222,3 @@ class _Loop:
 _NOTED = frozenset({"erasure", "admin"})
 #: The ``request.start`` members a hold's scope reads (auditlog.ledger.held_erasures).
 _SCOPE_FIELDS = ("request_id", "tenant", "principal", "ts")
-
-
-def _check_position(
-    index: int, h: dict[str, Any], origin: str, expected_seq: int, out: FindingCollector
-) -> int:
-    """Check ``log`` and ``seq``; returns the seq expected next (resynchronised after a gap)."""
-    if h["log"] != origin:
-        out.add(
-            index,
-            FindingCode.LOG_MISMATCH,
-            origin,
-            h["log"],
-            f"record {index}: belongs to log {h['log']!r}, expected {origin!r}",
-        )
-    seq: int = h["seq"]
-    if seq != expected_seq:
-        why = (
-            "a record is missing before it (deleted)"
-            if seq > expected_seq
-            else "a record was inserted or reordered"
-        )
-        out.add(
-            index,
-            FindingCode.SEQ_MISMATCH,
-            expected_seq,
-            seq,
-            f"record {index}: expected seq {expected_seq}, got {seq}: {why}",
-        )
-    # resynchronise after a gap; a late (inserted or reordered) seq changes nothing
-    return seq + 1 if seq >= expected_seq else expected_seq
-
-
-def _column_findings(
-    index: int, columns: tuple[Any, ...], h: dict[str, Any], out: FindingCollector
-) -> None:
-    names = ("seq", "kind", "request_id", "req_seq", "ts", "tenant")
-    values = (h["seq"], h["kind"], h["request_id"], h["req_seq"], h["ts"], h.get("tenant"))
-    for name, column, value in zip(names, columns, values, strict=True):
-        if column != value:
-            out.add(
-                index,
-                FindingCode.COLUMN_MISMATCH,
-                value,
-                column,
-                f"record {index}: index column {name} is {column!r}, header says {value!r}",
-            )
-
-
-def _payload_finding(
-    index: int, digest: str | None, payload: bytes | None, out: FindingCollector
-) -> int:
-    """Report a payload that does not match its header's digest; 1 if it is absent."""
-    if digest is None:
-        size = 0 if payload is None else len(payload)
-        out.add(
-            index,
-            FindingCode.PAYLOAD_UNEXPECTED,
-            None,
-            size,
-            f"record {index}: payload stored but the header commits to none",
-        )
-        return 0
-    if payload is None:
-        out.add(
-            index,
-            FindingCode.PAYLOAD_ABSENT,
-            digest,
-            None,
-            f"record {index}: payload absent; header digest {digest} (deleted: no signed "
-            f"erasure record accounts for it)",
-        )
-        return 1
-    actual = hashlib.sha256(payload).hexdigest()
-    out.add(
-        index,
-        FindingCode.PAYLOAD_MISMATCH,
-        digest,
-        actual,
-        f"record {index}: payload digest mismatch: header {digest}, stored bytes {actual}",
-    )
-    return 0

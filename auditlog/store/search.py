@@ -1,5 +1,6 @@
 """SQL reads behind the search endpoints: requests by tenant/time/principal/model/outcome, and
-physical step manifests. Keyset pagination on ``(ts, log_id, seq)``; cursors are opaque.
+physical step manifests. Keyset pagination on ``(ts, log_id, seq)``; cursors are opaque
+(:mod:`auditlog.store.cursors`).
 
 Searches filter on the indexed copies of header fields (``tenant``, ``kind``, ``ts``) and on
 fields read from the header bytes in SQL (``principal``, ``target.name``, ``reason``); a row
@@ -11,9 +12,6 @@ checkpoint, is never listed. They do not verify; the trail endpoint does.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +20,7 @@ import orjson
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Select,
     Text,
     and_,
     case,
@@ -34,50 +33,17 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import aliased
 
-from auditlog.errors import AuditlogError
 from auditlog.ledger import RecordKind
+from auditlog.store.cursors import decode_cursor, next_cursor
 from auditlog.store.schema import logs, records
 
 __all__ = [
-    "MAX_SQL_INT",
-    "InvalidQueryError",
     "RequestRow",
     "SearchFilter",
     "StepRow",
-    "decode_cursor",
-    "encode_cursor",
     "search_requests",
     "search_steps",
 ]
-
-#: Largest value of a BIGINT column (query bounds beyond it are refused before SQL).
-MAX_SQL_INT = 2**63 - 1
-
-_CURSOR = re.compile(rb"(0|[1-9][0-9]{0,18}):(0|[1-9][0-9]{0,18}):(0|[1-9][0-9]{0,18})")
-Cursor = tuple[int, int, int]  # (ts, log_id, seq) of the last row of the previous page
-
-
-class InvalidQueryError(AuditlogError):
-    """A query parameter the API cannot use (a cursor it did not issue, for instance): 400."""
-
-
-def encode_cursor(position: Cursor) -> str:
-    """Opaque cursor: unpadded base64url of ``"<ts>:<log_id>:<seq>"`` in decimal."""
-    text = ":".join(str(v) for v in position)
-    return base64.urlsafe_b64encode(text.encode("ascii")).rstrip(b"=").decode("ascii")
-
-
-def decode_cursor(cursor: str) -> Cursor:
-    """Inverse of :func:`encode_cursor`; raises InvalidQueryError for anything else."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor.encode("ascii") + b"=" * (-len(cursor) % 4))
-    except (binascii.Error, UnicodeEncodeError):
-        raise InvalidQueryError("invalid cursor") from None
-    match = _CURSOR.fullmatch(raw)
-    values = () if match is None else tuple(int(v) for v in match.groups())
-    if len(values) != 3 or not all(v <= MAX_SQL_INT for v in values):
-        raise InvalidQueryError("invalid cursor")
-    return values[0], values[1], values[2]
 
 
 def _json_text(conn: Connection, body: Any, *path: str) -> ColumnElement[Any]:
@@ -158,6 +124,22 @@ def search_requests(
     ``bounds`` maps each readable log's id to its size (module docstring)."""
     if criteria.tenants is not None and not criteria.tenants:
         return [], None
+    stmt = _requests_query(conn, criteria, bounds)
+    if cursor is not None:
+        stmt = stmt.where(
+            tuple_(records.c.ts, records.c.log_id, records.c.seq) > decode_cursor(cursor)
+        )
+    stmt = stmt.order_by(records.c.ts, records.c.log_id, records.c.seq).limit(limit + 1)
+    rows = conn.execute(stmt).all()
+    items = [item for row in rows[:limit] if (item := _request_row(row, criteria)) is not None]
+    return items, next_cursor(rows, limit)
+
+
+def _requests_query(
+    conn: Connection, criteria: SearchFilter, bounds: Mapping[int, int]
+) -> Select[Any]:
+    """Each ``request_start`` record within ``bounds`` that matches ``criteria``, with the
+    ``request_end`` record of its request if there is one."""
     start = records
     end = aliased(records, name="req_end")
     stmt = (
@@ -199,35 +181,29 @@ def search_requests(
         stmt = stmt.where(_json_text(conn, start.c.body, "target", "name") == criteria.model)
     if criteria.finish_reason is not None:
         stmt = stmt.where(_json_text(conn, end.c.body, "reason") == criteria.finish_reason)
-    if cursor is not None:
-        stmt = stmt.where(tuple_(start.c.ts, start.c.log_id, start.c.seq) > decode_cursor(cursor))
-    stmt = stmt.order_by(start.c.ts, start.c.log_id, start.c.seq).limit(limit + 1)
-    rows = conn.execute(stmt).all()
-    items = []
-    for ts, _log_id, _seq, request_id, _column, body, end_body, end_ts, origin in rows[:limit]:
-        head, tail = _loads(body), _loads(end_body)
-        tenant = head.get("tenant")
-        if criteria.tenants is not None and tenant not in criteria.tenants:
-            continue  # the indexed column is an unsigned copy: the header's tenant decides (C19)
-        target = head.get("target")
-        items.append(
-            RequestRow(
-                request_id=request_id,
-                log=origin,
-                tenant=tenant if isinstance(tenant, str) else "",
-                principal=_str(head, "principal"),
-                model=_str(target, "name") if isinstance(target, dict) else "",
-                started_ts=ts,
-                finished_ts=end_ts,
-                finish_reason=tail.get("reason") if isinstance(tail.get("reason"), str) else None,
-                n_generated=_int(tail, "n_generated"),
-            )
-        )
-    next_cursor = None
-    if len(rows) > limit:
-        ts, log_id, seq = rows[limit - 1][:3]
-        next_cursor = encode_cursor((ts, log_id, seq))
-    return items, next_cursor
+    return stmt
+
+
+def _request_row(row: Any, criteria: SearchFilter) -> RequestRow | None:
+    """The :class:`RequestRow` of one row of :func:`_requests_query`, or None if its header
+    names a tenant outside ``criteria``."""
+    ts, _log_id, _seq, request_id, _column, body, end_body, end_ts, origin = row
+    head, tail = _loads(body), _loads(end_body)
+    tenant = head.get("tenant")
+    if criteria.tenants is not None and tenant not in criteria.tenants:
+        return None  # the indexed column is an unsigned copy: the header's tenant decides (C19)
+    target = head.get("target")
+    return RequestRow(
+        request_id=request_id,
+        log=origin,
+        tenant=tenant if isinstance(tenant, str) else "",
+        principal=_str(head, "principal"),
+        model=_str(target, "name") if isinstance(target, dict) else "",
+        started_ts=ts,
+        finished_ts=end_ts,
+        finish_reason=tail.get("reason") if isinstance(tail.get("reason"), str) else None,
+        n_generated=_int(tail, "n_generated"),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,8 +268,4 @@ def search_steps(
                 batch=pairs,
             )
         )
-    next_cursor = None
-    if len(rows) > limit:
-        ts, log_id, seq = rows[limit - 1][:3]
-        next_cursor = encode_cursor((ts, log_id, seq))
-    return items, next_cursor
+    return items, next_cursor(rows, limit)

@@ -21,7 +21,7 @@ from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 
 from auditlog.errors import AuditlogError, ConflictError, NoCheckpointError, NotFoundError
-from auditlog.store.search import InvalidQueryError
+from auditlog.store.cursors import InvalidQueryError
 
 from ..access import AccessLogUnavailable
 from ..deps import ApiState, Audit, get_state

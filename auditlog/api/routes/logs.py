@@ -12,6 +12,7 @@ from fastapi.responses import PlainTextResponse
 
 from auditlog.errors import NoCheckpointError
 from auditlog.ledger import consistency_proof
+from auditlog.store.cursors import MAX_SQL_INT, InvalidQueryError
 from auditlog.store.ledger_store import (
     StoredNodeSource,
     get_checkpoint,
@@ -20,7 +21,6 @@ from auditlog.store.ledger_store import (
     list_keys,
     list_logs,
 )
-from auditlog.store.search import MAX_SQL_INT, InvalidQueryError
 
 from ..anchors import witness_state
 from ..deps import AuditDep, ConnDep, KeyDep, StateDep

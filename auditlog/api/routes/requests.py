@@ -20,8 +20,9 @@ from auditlog.bundle.export import build_bundle, with_erasure, with_outside_anch
 from auditlog.bundle.format import encode_bundle
 from auditlog.ledger import leaf_hash
 from auditlog.ledger.merkle_proofs import inclusion_proofs
+from auditlog.store.cursors import MAX_SQL_INT
 from auditlog.store.ledger_store import StoredNodeSource
-from auditlog.store.search import MAX_SQL_INT, SearchFilter, search_requests
+from auditlog.store.search import SearchFilter, search_requests
 from auditlog.store.trail_reads import (
     StoredTrail,
     covering_checkpoint,

@@ -7,7 +7,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from auditlog.store.search import MAX_SQL_INT, search_steps
+from auditlog.store.cursors import MAX_SQL_INT
+from auditlog.store.search import search_steps
 from auditlog.store.signed_checkpoints import log_bounds
 
 from ..deps import AdminOrOperator, AuditDep, ConnDep, StateDep
