@@ -12,8 +12,8 @@ are durable (committed, or spooled under a signed checkpoint).
 Failures are loud: a child that dies, a database error that fails the child's recorder, or a
 recorder error there fail this recorder, and ``record``, ``wait_durable``, ``flush`` and
 ``close`` raise :class:`~auditlog.errors.RecorderError` (the child's own kind where it has one).
-What was acknowledged durable is in the log. Writing to the pipe blocks only while the pipe and
-the child's queue are full (backpressure, as the AuditRecorder's bounded queue).
+What was acknowledged durable is in the log. ``record`` blocks only while the pipe and the
+child's queue are full (backpressure). A waiter asks the child to commit soon (recorder/gather.py).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from .wire import (
     control,
     decode_reply,
     encode_event,
+    has_room,
     rebuild_error,
     stats_from,
 )
@@ -159,8 +160,8 @@ class ProcessRecorder(DurableWaits):
                     raise RecorderError(f"recorder failed: {self._failure}") from exc
                 self._send(data)
                 self._sent += 1
-        if self._soon_wanted:  # a waiter found the put lock held (_flush_soon)
-            self._send_soon()
+        if self._soon_wanted:  # a waiter found the put lock held, or the pipe full
+            self._flush_soon()
 
     def flush(self, timeout: float | None = 30.0) -> None:
         """Block until every event recorded so far is durable."""
@@ -222,18 +223,17 @@ class ProcessRecorder(DurableWaits):
             raise
 
     def _flush_soon(self) -> None:
-        """A caller waits (the tracker's ``on_wait``): a SOON message after the events it waits
-        for, unless none went since the last one. Never blocks the caller (an event loop, a
-        timeout): a thread holding the put lock (backpressure) sends it once it lets go."""
+        """The tracker's ``on_wait``: a SOON message after the events sent so far. It never
+        blocks the waiter: the put lock's holder, or the next ``record()``, sends it instead."""
         self._soon_wanted = True
-        self._send_soon()
-
-    def _send_soon(self) -> None:
         while self._soon_wanted and self._put_lock.acquire(blocking=False):
             try:
                 self._soon_wanted = False
                 if self._sent == self._soon_at or self._closed or self._torn or self._failure:
                     continue  # covered already, or nothing to ask (a failure: the wait raises)
+                if not has_room(self._conn):  # never block a waiter: the next record() asks
+                    self._soon_wanted = True
+                    return
                 self._soon_at = self._sent
                 self._send(control(Control.SOON))  # a gone child: RecorderError, as every call
             finally:

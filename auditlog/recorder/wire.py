@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import os
+import select
 import socket
 from collections.abc import Mapping
 from multiprocessing.connection import Connection
@@ -42,6 +43,7 @@ __all__ = [
     "encode_event",
     "encode_reply",
     "error_fields",
+    "has_room",
     "rebuild_error",
     "stats_from",
     "stats_to",
@@ -125,6 +127,13 @@ def ask_to_close(conn: Connection, *, torn: bool) -> None:
         return
     with socket.socket(fileno=os.dup(conn.fileno())) as ours:
         ours.shutdown(socket.SHUT_WR)
+
+
+def has_room(conn: Connection) -> bool:
+    """Whether a short message can be written now without blocking (the pipe is a socket pair:
+    writable means a quarter or more of its buffer is free)."""
+    _, writable, _ = select.select([], [conn.fileno()], [], 0)
+    return bool(writable)
 
 
 def encode_reply(*items: Any) -> bytes:
