@@ -10,8 +10,8 @@ may wait for a request's end while the engine thread records it): either way the
 first empty queue after both. Events that arrive while that flush commits go out together in the
 next one, so under load the batches grow with the flush's own duration. A caller of the process
 recorder waits in the parent: its events come with a "soon" mark, or a SOON message follows them
-(recorder/process.py). A flush marker (``flush()``,
-``checkpoint_now()``) or the stop mark ends a gathering at once.
+(recorder/process.py); there ``waiting()`` is always false, and the mark alone asks. A flush
+marker (``flush()``, ``checkpoint_now()``) or the stop mark ends a gathering at once.
 """
 
 from __future__ import annotations
