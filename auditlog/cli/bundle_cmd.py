@@ -136,6 +136,7 @@ def _report_json(report: BundleReport) -> dict[str, object]:
             "principal": report.erasure.principal,
             "reason": report.erasure.reason,
             "legal_basis": report.erasure.legal_basis,
+            "holds_checked": False,  # docs/FORMAT.md 9.4: `auditlog verify` checks them
         },
         "finish_reason": t.finish_reason,
         "tokens": len(t.tokens),
@@ -164,6 +165,14 @@ def _outside_anchors(
     return witnessed, trusted_time
 
 
+#: What a bundle cannot show of an erasure (docs/FORMAT.md 9.4, C15).
+_HOLDS_NOT_CHECKED = (
+    "not checked offline: whether a legal hold covered the request when it was erased (the "
+    "holds of the administrative log name other tenants' requests, so no bundle carries them); "
+    "`auditlog verify` of the administrative log checks it (erasure.held)"
+)
+
+
 def _print_report(
     report: BundleReport,
     code: int,
@@ -185,6 +194,7 @@ def _print_report(
     if report.erasure is not None:
         seqs = ", ".join(map(str, report.erased_payloads))
         typer.echo(f"payloads of records {seqs} {report.erasure.describe()}")
+        typer.echo(_HOLDS_NOT_CHECKED)
     for note in report.notes:
         typer.echo(f"unproven: {note}", err=True)
     if not proven and not report.notes:

@@ -79,7 +79,7 @@ def test_before_erasure_still_verifies_after_erasure_names_it(
     assert report["erasure"] == {
         "log": ADMIN, "seq": result.seq, "ts": report["erasure"]["ts"],
         "principal": "dpo@example", "reason": "data subject request",
-        "legal_basis": "GDPR Art. 17(1)(a)",
+        "legal_basis": "GDPR Art. 17(1)(a)", "holds_checked": False,
     }  # fmt: skip
     headers = [orjson.loads(base64.b64decode(r["body"])) for r in obj["records"]]
     committed = [h["seq"] for h in headers if h["payload"] is not None]
@@ -90,6 +90,9 @@ def test_before_erasure_still_verifies_after_erasure_names_it(
         f"erased by record {result.seq} of {ADMIN} (data subject request, GDPR Art. 17(1)(a);"
         in text
     )
+    # C15: a bundle cannot show the holds in force at the erasure; it says so, and where to look
+    assert "whether a legal hold covered the request when it was erased" in text
+    assert "`auditlog verify` of the administrative log checks it (erasure.held)" in text
 
 
 def test_erasure_under_an_untrusted_key_proves_nothing(
