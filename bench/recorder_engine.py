@@ -1,23 +1,39 @@
 """Recorder benchmark, ``--engine`` part: the reference engine's decode rate with the recorder
 off, fail-open and fail-closed, with the thread and the process recorder, interleaved, and the
 fail-closed release latency (run through ``python bench/recorder.py --engine``).
+
+Tokens/s of separate runs are too noisy on a shared machine to show a 1 % overhead, so each run
+also measures, on the engine's thread and against that run's own wall time, the share spent
+inside ``record()`` and the share in which the thread did not run (GIL waits, preemption; its
+floor is the recording-off run). ``off/busy`` is the control: recording off beside a process
+that keeps the other core busy (docs/PERFORMANCE.md, "Engine overhead, measured inside each run").
 """
 
 from __future__ import annotations
 
 import os
 import statistics
+import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+from auditlog.events import Event
 from auditlog.ledger import Signer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from recorder import FLUSH_MS, ORIGIN, open_recorder  # bench/recorder.py
 
-# Engine runs, interleaved: recording off, then each fail mode with each recorder kind.
-ENGINE_MODES = ("off", "open/thread", "open/process", "closed/thread", "closed/process")
+# Engine runs, interleaved: recording off, off beside a busy process (the control: what any work
+# on the other core costs the engine), then each fail mode with each recorder kind.
+ENGINE_MODES = (
+    "off", "off/busy", "open/thread", "open/process", "closed/thread", "closed/process"
+)  # fmt: skip
+
+# The control's neighbour: one process hashing without pause until it is killed.
+_BUSY = "import hashlib\nb = bytes(4096)\nwhile True:\n    hashlib.sha256(b).digest()\n"
 
 
 def bench_engine_overhead(tmp: Path, batch: int, max_tokens: int, repeat: int) -> None:
@@ -32,29 +48,34 @@ def bench_engine_overhead(tmp: Path, batch: int, max_tokens: int, repeat: int) -
     import torch
 
     torch.set_num_threads(1)
-    rates: dict[str, list[float]] = {mode: [] for mode in ENGINE_MODES}
-    cpus: dict[str, list[float]] = {mode: [] for mode in ENGINE_MODES}
-    waits: dict[str, list[float]] = {mode: [] for mode in ENGINE_MODES}
+    runs: dict[str, list[EngineRun]] = {mode: [] for mode in ENGINE_MODES}
     engine_run(tmp, "off", -1, batch, max_tokens)  # warm-up (first model load, allocator)
     for i in range(repeat):
         for mode in ENGINE_MODES:  # interleaved, so machine noise hits every mode alike
-            rate, cpu, w = engine_run(tmp, mode, i, batch, max_tokens)
-            rates[mode].append(rate)
-            cpus[mode].append(cpu)
-            waits[mode].extend(w)
-    base = statistics.median(rates["off"])
+            runs[mode].append(engine_run(tmp, mode, i, batch, max_tokens))
+    base = statistics.median(r.rate for r in runs["off"])
+    cpu_off = statistics.median(r.cpu_per_token for r in runs["off"])
+    thread_off = statistics.median(r.thread_cpu_per_token for r in runs["off"])
     print(
         f"engine     batch {batch}, {max_tokens} tokens each, demo pair, speculative k=4, "
         f"flush interval {FLUSH_MS} ms, median of {repeat}, load {os.getloadavg()[0]:.2f}"
     )
     for mode in ENGINE_MODES:
-        r = statistics.median(rates[mode])
-        extra = statistics.median(cpus[mode]) / statistics.median(cpus["off"]) - 1
-        runs = ", ".join(f"{100 * (1 - x / base):.1f}" for x in rates[mode])
+        rate = statistics.median(r.rate for r in runs[mode])
+        extra = statistics.median(r.cpu_per_token for r in runs[mode]) / cpu_off - 1
+        thread = statistics.median(r.thread_cpu_per_token for r in runs[mode]) / thread_off - 1
+        inside = statistics.median(r.in_record for r in runs[mode])
+        off_cpu = statistics.median(r.off_cpu for r in runs[mode])
+        each = ", ".join(f"{100 * (1 - r.rate / base):.1f}" for r in runs[mode])
         print(
-            f"  recorder {mode:14s} {r:8.1f} tokens/s   overhead {100 * (1 - r / base):5.1f} % "
-            f"(runs {runs})   engine-process CPU per token {100 * extra:+5.1f} %"
+            f"  recorder {mode:14s} {rate:8.1f} tokens/s   "
+            f"overhead {100 * (1 - rate / base):5.1f} % "
+            f"(runs {each})   engine-process CPU per token {100 * extra:+5.1f} %   "
+            f"engine-thread CPU per token {100 * thread:+5.1f} %   "
+            f"inside record() {100 * inside:.3f} % and not running "
+            f"{100 * off_cpu:.2f} % of the engine thread's time"
         )
+    waits = {mode: [w for r in runs[mode] for w in r.latencies] for mode in ENGINE_MODES}
     for mode in ("closed/thread", "closed/process"):
         lat = sorted(waits[mode])
         p50 = lat[len(lat) // 2] * 1e3
@@ -67,10 +88,35 @@ def bench_engine_overhead(tmp: Path, batch: int, max_tokens: int, repeat: int) -
         )
 
 
-def engine_run(
-    tmp: Path, mode: str, i: int, batch: int, max_tokens: int
-) -> tuple[float, float, list[float]]:
-    """One engine run: tokens/s, process CPU per token, per-token release latencies."""
+class _TimedSink:
+    """The recorder's ``record`` as the engine calls it, timed on the engine's thread: the part
+    of the engine overhead measured directly, free of the noise between runs (both sides of the
+    ratio come from the same run)."""
+
+    def __init__(self, record: Callable[[Event], None]) -> None:
+        self.record, self.seconds, self.num_events = record, 0.0, 0
+
+    def __call__(self, event: Event) -> None:
+        t = time.perf_counter()
+        self.record(event)
+        self.seconds += time.perf_counter() - t
+        self.num_events += 1
+
+
+@dataclass
+class EngineRun:
+    """What one engine run measured."""
+
+    rate: float  # tokens/s, to the last release
+    cpu_per_token: float  # the engine's process, seconds
+    thread_cpu_per_token: float  # the engine's thread alone, seconds
+    in_record: float  # share of the engine thread's wall time spent inside record()
+    off_cpu: float  # share of the engine thread's wall time it did not run (GIL, preemption)
+    latencies: list[float]  # fail-closed: release time minus generation time, per token
+
+
+def engine_run(tmp: Path, mode: str, i: int, batch: int, max_tokens: int) -> EngineRun:
+    """One engine run: rate, CPU per token, time inside ``record()``, release latencies."""
     import queue as queue_mod
     import threading
 
@@ -78,8 +124,10 @@ def engine_run(
     from auditlog.engine.corpus import prompts as corpus_prompts
 
     fail_mode, _, kind = mode.partition("/")
-    recorder = None
-    if kind:
+    recorder, busy = None, None
+    if kind == "busy":
+        busy = subprocess.Popen([sys.executable, "-c", _BUSY])
+    elif kind:
         name = mode.replace("/", "-")
         recorder = open_recorder(
             kind,
@@ -89,7 +137,8 @@ def engine_run(
             spool_path=tmp / f"spool-engine-{name}-{batch}-{i}",
             flush_interval_ms=FLUSH_MS,
         )
-    engine = LLMEngine.demo(event_sink=recorder.record) if recorder else LLMEngine.demo()
+    sink = _TimedSink(recorder.record) if recorder else None
+    engine = LLMEngine.demo(event_sink=sink) if sink else LLMEngine.demo()
     params = SamplingParams(max_tokens=max_tokens, ignore_eos=True)
     for j, prompt in enumerate(corpus_prompts(num_prompts=batch, seed=3)):
         engine.add_request(f"r{i}-{j}", prompt, params, tenant="bench", principal="bench")
@@ -111,7 +160,7 @@ def engine_run(
     if closed:
         thread.start()
     tokens = 0
-    t, cpu = time.perf_counter(), time.process_time()
+    t, cpu, thread_cpu = time.perf_counter(), time.process_time(), time.thread_time()
     while engine.has_unfinished():
         outs = []
         for out in engine.step():
@@ -122,6 +171,10 @@ def engine_run(
                 tokens += n
         if closed and outs:
             pending.put((time.perf_counter(), outs))
+    engine_wall, thread_cpu = time.perf_counter() - t, time.thread_time() - thread_cpu
+    if busy is not None:
+        busy.kill()
+        busy.wait()
     if closed:
         pending.put(None)
         thread.join()
@@ -129,4 +182,7 @@ def engine_run(
     cpu_per_token = (time.process_time() - cpu) / tokens
     if recorder is not None:
         recorder.close()
-    return tokens / elapsed, cpu_per_token, latencies
+    in_record = sink.seconds / engine_wall if sink else 0.0
+    off_cpu = 1 - thread_cpu / engine_wall
+    rate = tokens / elapsed
+    return EngineRun(rate, cpu_per_token, thread_cpu / tokens, in_record, off_cpu, latencies)
