@@ -53,31 +53,30 @@ def bench_engine_overhead(tmp: Path, batch: int, max_tokens: int, repeat: int) -
     for i in range(repeat):
         for mode in ENGINE_MODES:  # interleaved, so machine noise hits every mode alike
             runs[mode].append(engine_run(tmp, mode, i, batch, max_tokens))
-    base = statistics.median(r.rate for r in runs["off"])
-    cpu_off = statistics.median(r.cpu_per_token for r in runs["off"])
-    thread_off = statistics.median(r.thread_cpu_per_token for r in runs["off"])
+
+    def median(mode: str, measure: str) -> float:
+        return float(statistics.median(getattr(r, measure) for r in runs[mode]))
+
+    base = median("off", "rate")
     print(
         f"engine     batch {batch}, {max_tokens} tokens each, demo pair, speculative k=4, "
         f"flush interval {FLUSH_MS} ms, median of {repeat}, load {os.getloadavg()[0]:.2f}"
     )
     for mode in ENGINE_MODES:
-        rate = statistics.median(r.rate for r in runs[mode])
-        extra = statistics.median(r.cpu_per_token for r in runs[mode]) / cpu_off - 1
-        thread = statistics.median(r.thread_cpu_per_token for r in runs[mode]) / thread_off - 1
-        inside = statistics.median(r.in_record for r in runs[mode])
-        off_cpu = statistics.median(r.off_cpu for r in runs[mode])
+        rate = median(mode, "rate")
+        extra = median(mode, "cpu_per_token") / median("off", "cpu_per_token") - 1
+        thread = median(mode, "thread_cpu_per_token") / median("off", "thread_cpu_per_token") - 1
         each = ", ".join(f"{100 * (1 - r.rate / base):.1f}" for r in runs[mode])
         print(
             f"  recorder {mode:14s} {rate:8.1f} tokens/s   "
             f"overhead {100 * (1 - rate / base):5.1f} % "
             f"(runs {each})   engine-process CPU per token {100 * extra:+5.1f} %   "
             f"engine-thread CPU per token {100 * thread:+5.1f} %   "
-            f"inside record() {100 * inside:.3f} % and not running "
-            f"{100 * off_cpu:.2f} % of the engine thread's time"
+            f"inside record() {100 * median(mode, 'in_record'):.3f} % and not running "
+            f"{100 * median(mode, 'off_cpu'):.2f} % of the engine thread's time"
         )
-    waits = {mode: [w for r in runs[mode] for w in r.latencies] for mode in ENGINE_MODES}
     for mode in ("closed/thread", "closed/process"):
-        lat = sorted(waits[mode])
+        lat = sorted(w for r in runs[mode] for w in r.latencies)
         p50 = lat[len(lat) // 2] * 1e3
         p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1e3
         bound = FLUSH_MS + 2
@@ -94,13 +93,12 @@ class _TimedSink:
     ratio come from the same run)."""
 
     def __init__(self, record: Callable[[Event], None]) -> None:
-        self.record, self.seconds, self.num_events = record, 0.0, 0
+        self.record, self.seconds = record, 0.0
 
     def __call__(self, event: Event) -> None:
         t = time.perf_counter()
         self.record(event)
         self.seconds += time.perf_counter() - t
-        self.num_events += 1
 
 
 @dataclass

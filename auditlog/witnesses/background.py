@@ -5,7 +5,7 @@ RFC 3161 timestamper (:class:`~auditlog.witnesses.timestamper.Timestamper`) shar
 queues and returns at once (a slow or unreachable party never blocks recording), one daemon thread
 takes the queued checkpoints per log in FIFO order, ``wait_idle`` and ``close`` drain the queue.
 Each log's queue is bounded (``max_pending``): when the party falls that far behind, the oldest
-checkpoint is dropped, since a later checkpoint covers the records before it too.
+checkpoint is dropped, since a newer checkpoint covers the records before it too.
 """
 
 from __future__ import annotations
